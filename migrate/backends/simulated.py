@@ -1,0 +1,357 @@
+"""The simulated cluster: a ``Cluster`` adapter over a world kept on disk.
+
+Each simulated cluster lives in ``$CNI_MIGRATE_HOME/sims/<name>/world.json`` so separate
+processes (plan, apply, a killed apply, resume, ``sim show``) see the same cluster. Every
+call is one transaction: take an exclusive ``flock`` on the world, load it, act, let the
+controllers react (``simworld.reconcile``), write it back atomically (temp + rename).
+
+It records every write in an action log (``actions``) and can inject faults:
+``--latency`` seconds per call, ``--fail-validation-on NODE[:CHECK]``, and scheduled
+errors (``faults``: the n-th call of an operation fails with 429/500/409).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from migrate.backends import simworld as w
+from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, PermanentError, TemporaryError
+from migrate.model import (
+    CalicoPool,
+    CiliumState,
+    Cni,
+    ClusterIdentity,
+    Inventory,
+    LabelSelector,
+    NetworkPolicyInfo,
+    NodeInfo,
+    OwnerRef,
+    PDBInfo,
+    PodInfo,
+    Taint,
+    frozen_map,
+)
+from migrate.ports import NodeTask, ProbeResult
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+CHECKS = ("cilium-agent-ready", "pod-network", "connectivity")
+
+
+def sims_dir(home: Path) -> Path:
+    return home / "sims"
+
+
+def _check_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise BadInput(f"simulated cluster name {name!r} is not a DNS label (a-z, 0-9, '-')")
+
+
+class SimStore:
+    """Create, find and delete simulated clusters under one home directory."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = sims_dir(home)
+
+    def path(self, name: str) -> Path:
+        _check_name(name)
+        return self.root / name / "world.json"
+
+    def create(self, name: str, world: w.World) -> SimulatedCluster:
+        path = self.path(name)
+        if path.exists():
+            raise BadInput(f"simulated cluster {name!r} exists already (sim delete {name} first)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(path, world)
+        return SimulatedCluster(path)
+
+    def open(self, name: str) -> SimulatedCluster:
+        path = self.path(name)
+        if not path.exists():
+            raise BadInput(f"no simulated cluster named {name!r} (create it with 'cni-migrate sim create {name}')")
+        return SimulatedCluster(path)
+
+    def delete(self, name: str) -> None:
+        path = self.path(name)
+        if not path.exists():
+            raise BadInput(f"no simulated cluster named {name!r}")
+        for child in sorted(path.parent.iterdir()):
+            child.unlink()
+        path.parent.rmdir()
+
+    def names(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.parent.name for p in self.root.glob("*/world.json"))
+
+
+def _write(path: Path, world: w.World) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump(world, f, indent=1, sort_keys=True)
+    # Atomic against a killed process (which is what the simulation must survive);
+    # no fsync: the world is a test fixture, not data a power cut must keep.
+    os.replace(tmp, path)
+
+
+def parse_validation_failure(spec: str) -> tuple[str, str]:
+    """``NODE`` or ``NODE:CHECK`` -> (node, check or "*")."""
+    node, _, check = spec.partition(":")
+    if check and check not in CHECKS:
+        raise BadInput(f"--fail-validation-on {spec!r}: unknown check {check!r} (one of {', '.join(CHECKS)})")
+    if not node:
+        raise BadInput(f"--fail-validation-on {spec!r}: no node named")
+    return node, check or "*"
+
+
+class SimulatedCluster:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.parent.name
+
+    # -- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, op: str | None = None, write: bool = False) -> Iterator[w.World]:
+        with open(self.path.parent / "world.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                world = json.loads(self.path.read_text())
+            except (OSError, ValueError) as exc:
+                raise BadInput(f"simulated cluster {self.name!r} is unreadable: {exc}") from exc
+            if world.get("latency"):
+                time.sleep(float(world["latency"]))
+            if op is not None:
+                self._maybe_fault(world, op)
+            yield world
+            if write:
+                w.reconcile(world)
+                _write(self.path, world)
+
+    def _maybe_fault(self, world: w.World, op: str) -> None:
+        counters = world["counters"]["op"]
+        counters[op] = counters.get(op, 0) + 1
+        for fault in world["faults"]:
+            if fault["op"] == op and fault["nth"] == counters[op]:
+                _write(self.path, world)  # keep the counter, so the fault fires once
+                error = fault["error"]
+                if error == "429":
+                    raise TemporaryError(f"injected 429 on {op} #{counters[op]}", delay=0.1)
+                if error == "409":
+                    raise Conflict(f"injected 409 on {op} #{counters[op]}")
+                if error == "500":
+                    raise TemporaryError(f"injected 500 on {op} #{counters[op]}", delay=0.1)
+                raise PermanentError(f"injected {error} on {op} #{counters[op]}")
+        if op in {f["op"] for f in world["faults"]}:
+            _write(self.path, world)
+
+    def world(self) -> w.World:
+        with self._tx() as world:
+            return world
+
+    def update(self, **fields: Any) -> None:
+        """Change simulation settings (failValidation, faults, latency, nodes...)."""
+        with self._tx(write=True) as world:
+            world.update(fields)
+
+    def _log(self, world: w.World, op: str, target: str, changed: bool) -> None:
+        world["actions"].append({"op": op, "target": target, "changed": changed})
+
+    # -- reads --------------------------------------------------------------------------------
+    def identity(self) -> ClusterIdentity:
+        with self._tx() as world:
+            return ClusterIdentity(kube_system_uid=world["uid"], server=f"sim://{self.name}")
+
+    def nodes(self) -> list[NodeInfo]:
+        with self._tx("list-nodes") as world:
+            return [_node(world, name) for name in sorted(world["nodes"])]
+
+    def get_node(self, name: str) -> NodeInfo:
+        with self._tx("get-node") as world:
+            if name not in world["nodes"]:
+                raise NotFound(f"node {name} not found", node=name)
+            return _node(world, name)
+
+    def pods_on_node(self, name: str) -> list[PodInfo]:
+        with self._tx("list-pods") as world:
+            return [_pod(p) for p in world["pods"].values() if p["node"] == name]
+
+    def inventory(self) -> Inventory:
+        with self._tx("inventory") as world:
+            pdbs = []
+            for pdb in world["pdbs"]:
+                status = w.pdb_status(world, pdb)
+                pdbs.append(PDBInfo(
+                    namespace=pdb["namespace"], name=pdb["name"],
+                    selector=LabelSelector(match_labels=frozen_map(pdb["selector"])),
+                    min_available=pdb.get("minAvailable"), max_unavailable=pdb.get("maxUnavailable"),
+                    disruptions_allowed=status["disruptionsAllowed"], current_healthy=status["currentHealthy"],
+                    desired_healthy=status["desiredHealthy"], expected_pods=status["expectedPods"]))
+            c = world["cilium"]
+            agents = w.owned(world, "DaemonSet", *w.AGENT_DS)
+            return Inventory(
+                identity=ClusterIdentity(kube_system_uid=world["uid"], server=f"sim://{self.name}"),
+                nodes=tuple(_node(world, n) for n in sorted(world["nodes"])),
+                pods=tuple(_pod(p) for p in sorted(world["pods"].values(), key=lambda p: p["uid"])),
+                pdbs=tuple(pdbs),
+                calico_pools=tuple(CalicoPool(p["name"], p["cidr"], p["vxlanMode"], p["ipipMode"])
+                                   for p in world["calico"]["pools"]),
+                calico_install=world["calico"]["install"],
+                calico_dataplane=world["calico"]["dataplane"],
+                cilium=CiliumState(installed=c["installed"], migration_mode=c["migrationMode"],
+                                   node_config_api=c["nodeConfigApi"], cluster_pool_cidr=c["poolCIDR"],
+                                   agents_ready=sum(1 for p in agents if p["ready"])),
+                policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
+            )
+
+    def cilium_agent(self, node: str) -> PodInfo | None:
+        with self._tx("get-agent") as world:
+            for pod in world["pods"].values():
+                if pod["node"] == node and pod["owner"] == {"kind": "DaemonSet", "name": w.AGENT_DS[1]}:
+                    return _pod(pod)
+            return None
+
+    def node_cni(self, node: str) -> Cni:
+        with self._tx("node-cni") as world:
+            return Cni(w.node_cni(world, node))
+
+    # -- writes -------------------------------------------------------------------------------
+    def set_unschedulable(self, name: str, value: bool) -> bool:
+        with self._tx("patch-node", write=True) as world:
+            node = self._node_dict(world, name)
+            changed = node["unschedulable"] != value
+            node["unschedulable"] = value
+            self._log(world, "cordon" if value else "uncordon", name, changed)
+            return changed
+
+    def set_node_label(self, name: str, key: str, value: str | None) -> bool:
+        with self._tx("patch-node", write=True) as world:
+            labels = self._node_dict(world, name)["labels"]
+            changed = labels.get(key) != value
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+            self._log(world, "label" if value is not None else "unlabel", f"{name}:{key}", changed)
+            return changed
+
+    def evict(self, pod: PodInfo) -> None:
+        with self._tx("evict", write=True) as world:
+            live = world["pods"].get(pod.uid)
+            if live is None:
+                raise NotFound(f"pod {pod.key} not found")
+            blocker = w.blocking_pdb(world, live)
+            if blocker is not None:
+                raise EvictionRefused(
+                    f"Cannot evict pod {pod.key} as it would violate the pod's disruption budget {blocker}",
+                    delay=0.5, pdb=blocker)
+            del world["pods"][pod.uid]
+            self._log(world, "evict", pod.uid, True)
+
+    def delete_pod(self, pod: PodInfo) -> None:
+        with self._tx("delete-pod", write=True) as world:
+            if world["pods"].pop(pod.uid, None) is None:
+                raise NotFound(f"pod {pod.key} not found")
+            self._log(world, "delete-pod", pod.uid, True)
+
+    def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
+        # Deletion is immediate in the simulation: one look is the whole wait.
+        with self._tx("list-pods") as world:
+            return [p for p in pods if p.uid in world["pods"]]
+
+    def wait_cilium_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
+        agent = self.cilium_agent(node)
+        if agent is None or agent.uid == not_uid or not agent.ready:
+            raise TemporaryError(f"no new Ready Cilium agent on {node} within {timeout:.0f}s", node=node)
+        return agent
+
+    def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
+        with self._tx("node-task", write=True) as world:
+            self._node_dict(world, node)
+            if task is NodeTask.RESTORE_CALICO_CNI:
+                message = w.restore_calico_files(world, node)
+            else:
+                world["nodes"][node]["boots"] += 1
+                message = "rebooted"
+            self._log(world, f"node-task:{task.value}", node, True)
+            return message
+
+    def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
+        with self._tx(write=True) as world:
+            world["events"].append({"node": node, "reason": reason, "message": message,
+                                    "type": "Warning" if warning else "Normal"})
+
+    # -- validation probes ------------------------------------------------------------------
+    def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
+        with self._tx("probe") as world:
+            n = self._node_dict(world, node)
+            injected = world["failValidation"].get(node, [])
+            if check in injected or "*" in injected:
+                return _injected_failure(node, check, n)
+            pool = ipaddress.ip_network(world["cilium"]["poolCIDR"])
+            if check == "cilium-agent-ready":
+                agents = [p for p in world["pods"].values()
+                          if p["node"] == node and p["owner"] == {"kind": "DaemonSet", "name": w.AGENT_DS[1]}]
+                ok = bool(agents) and agents[0]["ready"]
+                return ProbeResult(check, ok, f"{agents[0]['name']} Ready" if ok else "no Ready agent", "a Ready agent")
+            if check == "pod-network":
+                cni = w.node_cni(world, node)
+                ip = f"{ipaddress.ip_network(w.CILIUM_POOL if cni == 'cilium' else w.CALICO_POOL).network_address + n['index'] * 256 + 250}"
+                ok = ipaddress.ip_address(ip) in pool
+                return ProbeResult(check, ok, f"probe pod IP {ip}", f"an IP in {pool}")
+            if check == "connectivity":
+                peers = [name for name, other in world["nodes"].items() if name != node and other["ready"]]
+                ok = w.node_cni(world, node) == "cilium"
+                return ProbeResult(check, ok, f"reached {len(peers) if ok else 0}/{len(peers)} peer nodes",
+                                   f"{len(peers)}/{len(peers)} peer nodes")
+            raise BadInput(f"unknown validation check {check!r}")
+
+    # -- helpers ----------------------------------------------------------------------------
+    @staticmethod
+    def _node_dict(world: w.World, name: str) -> dict[str, Any]:
+        try:
+            return world["nodes"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise NotFound(f"node {name} not found", node=name) from None
+
+
+def _injected_failure(node: str, check: str, n: dict[str, Any]) -> ProbeResult:
+    observed = {
+        "cilium-agent-ready": "cilium agent CrashLoopBackOff",
+        "pod-network": f"probe pod IP 192.168.{n['index']}.250 is in Calico pool default-ipv4-ippool",
+        "connectivity": "0/5 peers reachable (connect to peers timed out after 5s)",
+    }[check]
+    expected = {
+        "cilium-agent-ready": "a Ready agent",
+        "pod-network": "an IP in 10.245.0.0/16",
+        "connectivity": "all peers reachable",
+    }[check]
+    return ProbeResult(check, False, observed, expected, {"injected": True})
+
+
+def _node(world: w.World, name: str) -> NodeInfo:
+    n = world["nodes"][name]
+    return NodeInfo(
+        name=name, uid=n["uid"], labels=frozen_map(n["labels"]),
+        taints=tuple(Taint(t["key"], t["effect"], t.get("value", "")) for t in n["taints"]),
+        unschedulable=n["unschedulable"], ready=n["ready"], kernel_version=n["kernel"],
+        os_image=n["osImage"], operating_system=n["os"], cpu_millis=n["cpu"], memory_bytes=n["memory"],
+        max_pods=n["maxPods"], cni=Cni(w.node_cni(world, name)),
+    )
+
+
+def _pod(p: dict[str, Any]) -> PodInfo:
+    owner = p["owner"]
+    return PodInfo(
+        namespace=p["namespace"], name=p["name"], uid=p["uid"], node=p["node"], labels=frozen_map(p["labels"]),
+        owner=OwnerRef(owner["kind"], owner["name"]) if owner else None, phase=p["phase"], ready=p["ready"],
+        emptydir=p["emptydir"], cpu_millis=p["cpu"], memory_bytes=p["memory"], ip=p["ip"],
+        host_network=p["hostNetwork"],
+    )

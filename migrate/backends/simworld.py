@@ -1,0 +1,275 @@
+"""The simulated cluster's world: objects as plain dicts and the controllers that act on them.
+
+This is the "physics" of the simulation, kept apart from persistence (``simulated``):
+scheduling (least-loaded schedulable node that fits), Deployment/StatefulSet/DaemonSet
+controllers re-creating pods, PodDisruptionBudget status computed as the disruption
+controller does, pod IPs from the node's CNI, and each node's CNI configuration files with
+the Cilium agent's behaviour in migration mode. All functions mutate the ``World`` dict
+they are given; nothing here sleeps or touches the disk.
+
+World schema (JSON): {name, uid, seed, latency, failValidation: {node: [check|"*"]},
+faults: [{op, nth, error}], counters: {pod, op: {<op>: n}}, nodes: {name: {...}},
+workloads: [...], pods: {uid: {...}}, pdbs: [...], calico: {...}, cilium: {...},
+policies: [...], actions: [{op, target, changed}], events: [{node, reason, message}]}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+from typing import Any
+
+from migrate.model import CONTROL_PLANE_LABEL, MIGRATION_LABEL
+
+World = dict[str, Any]
+
+CALICO_CONF = "10-calico.conflist"
+CILIUM_CONF = "05-cilium.conflist"
+BACKUP_SUFFIX = ".cilium_bak"
+SET_ASIDE_SUFFIX = ".cni-migrate-bak"
+CALICO_POOL = "192.168.0.0/16"
+CILIUM_POOL = "10.245.0.0/16"
+AGENT_DS = ("kube-system", "cilium")
+CALICO_DS = ("calico-system", "calico-node")
+
+
+# -- scenario ------------------------------------------------------------------------------
+def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0) -> World:
+    """1 control-plane node and ``nodes - 1`` workers on Calico, Cilium installed in
+    migration mode beside it, workloads with PDBs, a DaemonSet, a bare and an emptyDir pod."""
+    rng = random.Random(seed)
+    world: World = {
+        "name": name,
+        "uid": f"{rng.getrandbits(128):032x}",
+        "seed": seed,
+        "latency": latency,
+        "failValidation": {},
+        "faults": [],
+        "counters": {"pod": 0, "op": {}},
+        "nodes": {},
+        "workloads": [],
+        "pods": {},
+        "pdbs": [],
+        "calico": {
+            "install": "operator",
+            "dataplane": "iptables",
+            "pools": [{"name": "default-ipv4-ippool", "cidr": CALICO_POOL, "vxlanMode": "Always", "ipipMode": "Never"}],
+        },
+        "cilium": {"installed": True, "migrationMode": True, "nodeConfigApi": "cilium.io/v2", "poolCIDR": CILIUM_POOL},
+        "policies": [{"kind": "NetworkPolicy", "namespace": "shop", "name": "allow-frontend-to-api"}],
+        "actions": [],
+        "events": [],
+    }
+    names = ["cp-1"] + [f"worker-{i}" for i in range(1, nodes)]
+    for index, node in enumerate(names):
+        control = node.startswith("cp-")
+        world["nodes"][node] = {
+            "uid": f"{rng.getrandbits(64):016x}",
+            "index": index,
+            "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux",
+                       **({CONTROL_PLANE_LABEL: ""} if control else {})},
+            "taints": [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}] if control else [],
+            "unschedulable": False,
+            "ready": True,
+            "kernel": rng.choice(["6.1.0-18-amd64", "5.15.0-91-generic", "6.8.0-45-generic"]),
+            "osImage": "Debian GNU/Linux 12 (bookworm)",
+            "os": "linux",
+            "cpu": 4000,
+            "memory": 8 * 2**30,
+            "maxPods": 110,
+            "cniFiles": [CALICO_CONF],
+            "boots": 1,
+            "ipCounter": 0,
+        }
+    workers = max(nodes - 1, 1)
+    world["workloads"] = [
+        _workload("DaemonSet", *AGENT_DS, host_network=True),
+        _workload("DaemonSet", *CALICO_DS, host_network=True),
+        _workload("DaemonSet", "monitoring", "log-shipper"),
+        _workload("Deployment", "kube-system", "coredns", replicas=2, cpu=100),
+        _workload("Deployment", "shop", "frontend", replicas=max(3, workers), cpu=200),
+        _workload("Deployment", "shop", "api", replicas=2, cpu=250),
+        _workload("StatefulSet", "shop", "db", replicas=3, cpu=500),
+        _workload("Deployment", "shop", "thumbnailer", replicas=1, cpu=100, emptydir=True),
+    ]
+    world["pdbs"] = [
+        {"namespace": "kube-system", "name": "coredns", "selector": {"app": "coredns"}, "maxUnavailable": "1"},
+        {"namespace": "shop", "name": "frontend", "selector": {"app": "frontend"}, "minAvailable": "50%"},
+        {"namespace": "shop", "name": "api", "selector": {"app": "api"}, "maxUnavailable": "1"},
+        {"namespace": "shop", "name": "db", "selector": {"app": "db"}, "maxUnavailable": "1"},
+    ]
+    reconcile(world)
+    # A bare pod nobody re-creates, on the first worker.
+    create_pod(world, "default", "debug", None, {"run": "debug"}, node=names[min(1, nodes - 1)], cpu=50)
+    return world
+
+
+def _workload(kind: str, namespace: str, name: str, *, replicas: int = 0, cpu: int = 0,
+              emptydir: bool = False, host_network: bool = False) -> dict[str, Any]:
+    return {"kind": kind, "namespace": namespace, "name": name, "replicas": replicas, "cpu": cpu,
+            "memory": cpu * 2**20, "emptydir": emptydir, "hostNetwork": host_network,
+            "labels": {"app": name}}
+
+
+# -- pods and scheduling -------------------------------------------------------------------
+def _requests(world: World, node: str) -> tuple[int, int, int]:
+    pods = [p for p in world["pods"].values() if p["node"] == node]
+    return sum(p["cpu"] for p in pods), sum(p["memory"] for p in pods), len(pods)
+
+
+def schedule(world: World, cpu: int, memory: int, *, tolerate_control_plane: bool = False) -> str | None:
+    """The least-loaded schedulable node that fits, ties broken by name; None if none fits."""
+    best: tuple[int, str] | None = None
+    for name, node in sorted(world["nodes"].items()):
+        if node["unschedulable"] or not node["ready"]:
+            continue
+        if node["taints"] and not tolerate_control_plane:
+            continue
+        used_cpu, used_mem, count = _requests(world, name)
+        if used_cpu + cpu > node["cpu"] or used_mem + memory > node["memory"] or count >= node["maxPods"]:
+            continue
+        if best is None or count < best[0]:
+            best = (count, name)
+    return best[1] if best else None
+
+
+def node_cni(world: World, node: str) -> str:
+    active = sorted(f for f in world["nodes"][node]["cniFiles"] if f.endswith(".conflist"))
+    if not active:
+        return "unknown"
+    return "cilium" if "cilium" in active[0] else "calico" if "calico" in active[0] else "unknown"
+
+
+def _pod_ip(world: World, node: str, host_network: bool) -> str:
+    n = world["nodes"][node]
+    if host_network:
+        return f"172.18.{n['index'] // 250}.{n['index'] % 250 + 2}"
+    n["ipCounter"] += 1
+    cidr = CILIUM_POOL if node_cni(world, node) == "cilium" else CALICO_POOL
+    net = ipaddress.ip_network(cidr)
+    # One /24 per node inside the pool: deterministic and never shared between nodes.
+    return str(net.network_address + n["index"] * 256 + 2 + n["ipCounter"] % 250)
+
+
+def create_pod(world: World, namespace: str, name: str, owner: dict[str, str] | None,
+               labels: dict[str, str], *, node: str | None, cpu: int = 0, memory: int = 0,
+               emptydir: bool = False, host_network: bool = False) -> dict[str, Any]:
+    world["counters"]["pod"] += 1
+    uid = f"pod-{world['counters']['pod']:06d}"
+    pod = {"namespace": namespace, "name": name, "uid": uid, "node": node, "labels": dict(labels),
+           "owner": owner, "phase": "Running" if node else "Pending", "ready": node is not None,
+           "cpu": cpu, "memory": memory, "emptydir": emptydir, "hostNetwork": host_network,
+           "ip": _pod_ip(world, node, host_network) if node else ""}
+    world["pods"][uid] = pod
+    return pod
+
+
+def owned(world: World, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
+    return [p for p in world["pods"].values()
+            if p["owner"] == {"kind": kind, "name": name} and p["namespace"] == namespace]
+
+
+def reconcile(world: World) -> None:
+    """Run the controllers once: DaemonSets, Deployments, StatefulSets, pending pods."""
+    for wl in world["workloads"]:
+        kind, ns, name = wl["kind"], wl["namespace"], wl["name"]
+        owner = {"kind": kind, "name": name}
+        pods = owned(world, kind, ns, name)
+        if kind == "DaemonSet":
+            have = {p["node"] for p in pods}
+            for node in sorted(world["nodes"]):
+                if node not in have and world["nodes"][node]["ready"]:
+                    create_pod(world, ns, f"{name}-{world['nodes'][node]['uid'][:5]}", owner,
+                               wl["labels"], node=node, cpu=wl["cpu"], memory=wl["memory"],
+                               host_network=wl["hostNetwork"])
+                    if (ns, name) == AGENT_DS:
+                        agent_started(world, node)
+            continue
+        if kind == "StatefulSet":
+            present = {p["name"] for p in pods}
+            for ordinal in range(wl["replicas"]):
+                pod_name = f"{name}-{ordinal}"
+                if pod_name not in present:
+                    target = schedule(world, wl["cpu"], wl["memory"])
+                    create_pod(world, ns, pod_name, owner, wl["labels"], node=target, cpu=wl["cpu"],
+                               memory=wl["memory"], emptydir=wl["emptydir"])
+            continue
+        for _ in range(wl["replicas"] - len(pods)):
+            suffix = f"{world['counters']['pod'] + 1:05d}"
+            target = schedule(world, wl["cpu"], wl["memory"])
+            create_pod(world, ns, f"{name}-{suffix}", owner, wl["labels"], node=target, cpu=wl["cpu"],
+                       memory=wl["memory"], emptydir=wl["emptydir"])
+    for pod in world["pods"].values():
+        if pod["node"] is None:
+            target = schedule(world, pod["cpu"], pod["memory"])
+            if target is not None:
+                pod.update(node=target, phase="Running", ready=True, ip=_pod_ip(world, target, pod["hostNetwork"]))
+
+
+def agent_started(world: World, node: str) -> None:
+    """What a Cilium agent in migration mode does to the node's CNI configuration when it
+    starts: with the migration label (its CiliumNodeConfig) it writes its own conflist and
+    sets the others aside; without it, it leaves the node alone (cni.customConf)."""
+    n = world["nodes"][node]
+    if n["labels"].get(MIGRATION_LABEL) != "true":
+        return
+    files = [f if f.endswith(BACKUP_SUFFIX) or "cilium" in f else f + BACKUP_SUFFIX for f in n["cniFiles"]]
+    files = [f for f in files if not f.startswith(CILIUM_CONF)]
+    n["cniFiles"] = sorted(files + [CILIUM_CONF])
+
+
+def restore_calico_files(world: World, node: str) -> str:
+    n = world["nodes"][node]
+    files = []
+    for f in n["cniFiles"]:
+        if f == CILIUM_CONF:
+            files.append(CILIUM_CONF + SET_ASIDE_SUFFIX)
+        elif f.endswith(BACKUP_SUFFIX):
+            files.append(f[: -len(BACKUP_SUFFIX)])
+        elif f != CILIUM_CONF + SET_ASIDE_SUFFIX:
+            files.append(f)
+    n["cniFiles"] = sorted(set(files))
+    return "restored " + ", ".join(f for f in n["cniFiles"] if f.endswith(".conflist"))
+
+
+# -- disruption budgets --------------------------------------------------------------------
+def _scaled(value: str, total: int) -> int:
+    if value.endswith("%"):
+        return math.ceil(int(value[:-1]) * total / 100)
+    return int(value)
+
+
+def pdb_status(world: World, pdb: dict[str, Any]) -> dict[str, int]:
+    """currentHealthy, desiredHealthy, expectedPods and disruptionsAllowed, as the
+    disruption controller computes them (expected from the owning controllers' scale)."""
+    selected = [p for p in world["pods"].values()
+                if p["namespace"] == pdb["namespace"] and _selects(pdb["selector"], p["labels"])]
+    owners = {(p["owner"]["kind"], p["owner"]["name"]) for p in selected if p["owner"]}
+    expected = sum(w["replicas"] for w in world["workloads"]
+                   if (w["kind"], w["name"]) in owners and w["namespace"] == pdb["namespace"])
+    expected = expected or len(selected)
+    healthy = sum(1 for p in selected if p["ready"])
+    if "minAvailable" in pdb:
+        desired = _scaled(pdb["minAvailable"], expected)
+    else:
+        desired = max(expected - _scaled(pdb["maxUnavailable"], expected), 0)
+    return {"currentHealthy": healthy, "desiredHealthy": desired, "expectedPods": expected,
+            "disruptionsAllowed": max(healthy - desired, 0)}
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def blocking_pdb(world: World, pod: dict[str, Any]) -> str | None:
+    """The PDB that refuses evicting ``pod`` now, or None when eviction is allowed."""
+    for pdb in world["pdbs"]:
+        if pdb["namespace"] != pod["namespace"] or not _selects(pdb["selector"], pod["labels"]):
+            continue
+        status = pdb_status(world, pdb)
+        if pod["ready"] and status["disruptionsAllowed"] < 1:
+            return f"{pdb['namespace']}/{pdb['name']}"
+        if not pod["ready"] and status["currentHealthy"] < status["desiredHealthy"]:
+            return f"{pdb['namespace']}/{pdb['name']}"
+    return None

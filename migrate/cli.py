@@ -1,0 +1,356 @@
+"""The command line: parse, wire adapters to the engine, map errors to exit codes.
+
+No migration logic lives here. Exit codes: 0 done, 1 unexpected, 2 bad input, 3 blocked
+by preflight, 4 validation failed (node rolled back), 5 interrupted (resumable), 6 a step
+failed (node put back). ``--debug`` shows tracebacks; otherwise one line on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from migrate import failpoints, output, planfile
+from migrate.backends import simworld
+from migrate.backends.simulated import SimStore, parse_validation_failure
+from migrate.checkpoints.local import FileLock, LocalStore, run_dir
+from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
+from migrate.executor import Executor
+from migrate.journal import RunState
+from migrate.plan import Plan, PlanOptions, Target
+from migrate.planner import build_plan
+from migrate.ports import Cluster, StopFlag, SystemClock
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Move a live Kubernetes cluster from Calico to Cilium, node by node.")
+sim_app = typer.Typer(no_args_is_help=True, help="Simulated clusters (no Kubernetes needed).")
+app.add_typer(sim_app, name="sim")
+
+DEBUG = {"on": False}
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+class LogFormat(str, Enum):
+    console = "console"
+    json = "json"
+
+
+def home() -> Path:
+    if os.environ.get("CNI_MIGRATE_HOME"):
+        return Path(os.environ["CNI_MIGRATE_HOME"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "cni-migrate"
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    DEBUG["on"] = debug
+
+
+def run_cli(fn: Callable[[], int | None]) -> None:
+    """Run a command body; turn errors into one stderr line and an exit code."""
+    try:
+        code = fn() or 0
+    except MigrateError as exc:
+        if DEBUG["on"]:
+            raise
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exit_code(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted; the journal is resumable with 'cni-migrate resume'", err=True)
+        raise typer.Exit(Interrupted.exit_code) from None
+    raise typer.Exit(code)
+
+
+# -- wiring -----------------------------------------------------------------------------------
+def connect(target: Target, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+    if target.backend == "sim":
+        return SimStore(home()).open(target.name)
+    if target.backend == "kubernetes":
+        from migrate.backends.kubernetes import KubernetesCluster
+
+        return KubernetesCluster.connect(kubeconfig=kubeconfig, context=context or target.name)
+    raise BadInput(f"plan names an unknown backend {target.backend!r}")
+
+
+def choose_target(sim: str | None, kubeconfig: str | None, context: str | None) -> tuple[Target, Cluster]:
+    if sim and (kubeconfig or context):
+        raise BadInput("--sim cannot be combined with --kubeconfig/--context")
+    if sim:
+        cluster = SimStore(home()).open(sim)
+        return Target("sim", sim, f"sim://{sim}"), cluster
+    from migrate.backends.kubernetes import KubernetesCluster
+
+    kube = KubernetesCluster.connect(kubeconfig=kubeconfig, context=context)
+    return Target("kubernetes", kube.context_name, kube.server), kube
+
+
+def load_plan(path: Path) -> Plan:
+    return planfile.read(path)
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """First SIGINT/SIGTERM: finish the step, checkpoint, exit 5. Second: stop at once."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set(f"received {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput("no terminal to confirm on: pass --yes to run non-interactively")
+    if not typer.confirm(question, default=False):
+        raise BadInput("not confirmed; nothing was changed")
+
+
+def make_executor(plan: Plan, cluster: Cluster, log_format: LogFormat, console: output.Console) -> Executor:
+    directory = run_dir(home(), plan.cluster.fingerprint)
+    store = LocalStore(directory)
+    store.check_writable()
+    audit = output.configure_logging(directory / "audit.jsonl", log_format is LogFormat.json)
+    emit = output.fan_out(audit, console, output.node_events(cluster))
+    return Executor(plan=plan, cluster=cluster, store=failpoints.wrap(store), lock=FileLock(directory),
+                    clock=SystemClock(), emit=emit, stop=StopFlag())
+
+
+def journal_for(plan: Plan) -> RunState | None:
+    state = LocalStore(run_dir(home(), plan.cluster.fingerprint)).load()
+    if state is not None and state.plan_id != plan.id:
+        return None
+    return state
+
+
+# -- sim --------------------------------------------------------------------------------------
+@sim_app.command("create")
+def sim_create(
+    name: str,
+    nodes: Annotated[int, typer.Option(help="Nodes in all: 1 control-plane + N-1 workers.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed for UIDs and kernel versions.")] = 0,
+    fail_validation_on: Annotated[Optional[list[str]], typer.Option(
+        "--fail-validation-on", help="NODE or NODE:CHECK whose validation fails.")] = None,
+    latency: Annotated[float, typer.Option(help="Seconds each API call takes.")] = 0.0,
+) -> None:
+    def body() -> None:
+        if nodes < 2:
+            raise BadInput("--nodes must be at least 2 (1 control-plane + 1 worker)")
+        if latency < 0:
+            raise BadInput("--latency must not be negative")
+        world = simworld.default_world(name, nodes=nodes, seed=seed, latency=latency)
+        failures: dict[str, list[str]] = {}
+        for spec in fail_validation_on or []:
+            node, check = parse_validation_failure(spec)
+            if node not in world["nodes"]:
+                raise BadInput(f"--fail-validation-on names unknown node {node!r}")
+            failures.setdefault(node, []).append(check)
+        world["failValidation"] = failures
+        SimStore(home()).create(name, world)
+        typer.echo(f"created simulated cluster {name}: {nodes} nodes on Calico")
+
+    run_cli(body)
+
+
+@sim_app.command("show")
+def sim_show(name: str, o: Annotated[Format, typer.Option("-o", "--output")] = Format.table) -> None:
+    def body() -> None:
+        world = SimStore(home()).open(name).world()
+        nodes = []
+        for node_name, n in sorted(world["nodes"].items()):
+            pods = sorted(f"{p['namespace']}/{p['name']}" for p in world["pods"].values() if p["node"] == node_name)
+            nodes.append({"name": node_name, "cni": simworld.node_cni(world, node_name),
+                          "unschedulable": n["unschedulable"], "labels": n["labels"], "pods": pods})
+        if o is Format.table:
+            rows = [(n["name"], n["cni"], "yes" if n["unschedulable"] else "no", len(n["pods"])) for n in nodes]
+            typer.echo(output.table(("node", "cni", "cordoned", "pods"), rows))
+        else:
+            typer.echo(output.render({"nodes": nodes}, o.value))
+
+    run_cli(body)
+
+
+@sim_app.command("delete")
+def sim_delete(name: str) -> None:
+    def body() -> None:
+        SimStore(home()).delete(name)
+        typer.echo(f"deleted simulated cluster {name}")
+
+    run_cli(body)
+
+
+@sim_app.command("list")
+def sim_list() -> None:
+    run_cli(lambda: typer.echo("\n".join(SimStore(home()).names()) or "no simulated clusters") or 0)
+
+
+# -- plan -------------------------------------------------------------------------------------
+@app.command()
+def plan(
+    sim: Annotated[Optional[str], typer.Option(help="Plan for this simulated cluster.")] = None,
+    kubeconfig: Annotated[Optional[str], typer.Option(help="Path to a kubeconfig (else $KUBECONFIG).")] = None,
+    context: Annotated[Optional[str], typer.Option(help="kubeconfig context (else the current one).")] = None,
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Plan file to write.")] = None,
+    max_unavailable: Annotated[int, typer.Option(help="Nodes migrated at once after the canary.")] = 1,
+    canary: Annotated[int, typer.Option(help="Workers in the first, canary wave.")] = 1,
+    drain_timeout: Annotated[int, typer.Option(help="Seconds a drain may wait for PDBs.")] = 300,
+    force: Annotated[bool, typer.Option(help="Evict pods no controller re-creates.")] = False,
+    delete_emptydir_data: Annotated[bool, typer.Option(help="Evict pods with emptyDir data.")] = False,
+    exclude_node: Annotated[Optional[list[str]], typer.Option(help="Leave this node out.")] = None,
+    cilium_pool_cidr: Annotated[str, typer.Option(help="Cilium cluster-pool CIDR.")] = "10.245.0.0/16",
+) -> None:
+    """Dry run: inspect the cluster, run preflight checks, write a reviewable plan file."""
+
+    def body() -> int:
+        options = PlanOptions(max_unavailable=max_unavailable, canary=canary, drain_timeout_seconds=drain_timeout,
+                              force=force, delete_emptydir_data=delete_emptydir_data,
+                              exclude_nodes=tuple(exclude_node or ()), cilium_pool_cidr=cilium_pool_cidr)
+        target, cluster = choose_target(sim, kubeconfig, context)
+        result = build_plan(cluster.inventory(), options, target)
+        path = out or Path("plans") / f"{target.name}.yaml"
+        planfile.write(result, path)
+        typer.echo(output.plan_summary(result, path))
+        return 3 if result.blocking else 0
+
+    run_cli(body)
+
+
+# -- apply / resume / rollback ------------------------------------------------------------------
+def _execute(planpath: Path, yes: bool, resume: bool, log_format: LogFormat,
+             kubeconfig: str | None, context: str | None) -> int:
+    the_plan = load_plan(planpath)
+    cluster = connect(the_plan.target, kubeconfig, context)
+    steps = sum(len(n.steps) for n in the_plan.nodes)
+    with output.Console(steps) as console:
+        executor = make_executor(the_plan, cluster, log_format, console)
+        executor.verify()
+        verb = "Resume" if resume else "Apply"
+        confirm(f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
+                f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?", yes)
+        with stop_on_signals(executor.stop):
+            state = executor.apply(resume=resume)
+    done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
+    typer.echo(f"plan {the_plan.id}: {done}/{len(state.nodes)} node(s) migrated, run {state.status.value}")
+    return 0
+
+
+LogOpt = Annotated[LogFormat, typer.Option("--log-format", help="Also print JSON logs to stderr.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+KubeconfigOpt = Annotated[Optional[str], typer.Option(help="Path to a kubeconfig.")]
+ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
+
+
+@app.command()
+def apply(planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")], yes: YesOpt = False,
+          log_format: LogOpt = LogFormat.console, kubeconfig: KubeconfigOpt = None,
+          context: ContextOpt = None) -> None:
+    """Execute a reviewed plan, checkpointing every step."""
+    run_cli(lambda: _execute(planpath, yes, False, log_format, kubeconfig, context))
+
+
+@app.command()
+def resume(planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")], yes: YesOpt = False,
+           log_format: LogOpt = LogFormat.console, kubeconfig: KubeconfigOpt = None,
+           context: ContextOpt = None) -> None:
+    """Continue an interrupted or failed run from its last checkpoint."""
+    run_cli(lambda: _execute(planpath, yes, True, log_format, kubeconfig, context))
+
+
+@app.command()
+def rollback(
+    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    node: Annotated[Optional[list[str]], typer.Option("--node", help="Only this node (repeatable).")] = None,
+    yes: YesOpt = False, log_format: LogOpt = LogFormat.console,
+    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
+) -> None:
+    """Put nodes back on Calico (default: every node the run touched), last first."""
+
+    def body() -> int:
+        the_plan = load_plan(planpath)
+        cluster = connect(the_plan.target, kubeconfig, context)
+        with output.Console(0, live=False) as console:
+            executor = make_executor(the_plan, cluster, log_format, console)
+            executor.verify()
+            which = ", ".join(node) if node else "every node the run touched"
+            confirm(f"Roll back {which} of plan {the_plan.id} to Calico?", yes)
+            with stop_on_signals(executor.stop):
+                state = executor.rollback(node or ())
+        back = sorted(n for n, r in state.nodes.items() if r.state.value == "rolled-back")
+        typer.echo(f"plan {the_plan.id}: rolled back {', '.join(back) or 'nothing'}; run {state.status.value}")
+        return 0
+
+    run_cli(body)
+
+
+@app.command()
+def status(planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+           o: Annotated[Format, typer.Option("-o", "--output")] = Format.table) -> None:
+    """Per-node state of a plan's run (pending, in-progress, migrated, failed, rolled-back)."""
+
+    def body() -> None:
+        the_plan = load_plan(planpath)
+        record = output.status_record(the_plan, journal_for(the_plan))
+        typer.echo(output.status_table(record) if o is Format.table else output.render(record, o.value))
+
+    run_cli(body)
+
+
+# -- demo -------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    name: Annotated[str, typer.Option(help="Name of the simulated cluster.")] = "demo",
+    nodes: Annotated[int, typer.Option(help="Nodes in all.")] = 6,
+    max_unavailable: Annotated[int, typer.Option(help="Nodes at once after the canary.")] = 2,
+) -> None:
+    """The one-command tour: simulated cluster -> plan -> apply -> every node on Cilium."""
+
+    def body() -> int:
+        store = SimStore(home())
+        if name in store.names():
+            store.delete(name)
+        store.create(name, simworld.default_world(name, nodes=nodes))
+        typer.echo(f"== simulated cluster {name}: {nodes} nodes, Calico everywhere, Cilium in migration mode\n")
+        cluster = store.open(name)
+        options = PlanOptions(max_unavailable=max_unavailable, force=True, delete_emptydir_data=True)
+        the_plan = build_plan(cluster.inventory(), options, Target("sim", name, f"sim://{name}"))
+        path = Path("plans") / f"{name}.yaml"
+        planfile.write(the_plan, path)
+        typer.echo("== plan (cni-migrate plan --sim demo --force --delete-emptydir-data --max-unavailable 2)")
+        typer.echo(output.plan_summary(the_plan, path) + "\n")
+        typer.echo(f"== apply (cni-migrate apply {path} --yes)")
+        code = _execute(path, True, False, LogFormat.console, None, None)
+        world = cluster.world()
+        typer.echo("\n== result")
+        rows = [(n, simworld.node_cni(world, n), "yes" if world["nodes"][n]["unschedulable"] else "no",
+                 sum(1 for p in world["pods"].values() if p["node"] == n)) for n in sorted(world["nodes"])]
+        typer.echo(output.table(("node", "cni", "cordoned", "pods"), rows))
+        typer.echo(f"\nnext: cni-migrate status {path}   |   cni-migrate rollback {path} --node worker-1 --yes")
+        return code
+
+    run_cli(body)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,307 @@
+"""The executor: run a reviewed plan against a cluster, one checkpointed step at a time.
+
+    load plan -> verify cluster identity and node set -> take the executor lock
+      -> open the journal (new, or the interrupted one) -> for each wave: cordon every
+      node of the wave, then per node drain, swap-cni, validate, uncordon
+      -> on a failed step put the node back (the inverse of each step it completed)
+
+Every step is recorded as started before it runs and as succeeded/failed/interrupted
+after, through the ``CheckpointStore``; a step recorded as succeeded is never run again.
+Steps are idempotent, so one that started but never finished is simply run again.
+The executor reports through ``EventSink`` and never prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from migrate.errors import (
+    BadInput,
+    ClusterError,
+    Interrupted,
+    MigrateError,
+    PlanClusterMismatch,
+    PlanStale,
+    PreflightBlocked,
+    RunConflict,
+    StepFailed,
+    ValidationFailed,
+)
+from migrate.journal import NodeState, RunState, RunStatus, StepStatus
+from migrate.plan import FORWARD_STEPS, ROLLBACK_STEPS, NodePlan, Plan, StepKind, Wave, step_id
+from migrate.ports import CheckpointStore, Clock, Cluster, Event, EventSink, ExecutorLock, StopFlag
+from migrate.steps import StepContext, StepFn, registry
+
+MANUAL = "manual"
+
+# Called before each wave with (wave, state); may set the stop flag or skip nodes.
+WaveGate = Callable[[Wave, RunState], None]
+
+
+@dataclass
+class Executor:
+    plan: Plan
+    cluster: Cluster
+    store: CheckpointStore
+    lock: ExecutorLock
+    clock: Clock
+    emit: EventSink
+    stop: StopFlag
+    wave_gate: WaveGate | None = None
+    agent_timeout: float = 300.0
+    probe_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        self._steps: dict[StepKind, StepFn] = registry()
+        self._ctx = StepContext(
+            cluster=self.cluster,
+            options=self.plan.options,
+            clock=self.clock,
+            stop=self.stop,
+            emit=self.emit,
+            plan_id=self.plan.id,
+            agent_timeout=self.agent_timeout,
+            probe_timeout=self.probe_timeout,
+        )
+
+    # -- entry points ---------------------------------------------------------------------
+    def verify(self) -> None:
+        """Refuse a plan for another cluster, or one the cluster has outgrown."""
+        verify_plan(self.plan, self.cluster)
+
+    def apply(self, *, resume: bool = False) -> RunState:
+        self.verify()
+        if self.plan.blocking:
+            checks = ", ".join(sorted({f.check for f in self.plan.blocking}))
+            raise PreflightBlocked(f"plan {self.plan.id} has blocking findings ({checks}); fix them and plan again")
+        with self.lock.hold():
+            state = self._open(resume)
+            if state.status is RunStatus.COMPLETED:
+                return state
+            return self._forward(state)
+
+    def rollback(self, nodes: Sequence[str] = ()) -> RunState:
+        self.verify()
+        unknown = sorted(set(nodes) - {n.name for n in self.plan.nodes})
+        if unknown:
+            raise BadInput(f"--node names node(s) not in plan {self.plan.id}: {', '.join(unknown)}")
+        with self.lock.hold():
+            state = self.store.load()
+            if state is None:
+                raise BadInput(f"plan {self.plan.id} was never applied to this cluster: nothing to roll back")
+            self._check_journal(state)
+            chosen = list(nodes) or state.touched
+            order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
+            state = self._save(state.with_status(RunStatus.RUNNING))
+            self.emit(Event("run-started", self.plan.id, phase="rollback"))
+            for node in order:
+                run = state.nodes[node.name]
+                if run.state in (NodeState.PENDING, NodeState.FAILED, NodeState.ROLLED_BACK):
+                    continue
+                state = self._put_back(state, node, MANUAL if run.state is not NodeState.ROLLING_BACK else run.reason)
+            left = [n for n, r in state.nodes.items() if r.state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)]
+            state = self._save(state.with_status(RunStatus.INTERRUPTED if left else RunStatus.ROLLED_BACK))
+            self.emit(Event("run-finished", self.plan.id, phase="rollback", outcome=state.status.value))
+            return state
+
+    # -- journal ----------------------------------------------------------------------------
+    def _save(self, state: RunState) -> RunState:
+        self.store.save(state)
+        return state
+
+    def _check_journal(self, state: RunState) -> None:
+        if state.fingerprint != self.plan.cluster.fingerprint:
+            raise PlanClusterMismatch("the checkpoint journal belongs to another cluster")
+        if state.plan_id != self.plan.id:
+            raise RunConflict(
+                f"this cluster's journal belongs to plan {state.plan_id}, not {self.plan.id}; "
+                f"resume or roll back with that plan file"
+            )
+
+    def _open(self, resume: bool) -> RunState:
+        existing = self.store.load()
+        if existing is not None and existing.plan_id != self.plan.id:
+            if not existing.finished:
+                self._check_journal(existing)
+            self.store.archive()
+            existing = None
+        if existing is not None:
+            self._check_journal(existing)
+            if existing.status is RunStatus.ROLLED_BACK and not resume:
+                self.store.archive()
+                existing = None
+        if existing is None:
+            if resume:
+                raise BadInput(f"no interrupted run of plan {self.plan.id} to resume; use 'cni-migrate apply'")
+            return self._save(RunState.new(self.plan))
+        if existing.status is RunStatus.COMPLETED:
+            return existing
+        if not resume:
+            raise RunConflict(
+                f"plan {self.plan.id} has an unfinished run ({existing.status.value}); "
+                "continue it with 'cni-migrate resume' or undo it with 'cni-migrate rollback'"
+            )
+        return existing
+
+    # -- forward ----------------------------------------------------------------------------
+    def _forward(self, state: RunState) -> RunState:
+        state = self._save(state.with_status(RunStatus.RUNNING))
+        self.emit(Event("run-started", self.plan.id, phase="apply"))
+        for node in self.plan.nodes:
+            run = state.nodes[node.name]
+            if run.state is NodeState.ROLLING_BACK:
+                # A put-back was interrupted: finish it, and end the run as it would have.
+                state = self._put_back(state, node, run.reason)
+                state = self._release_peers(state, node)
+                raise self._failure(state, node.name)
+        for wave in self.plan.waves:
+            todo = [n for n in wave.nodes if state.nodes[n.name].state is not NodeState.MIGRATED]
+            if not todo:
+                continue
+            state = self._check_stop(state)
+            if self.wave_gate is not None:
+                self.wave_gate(wave, state)
+                state = self._check_stop(state)
+            self.emit(Event("wave-started", self.plan.id, wave=wave.index, message=", ".join(n.name for n in todo)))
+            state = self._run_wave(state, wave, todo)
+        state = self._save(state.with_status(RunStatus.COMPLETED))
+        self.emit(Event("run-finished", self.plan.id, phase="apply", outcome="completed"))
+        return state
+
+    def _run_wave(self, state: RunState, wave: Wave, todo: list[NodePlan]) -> RunState:
+        # Cordon the whole wave first, so pods evicted from one node never land on another
+        # node of the same wave.
+        for node in todo:
+            if state.nodes[node.name].state is not NodeState.IN_PROGRESS:
+                state = self._save(state.with_node_state(node.name, NodeState.IN_PROGRESS, self._now()))
+            state = self._step(state, node, StepKind.CORDON, "apply", wave)
+        for node in todo:
+            for kind in FORWARD_STEPS[1:]:
+                state = self._check_stop(state)
+                try:
+                    state = self._step(state, node, kind, "apply", wave)
+                except (StepFailed, ValidationFailed) as exc:
+                    state = self._put_back(state, node, kind.value, message=exc.message)
+                    state = self._release_peers(state, node)
+                    raise
+            state = self._save(state.with_node_state(node.name, NodeState.MIGRATED, self._now(), message="migrated"))
+            self.emit(Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome="migrated"))
+        return state
+
+    def _release_peers(self, state: RunState, failed: NodePlan) -> RunState:
+        """Uncordon the wave peers of a failed node whose turn never came; mark them pending."""
+        wave = self._wave(failed)
+        for node in wave.nodes:
+            if node is failed or state.nodes[node.name].state is not NodeState.IN_PROGRESS:
+                continue
+            state = self._step(state, node, StepKind.UNCORDON, "release", wave)
+            state = self._save(state.with_node_state(node.name, NodeState.PENDING, self._now(),
+                                                     message="not started: the run stopped earlier in its wave"))
+        return state
+
+    def _wave(self, node: NodePlan) -> Wave:
+        return next(w for w in self.plan.waves if node in w.nodes)
+
+    # -- backward ---------------------------------------------------------------------------
+    def _put_back(self, state: RunState, node: NodePlan, reason: str, message: str = "") -> RunState:
+        run = state.nodes[node.name]
+        if run.state is not NodeState.ROLLING_BACK:
+            state = self._save(state.with_node_state(node.name, NodeState.ROLLING_BACK, self._now(),
+                                                     reason=reason, message=message))
+        run = state.nodes[node.name]
+        wave = self._wave(node)
+        for kind in self._undo_steps(node, run.reason, run.steps):
+            state = self._step(state, node, kind, "rollback", wave)
+        final = NodeState.ROLLED_BACK if run.reason == MANUAL else NodeState.FAILED
+        state = self._save(state.with_node_state(node.name, final, self._now(), message=run.message))
+        if final is NodeState.FAILED:
+            state = self._save(state.with_status(RunStatus.FAILED))
+        self.emit(Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome=final.value,
+                        message=run.message))
+        return state
+
+    def _undo_steps(self, node: NodePlan, reason: str, records: Mapping[str, object]) -> tuple[StepKind, ...]:
+        """Manual rollback: the full rollback sequence. Automatic: the inverse of every
+        forward step the node started, last first (uncordon is never undone)."""
+        if reason == MANUAL:
+            return ROLLBACK_STEPS
+        undo = []
+        for kind in reversed(FORWARD_STEPS):
+            inverse = kind.inverse
+            if kind is not StepKind.UNCORDON and inverse is not None and step_id(node.name, kind) in records:
+                undo.append(inverse)
+        return tuple(undo)
+
+    def _failure(self, state: RunState, node: str) -> MigrateError:
+        run = state.nodes[node]
+        if run.reason == StepKind.VALIDATE.value:
+            return ValidationFailed(run.message or f"validation of {node} failed", node=node)
+        return StepFailed(run.message or f"{run.reason} of {node} failed", node=node)
+
+    # -- one step ---------------------------------------------------------------------------
+    def _step(self, state: RunState, node: NodePlan, kind: StepKind, phase: str, wave: Wave) -> RunState:
+        sid = step_id(node.name, kind, phase)
+        if state.nodes[node.name].succeeded(sid):
+            return state
+        state = self._save(state.with_step(node.name, sid, kind, StepStatus.STARTED, self._now()))
+        self.emit(Event("step-started", self.plan.id, node=node.name, wave=wave.index, step=kind.value, phase=phase))
+        started = self.clock.monotonic()
+        try:
+            message = self._steps[kind](self._ctx, node)
+        except Interrupted as exc:
+            state = self._interrupted(state, node, sid, kind, exc.message)
+            raise
+        except (StepFailed, ValidationFailed) as exc:
+            state = self._save(state.with_step(node.name, sid, kind, StepStatus.FAILED, self._now(), exc.message))
+            self.emit(Event("step-finished", self.plan.id, node=node.name, wave=wave.index, step=kind.value,
+                            phase=phase, outcome="failed", message=exc.message,
+                            duration=self.clock.monotonic() - started))
+            raise
+        except ClusterError as exc:
+            # The API is unreachable or refuses us: stop, resumable; never roll back for it.
+            message = f"{kind.value} of {node.name} stopped: {exc.message}"
+            self._interrupted(state, node, sid, kind, message)
+            raise Interrupted(message + "; resume when the cluster answers again", node=node.name) from exc
+        state = self._save(state.with_step(node.name, sid, kind, StepStatus.SUCCEEDED, self._now(), message))
+        self.emit(Event("step-finished", self.plan.id, node=node.name, wave=wave.index, step=kind.value,
+                        phase=phase, outcome="succeeded", message=message,
+                        duration=self.clock.monotonic() - started))
+        return state
+
+    def _interrupted(self, state: RunState, node: NodePlan, sid: str, kind: StepKind, message: str) -> RunState:
+        state = state.with_step(node.name, sid, kind, StepStatus.INTERRUPTED, self._now(), message)
+        state = self._save(state.with_status(RunStatus.INTERRUPTED))
+        self.emit(Event("run-finished", self.plan.id, node=node.name, outcome="interrupted", message=message))
+        return state
+
+    def _check_stop(self, state: RunState) -> RunState:
+        if not self.stop.is_set():
+            return state
+        self._save(state.with_status(RunStatus.INTERRUPTED))
+        self.emit(Event("run-finished", self.plan.id, outcome="interrupted", message=self.stop.reason))
+        raise Interrupted(f"stopped: {self.stop.reason}; continue with 'cni-migrate resume'")
+
+    def _now(self) -> str:
+        return self.clock.now().isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def verify_plan(plan: Plan, cluster: Cluster) -> None:
+    identity = cluster.identity()
+    if identity.fingerprint != plan.cluster.fingerprint:
+        raise PlanClusterMismatch(
+            f"plan {plan.id} is for another cluster (plan: {plan.cluster.server}, "
+            f"kube-system {plan.cluster.kube_system_uid[:8]}; this: {identity.server}, "
+            f"kube-system {identity.kube_system_uid[:8]})"
+        )
+    live = {(n.name, n.uid) for n in cluster.nodes()}
+    planned = set(plan.cluster.nodes)
+    if live != planned:
+        added = sorted(n for n, _ in live - planned)
+        removed = sorted(n for n, _ in planned - live)
+        parts = []
+        if added:
+            parts.append(f"added or replaced: {', '.join(added)}")
+        if removed:
+            parts.append(f"removed or replaced: {', '.join(removed)}")
+        raise PlanStale(f"plan {plan.id} is stale: nodes changed since it was made ({'; '.join(parts)}); plan again")

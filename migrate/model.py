@@ -1,0 +1,230 @@
+"""Inventory: what cni-migrate knows about a cluster at one moment, as plain frozen data.
+
+Backends read a cluster into these types; the planner, preflight checks and drain filters
+are pure functions over them. Nothing here does I/O or imports a Kubernetes client.
+
+Quantities are normalised at the backend boundary: CPU in millicores, memory in bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+
+def frozen_map(items: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """A read-only copy of ``items`` with sorted keys (so output is deterministic)."""
+    return MappingProxyType(dict(sorted((items or {}).items())))
+
+
+class Cni(str, Enum):
+    """Which CNI a node's pods are networked by, as the node's CNI configuration says."""
+
+    CALICO = "calico"
+    CILIUM = "cilium"
+    UNKNOWN = "unknown"
+
+
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+MIGRATION_LABEL = "io.cilium.migration/cilium-default"
+
+
+@dataclass(frozen=True)
+class ClusterIdentity:
+    """Which cluster this is: the kube-system namespace UID plus the API server address.
+
+    ``fingerprint`` binds plans and checkpoints to one cluster; it must not be used as a
+    secret or derived from credentials.
+    """
+
+    kube_system_uid: str
+    server: str
+
+    @property
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256(f"{self.kube_system_uid}|{self.server}".encode()).hexdigest()
+        return f"sha256:{digest[:32]}"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    uid: str
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    taints: tuple[Taint, ...] = ()
+    unschedulable: bool = False
+    ready: bool = True
+    kernel_version: str = ""
+    os_image: str = ""
+    operating_system: str = "linux"
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    max_pods: int = 110
+    cni: Cni = Cni.UNKNOWN
+    resource_version: str = ""
+
+    @property
+    def control_plane(self) -> bool:
+        return CONTROL_PLANE_LABEL in self.labels
+
+
+@dataclass(frozen=True)
+class OwnerRef:
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    namespace: str
+    name: str
+    uid: str
+    node: str | None
+    labels: Mapping[str, str] = field(default_factory=frozen_map)
+    owner: OwnerRef | None = None
+    phase: str = "Running"
+    ready: bool = True
+    mirror: bool = False
+    emptydir: bool = False
+    local_pv: bool = False
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+    ip: str = ""
+    host_network: bool = False
+    deleting: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def daemonset(self) -> bool:
+        return self.owner is not None and self.owner.kind == "DaemonSet"
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A Kubernetes label selector: ``matchLabels`` plus ``matchExpressions``."""
+
+    match_labels: Mapping[str, str] = field(default_factory=frozen_map)
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for key, operator, values in self.match_expressions:
+            present = key in labels
+            if operator == "In" and (not present or labels[key] not in values):
+                return False
+            if operator == "NotIn" and present and labels[key] in values:
+                return False
+            if operator == "Exists" and not present:
+                return False
+            if operator == "DoesNotExist" and present:
+                return False
+        return True
+
+    @property
+    def empty(self) -> bool:
+        return not self.match_labels and not self.match_expressions
+
+
+@dataclass(frozen=True)
+class PDBInfo:
+    """A PodDisruptionBudget with the status the disruption controller computed."""
+
+    namespace: str
+    name: str
+    selector: LabelSelector
+    min_available: str | None = None
+    max_unavailable: str | None = None
+    disruptions_allowed: int = 0
+    current_healthy: int = 0
+    desired_healthy: int = 0
+    expected_pods: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def selects(self, pod: PodInfo) -> bool:
+        # An empty selector in policy/v1 selects every pod of the namespace.
+        return pod.namespace == self.namespace and self.selector.matches(pod.labels)
+
+
+@dataclass(frozen=True)
+class CalicoPool:
+    name: str
+    cidr: str
+    vxlan_mode: str = "Never"
+    ipip_mode: str = "Never"
+
+
+@dataclass(frozen=True)
+class CiliumState:
+    """What the cluster says about Cilium: install mode and the API versions it serves."""
+
+    installed: bool = False
+    migration_mode: bool = False
+    node_config_api: str | None = None
+    cluster_pool_cidr: str | None = None
+    agents_ready: int = 0
+
+
+@dataclass(frozen=True)
+class NetworkPolicyInfo:
+    kind: str  # NetworkPolicy | CalicoNetworkPolicy | GlobalNetworkPolicy
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A consistent read of everything planning needs. Pods are indexed by node once."""
+
+    identity: ClusterIdentity
+    nodes: tuple[NodeInfo, ...]
+    pods: tuple[PodInfo, ...] = ()
+    pdbs: tuple[PDBInfo, ...] = ()
+    calico_pools: tuple[CalicoPool, ...] = ()
+    calico_install: str = "none"  # operator | manifest | none
+    calico_dataplane: str = "iptables"
+    cilium: CiliumState = CiliumState()
+    policies: tuple[NetworkPolicyInfo, ...] = ()
+    missing_permissions: tuple[str, ...] = ()
+
+    def node(self, name: str) -> NodeInfo | None:
+        return self._nodes_by_name.get(name)
+
+    @property
+    def _nodes_by_name(self) -> Mapping[str, NodeInfo]:
+        cached = self.__dict__.get("_nodes_cache")
+        if cached is None:
+            cached = {n.name: n for n in self.nodes}
+            object.__setattr__(self, "_nodes_cache", cached)
+        return cached
+
+    def pods_on(self, node: str) -> tuple[PodInfo, ...]:
+        cached = self.__dict__.get("_pods_cache")
+        if cached is None:
+            index: dict[str, list[PodInfo]] = {}
+            for pod in self.pods:
+                if pod.node:
+                    index.setdefault(pod.node, []).append(pod)
+            cached = {k: tuple(v) for k, v in index.items()}
+            object.__setattr__(self, "_pods_cache", cached)
+        return cached.get(node, ())

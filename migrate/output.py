@@ -1,0 +1,217 @@
+"""Everything users and machines read: plan summaries, status tables, json/yaml, logs.
+
+The engine emits ``Event`` objects; this module turns them into console lines (a live
+rich progress view on a terminal, plain lines otherwise), structured JSON lines via
+structlog (the audit log next to the checkpoints, and stderr with ``--log-format json``),
+and Kubernetes Events on nodes (through the cluster adapter).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+import yaml
+
+from migrate.journal import NodeState, RunState
+from migrate.plan import Plan, Severity
+from migrate.ports import Cluster, Event
+
+STEP_REASONS = {
+    "step-started": "CNIMigrateStepStarted",
+    "step-finished": "CNIMigrateStepSucceeded",
+}
+
+
+# -- formats ----------------------------------------------------------------------------------
+def render(data: Any, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=False)
+    if fmt == "yaml":
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    raise ValueError(fmt)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h).upper() for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("   ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in cells)
+
+
+# -- plan --------------------------------------------------------------------------------------
+def plan_summary(plan: Plan, path: Path | None = None) -> str:
+    lines = [f"Plan {plan.id} for {plan.target.backend} {plan.target.name} ({plan.cluster.server})"]
+    if path is not None:
+        lines[0] += f" written to {path}"
+    o = plan.options
+    lines.append(f"  {len(plan.nodes)} node(s) in {len(plan.waves)} wave(s); max unavailable {o.max_unavailable}, "
+                 f"canary {o.canary}, drain timeout {o.drain_timeout_seconds}s")
+    for wave in plan.waves:
+        label = " (canary)" if wave.canary else ""
+        lines.append(f"  wave {wave.index}{label}: {', '.join(n.name for n in wave.nodes)}")
+    for name, reason in plan.excluded:
+        lines.append(f"  not in plan: {name}: {reason}")
+    if not plan.nodes:
+        lines.append("  nothing to do: " + ("; ".join(sorted({r for _, r in plan.excluded})) or "no nodes"))
+    lines.append("  steps per node: cordon -> drain -> swap-cni -> validate -> uncordon")
+    for f in plan.findings:
+        mark = "BLOCKING" if f.severity is Severity.BLOCKING else "warning "
+        lines.append(f"  {mark} [{f.check}] {f.message}" + (f" -- fix: {f.fix}" if f.fix else ""))
+    if not plan.findings:
+        lines.append("  preflight: no findings")
+    return "\n".join(lines)
+
+
+# -- status ------------------------------------------------------------------------------------
+def status_record(plan: Plan, state: RunState | None) -> dict[str, Any]:
+    """The stable JSON shape of ``cni-migrate status -o json``."""
+    nodes = []
+    for wave in plan.waves:
+        for node in wave.nodes:
+            run = state.nodes.get(node.name) if state else None
+            nodes.append({
+                "name": node.name,
+                "wave": wave.index,
+                "state": run.state.value if run else NodeState.PENDING.value,
+                "lastStep": run.last_step if run else "",
+                "startedAt": run.started_at if run else "",
+                "finishedAt": run.finished_at if run else "",
+                "message": run.message if run else "",
+            })
+    return {
+        "planId": plan.id,
+        "cluster": plan.cluster.server,
+        "run": state.status.value if state else "not-started",
+        "nodes": nodes,
+    }
+
+
+def status_table(record: dict[str, Any]) -> str:
+    rows = [(n["name"], n["wave"], n["state"], n["lastStep"] or "-", n["startedAt"] or "-",
+             n["finishedAt"] or "-", n["message"]) for n in record["nodes"]]
+    head = f"plan {record['planId']}  cluster {record['cluster']}  run {record['run']}\n"
+    return head + table(("node", "wave", "state", "last step", "started", "finished", "message"), rows)
+
+
+# -- events ------------------------------------------------------------------------------------
+def configure_logging(audit_path: Path | None, json_to_stderr: bool) -> Callable[[Event], None]:
+    """structlog to a JSON audit file (always, when a path is given) and stderr (on request)."""
+    sinks: list[IO[str]] = []
+    if audit_path is not None:
+        audit_path.parent.mkdir(parents=True, exist_ok=True)
+        sinks.append(open(audit_path, "a", encoding="utf-8"))  # noqa: SIM115 - lives for the run
+    if json_to_stderr:
+        sinks.append(sys.stderr)
+
+    def write(_logger: Any, _name: str, event_dict: dict[str, Any]) -> str:
+        line = json.dumps(event_dict, sort_keys=True)
+        for sink in sinks:
+            sink.write(line + "\n")
+            sink.flush()
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            write,
+        ],
+        cache_logger_on_first_use=False,
+    )
+    log = structlog.get_logger("cni-migrate")
+
+    def emit(event: Event) -> None:
+        fields = {k: v for k, v in vars(event).items() if v not in ("", 0, 0.0) and k != "kind"}
+        if "duration" in fields:
+            fields["duration"] = round(float(fields["duration"]), 3)
+        if event.outcome == "failed":
+            log.warning(event.kind, **fields)
+        else:
+            log.info(event.kind, **fields)
+
+    return emit
+
+
+class Console:
+    """Human output: a live progress bar on a terminal, plain lines elsewhere."""
+
+    def __init__(self, total_steps: int, stream: IO[str] | None = None, live: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self.total = total_steps
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Console:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("migrating", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def print(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "wave-started":
+            self.print(f"wave {event.wave}: {event.message}")
+        elif event.kind == "step-started" and self._progress is not None:
+            self._progress.update(self._task, description=f"{event.node} {event.phase} {event.step}")
+        elif event.kind == "step-finished":
+            mark = "ok  " if event.outcome == "succeeded" else "FAIL"
+            phase = "" if event.phase == "apply" else f"{event.phase} "
+            self.print(f"  {mark} {event.node:<14} {phase}{event.step:<12} {event.message} ({event.duration:.1f}s)")
+            if self._progress is not None and event.phase == "apply" and event.outcome == "succeeded":
+                self._progress.advance(self._task)
+        elif event.kind == "wait":
+            self.print(f"  ...  {event.node:<14} {event.message}")
+        elif event.kind == "node-state" and event.outcome != "migrated":
+            self.print(f"  node {event.node} is {event.outcome}" + (f": {event.message}" if event.message else ""))
+        elif event.kind == "run-finished" and event.outcome == "interrupted" and event.phase != "rollback":
+            self.print(f"stopped: {event.message}")
+
+
+def node_events(cluster: Cluster) -> Callable[[Event], None]:
+    """Post step transitions as Kubernetes Events on the node (``kubectl describe node``)."""
+
+    def emit(event: Event) -> None:
+        if not event.node or event.kind not in ("step-started", "step-finished", "node-state"):
+            return
+        if event.kind == "step-started":
+            reason, message, warning = "MigrationStepStarted", f"{event.phase} {event.step} started", False
+        elif event.kind == "step-finished":
+            warning = event.outcome != "succeeded"
+            reason = "MigrationStepFailed" if warning else "MigrationStepSucceeded"
+            message = f"{event.phase} {event.step}: {event.message}"
+        else:
+            warning = event.outcome != "migrated"
+            reason, message = "MigrationNode" + event.outcome.title().replace("-", ""), event.message or event.outcome
+        try:
+            cluster.record_event(event.node, reason, f"cni-migrate plan {event.plan_id}: {message}", warning)
+        except Exception:  # noqa: BLE001 - an Event is a courtesy; never fail a step over one
+            pass
+
+    return emit
+
+
+def fan_out(*sinks: Callable[[Event], None]) -> Callable[[Event], None]:
+    def emit(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+
+    return emit

@@ -1,0 +1,354 @@
+"""The migration plan: the reviewed artifact that is the only input to ``apply``.
+
+A plan is pure data: waves of nodes, the steps per node, preflight findings, the options
+it was built with and a snapshot of the cluster it was built from (identity and node
+UIDs), so ``apply`` can refuse a plan for another cluster or a stale one.
+
+Record schema (``to_record``), schema ``cni-migrate.io/v1``::
+
+    apiVersion: cni-migrate.io/v1
+    kind: MigrationPlan
+    metadata: {id: <12 hex>, checksum: sha256:<64 hex>}
+    target: {backend: sim|kubernetes, name: <sim name or kube context>, server: <url>}
+    cluster: {fingerprint, kubeSystemUID, server, nodes: [{name, uid}]}
+    options: {maxUnavailable, canary, drainTimeoutSeconds, force, deleteEmptydirData,
+              excludeNodes: [..], ciliumPoolCIDR}
+    findings: [{check, severity, message, fix, subjects: [..]}]
+    waves: [{index, canary, nodes: [{name, controlPlane, keepCordoned, steps: [{id, kind}]}]}]
+    excluded: [{name, reason}]
+
+The checksum covers everything but ``metadata``; the plan id is its first 12 hex digits.
+The same inventory and options always give a byte-identical file (no timestamps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from migrate.errors import BadInput
+
+SCHEMA = "cni-migrate.io/v1"
+KIND = "MigrationPlan"
+
+
+class StepKind(str, Enum):
+    """The closed set of things the executor does to a node."""
+
+    CORDON = "cordon"
+    DRAIN = "drain"
+    SWAP_CNI = "swap-cni"
+    VALIDATE = "validate"
+    UNCORDON = "uncordon"
+    RESTORE_CNI = "restore-cni"
+
+    @property
+    def inverse(self) -> StepKind | None:
+        """The step that undoes this one; None when nothing needs undoing."""
+        return _INVERSE.get(self)
+
+
+_INVERSE = {
+    StepKind.CORDON: StepKind.UNCORDON,
+    StepKind.UNCORDON: StepKind.CORDON,
+    StepKind.SWAP_CNI: StepKind.RESTORE_CNI,
+    StepKind.RESTORE_CNI: StepKind.SWAP_CNI,
+}
+
+FORWARD_STEPS = (
+    StepKind.CORDON,
+    StepKind.DRAIN,
+    StepKind.SWAP_CNI,
+    StepKind.VALIDATE,
+    StepKind.UNCORDON,
+)
+# Put a node back on Calico: keep it cordoned, move its pods off (they restart on
+# Calico elsewhere), restore the CNI configuration, then let pods back.
+ROLLBACK_STEPS = (StepKind.CORDON, StepKind.DRAIN, StepKind.RESTORE_CNI, StepKind.UNCORDON)
+
+
+class Severity(str, Enum):
+    BLOCKING = "blocking"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One preflight result: what is wrong, how bad, and how to fix it."""
+
+    check: str
+    severity: Severity
+    message: str
+    fix: str = ""
+    subjects: tuple[str, ...] = ()
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "severity": self.severity.value,
+            "message": self.message,
+            "fix": self.fix,
+            "subjects": list(self.subjects),
+        }
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> Finding:
+        return cls(
+            check=str(r["check"]),
+            severity=Severity(r["severity"]),
+            message=str(r["message"]),
+            fix=str(r.get("fix", "")),
+            subjects=tuple(str(s) for s in r.get("subjects", ())),
+        )
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    max_unavailable: int = 1
+    canary: int = 1
+    drain_timeout_seconds: int = 300
+    force: bool = False
+    delete_emptydir_data: bool = False
+    exclude_nodes: tuple[str, ...] = ()
+    cilium_pool_cidr: str = "10.245.0.0/16"
+
+    def __post_init__(self) -> None:
+        if self.max_unavailable < 1:
+            raise BadInput("--max-unavailable must be at least 1")
+        if self.canary < 0:
+            raise BadInput("--canary must not be negative")
+        if self.drain_timeout_seconds < 1:
+            raise BadInput("--drain-timeout must be at least 1 second")
+        try:
+            ipaddress.ip_network(self.cilium_pool_cidr)
+        except ValueError as exc:
+            raise BadInput(f"--cilium-pool-cidr {self.cilium_pool_cidr!r} is not a CIDR") from exc
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "maxUnavailable": self.max_unavailable,
+            "canary": self.canary,
+            "drainTimeoutSeconds": self.drain_timeout_seconds,
+            "force": self.force,
+            "deleteEmptydirData": self.delete_emptydir_data,
+            "excludeNodes": list(self.exclude_nodes),
+            "ciliumPoolCIDR": self.cilium_pool_cidr,
+        }
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> PlanOptions:
+        return cls(
+            max_unavailable=int(r["maxUnavailable"]),
+            canary=int(r["canary"]),
+            drain_timeout_seconds=int(r["drainTimeoutSeconds"]),
+            force=bool(r["force"]),
+            delete_emptydir_data=bool(r["deleteEmptydirData"]),
+            exclude_nodes=tuple(str(n) for n in r.get("excludeNodes", ())),
+            cilium_pool_cidr=str(r["ciliumPoolCIDR"]),
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    kind: StepKind
+    node: str
+
+
+def step_id(node: str, kind: StepKind, phase: str = "apply") -> str:
+    """Stable step ids: ``<node>/<kind>`` forward, ``<node>/rollback/<kind>`` backward."""
+    return f"{node}/{kind.value}" if phase == "apply" else f"{node}/{phase}/{kind.value}"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    control_plane: bool = False
+    keep_cordoned: bool = False  # the node was cordoned before the run: leave it so
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(Step(step_id(self.name, k), k, self.name) for k in FORWARD_STEPS)
+
+    @property
+    def rollback_steps(self) -> tuple[Step, ...]:
+        return tuple(Step(step_id(self.name, k, "rollback"), k, self.name) for k in ROLLBACK_STEPS)
+
+
+@dataclass(frozen=True)
+class Wave:
+    index: int
+    nodes: tuple[NodePlan, ...]
+    canary: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """How to reach the cluster again: a sim name, or a kube context and server."""
+
+    backend: str  # "sim" | "kubernetes"
+    name: str
+    server: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    fingerprint: str
+    kube_system_uid: str
+    server: str
+    nodes: tuple[tuple[str, str], ...]  # (name, uid), sorted by name
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: Target
+    cluster: ClusterSnapshot
+    options: PlanOptions
+    waves: tuple[Wave, ...]
+    findings: tuple[Finding, ...] = ()
+    excluded: tuple[tuple[str, str], ...] = ()  # (node, reason)
+    schema: str = SCHEMA
+    _checksum: str = field(default="", compare=False, repr=False)
+
+    @property
+    def blocking(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.BLOCKING)
+
+    @property
+    def nodes(self) -> tuple[NodePlan, ...]:
+        return tuple(n for w in self.waves for n in w.nodes)
+
+    def node(self, name: str) -> NodePlan | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def wave_of(self, name: str) -> int:
+        return next(w.index for w in self.waves for n in w.nodes if n.name == name)
+
+    @property
+    def checksum(self) -> str:
+        return checksum(self._body())
+
+    @property
+    def id(self) -> str:
+        return self.checksum.split(":", 1)[1][:12]
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "target": {
+                "backend": self.target.backend,
+                "name": self.target.name,
+                "server": self.target.server,
+            },
+            "cluster": {
+                "fingerprint": self.cluster.fingerprint,
+                "kubeSystemUID": self.cluster.kube_system_uid,
+                "server": self.cluster.server,
+                "nodes": [{"name": n, "uid": u} for n, u in self.cluster.nodes],
+            },
+            "options": self.options.to_record(),
+            "findings": [f.to_record() for f in self.findings],
+            "excluded": [{"name": n, "reason": r} for n, r in self.excluded],
+            "waves": [
+                {
+                    "index": w.index,
+                    "canary": w.canary,
+                    "nodes": [
+                        {
+                            "name": n.name,
+                            "controlPlane": n.control_plane,
+                            "keepCordoned": n.keep_cordoned,
+                            "steps": [{"id": s.id, "kind": s.kind.value} for s in n.steps],
+                        }
+                        for n in w.nodes
+                    ],
+                }
+                for w in self.waves
+            ],
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        body = self._body()
+        return {
+            "apiVersion": self.schema,
+            "kind": KIND,
+            "metadata": {"id": self.id, "checksum": checksum(body)},
+            **body,
+        }
+
+    @classmethod
+    def from_record(cls, record: Any) -> Plan:
+        """Parse and verify a plan record; every defect is a one-line ``BadInput``."""
+        if not isinstance(record, Mapping):
+            raise BadInput("plan file is not a MigrationPlan document (expected a mapping)")
+        if record.get("kind") != KIND:
+            raise BadInput(f"plan file is not a MigrationPlan (kind: {record.get('kind')!r})")
+        if record.get("apiVersion") != SCHEMA:
+            raise BadInput(
+                f"plan schema {record.get('apiVersion')!r} is not supported (this version "
+                f"reads {SCHEMA}); re-run 'cni-migrate plan'"
+            )
+        try:
+            plan = _parse_body(record)
+            declared = record["metadata"]["checksum"]
+        except BadInput:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # Any structural defect (missing key, wrong type, bad enum) is bad input.
+            raise BadInput(f"plan file is malformed: {_describe(exc)}") from exc
+        if declared != plan.checksum:
+            raise BadInput("plan file checksum does not match its content (edited by hand?)")
+        return plan
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _parse_body(r: Mapping[str, Any]) -> Plan:
+    waves = []
+    for w in r["waves"]:
+        nodes = []
+        for n in w["nodes"]:
+            node = NodePlan(
+                name=_str(n["name"]),
+                control_plane=bool(n["controlPlane"]),
+                keep_cordoned=bool(n["keepCordoned"]),
+            )
+            declared = [(s["id"], StepKind(s["kind"])) for s in n["steps"]]
+            if declared != [(s.id, s.kind) for s in node.steps]:
+                raise BadInput(f"plan file lists unexpected steps for node {node.name}")
+            nodes.append(node)
+        waves.append(Wave(index=int(w["index"]), nodes=tuple(nodes), canary=bool(w["canary"])))
+    c = r["cluster"]
+    t = r["target"]
+    return Plan(
+        target=Target(backend=_str(t["backend"]), name=_str(t["name"]), server=str(t["server"])),
+        cluster=ClusterSnapshot(
+            fingerprint=_str(c["fingerprint"]),
+            kube_system_uid=_str(c["kubeSystemUID"]),
+            server=str(c["server"]),
+            nodes=tuple((_str(n["name"]), _str(n["uid"])) for n in c["nodes"]),
+        ),
+        options=PlanOptions.from_record(r["options"]),
+        waves=tuple(waves),
+        findings=tuple(Finding.from_record(f) for f in r["findings"]),
+        excluded=tuple((_str(e["name"]), str(e["reason"])) for e in r["excluded"]),
+    )
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def checksum(body: Mapping[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

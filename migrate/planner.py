@@ -1,0 +1,104 @@
+"""The planner: inventory + options -> plan. Pure: no I/O, no clock, deterministic.
+
+Waves:
+1. a canary wave of ``options.canary`` workers (the first by name);
+2. the other workers, first-fit into waves of at most ``max_unavailable`` nodes, where a
+   node joins a wave only if, for every PodDisruptionBudget, the wave's pods under that
+   budget stay within what the budget allows at once (a lone node is always allowed: its
+   drain then proceeds one eviction at a time as the budget recovers);
+3. control-plane nodes last, one per wave.
+Nodes already on Cilium are excluded with that reason, so planning again after a
+finished run yields an empty plan that says why.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from migrate.errors import BadInput
+from migrate.model import MIGRATION_LABEL, Cni, Inventory, NodeInfo
+from migrate.plan import ClusterSnapshot, NodePlan, Plan, PlanOptions, Target, Wave
+from migrate.preflight import capacity, evictable, run_checks
+
+
+def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
+    known = {n.name for n in inv.nodes}
+    unknown = sorted(set(options.exclude_nodes) - known)
+    if unknown:
+        raise BadInput(f"--exclude-node names unknown node(s): {', '.join(unknown)}")
+
+    excluded: list[tuple[str, str]] = []
+    candidates: list[NodeInfo] = []
+    for node in sorted(inv.nodes, key=lambda n: n.name):
+        if node.name in options.exclude_nodes:
+            excluded.append((node.name, "excluded with --exclude-node"))
+        elif node.cni is Cni.CILIUM and node.labels.get(MIGRATION_LABEL) == "true":
+            excluded.append((node.name, "already migrated to Cilium"))
+        else:
+            candidates.append(node)
+
+    findings = run_checks(inv, candidates, options) if candidates else []
+    waves = _waves(inv, candidates, options)
+    findings += capacity(inv, [[n.name for n in w.nodes] for w in waves])
+    return Plan(
+        target=target,
+        cluster=ClusterSnapshot(
+            fingerprint=inv.identity.fingerprint,
+            kube_system_uid=inv.identity.kube_system_uid,
+            server=inv.identity.server,
+            nodes=tuple(sorted((n.name, n.uid) for n in inv.nodes)),
+        ),
+        options=options,
+        waves=tuple(waves),
+        findings=tuple(findings),
+        excluded=tuple(excluded),
+    )
+
+
+def _node_plan(node: NodeInfo) -> NodePlan:
+    return NodePlan(name=node.name, control_plane=node.control_plane, keep_cordoned=node.unschedulable)
+
+
+def _waves(inv: Inventory, nodes: Sequence[NodeInfo], options: PlanOptions) -> list[Wave]:
+    workers = [n for n in nodes if not n.control_plane]
+    control = [n for n in nodes if n.control_plane]
+    canary, rest = workers[: options.canary], workers[options.canary :]
+
+    budgets = {pdb.key: max(pdb.disruptions_allowed, 1) for pdb in inv.pdbs}
+    pdbs_by_ns: dict[str, list] = {}
+    for pdb in inv.pdbs:
+        pdbs_by_ns.setdefault(pdb.namespace, []).append(pdb)
+
+    def load(node: NodeInfo) -> Counter[str]:
+        """How many pods of each PDB this node's drain would disrupt."""
+        counts: Counter[str] = Counter()
+        for pod in evictable(inv.pods_on(node.name)):
+            for pdb in pdbs_by_ns.get(pod.namespace, ()):
+                if pdb.selects(pod):
+                    counts[pdb.key] += 1
+        return counts
+
+    waves: list[list[NodeInfo]] = []
+    if canary:
+        waves.append(list(canary))
+
+    open_waves: list[tuple[list[NodeInfo], Counter[str]]] = []
+    for node in rest:
+        mine = load(node)
+        for members, used in open_waves:
+            if all(used[k] + v <= budgets[k] for k, v in mine.items()):
+                members.append(node)
+                used.update(mine)
+                break
+        else:
+            members = [node]
+            waves.append(members)
+            open_waves.append((members, Counter(mine)))
+        open_waves = [(m, u) for m, u in open_waves if len(m) < options.max_unavailable]
+
+    waves.extend([n] for n in control)
+    return [
+        Wave(index=i + 1, nodes=tuple(_node_plan(n) for n in members), canary=bool(canary) and i == 0)
+        for i, members in enumerate(waves)
+    ]

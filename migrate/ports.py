@@ -1,0 +1,153 @@
+"""Ports: the small interfaces the engine talks through. Adapters live elsewhere.
+
+- ``Cluster``: read and write a cluster (``backends.simulated``, ``backends.kubernetes``).
+- ``CheckpointStore``: persist run state (``checkpoints.local``, in-cluster store).
+- ``ExecutorLock``: at most one executor per cluster (``checkpoints.local.FileLock``, Lease).
+- ``Clock``: time and waiting, so tests control time.
+- ``EventSink``: where the engine reports what it does; the shell renders it.
+The engine imports only this module, never an adapter.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Protocol
+
+from migrate.journal import RunState
+from migrate.model import Cni, ClusterIdentity, Inventory, NodeInfo, PodInfo
+
+
+class NodeTask(str, Enum):
+    """Node-level work done by a short-lived privileged pod on the node."""
+
+    RESTORE_CALICO_CNI = "restore-calico-cni"  # set 05-cilium.conflist aside, un-rename Calico's
+    REBOOT = "reboot"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One validation check's outcome, with what was observed and what was expected."""
+
+    check: str
+    ok: bool
+    observed: str = ""
+    expected: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+class Cluster(Protocol):
+    def identity(self) -> ClusterIdentity: ...
+
+    def inventory(self) -> Inventory: ...
+
+    def nodes(self) -> list[NodeInfo]: ...
+
+    def get_node(self, name: str) -> NodeInfo: ...
+
+    def pods_on_node(self, name: str) -> list[PodInfo]: ...
+
+    def set_unschedulable(self, name: str, value: bool) -> bool:
+        """Cordon/uncordon; True when it changed something."""
+        ...
+
+    def set_node_label(self, name: str, key: str, value: str | None) -> bool:
+        """Set (or with None remove) a label; True when it changed something."""
+        ...
+
+    def evict(self, pod: PodInfo) -> None:
+        """Evict through the Eviction API. Raises EvictionRefused (PDB) or NotFound."""
+        ...
+
+    def delete_pod(self, pod: PodInfo) -> None: ...
+
+    def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
+        """Wait (watching, not polling) until these pod UIDs are gone; return those left."""
+        ...
+
+    def cilium_agent(self, node: str) -> PodInfo | None: ...
+
+    def wait_cilium_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
+        """Wait for a Ready Cilium agent pod on ``node`` other than ``not_uid``."""
+        ...
+
+    def node_cni(self, node: str) -> Cni: ...
+
+    def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str: ...
+
+    def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
+
+    def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    def load(self) -> RunState | None: ...
+
+    def save(self, state: RunState) -> None: ...
+
+    def archive(self) -> None:
+        """Set a finished journal aside so a new plan can start."""
+        ...
+
+
+class ExecutorLock(Protocol):
+    def hold(self) -> AbstractContextManager[None]:
+        """Hold the lock for the duration; raise LockHeld if someone else has it."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the engine did, for the shell to log, display or post as a k8s Event."""
+
+    kind: str  # run-started, step-started, step-finished, node-state, run-finished, wait
+    plan_id: str
+    node: str = ""
+    wave: int = 0
+    step: str = ""
+    phase: str = ""
+    outcome: str = ""
+    message: str = ""
+    duration: float = 0.0
+
+
+EventSink = Callable[[Event], None]
+
+
+class StopFlag:
+    """Set by a signal handler or a prompt; steps check it at safe points."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()

@@ -1,0 +1,296 @@
+"""Preflight checks: one small pure function per check, each returning findings.
+
+A finding is blocking (``apply`` refuses the plan) or a warning (printed, recorded in the
+plan, and in the runbook). Every finding says how to fix or override it. Checks read the
+prefetched ``Inventory`` only; the planner runs node and workload checks before building
+waves and the capacity check after, since capacity depends on which nodes go together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from migrate.drain import DrainOptions, Verdict, classify
+from migrate.model import Inventory, NodeInfo, PodInfo
+from migrate.plan import Finding, PlanOptions, Severity
+
+MIN_KERNEL = (5, 10)
+
+Check = Callable[[Inventory, Sequence[NodeInfo], PlanOptions], list[Finding]]
+
+
+def _names(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(items)))
+
+
+def kernel_tuple(version: str) -> tuple[int, int] | None:
+    match = re.match(r"^\s*(\d+)\.(\d+)", version)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def node_ready(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    bad = _names(n.name for n in nodes if not n.ready)
+    if not bad:
+        return []
+    return [
+        Finding(
+            "node-ready",
+            Severity.BLOCKING,
+            f"{len(bad)} node(s) are NotReady: {', '.join(bad)}",
+            "repair the node(s) or leave them out with --exclude-node",
+            bad,
+        )
+    ]
+
+
+def node_os(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    bad = _names(n.name for n in nodes if n.operating_system.lower() != "linux")
+    if not bad:
+        return []
+    return [
+        Finding(
+            "node-os",
+            Severity.BLOCKING,
+            f"Cilium runs on Linux nodes only; not Linux: {', '.join(bad)}",
+            "leave them out with --exclude-node",
+            bad,
+        )
+    ]
+
+
+def kernel_version(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    old, unknown = [], []
+    for n in nodes:
+        if n.operating_system.lower() != "linux":
+            continue
+        parsed = kernel_tuple(n.kernel_version)
+        if parsed is None:
+            unknown.append(n.name)
+        elif parsed < MIN_KERNEL:
+            old.append(f"{n.name} ({n.kernel_version})")
+    findings = []
+    if old:
+        findings.append(
+            Finding(
+                "kernel-version",
+                Severity.BLOCKING,
+                f"Cilium needs Linux kernel >= 5.10; older: {', '.join(sorted(old))}",
+                "upgrade the kernel or leave the node(s) out with --exclude-node",
+                _names(o.split(" ")[0] for o in old),
+            )
+        )
+    if unknown:
+        findings.append(
+            Finding(
+                "kernel-version",
+                Severity.WARNING,
+                f"kernel version unknown on: {', '.join(sorted(unknown))}",
+                "check the nodes' kernels by hand (Cilium needs >= 5.10)",
+                _names(unknown),
+            )
+        )
+    return findings
+
+
+def already_cordoned(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    cordoned = _names(n.name for n in nodes if n.unschedulable)
+    if not cordoned:
+        return []
+    return [
+        Finding(
+            "node-cordoned",
+            Severity.WARNING,
+            f"already cordoned before the run; left cordoned afterwards: {', '.join(cordoned)}",
+            "uncordon them first if they should take pods after the migration",
+            cordoned,
+        )
+    ]
+
+
+def drain_verdicts(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    drain_opts = DrainOptions(force=opts.force, delete_emptydir_data=opts.delete_emptydir_data)
+    refused: dict[str, list[str]] = {}
+    warned: dict[str, list[str]] = {}
+    for node in nodes:
+        for v in classify(inv.pods_on(node.name), drain_opts):
+            if v.verdict is Verdict.REFUSE:
+                refused.setdefault(v.message, []).append(v.pod.key)
+            elif v.verdict is Verdict.WARN:
+                warned.setdefault(v.message, []).append(v.pod.key)
+    findings = [
+        Finding("drain-pods", Severity.BLOCKING, f"{msg}: {', '.join(sorted(pods))}", _fix(msg), _names(pods))
+        for msg, pods in sorted(refused.items())
+    ]
+    findings += [
+        Finding("drain-pods", Severity.WARNING, f"{msg}: {', '.join(sorted(pods))}", "", _names(pods))
+        for msg, pods in sorted(warned.items())
+    ]
+    return findings
+
+
+def _fix(message: str) -> str:
+    if "--force" in message:
+        return "give the pods a controller, delete them, or plan with --force"
+    if "--delete-emptydir-data" in message:
+        return "plan with --delete-emptydir-data if the data may be lost"
+    return ""
+
+
+def pdb_budgets(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    drained = {n.name for n in nodes}
+    findings = []
+    for pdb in sorted(inv.pdbs, key=lambda p: p.key):
+        if pdb.disruptions_allowed > 0:
+            continue
+        covered = [
+            p.key
+            for p in inv.pods
+            if p.node in drained and not p.daemonset and not p.mirror and pdb.selects(p)
+        ]
+        if not covered:
+            continue
+        findings.append(
+            Finding(
+                "pdb-budget",
+                Severity.BLOCKING,
+                f"PodDisruptionBudget {pdb.key} allows no disruption now "
+                f"(healthy {pdb.current_healthy}, needs {pdb.desired_healthy}); "
+                f"it covers {len(covered)} pod(s) on nodes to drain",
+                f"scale up the workload or relax {pdb.key} for the window",
+                (pdb.key,),
+            )
+        )
+    return findings
+
+
+def calico_dataplane(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    if inv.calico_dataplane.lower() != "bpf":
+        return []
+    return [
+        Finding(
+            "calico-dataplane",
+            Severity.BLOCKING,
+            "Calico uses its eBPF dataplane; the per-node migration needs Calico on the "
+            "Linux routing (iptables) dataplane",
+            "switch Calico to the iptables dataplane before migrating",
+        )
+    ]
+
+
+def cilium_state(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    c = inv.cilium
+    if not c.installed:
+        return [
+            Finding(
+                "cilium-installed",
+                Severity.WARNING,
+                "Cilium is not installed; install it in migration mode before apply",
+                "helm install cilium with the values written next to the plan",
+            )
+        ]
+    if not c.migration_mode:
+        return [
+            Finding(
+                "cilium-installed",
+                Severity.BLOCKING,
+                "Cilium is installed but not in migration mode (it would take over every node)",
+                "reinstall Cilium with the migration values written next to the plan",
+            )
+        ]
+    return []
+
+
+def network_policies(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    if not inv.policies:
+        return []
+    names = _names(f"{p.kind} {p.namespace + '/' if p.namespace else ''}{p.name}" for p in inv.policies)
+    return [
+        Finding(
+            "network-policy",
+            Severity.WARNING,
+            f"{len(names)} network policies are not enforced by Cilium during the migration "
+            f"(policyEnforcementMode=never): {', '.join(names)}",
+            "run 'cni-migrate policy-report' and plan for unenforced policy during the window",
+            names,
+        )
+    ]
+
+
+def permissions(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    if not inv.missing_permissions:
+        return []
+    return [
+        Finding(
+            "rbac",
+            Severity.BLOCKING,
+            f"missing permissions: {', '.join(inv.missing_permissions)}",
+            "bind the ClusterRole in deploy/rbac.yaml to the user running cni-migrate",
+            tuple(inv.missing_permissions),
+        )
+    ]
+
+
+NODE_CHECKS: tuple[Check, ...] = (
+    permissions,
+    node_ready,
+    node_os,
+    kernel_version,
+    already_cordoned,
+    calico_dataplane,
+    cilium_state,
+    pdb_budgets,
+    drain_verdicts,
+    network_policies,
+)
+
+
+def run_checks(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    findings: list[Finding] = []
+    for check in NODE_CHECKS:
+        findings.extend(check(inv, nodes, opts))
+    return findings
+
+
+def evictable(pods: Iterable[PodInfo]) -> list[PodInfo]:
+    return [p for p in pods if not p.daemonset and not p.mirror and not p.finished]
+
+
+def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
+    """Can the pods of each wave fit on the nodes that stay schedulable meanwhile?"""
+    usable = [
+        n
+        for n in inv.nodes
+        if n.ready and not n.unschedulable and n.operating_system.lower() == "linux"
+    ]
+    free_cpu = {n.name: n.cpu_millis - sum(p.cpu_millis for p in inv.pods_on(n.name)) for n in usable}
+    free_mem = {n.name: n.memory_bytes - sum(p.memory_bytes for p in inv.pods_on(n.name)) for n in usable}
+    free_pods = {n.name: n.max_pods - len(inv.pods_on(n.name)) for n in usable}
+    total_cpu, total_mem, total_pods = sum(free_cpu.values()), sum(free_mem.values()), sum(free_pods.values())
+    short: list[str] = []
+    short_nodes: set[str] = set()
+    for wave in waves:
+        moving = [p for name in wave for p in evictable(inv.pods_on(name)) if p.owner is not None]
+        need_cpu = sum(p.cpu_millis for p in moving)
+        need_mem = sum(p.memory_bytes for p in moving)
+        have_cpu = total_cpu - sum(free_cpu.get(name, 0) for name in wave)
+        have_mem = total_mem - sum(free_mem.get(name, 0) for name in wave)
+        have_pods = total_pods - sum(free_pods.get(name, 0) for name in wave)
+        if need_cpu > have_cpu or need_mem > have_mem or len(moving) > have_pods:
+            short.append(
+                f"{'+'.join(wave)} (needs {need_cpu}m CPU/{need_mem // 2**20}Mi, "
+                f"{len(moving)} pods; free elsewhere {max(have_cpu, 0)}m/"
+                f"{max(have_mem, 0) // 2**20}Mi, {max(have_pods, 0)} pods)"
+            )
+            short_nodes.update(wave)
+    if not short:
+        return []
+    return [
+        Finding(
+            "capacity",
+            Severity.BLOCKING,
+            f"not enough spare capacity to drain: {'; '.join(short)}",
+            "add nodes, lower --max-unavailable, or scale workloads down for the window",
+            tuple(sorted(short_nodes)),
+        )
+    ]

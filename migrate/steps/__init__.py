@@ -1,0 +1,48 @@
+"""Steps: one module per step kind, each an idempotent function ``run(ctx, node) -> message``.
+
+Every step first looks at the cluster's actual state and does only what is still missing,
+so a step that was started but not recorded as finished is safe to run again on resume.
+A step returns a short message ("cordoned", "already cordoned") or raises a MigrateError;
+the executor records either outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from migrate.errors import Interrupted
+from migrate.plan import NodePlan, PlanOptions, StepKind
+from migrate.ports import Clock, Cluster, EventSink, StopFlag
+
+
+@dataclass(frozen=True)
+class StepContext:
+    cluster: Cluster
+    options: PlanOptions
+    clock: Clock
+    stop: StopFlag
+    emit: EventSink
+    plan_id: str
+    agent_timeout: float = 300.0
+    probe_timeout: float = 60.0
+
+    def check_stop(self, node: str) -> None:
+        if self.stop.is_set():
+            raise Interrupted(f"stopped during {node}: {self.stop.reason}", node=node)
+
+
+StepFn = Callable[[StepContext, NodePlan], str]
+
+
+def registry() -> dict[StepKind, StepFn]:
+    from migrate.steps import cordon, drain, restore_cni, swap_cni, uncordon, validate
+
+    return {
+        StepKind.CORDON: cordon.run,
+        StepKind.DRAIN: drain.run,
+        StepKind.SWAP_CNI: swap_cni.run,
+        StepKind.VALIDATE: validate.run,
+        StepKind.UNCORDON: uncordon.run,
+        StepKind.RESTORE_CNI: restore_cni.run,
+    }
