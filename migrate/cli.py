@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -29,21 +29,24 @@ from migrate.plan import Plan, PlanOptions, Target
 from migrate.planner import build_plan
 from migrate.ports import Cluster, StopFlag, SystemClock
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Move a live Kubernetes cluster from Calico to Cilium, node by node.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Move a live Kubernetes cluster from Calico to Cilium, node by node.",
+)
 sim_app = typer.Typer(no_args_is_help=True, help="Simulated clusters (no Kubernetes needed).")
 app.add_typer(sim_app, name="sim")
 
 DEBUG = {"on": False}
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
 
 
-class LogFormat(str, Enum):
+class LogFormat(StrEnum):
     console = "console"
     json = "json"
 
@@ -134,8 +137,15 @@ def make_executor(plan: Plan, cluster: Cluster, log_format: LogFormat, console: 
     store.check_writable()
     audit = output.configure_logging(directory / "audit.jsonl", log_format is LogFormat.json)
     emit = output.fan_out(audit, console, output.node_events(cluster))
-    return Executor(plan=plan, cluster=cluster, store=failpoints.wrap(store), lock=FileLock(directory),
-                    clock=SystemClock(), emit=emit, stop=StopFlag())
+    return Executor(
+        plan=plan,
+        cluster=cluster,
+        store=failpoints.wrap(store),
+        lock=FileLock(directory),
+        clock=SystemClock(),
+        emit=emit,
+        stop=StopFlag(),
+    )
 
 
 def journal_for(plan: Plan) -> RunState | None:
@@ -151,8 +161,9 @@ def sim_create(
     name: str,
     nodes: Annotated[int, typer.Option(help="Nodes in all: 1 control-plane + N-1 workers.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed for UIDs and kernel versions.")] = 0,
-    fail_validation_on: Annotated[Optional[list[str]], typer.Option(
-        "--fail-validation-on", help="NODE or NODE:CHECK whose validation fails.")] = None,
+    fail_validation_on: Annotated[
+        Optional[list[str]], typer.Option("--fail-validation-on", help="NODE or NODE:CHECK whose validation fails.")
+    ] = None,
     latency: Annotated[float, typer.Option(help="Seconds each API call takes.")] = 0.0,
 ) -> None:
     def body() -> None:
@@ -181,8 +192,15 @@ def sim_show(name: str, o: Annotated[Format, typer.Option("-o", "--output")] = F
         nodes = []
         for node_name, n in sorted(world["nodes"].items()):
             pods = sorted(f"{p['namespace']}/{p['name']}" for p in world["pods"].values() if p["node"] == node_name)
-            nodes.append({"name": node_name, "cni": simworld.node_cni(world, node_name),
-                          "unschedulable": n["unschedulable"], "labels": n["labels"], "pods": pods})
+            nodes.append(
+                {
+                    "name": node_name,
+                    "cni": simworld.node_cni(world, node_name),
+                    "unschedulable": n["unschedulable"],
+                    "labels": n["labels"],
+                    "pods": pods,
+                }
+            )
         if o is Format.table:
             rows = [(n["name"], n["cni"], "yes" if n["unschedulable"] else "no", len(n["pods"])) for n in nodes]
             typer.echo(output.table(("node", "cni", "cordoned", "pods"), rows))
@@ -203,7 +221,10 @@ def sim_delete(name: str) -> None:
 
 @sim_app.command("list")
 def sim_list() -> None:
-    run_cli(lambda: typer.echo("\n".join(SimStore(home()).names()) or "no simulated clusters") or 0)
+    def body() -> None:
+        typer.echo("\n".join(SimStore(home()).names()) or "no simulated clusters")
+
+    run_cli(body)
 
 
 # -- plan -------------------------------------------------------------------------------------
@@ -224,9 +245,15 @@ def plan(
     """Dry run: inspect the cluster, run preflight checks, write a reviewable plan file."""
 
     def body() -> int:
-        options = PlanOptions(max_unavailable=max_unavailable, canary=canary, drain_timeout_seconds=drain_timeout,
-                              force=force, delete_emptydir_data=delete_emptydir_data,
-                              exclude_nodes=tuple(exclude_node or ()), cilium_pool_cidr=cilium_pool_cidr)
+        options = PlanOptions(
+            max_unavailable=max_unavailable,
+            canary=canary,
+            drain_timeout_seconds=drain_timeout,
+            force=force,
+            delete_emptydir_data=delete_emptydir_data,
+            exclude_nodes=tuple(exclude_node or ()),
+            cilium_pool_cidr=cilium_pool_cidr,
+        )
         target, cluster = choose_target(sim, kubeconfig, context)
         result = build_plan(cluster.inventory(), options, target)
         path = out or Path("plans") / f"{target.name}.yaml"
@@ -238,8 +265,9 @@ def plan(
 
 
 # -- apply / resume / rollback ------------------------------------------------------------------
-def _execute(planpath: Path, yes: bool, resume: bool, log_format: LogFormat,
-             kubeconfig: str | None, context: str | None) -> int:
+def _execute(
+    planpath: Path, yes: bool, resume: bool, log_format: LogFormat, kubeconfig: str | None, context: str | None
+) -> int:
     the_plan = load_plan(planpath)
     cluster = connect(the_plan.target, kubeconfig, context)
     steps = sum(len(n.steps) for n in the_plan.nodes)
@@ -247,8 +275,11 @@ def _execute(planpath: Path, yes: bool, resume: bool, log_format: LogFormat,
         executor = make_executor(the_plan, cluster, log_format, console)
         executor.verify()
         verb = "Resume" if resume else "Apply"
-        confirm(f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
-                f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?", yes)
+        confirm(
+            f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
+            f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?",
+            yes,
+        )
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
     done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
@@ -263,17 +294,25 @@ ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
 
 
 @app.command()
-def apply(planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")], yes: YesOpt = False,
-          log_format: LogOpt = LogFormat.console, kubeconfig: KubeconfigOpt = None,
-          context: ContextOpt = None) -> None:
+def apply(
+    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    yes: YesOpt = False,
+    log_format: LogOpt = LogFormat.console,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
     """Execute a reviewed plan, checkpointing every step."""
     run_cli(lambda: _execute(planpath, yes, False, log_format, kubeconfig, context))
 
 
 @app.command()
-def resume(planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")], yes: YesOpt = False,
-           log_format: LogOpt = LogFormat.console, kubeconfig: KubeconfigOpt = None,
-           context: ContextOpt = None) -> None:
+def resume(
+    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    yes: YesOpt = False,
+    log_format: LogOpt = LogFormat.console,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
     run_cli(lambda: _execute(planpath, yes, True, log_format, kubeconfig, context))
 
@@ -282,8 +321,10 @@ def resume(planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")], yes: Y
 def rollback(
     planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
     node: Annotated[Optional[list[str]], typer.Option("--node", help="Only this node (repeatable).")] = None,
-    yes: YesOpt = False, log_format: LogOpt = LogFormat.console,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None,
+    yes: YesOpt = False,
+    log_format: LogOpt = LogFormat.console,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
 ) -> None:
     """Put nodes back on Calico (default: every node the run touched), last first."""
 
@@ -305,8 +346,10 @@ def rollback(
 
 
 @app.command()
-def status(planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
-           o: Annotated[Format, typer.Option("-o", "--output")] = Format.table) -> None:
+def status(
+    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    o: Annotated[Format, typer.Option("-o", "--output")] = Format.table,
+) -> None:
     """Per-node state of a plan's run (pending, in-progress, migrated, failed, rolled-back)."""
 
     def body() -> None:
@@ -343,8 +386,15 @@ def demo(
         code = _execute(path, True, False, LogFormat.console, None, None)
         world = cluster.world()
         typer.echo("\n== result")
-        rows = [(n, simworld.node_cni(world, n), "yes" if world["nodes"][n]["unschedulable"] else "no",
-                 sum(1 for p in world["pods"].values() if p["node"] == n)) for n in sorted(world["nodes"])]
+        rows = [
+            (
+                n,
+                simworld.node_cni(world, n),
+                "yes" if world["nodes"][n]["unschedulable"] else "no",
+                sum(1 for p in world["pods"].values() if p["node"] == n),
+            )
+            for n in sorted(world["nodes"])
+        ]
         typer.echo(output.table(("node", "cni", "cordoned", "pods"), rows))
         typer.echo(f"\nnext: cni-migrate status {path}   |   cni-migrate rollback {path} --node worker-1 --yes")
         return code

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from migrate.model import PodInfo
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     EVICT = "evict"
     SKIP = "skip"
     WARN = "warn"  # evict, but tell the operator what will be lost
@@ -61,9 +61,7 @@ def _bare(pod: PodInfo, options: DrainOptions) -> PodVerdict | None:
         return None
     if options.force:
         return PodVerdict(pod, Verdict.WARN, "bare pod: no controller re-creates it")
-    return PodVerdict(
-        pod, Verdict.REFUSE, "bare pod: no controller would re-create it (plan with --force)"
-    )
+    return PodVerdict(pod, Verdict.REFUSE, "bare pod: no controller would re-create it (plan with --force)")
 
 
 def _emptydir(pod: PodInfo, options: DrainOptions) -> PodVerdict | None:
@@ -71,16 +69,12 @@ def _emptydir(pod: PodInfo, options: DrainOptions) -> PodVerdict | None:
         return None
     if options.delete_emptydir_data:
         return PodVerdict(pod, Verdict.WARN, "emptyDir data is deleted with the pod")
-    return PodVerdict(
-        pod, Verdict.REFUSE, "uses emptyDir; its data would be lost (plan with --delete-emptydir-data)"
-    )
+    return PodVerdict(pod, Verdict.REFUSE, "uses emptyDir; its data would be lost (plan with --delete-emptydir-data)")
 
 
 def _local_pv(pod: PodInfo, _: DrainOptions) -> PodVerdict | None:
     if pod.local_pv:
-        return PodVerdict(
-            pod, Verdict.WARN, "uses a local PersistentVolume; it cannot move and stays Pending"
-        )
+        return PodVerdict(pod, Verdict.WARN, "uses a local PersistentVolume; it cannot move and stays Pending")
     return None
 
 

@@ -196,8 +196,14 @@ class Executor:
             if node is failed or state.nodes[node.name].state is not NodeState.IN_PROGRESS:
                 continue
             state = self._step(state, node, StepKind.UNCORDON, "release", wave)
-            state = self._save(state.with_node_state(node.name, NodeState.PENDING, self._now(),
-                                                     message="not started: the run stopped earlier in its wave"))
+            state = self._save(
+                state.with_node_state(
+                    node.name,
+                    NodeState.PENDING,
+                    self._now(),
+                    message="not started: the run stopped earlier in its wave",
+                )
+            )
         return state
 
     def _wave(self, node: NodePlan) -> Wave:
@@ -207,8 +213,9 @@ class Executor:
     def _put_back(self, state: RunState, node: NodePlan, reason: str, message: str = "") -> RunState:
         run = state.nodes[node.name]
         if run.state is not NodeState.ROLLING_BACK:
-            state = self._save(state.with_node_state(node.name, NodeState.ROLLING_BACK, self._now(),
-                                                     reason=reason, message=message))
+            state = self._save(
+                state.with_node_state(node.name, NodeState.ROLLING_BACK, self._now(), reason=reason, message=message)
+            )
         run = state.nodes[node.name]
         wave = self._wave(node)
         for kind in self._undo_steps(node, run.reason, run.steps):
@@ -217,8 +224,9 @@ class Executor:
         state = self._save(state.with_node_state(node.name, final, self._now(), message=run.message))
         if final is NodeState.FAILED:
             state = self._save(state.with_status(RunStatus.FAILED))
-        self.emit(Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome=final.value,
-                        message=run.message))
+        self.emit(
+            Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome=final.value, message=run.message)
+        )
         return state
 
     def _undo_steps(self, node: NodePlan, reason: str, records: Mapping[str, object]) -> tuple[StepKind, ...]:
@@ -254,9 +262,19 @@ class Executor:
             raise
         except (StepFailed, ValidationFailed) as exc:
             state = self._save(state.with_step(node.name, sid, kind, StepStatus.FAILED, self._now(), exc.message))
-            self.emit(Event("step-finished", self.plan.id, node=node.name, wave=wave.index, step=kind.value,
-                            phase=phase, outcome="failed", message=exc.message,
-                            duration=self.clock.monotonic() - started))
+            self.emit(
+                Event(
+                    "step-finished",
+                    self.plan.id,
+                    node=node.name,
+                    wave=wave.index,
+                    step=kind.value,
+                    phase=phase,
+                    outcome="failed",
+                    message=exc.message,
+                    duration=self.clock.monotonic() - started,
+                )
+            )
             raise
         except ClusterError as exc:
             # The API is unreachable or refuses us: stop, resumable; never roll back for it.
@@ -264,9 +282,19 @@ class Executor:
             self._interrupted(state, node, sid, kind, message)
             raise Interrupted(message + "; resume when the cluster answers again", node=node.name) from exc
         state = self._save(state.with_step(node.name, sid, kind, StepStatus.SUCCEEDED, self._now(), message))
-        self.emit(Event("step-finished", self.plan.id, node=node.name, wave=wave.index, step=kind.value,
-                        phase=phase, outcome="succeeded", message=message,
-                        duration=self.clock.monotonic() - started))
+        self.emit(
+            Event(
+                "step-finished",
+                self.plan.id,
+                node=node.name,
+                wave=wave.index,
+                step=kind.value,
+                phase=phase,
+                outcome="succeeded",
+                message=message,
+                duration=self.clock.monotonic() - started,
+            )
+        )
         return state
 
     def _interrupted(self, state: RunState, node: NodePlan, sid: str, kind: StepKind, message: str) -> RunState:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -28,7 +28,7 @@ from migrate.errors import BadInput
 from migrate.plan import SCHEMA, Plan, StepKind
 
 
-class NodeState(str, Enum):
+class NodeState(StrEnum):
     PENDING = "pending"
     IN_PROGRESS = "in-progress"
     MIGRATED = "migrated"
@@ -37,14 +37,14 @@ class NodeState(str, Enum):
     ROLLED_BACK = "rolled-back"  # put back on Calico on request
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     STARTED = "started"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     RUNNING = "running"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
@@ -129,8 +129,9 @@ class RunState:
             changes["reason"] = reason
         if state is NodeState.IN_PROGRESS and run.state is not NodeState.IN_PROGRESS:
             # A fresh forward pass: forget the records of an earlier, put-back attempt.
-            changes.update(started_at=now, finished_at="", steps=MappingProxyType({}),
-                           attempt=run.attempt + 1, reason="")
+            changes.update(
+                started_at=now, finished_at="", steps=MappingProxyType({}), attempt=run.attempt + 1, reason=""
+            )
         elif state is NodeState.ROLLING_BACK and run.state is not NodeState.ROLLING_BACK:
             kept = {k: v for k, v in run.steps.items() if "/rollback/" not in k}
             changes.update(steps=MappingProxyType(kept), finished_at="")

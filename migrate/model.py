@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from types import MappingProxyType
 
 
@@ -20,7 +20,7 @@ def frozen_map(items: Mapping[str, str] | None = None) -> Mapping[str, str]:
     return MappingProxyType(dict(sorted((items or {}).items())))
 
 
-class Cni(str, Enum):
+class Cni(StrEnum):
     """Which CNI a node's pods are networked by, as the node's CNI configuration says."""
 
     CALICO = "calico"

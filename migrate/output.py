@@ -8,9 +8,10 @@ and Kubernetes Events on nodes (through the cluster adapter).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,8 +49,10 @@ def plan_summary(plan: Plan, path: Path | None = None) -> str:
     if path is not None:
         lines[0] += f" written to {path}"
     o = plan.options
-    lines.append(f"  {len(plan.nodes)} node(s) in {len(plan.waves)} wave(s); max unavailable {o.max_unavailable}, "
-                 f"canary {o.canary}, drain timeout {o.drain_timeout_seconds}s")
+    lines.append(
+        f"  {len(plan.nodes)} node(s) in {len(plan.waves)} wave(s); max unavailable {o.max_unavailable}, "
+        f"canary {o.canary}, drain timeout {o.drain_timeout_seconds}s"
+    )
     for wave in plan.waves:
         label = " (canary)" if wave.canary else ""
         lines.append(f"  wave {wave.index}{label}: {', '.join(n.name for n in wave.nodes)}")
@@ -73,15 +76,17 @@ def status_record(plan: Plan, state: RunState | None) -> dict[str, Any]:
     for wave in plan.waves:
         for node in wave.nodes:
             run = state.nodes.get(node.name) if state else None
-            nodes.append({
-                "name": node.name,
-                "wave": wave.index,
-                "state": run.state.value if run else NodeState.PENDING.value,
-                "lastStep": run.last_step if run else "",
-                "startedAt": run.started_at if run else "",
-                "finishedAt": run.finished_at if run else "",
-                "message": run.message if run else "",
-            })
+            nodes.append(
+                {
+                    "name": node.name,
+                    "wave": wave.index,
+                    "state": run.state.value if run else NodeState.PENDING.value,
+                    "lastStep": run.last_step if run else "",
+                    "startedAt": run.started_at if run else "",
+                    "finishedAt": run.finished_at if run else "",
+                    "message": run.message if run else "",
+                }
+            )
     return {
         "planId": plan.id,
         "cluster": plan.cluster.server,
@@ -91,8 +96,18 @@ def status_record(plan: Plan, state: RunState | None) -> dict[str, Any]:
 
 
 def status_table(record: dict[str, Any]) -> str:
-    rows = [(n["name"], n["wave"], n["state"], n["lastStep"] or "-", n["startedAt"] or "-",
-             n["finishedAt"] or "-", n["message"]) for n in record["nodes"]]
+    rows = [
+        (
+            n["name"],
+            n["wave"],
+            n["state"],
+            n["lastStep"] or "-",
+            n["startedAt"] or "-",
+            n["finishedAt"] or "-",
+            n["message"],
+        )
+        for n in record["nodes"]
+    ]
     head = f"plan {record['planId']}  cluster {record['cluster']}  run {record['run']}\n"
     return head + table(("node", "wave", "state", "last step", "started", "finished", "message"), rows)
 
@@ -107,7 +122,7 @@ def configure_logging(audit_path: Path | None, json_to_stderr: bool) -> Callable
     if json_to_stderr:
         sinks.append(sys.stderr)
 
-    def write(_logger: Any, _name: str, event_dict: dict[str, Any]) -> str:
+    def write(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
         line = json.dumps(event_dict, sort_keys=True)
         for sink in sinks:
             sink.write(line + "\n")
@@ -150,8 +165,13 @@ class Console:
         if self.live:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), transient=False)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=False,
+            )
             self._progress.start()
             self._task = self._progress.add_task("migrating", total=self.total)
         return self
@@ -201,10 +221,9 @@ def node_events(cluster: Cluster) -> Callable[[Event], None]:
         else:
             warning = event.outcome != "migrated"
             reason, message = "MigrationNode" + event.outcome.title().replace("-", ""), event.message or event.outcome
-        try:
+        # An Event is a courtesy to whoever runs kubectl describe: never fail a step over one.
+        with contextlib.suppress(Exception):
             cluster.record_event(event.node, reason, f"cni-migrate plan {event.plan_id}: {message}", warning)
-        except Exception:  # noqa: BLE001 - an Event is a courtesy; never fail a step over one
-            pass
 
     return emit
 

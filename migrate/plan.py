@@ -28,7 +28,7 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from migrate.errors import BadInput
@@ -37,7 +37,7 @@ SCHEMA = "cni-migrate.io/v1"
 KIND = "MigrationPlan"
 
 
-class StepKind(str, Enum):
+class StepKind(StrEnum):
     """The closed set of things the executor does to a node."""
 
     CORDON = "cordon"
@@ -72,7 +72,7 @@ FORWARD_STEPS = (
 ROLLBACK_STEPS = (StepKind.CORDON, StepKind.DRAIN, StepKind.RESTORE_CNI, StepKind.UNCORDON)
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     BLOCKING = "blocking"
     WARNING = "warning"
 

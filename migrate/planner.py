@@ -1,7 +1,7 @@
 """The planner: inventory + options -> plan. Pure: no I/O, no clock, deterministic.
 
 Waves:
-1. a canary wave of ``options.canary`` workers (the first by name);
+1. a canary wave of up to ``options.canary`` workers (the first by name that fit together);
 2. the other workers, first-fit into waves of at most ``max_unavailable`` nodes, where a
    node joins a wave only if, for every PodDisruptionBudget, the wave's pods under that
    budget stay within what the budget allows at once (a lone node is always allowed: its
@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from migrate.errors import BadInput
-from migrate.model import MIGRATION_LABEL, Cni, Inventory, NodeInfo
+from migrate.model import MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo
 from migrate.plan import ClusterSnapshot, NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.preflight import capacity, evictable, run_checks
 
@@ -63,10 +63,9 @@ def _node_plan(node: NodeInfo) -> NodePlan:
 def _waves(inv: Inventory, nodes: Sequence[NodeInfo], options: PlanOptions) -> list[Wave]:
     workers = [n for n in nodes if not n.control_plane]
     control = [n for n in nodes if n.control_plane]
-    canary, rest = workers[: options.canary], workers[options.canary :]
 
     budgets = {pdb.key: max(pdb.disruptions_allowed, 1) for pdb in inv.pdbs}
-    pdbs_by_ns: dict[str, list] = {}
+    pdbs_by_ns: dict[str, list[PDBInfo]] = {}
     for pdb in inv.pdbs:
         pdbs_by_ns.setdefault(pdb.namespace, []).append(pdb)
 
@@ -79,15 +78,26 @@ def _waves(inv: Inventory, nodes: Sequence[NodeInfo], options: PlanOptions) -> l
                     counts[pdb.key] += 1
         return counts
 
-    waves: list[list[NodeInfo]] = []
-    if canary:
-        waves.append(list(canary))
+    def fits(used: Counter[str], mine: Counter[str], members: list[NodeInfo]) -> bool:
+        return not members or all(used[k] + v <= budgets[k] for k, v in mine.items())
 
+    loads = {n.name: load(n) for n in workers}
+    canary: list[NodeInfo] = []
+    canary_used: Counter[str] = Counter()
+    rest: list[NodeInfo] = []
+    for node in workers:
+        if len(canary) < options.canary and fits(canary_used, loads[node.name], canary):
+            canary.append(node)
+            canary_used.update(loads[node.name])
+        else:
+            rest.append(node)
+
+    waves: list[list[NodeInfo]] = [canary] if canary else []
     open_waves: list[tuple[list[NodeInfo], Counter[str]]] = []
     for node in rest:
-        mine = load(node)
+        mine = loads[node.name]
         for members, used in open_waves:
-            if all(used[k] + v <= budgets[k] for k, v in mine.items()):
+            if fits(used, mine, members):
                 members.append(node)
                 used.update(mine)
                 break

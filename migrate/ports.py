@@ -15,15 +15,15 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from migrate.journal import RunState
-from migrate.model import Cni, ClusterIdentity, Inventory, NodeInfo, PodInfo
+from migrate.model import ClusterIdentity, Cni, Inventory, NodeInfo, PodInfo
 
 
-class NodeTask(str, Enum):
+class NodeTask(StrEnum):
     """Node-level work done by a short-lived privileged pod on the node."""
 
     RESTORE_CALICO_CNI = "restore-calico-cni"  # set 05-cilium.conflist aside, un-rename Calico's
@@ -111,7 +111,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def monotonic(self) -> float:
         return time.monotonic()

@@ -143,11 +143,7 @@ def pdb_budgets(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) ->
     for pdb in sorted(inv.pdbs, key=lambda p: p.key):
         if pdb.disruptions_allowed > 0:
             continue
-        covered = [
-            p.key
-            for p in inv.pods
-            if p.node in drained and not p.daemonset and not p.mirror and pdb.selects(p)
-        ]
+        covered = [p.key for p in inv.pods if p.node in drained and not p.daemonset and not p.mirror and pdb.selects(p)]
         if not covered:
             continue
         findings.append(
@@ -258,11 +254,7 @@ def evictable(pods: Iterable[PodInfo]) -> list[PodInfo]:
 
 def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
     """Can the pods of each wave fit on the nodes that stay schedulable meanwhile?"""
-    usable = [
-        n
-        for n in inv.nodes
-        if n.ready and not n.unschedulable and n.operating_system.lower() == "linux"
-    ]
+    usable = [n for n in inv.nodes if n.ready and not n.unschedulable and n.operating_system.lower() == "linux"]
     free_cpu = {n.name: n.cpu_millis - sum(p.cpu_millis for p in inv.pods_on(n.name)) for n in usable}
     free_mem = {n.name: n.memory_bytes - sum(p.memory_bytes for p in inv.pods_on(n.name)) for n in usable}
     free_pods = {n.name: n.max_pods - len(inv.pods_on(n.name)) for n in usable}

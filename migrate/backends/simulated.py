@@ -28,8 +28,8 @@ from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, Perman
 from migrate.model import (
     CalicoPool,
     CiliumState,
-    Cni,
     ClusterIdentity,
+    Cni,
     Inventory,
     LabelSelector,
     NetworkPolicyInfo,
@@ -188,12 +188,19 @@ class SimulatedCluster:
             pdbs = []
             for pdb in world["pdbs"]:
                 status = w.pdb_status(world, pdb)
-                pdbs.append(PDBInfo(
-                    namespace=pdb["namespace"], name=pdb["name"],
-                    selector=LabelSelector(match_labels=frozen_map(pdb["selector"])),
-                    min_available=pdb.get("minAvailable"), max_unavailable=pdb.get("maxUnavailable"),
-                    disruptions_allowed=status["disruptionsAllowed"], current_healthy=status["currentHealthy"],
-                    desired_healthy=status["desiredHealthy"], expected_pods=status["expectedPods"]))
+                pdbs.append(
+                    PDBInfo(
+                        namespace=pdb["namespace"],
+                        name=pdb["name"],
+                        selector=LabelSelector(match_labels=frozen_map(pdb["selector"])),
+                        min_available=pdb.get("minAvailable"),
+                        max_unavailable=pdb.get("maxUnavailable"),
+                        disruptions_allowed=status["disruptionsAllowed"],
+                        current_healthy=status["currentHealthy"],
+                        desired_healthy=status["desiredHealthy"],
+                        expected_pods=status["expectedPods"],
+                    )
+                )
             c = world["cilium"]
             agents = w.owned(world, "DaemonSet", *w.AGENT_DS)
             return Inventory(
@@ -201,13 +208,18 @@ class SimulatedCluster:
                 nodes=tuple(_node(world, n) for n in sorted(world["nodes"])),
                 pods=tuple(_pod(p) for p in sorted(world["pods"].values(), key=lambda p: p["uid"])),
                 pdbs=tuple(pdbs),
-                calico_pools=tuple(CalicoPool(p["name"], p["cidr"], p["vxlanMode"], p["ipipMode"])
-                                   for p in world["calico"]["pools"]),
+                calico_pools=tuple(
+                    CalicoPool(p["name"], p["cidr"], p["vxlanMode"], p["ipipMode"]) for p in world["calico"]["pools"]
+                ),
                 calico_install=world["calico"]["install"],
                 calico_dataplane=world["calico"]["dataplane"],
-                cilium=CiliumState(installed=c["installed"], migration_mode=c["migrationMode"],
-                                   node_config_api=c["nodeConfigApi"], cluster_pool_cidr=c["poolCIDR"],
-                                   agents_ready=sum(1 for p in agents if p["ready"])),
+                cilium=CiliumState(
+                    installed=c["installed"],
+                    migration_mode=c["migrationMode"],
+                    node_config_api=c["nodeConfigApi"],
+                    cluster_pool_cidr=c["poolCIDR"],
+                    agents_ready=sum(1 for p in agents if p["ready"]),
+                ),
                 policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
             )
 
@@ -251,7 +263,9 @@ class SimulatedCluster:
             if blocker is not None:
                 raise EvictionRefused(
                     f"Cannot evict pod {pod.key} as it would violate the pod's disruption budget {blocker}",
-                    delay=0.5, pdb=blocker)
+                    delay=0.5,
+                    pdb=blocker,
+                )
             del world["pods"][pod.uid]
             self._log(world, "evict", pod.uid, True)
 
@@ -285,8 +299,9 @@ class SimulatedCluster:
 
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
         with self._tx(write=True) as world:
-            world["events"].append({"node": node, "reason": reason, "message": message,
-                                    "type": "Warning" if warning else "Normal"})
+            world["events"].append(
+                {"node": node, "reason": reason, "message": message, "type": "Warning" if warning else "Normal"}
+            )
 
     # -- validation probes ------------------------------------------------------------------
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
@@ -297,20 +312,26 @@ class SimulatedCluster:
                 return _injected_failure(node, check, n)
             pool = ipaddress.ip_network(world["cilium"]["poolCIDR"])
             if check == "cilium-agent-ready":
-                agents = [p for p in world["pods"].values()
-                          if p["node"] == node and p["owner"] == {"kind": "DaemonSet", "name": w.AGENT_DS[1]}]
+                agents = [
+                    p
+                    for p in world["pods"].values()
+                    if p["node"] == node and p["owner"] == {"kind": "DaemonSet", "name": w.AGENT_DS[1]}
+                ]
                 ok = bool(agents) and agents[0]["ready"]
                 return ProbeResult(check, ok, f"{agents[0]['name']} Ready" if ok else "no Ready agent", "a Ready agent")
             if check == "pod-network":
-                cni = w.node_cni(world, node)
-                ip = f"{ipaddress.ip_network(w.CILIUM_POOL if cni == 'cilium' else w.CALICO_POOL).network_address + n['index'] * 256 + 250}"
+                ip = w.probe_ip(world, node)
                 ok = ipaddress.ip_address(ip) in pool
                 return ProbeResult(check, ok, f"probe pod IP {ip}", f"an IP in {pool}")
             if check == "connectivity":
                 peers = [name for name, other in world["nodes"].items() if name != node and other["ready"]]
                 ok = w.node_cni(world, node) == "cilium"
-                return ProbeResult(check, ok, f"reached {len(peers) if ok else 0}/{len(peers)} peer nodes",
-                                   f"{len(peers)}/{len(peers)} peer nodes")
+                return ProbeResult(
+                    check,
+                    ok,
+                    f"reached {len(peers) if ok else 0}/{len(peers)} peer nodes",
+                    f"{len(peers)}/{len(peers)} peer nodes",
+                )
             raise BadInput(f"unknown validation check {check!r}")
 
     # -- helpers ----------------------------------------------------------------------------
@@ -339,19 +360,36 @@ def _injected_failure(node: str, check: str, n: dict[str, Any]) -> ProbeResult:
 def _node(world: w.World, name: str) -> NodeInfo:
     n = world["nodes"][name]
     return NodeInfo(
-        name=name, uid=n["uid"], labels=frozen_map(n["labels"]),
+        name=name,
+        uid=n["uid"],
+        labels=frozen_map(n["labels"]),
         taints=tuple(Taint(t["key"], t["effect"], t.get("value", "")) for t in n["taints"]),
-        unschedulable=n["unschedulable"], ready=n["ready"], kernel_version=n["kernel"],
-        os_image=n["osImage"], operating_system=n["os"], cpu_millis=n["cpu"], memory_bytes=n["memory"],
-        max_pods=n["maxPods"], cni=Cni(w.node_cni(world, name)),
+        unschedulable=n["unschedulable"],
+        ready=n["ready"],
+        kernel_version=n["kernel"],
+        os_image=n["osImage"],
+        operating_system=n["os"],
+        cpu_millis=n["cpu"],
+        memory_bytes=n["memory"],
+        max_pods=n["maxPods"],
+        cni=Cni(w.node_cni(world, name)),
     )
 
 
 def _pod(p: dict[str, Any]) -> PodInfo:
     owner = p["owner"]
     return PodInfo(
-        namespace=p["namespace"], name=p["name"], uid=p["uid"], node=p["node"], labels=frozen_map(p["labels"]),
-        owner=OwnerRef(owner["kind"], owner["name"]) if owner else None, phase=p["phase"], ready=p["ready"],
-        emptydir=p["emptydir"], cpu_millis=p["cpu"], memory_bytes=p["memory"], ip=p["ip"],
+        namespace=p["namespace"],
+        name=p["name"],
+        uid=p["uid"],
+        node=p["node"],
+        labels=frozen_map(p["labels"]),
+        owner=OwnerRef(owner["kind"], owner["name"]) if owner else None,
+        phase=p["phase"],
+        ready=p["ready"],
+        emptydir=p["emptydir"],
+        cpu_millis=p["cpu"],
+        memory_bytes=p["memory"],
+        ip=p["ip"],
         host_network=p["hostNetwork"],
     )

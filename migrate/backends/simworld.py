@@ -67,8 +67,11 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
         world["nodes"][node] = {
             "uid": f"{rng.getrandbits(64):016x}",
             "index": index,
-            "labels": {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux",
-                       **({CONTROL_PLANE_LABEL: ""} if control else {})},
+            "labels": {
+                "kubernetes.io/hostname": node,
+                "kubernetes.io/os": "linux",
+                **({CONTROL_PLANE_LABEL: ""} if control else {}),
+            },
             "taints": [{"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"}] if control else [],
             "unschedulable": False,
             "ready": True,
@@ -105,11 +108,27 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
     return world
 
 
-def _workload(kind: str, namespace: str, name: str, *, replicas: int = 0, cpu: int = 0,
-              emptydir: bool = False, host_network: bool = False) -> dict[str, Any]:
-    return {"kind": kind, "namespace": namespace, "name": name, "replicas": replicas, "cpu": cpu,
-            "memory": cpu * 2**20, "emptydir": emptydir, "hostNetwork": host_network,
-            "labels": {"app": name}}
+def _workload(
+    kind: str,
+    namespace: str,
+    name: str,
+    *,
+    replicas: int = 0,
+    cpu: int = 0,
+    emptydir: bool = False,
+    host_network: bool = False,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "namespace": namespace,
+        "name": name,
+        "replicas": replicas,
+        "cpu": cpu,
+        "memory": cpu * 2**20,
+        "emptydir": emptydir,
+        "hostNetwork": host_network,
+        "labels": {"app": name},
+    }
 
 
 # -- pods and scheduling -------------------------------------------------------------------
@@ -152,22 +171,50 @@ def _pod_ip(world: World, node: str, host_network: bool) -> str:
     return str(net.network_address + n["index"] * 256 + 2 + n["ipCounter"] % 250)
 
 
-def create_pod(world: World, namespace: str, name: str, owner: dict[str, str] | None,
-               labels: dict[str, str], *, node: str | None, cpu: int = 0, memory: int = 0,
-               emptydir: bool = False, host_network: bool = False) -> dict[str, Any]:
+def probe_ip(world: World, node: str) -> str:
+    """The address a probe pod on ``node`` would get from the node's current CNI."""
+    cidr = CILIUM_POOL if node_cni(world, node) == "cilium" else CALICO_POOL
+    return str(ipaddress.ip_network(cidr).network_address + world["nodes"][node]["index"] * 256 + 250)
+
+
+def create_pod(
+    world: World,
+    namespace: str,
+    name: str,
+    owner: dict[str, str] | None,
+    labels: dict[str, str],
+    *,
+    node: str | None,
+    cpu: int = 0,
+    memory: int = 0,
+    emptydir: bool = False,
+    host_network: bool = False,
+) -> dict[str, Any]:
     world["counters"]["pod"] += 1
     uid = f"pod-{world['counters']['pod']:06d}"
-    pod = {"namespace": namespace, "name": name, "uid": uid, "node": node, "labels": dict(labels),
-           "owner": owner, "phase": "Running" if node else "Pending", "ready": node is not None,
-           "cpu": cpu, "memory": memory, "emptydir": emptydir, "hostNetwork": host_network,
-           "ip": _pod_ip(world, node, host_network) if node else ""}
+    pod = {
+        "namespace": namespace,
+        "name": name,
+        "uid": uid,
+        "node": node,
+        "labels": dict(labels),
+        "owner": owner,
+        "phase": "Running" if node else "Pending",
+        "ready": node is not None,
+        "cpu": cpu,
+        "memory": memory,
+        "emptydir": emptydir,
+        "hostNetwork": host_network,
+        "ip": _pod_ip(world, node, host_network) if node else "",
+    }
     world["pods"][uid] = pod
     return pod
 
 
 def owned(world: World, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
-    return [p for p in world["pods"].values()
-            if p["owner"] == {"kind": kind, "name": name} and p["namespace"] == namespace]
+    return [
+        p for p in world["pods"].values() if p["owner"] == {"kind": kind, "name": name} and p["namespace"] == namespace
+    ]
 
 
 def reconcile(world: World) -> None:
@@ -180,9 +227,17 @@ def reconcile(world: World) -> None:
             have = {p["node"] for p in pods}
             for node in sorted(world["nodes"]):
                 if node not in have and world["nodes"][node]["ready"]:
-                    create_pod(world, ns, f"{name}-{world['nodes'][node]['uid'][:5]}", owner,
-                               wl["labels"], node=node, cpu=wl["cpu"], memory=wl["memory"],
-                               host_network=wl["hostNetwork"])
+                    create_pod(
+                        world,
+                        ns,
+                        f"{name}-{world['nodes'][node]['uid'][:5]}",
+                        owner,
+                        wl["labels"],
+                        node=node,
+                        cpu=wl["cpu"],
+                        memory=wl["memory"],
+                        host_network=wl["hostNetwork"],
+                    )
                     if (ns, name) == AGENT_DS:
                         agent_started(world, node)
             continue
@@ -192,14 +247,32 @@ def reconcile(world: World) -> None:
                 pod_name = f"{name}-{ordinal}"
                 if pod_name not in present:
                     target = schedule(world, wl["cpu"], wl["memory"])
-                    create_pod(world, ns, pod_name, owner, wl["labels"], node=target, cpu=wl["cpu"],
-                               memory=wl["memory"], emptydir=wl["emptydir"])
+                    create_pod(
+                        world,
+                        ns,
+                        pod_name,
+                        owner,
+                        wl["labels"],
+                        node=target,
+                        cpu=wl["cpu"],
+                        memory=wl["memory"],
+                        emptydir=wl["emptydir"],
+                    )
             continue
         for _ in range(wl["replicas"] - len(pods)):
             suffix = f"{world['counters']['pod'] + 1:05d}"
             target = schedule(world, wl["cpu"], wl["memory"])
-            create_pod(world, ns, f"{name}-{suffix}", owner, wl["labels"], node=target, cpu=wl["cpu"],
-                       memory=wl["memory"], emptydir=wl["emptydir"])
+            create_pod(
+                world,
+                ns,
+                f"{name}-{suffix}",
+                owner,
+                wl["labels"],
+                node=target,
+                cpu=wl["cpu"],
+                memory=wl["memory"],
+                emptydir=wl["emptydir"],
+            )
     for pod in world["pods"].values():
         if pod["node"] is None:
             target = schedule(world, pod["cpu"], pod["memory"])
@@ -243,19 +316,29 @@ def _scaled(value: str, total: int) -> int:
 def pdb_status(world: World, pdb: dict[str, Any]) -> dict[str, int]:
     """currentHealthy, desiredHealthy, expectedPods and disruptionsAllowed, as the
     disruption controller computes them (expected from the owning controllers' scale)."""
-    selected = [p for p in world["pods"].values()
-                if p["namespace"] == pdb["namespace"] and _selects(pdb["selector"], p["labels"])]
+    selected = [
+        p
+        for p in world["pods"].values()
+        if p["namespace"] == pdb["namespace"] and _selects(pdb["selector"], p["labels"])
+    ]
     owners = {(p["owner"]["kind"], p["owner"]["name"]) for p in selected if p["owner"]}
-    expected = sum(w["replicas"] for w in world["workloads"]
-                   if (w["kind"], w["name"]) in owners and w["namespace"] == pdb["namespace"])
+    expected = sum(
+        w["replicas"]
+        for w in world["workloads"]
+        if (w["kind"], w["name"]) in owners and w["namespace"] == pdb["namespace"]
+    )
     expected = expected or len(selected)
     healthy = sum(1 for p in selected if p["ready"])
     if "minAvailable" in pdb:
         desired = _scaled(pdb["minAvailable"], expected)
     else:
         desired = max(expected - _scaled(pdb["maxUnavailable"], expected), 0)
-    return {"currentHealthy": healthy, "desiredHealthy": desired, "expectedPods": expected,
-            "disruptionsAllowed": max(healthy - desired, 0)}
+    return {
+        "currentHealthy": healthy,
+        "desiredHealthy": desired,
+        "expectedPods": expected,
+        "disruptionsAllowed": max(healthy - desired, 0),
+    }
 
 
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:

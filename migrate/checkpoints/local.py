@@ -108,8 +108,9 @@ class FileLock:
                     raise
                 f.seek(0)
                 holder = f.read().strip() or "another process"
-                raise LockHeld(f"another executor is running against this cluster ({holder}); "
-                               "wait for it or stop it first") from exc
+                raise LockHeld(
+                    f"another executor is running against this cluster ({holder}); wait for it or stop it first"
+                ) from exc
             f.seek(0)
             f.truncate()
             f.write(f"pid {os.getpid()}")

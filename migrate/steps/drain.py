@@ -55,8 +55,14 @@ def run(ctx: StepContext, node: NodePlan) -> str:
                 node=node.name,
                 pdbs=sorted(set(refused_by.values())),
             )
-        ctx.emit(Event("wait", ctx.plan_id, node=node.name, message=f"{len(refused_by)} eviction(s) "
-                       f"refused by PodDisruptionBudget, retrying in {backoff:.1f}s"))
+        ctx.emit(
+            Event(
+                "wait",
+                ctx.plan_id,
+                node=node.name,
+                message=f"{len(refused_by)} eviction(s) refused by PodDisruptionBudget, retrying in {backoff:.1f}s",
+            )
+        )
         ctx.clock.sleep(min(backoff, remaining))
         backoff = min(backoff * 2, MAX_BACKOFF)
 

@@ -20,8 +20,7 @@ def run(ctx: StepContext, node: NodePlan) -> str:
         result = ctx.cluster.probe(node.name, check, ctx.probe_timeout)
         if not result.ok:
             raise ValidationFailed(
-                f"validation of {node.name} failed: {check}: observed {result.observed}, "
-                f"expected {result.expected}",
+                f"validation of {node.name} failed: {check}: observed {result.observed}, expected {result.expected}",
                 node=node.name,
                 check=check,
             )

@@ -1,0 +1,49 @@
+"""Drive the installed CLI as a user would: a subprocess with its own state home."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class CLI:
+    def __init__(self, tmp: Path) -> None:
+        self.cwd = tmp
+        self.env = {**os.environ, "CNI_MIGRATE_HOME": str(tmp / "home"), "NO_COLOR": "1", "COLUMNS": "200"}
+        self.env.pop("CNI_MIGRATE_FAILPOINT", None)
+        exe = shutil.which("cni-migrate", path=str(Path(sys.executable).parent))
+        self.base = [exe] if exe else [sys.executable, "-m", "migrate.cli"]
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+        proc = subprocess.run(
+            [*self.base, *args],
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def world(self, name: str) -> dict:
+        return json.loads((self.cwd / "home" / "sims" / name / "world.json").read_text())
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CLI:
+    return CLI(tmp_path)

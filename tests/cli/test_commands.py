@@ -1,0 +1,131 @@
+"""The CLI contract: commands, exit codes, one-line errors, nothing written on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+
+def test_demo_migrates_every_node_and_leaves_none_cordoned(cli):
+    r = cli("demo")
+    assert r.code == 0, r.err
+    assert "6/6 node(s) migrated, run completed" in r.out
+    shown = json.loads(cli("sim", "show", "demo", "-o", "json").out)
+    assert {(n["cni"], n["unschedulable"]) for n in shown["nodes"]} == {("cilium", False)}
+
+
+def test_sim_show_json_has_the_documented_fields(cli):
+    assert cli("sim", "create", "c1", "--nodes", "3").code == 0
+    nodes = json.loads(cli("sim", "show", "c1", "-o", "json").out)["nodes"]
+    assert [n["name"] for n in nodes] == ["cp-1", "worker-1", "worker-2"]
+    assert set(nodes[0]) >= {"name", "cni", "unschedulable", "pods"}
+    assert all(n["cni"] == "calico" for n in nodes)
+
+
+def test_plan_is_deterministic_and_blocked_without_drain_flags(cli):
+    cli("sim", "create", "c1")
+    first = cli("plan", "--sim", "c1", "-o", "a.yaml")
+    second = cli("plan", "--sim", "c1", "-o", "b.yaml")
+    assert first.code == second.code == 3  # the bare and emptyDir pods block without flags
+    assert "BLOCKING [drain-pods]" in first.out and "--force" in first.out
+    assert (cli.cwd / "a.yaml").read_bytes() == (cli.cwd / "b.yaml").read_bytes()
+    assert cli("apply", "a.yaml", "--yes").code == 3
+
+
+def test_plan_writes_no_change_to_the_cluster(cli):
+    cli("sim", "create", "c1")
+    before = cli.world("c1")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data")
+    assert cli.world("c1") == before
+
+
+def test_apply_without_a_terminal_and_without_yes_refuses(cli):
+    cli("sim", "create", "c1")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", stdin="")
+    assert r.code == 2 and "--yes" in r.err
+    assert not any(a["changed"] for a in cli.world("c1")["actions"])
+
+
+def test_failed_validation_exits_4_and_status_names_the_check(cli):
+    cli("sim", "create", "c1", "--fail-validation-on", "worker-2:pod-network")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 4, r.err
+    assert r.err.count("\n") == 1 and "pod-network" in r.err
+    status = json.loads(cli("status", "p.yaml", "-o", "json").out)
+    by_name = {n["name"]: n for n in status["nodes"]}
+    assert by_name["worker-2"]["state"] == "failed"
+    assert "Calico pool" in by_name["worker-2"]["message"]
+    assert by_name["worker-1"]["state"] == "migrated"
+    world = cli.world("c1")
+    assert not world["nodes"]["worker-2"]["unschedulable"]
+    assert yaml.safe_load(cli("status", "p.yaml", "-o", "yaml").out) == status
+
+
+def test_rollback_of_one_node_and_then_everything(cli):
+    cli("sim", "create", "c1", "--nodes", "4")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    assert cli("apply", "p.yaml", "--yes").code == 0
+    assert cli("rollback", "p.yaml", "--node", "worker-2", "--yes").code == 0
+    nodes = {n["name"]: n for n in json.loads(cli("sim", "show", "c1", "-o", "json").out)["nodes"]}
+    assert nodes["worker-2"]["cni"] == "calico" and nodes["worker-1"]["cni"] == "cilium"
+    assert cli("rollback", "p.yaml", "--yes").code == 0
+    nodes = json.loads(cli("sim", "show", "c1", "-o", "json").out)["nodes"]
+    assert {(n["cni"], n["unschedulable"]) for n in nodes} == {("calico", False)}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("apply", "missing.yaml", "--yes"), "does not exist"),
+        (("apply", "garbage.yaml", "--yes"), "not valid YAML"),
+        (("apply", "foreign.yaml", "--yes"), "not a MigrationPlan"),
+        (("status", "missing.yaml"), "does not exist"),
+        (("plan", "--sim", "nope"), "no simulated cluster named 'nope'"),
+        (("plan", "--sim", "c1", "--max-unavailable", "0"), "--max-unavailable"),
+        (("plan", "--sim", "c1", "--exclude-node", "ghost"), "unknown node"),
+        (("plan", "--sim", "c1", "--context", "x"), "cannot be combined"),
+        (("sim", "create", "Bad_Name"), "not a DNS label"),
+        (("sim", "create", "c1"), "exists already"),
+        (("sim", "create", "c2", "--fail-validation-on", "worker-1:bogus"), "unknown check"),
+        (("sim", "delete", "nope"), "no simulated cluster"),
+        (("rollback", "good.yaml", "--node", "ghost", "--yes"), "not in plan"),
+        (("rollback", "good.yaml", "--yes"), "never applied"),
+        (("resume", "good.yaml", "--yes"), "no interrupted run"),
+    ],
+)
+def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, message):
+    cli("sim", "create", "c1")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "good.yaml")
+    (cli.cwd / "garbage.yaml").write_text("{{{")
+    (cli.cwd / "foreign.yaml").write_text("kind: Deployment\napiVersion: apps/v1\n")
+    before = cli.world("c1")
+    r = cli(*args)
+    assert r.code == 2, (r.code, r.out, r.err)
+    assert message in r.err
+    assert r.err.strip().count("\n") == 0, r.err
+    assert "Traceback" not in r.err
+    assert cli.world("c1")["actions"] == before["actions"]
+
+
+def test_plan_for_a_recreated_cluster_of_the_same_name_is_refused(cli):
+    cli("sim", "create", "c1", "--seed", "1")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("sim", "delete", "c1")
+    cli("sim", "create", "c1", "--seed", "2")
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 2 and "for another cluster" in r.err
+    assert not cli.world("c1")["actions"]
+
+
+def test_edited_plan_is_refused(cli):
+    cli("sim", "create", "c1")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    path = cli.cwd / "p.yaml"
+    path.write_text(path.read_text().replace("maxUnavailable: 1", "maxUnavailable: 3"))
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 2 and "checksum" in r.err
+    assert not cli.world("c1")["actions"]

@@ -1,0 +1,55 @@
+"""The import direction: the core never imports an adapter, the CLI, or a Kubernetes client."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "migrate"
+CORE = ["model", "plan", "planner", "preflight", "drain", "journal", "ports", "executor", "errors", "steps"]
+FORBIDDEN = (
+    "kubernetes",
+    "migrate.backends",
+    "migrate.checkpoints",
+    "migrate.cli",
+    "migrate.output",
+    "typer",
+    "structlog",
+    "rich",
+)
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def core_files() -> list[Path]:
+    files = []
+    for name in CORE:
+        target = PACKAGE / name
+        files += sorted(target.glob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+    return files
+
+
+@pytest.mark.parametrize("path", core_files(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_core_module_imports_no_adapter_or_shell(path):
+    bad = sorted(m for m in imports(path) if m.startswith(FORBIDDEN))
+    assert not bad, f"{path.name} imports {bad}"
+
+
+def test_only_the_kubernetes_backend_imports_the_kubernetes_client():
+    offenders = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*.py")
+        if any(m == "kubernetes" or m.startswith("kubernetes.") for m in imports(p))
+        and not p.relative_to(PACKAGE).as_posix().startswith("backends/kubernetes")
+    ]
+    assert offenders == []
