@@ -10,6 +10,7 @@ Environment:
   CNI_MIGRATE_KUBE_BIN   use prebuilt binaries from this dir (skips the build)
   CNI_MIGRATE_LAB_NODES  node count for the session lab (default 6)
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -27,6 +27,7 @@ Python::
 
 Dependencies: stdlib, PyYAML and ``cryptography`` (for the throwaway PKI).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -62,7 +64,11 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "192.168.0.0/16"  # matches the Calico default IPPool installed below
-NODE_IP_BASE = ipaddress.ip_address("172.18.0.10")
+NODE_IP_BASE = ipaddress.ip_address("172.18.0.10")  # node with index i gets NODE_IP_BASE + i
+#: What the apiserver advertises (the ``kubernetes`` Service endpoints): the
+#: InternalIP of control-plane-1 (index 1), as on a kubeadm cluster. It is not
+#: routable; clients use the kubeconfig's 127.0.0.1 address.
+ADVERTISE_IP = str(NODE_IP_BASE + 1)
 FIELD_MANAGER = "cni-migrate-lab"
 
 
@@ -160,9 +166,7 @@ class NodeSpec:
         taints = self.taints
         if taints is None:
             taints = (
-                [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
-                if self.control_plane
-                else []
+                [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}] if self.control_plane else []
             )
         resources = {"cpu": self.cpu, "memory": self.memory, "pods": self.pods}
         spec: dict[str, Any] = {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]}
@@ -198,9 +202,7 @@ class NodeSpec:
         }
 
 
-def default_node_specs(
-    count: int, overrides: Mapping[str, Mapping[str, Any]] | None = None
-) -> list[NodeSpec]:
+def default_node_specs(count: int, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> list[NodeSpec]:
     """1 control-plane node (``control-plane-1``) + ``count-1`` workers
     (``worker-1`` ...). ``overrides`` maps node name -> NodeSpec fields,
     e.g. ``{"worker-2": {"kernel_version": "4.19.0"}}``."""
@@ -223,15 +225,123 @@ def default_node_specs(
 # PKI
 
 
+@dataclasses.dataclass(frozen=True)
+class _CertSpec:
+    file: str  # pki/<file>.crt + pki/<file>.key
+    cn: str
+    org: str | None = None
+    server: bool = False  # serverAuth (else clientAuth)
+    sans: tuple[str, ...] = ()
+
+
+def _cert_specs() -> list[_CertSpec]:
+    svc_ip = str(ipaddress.ip_network(SERVICE_CIDR).network_address + 1)
+    return [
+        _CertSpec(
+            "apiserver",
+            "kube-apiserver",
+            server=True,
+            sans=(
+                "127.0.0.1",
+                "::1",
+                "localhost",
+                ADVERTISE_IP,
+                svc_ip,
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+        ),
+        _CertSpec("admin", "kubernetes-admin", "system:masters"),
+        _CertSpec("kube-controller-manager", "system:kube-controller-manager"),
+        _CertSpec("kube-scheduler", "system:kube-scheduler"),
+        _CertSpec("kwok", "kwok-controller", "system:masters"),
+    ]
+
+
 def _pki(pki: Path) -> None:
-    """CA, apiserver serving cert, client certs, service-account key pair."""
+    """CA (pki/ca.*), the certs of _cert_specs() and the service-account key
+    pair (pki/sa.key, pki/sa.pub); ECDSA P-256 throughout. Uses the
+    ``cryptography`` package when importable, else the ``openssl`` CLI
+    (force one with CNI_MIGRATE_LAB_PKI=cryptography|openssl)."""
+    pki.mkdir(parents=True, exist_ok=True)
+    backend = os.environ.get("CNI_MIGRATE_LAB_PKI", "auto")
+    if backend == "auto":
+        try:
+            import cryptography  # noqa: F401
+
+            backend = "cryptography"
+        except ImportError:
+            backend = "openssl"
+    if backend == "openssl":
+        _pki_openssl(pki, _cert_specs())
+    else:
+        _pki_cryptography(pki, _cert_specs())
+
+
+def _pki_openssl(pki: Path, specs: list[_CertSpec]) -> None:
+    if shutil.which("openssl") is None:
+        raise LabError("need the 'cryptography' Python package or the openssl CLI")
+
+    def run(*args: str) -> None:
+        proc = subprocess.run(["openssl", *args], cwd=pki, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"openssl {' '.join(args)}: {proc.stderr.strip()}")
+
+    def genkey(name: str) -> None:
+        run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key")
+        (pki / f"{name}.key").chmod(0o600)
+
+    def serial() -> str:
+        return "0x" + os.urandom(16).hex()
+
+    genkey("ca")
+    run(
+        "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=cni-migrate-lab-ca", "-days", "3650",
+        "-sha256", "-set_serial", serial(), "-out", "ca.crt",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,digitalSignature,keyCertSign,cRLSign",
+        "-addext", "subjectKeyIdentifier=hash",
+    )  # fmt: skip
+    for spec in specs:
+        genkey(spec.file)
+        subj = (f"/O={spec.org}" if spec.org else "") + f"/CN={spec.cn}"
+        run("req", "-new", "-key", f"{spec.file}.key", "-subj", subj, "-out", f"{spec.file}.csr")
+        ext = [
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature",
+            f"extendedKeyUsage={'serverAuth' if spec.server else 'clientAuth'}",
+            "authorityKeyIdentifier=keyid",
+        ]
+        if spec.sans:
+            alt = []
+            for san in spec.sans:
+                try:
+                    ipaddress.ip_address(san)
+                    alt.append(f"IP:{san}")
+                except ValueError:
+                    alt.append(f"DNS:{san}")
+            ext.append("subjectAltName=" + ",".join(alt))
+        (pki / f"{spec.file}.ext").write_text("\n".join(ext) + "\n")
+        run(
+            "x509", "-req", "-in", f"{spec.file}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-set_serial", serial(), "-days", "365", "-sha256",
+            "-extfile", f"{spec.file}.ext", "-out", f"{spec.file}.crt",
+        )  # fmt: skip
+        (pki / f"{spec.file}.csr").unlink()
+        (pki / f"{spec.file}.ext").unlink()
+    genkey("sa")
+    run("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+
+
+def _pki_cryptography(pki: Path, specs: list[_CertSpec]) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def key() -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
@@ -266,9 +376,15 @@ def _pki(pki: Path) -> None:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -291,21 +407,23 @@ def _pki(pki: Path) -> None:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_encipherment=False, key_cert_sign=False,
-                    crl_sign=False, content_commitment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_encipherment=False,
+                    key_cert_sign=False,
+                    crl_sign=False,
+                    content_commitment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
             .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
                 critical=False,
             )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         )
         alt: list[x509.GeneralName] = []
         for san in sans:
@@ -319,23 +437,13 @@ def _pki(pki: Path) -> None:
         write_key(fname, k)
         (pki / f"{fname}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    svc_ip = str(ipaddress.ip_network(SERVICE_CIDR).network_address + 1)
-    leaf(
-        "apiserver", "kube-apiserver", None, server=True,
-        sans=["127.0.0.1", "::1", "localhost", svc_ip, "kubernetes", "kubernetes.default",
-              "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
-    )
-    leaf("admin", "kubernetes-admin", "system:masters", server=False)
-    leaf("kube-controller-manager", "system:kube-controller-manager", None, server=False)
-    leaf("kube-scheduler", "system:kube-scheduler", None, server=False)
-    leaf("kwok", "kwok-controller", "system:masters", server=False)
+    for spec in specs:
+        leaf(spec.file, spec.cn, spec.org, server=spec.server, sans=spec.sans)
 
     sa = key()
     write_key("sa", sa)
     (pki / "sa.pub").write_bytes(
-        sa.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
 
@@ -407,7 +515,7 @@ def _proc_mark(pid: int) -> str | None:
     prefix = ENV_MARK.encode() + b"="
     for item in env.split(b"\0"):
         if item.startswith(prefix):
-            return item[len(prefix):].decode(errors="replace")
+            return item[len(prefix) :].decode(errors="replace")
     return None
 
 
@@ -416,9 +524,8 @@ def _marked_pids(workdir: Path) -> list[int]:
     want = str(workdir)
     pids = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid() and _proc_mark(int(entry)) == want:
-            if _alive(int(entry)):
-                pids.append(int(entry))
+        if entry.isdigit() and int(entry) != os.getpid() and _proc_mark(int(entry)) == want and _alive(int(entry)):
+            pids.append(int(entry))
     return pids
 
 
@@ -516,8 +623,14 @@ class Api:
         return self.call("PATCH", path, obj, content_type="application/apply-patch+yaml")
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float, *, alive: Callable[[], None] | None = None,
-          interval: float = 0.2) -> Any:
+def _wait(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,
+    *,
+    alive: Callable[[], None] | None = None,
+    interval: float = 0.2,
+) -> Any:
     """Poll ``check`` until it returns a truthy value; LabError after ``timeout``.
     ``alive`` is called each round to fail fast when a process died."""
     deadline = time.monotonic() + timeout
@@ -593,12 +706,16 @@ class Lab:
         bin_dir: Path | str | None = None,
         *,
         pod_delete_delay_ms: int = 0,
+        kwok_starts_pods: bool = True,
         die_with_parent: bool = False,
         verbosity: int = 1,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self._bin_dir = Path(bin_dir) if bin_dir else None
         self.pod_delete_delay_ms = pod_delete_delay_ms
+        # False: kwok leaves Pending pods alone and a node agent of the tests starts them
+        # (tests/realcluster/nodeagent.py gives them addresses from the node's current CNI).
+        self.kwok_starts_pods = kwok_starts_pods
         self.die_with_parent = die_with_parent
         self.verbosity = verbosity
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -702,10 +819,20 @@ class Lab:
 
     def _check_alive(self, *names: str) -> Callable[[], None]:
         def check() -> None:
+            pids = None
             for n in names:
-                pid = self.pids().get(n)
-                if pid is None:
-                    raise LabError(f"{n} exited during startup; log tail:\n{self._log_tail(n)}")
+                proc = self._procs.get(n)
+                if proc is not None:
+                    # our own child: trust waitpid, not /proc (right after
+                    # exec, /proc/<pid>/environ can briefly read empty)
+                    rc = proc.poll()
+                    if rc is None:
+                        continue
+                    how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
+                    raise LabError(f"{n} exited during startup ({how}); log tail:\n{self._log_tail(n)}")
+                pids = self.pids() if pids is None else pids
+                if n not in pids:
+                    raise LabError(f"{n} is not running; log tail:\n{self._log_tail(n)}")
 
         return check
 
@@ -724,6 +851,7 @@ class Lab:
         Any failure tears everything down before raising."""
         if self.running():
             raise LabError(f"a lab is already running in {self.workdir} (run down first)")
+        specs = node_specs if node_specs is not None else default_node_specs(nodes, node_overrides)
         t0 = time.monotonic()
         deadline = t0 + timeout
 
@@ -732,11 +860,24 @@ class Lab:
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
-            self._start_control_plane(left)
-            specs = node_specs if node_specs is not None else default_node_specs(nodes, node_overrides)
+            for attempt in (1, 2):
+                try:
+                    self._start_control_plane(left)
+                    break
+                except LabError:
+                    # free ports are picked by bind(0)+close; another process
+                    # may grab one in between. Retry once with fresh ports.
+                    if attempt == 2 or not any(
+                        "address already in use" in self._log_tail(c).lower() for c in COMPONENTS
+                    ):
+                        raise
+                    self.down(keep_files=True)
             self.add_nodes(specs, timeout=left())
-            _wait("default service account", lambda: self.api.request(
-                "GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200, left())
+            _wait(
+                "default service account",
+                lambda: self.api.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+                left(),
+            )
             if fixtures:
                 self.install_fixtures(timeout=left())
         except BaseException:
@@ -759,10 +900,16 @@ class Lab:
             bin_dir=str(bin_dir),
             server=server,
             versions=read_versions(bin_dir),
-            ports={"etcd": etcd_client, "etcd-peer": etcd_peer, "kube-apiserver": api_port,
-                   "kube-controller-manager": kcm_port, "kube-scheduler": sched_port, "kwok": kwok_port},
+            ports={
+                "etcd": etcd_client,
+                "etcd-peer": etcd_peer,
+                "kube-apiserver": api_port,
+                "kube-controller-manager": kcm_port,
+                "kube-scheduler": sched_port,
+                "kwok": kwok_port,
+            },
             next_node_index=1,
-            started=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            started=datetime.datetime.now(datetime.UTC).isoformat(),
         )
         _pki(self.pki)
         pki, w, v = self.pki, self.workdir, f"--v={self.verbosity}"
@@ -773,100 +920,145 @@ class Lab:
         # etcd: throwaway data, so skip fsync (much faster on slow disks)
         etcd_url = f"http://127.0.0.1:{etcd_client}"
         peer_url = f"http://127.0.0.1:{etcd_peer}"
-        self._spawn("etcd", [
-            str(bin_dir / "etcd"), "--name=lab", f"--data-dir={w / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=lab={peer_url}", "--initial-cluster-state=new",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=lab",
+                f"--data-dir={w / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=lab={peer_url}",
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
         _wait("etcd /health", lambda: _http_ok(f"{etcd_url}/health"), left(), alive=self._check_alive("etcd"))
 
-        self._spawn("kube-apiserver", [
-            str(bin_dir / "kube-apiserver"),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", f"--secure-port={api_port}",
-            "--advertise-address=127.0.0.1",
-            f"--cert-dir={pki}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            # no aggregation layer, but a requestheader CA keeps the
-            # components' delegated authn from logging errors forever
-            f"--requestheader-client-ca-file={pki / 'ca.crt'}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--endpoint-reconciler-type=none",  # 127.0.0.1 is not a valid endpoint IP
-            v,
-        ])
-        _wait("kube-apiserver /readyz", lambda: self.api.request("GET", "/readyz", timeout=3)[0] == 200,
-              left(), alive=self._check_alive("etcd", "kube-apiserver"))
-
-        self._spawn("kube-controller-manager", [
-            str(bin_dir / "kube-controller-manager"),
-            f"--kubeconfig={w / 'kube-controller-manager.kubeconfig'}",
-            f"--authentication-kubeconfig={w / 'kube-controller-manager.kubeconfig'}",
-            f"--authorization-kubeconfig={w / 'kube-controller-manager.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={w / 'kcm'}",
-            "--leader-elect=false",
-            # '*' = every default-on controller: deployment, replicaset,
-            # statefulset, daemonset, disruption (PDB), garbage-collector,
-            # namespace, serviceaccount(-token), node-lifecycle, job, ...
-            "--controllers=*",
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-            f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--cluster-cidr={POD_CIDR}", "--allocate-node-cidrs=false",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--profiling=false",
-            v,
-        ])
-        sched_cfg = w / "kube-scheduler.yaml"
-        sched_cfg.write_text(yaml.safe_dump({
-            "apiVersion": "kubescheduler.config.k8s.io/v1",
-            "kind": "KubeSchedulerConfiguration",
-            "clientConnection": {"kubeconfig": str(w / "kube-scheduler.kubeconfig")},
-            "leaderElection": {"leaderElect": False},
-        }))
-        self._spawn("kube-scheduler", [
-            str(bin_dir / "kube-scheduler"),
-            f"--config={sched_cfg}",
-            f"--authentication-kubeconfig={w / 'kube-scheduler.kubeconfig'}",
-            f"--authorization-kubeconfig={w / 'kube-scheduler.kubeconfig'}",
-            "--bind-address=127.0.0.1", f"--secure-port={sched_port}", f"--cert-dir={w / 'scheduler'}",
-            v,
-        ])
-        stages = w / "kwok.yaml"
-        stages.write_text(
-            (MANIFESTS / "kwok-stages.yaml").read_text()
-            .replace("POD_DELETE_DELAY_MS", str(int(self.pod_delete_delay_ms)))
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--advertise-address={ADVERTISE_IP}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                # no aggregation layer, but a requestheader CA keeps the
+                # components' delegated authn from logging errors forever
+                f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                v,
+            ],
         )
-        self._spawn("kwok", [
-            str(bin_dir / "kwok"),
-            f"--kubeconfig={w / 'kwok.kubeconfig'}",
-            f"--config={stages}",
-            f"--manage-nodes-with-annotation-selector={'='.join(KWOK_NODE_ANNOTATION)}",
-            "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{kwok_port}",
-            f"--cidr={POD_CIDR}",
-            "--node-ip=172.18.0.1",
-            v,
-        ])
+        _wait(
+            "kube-apiserver /readyz",
+            lambda: self.api.request("GET", "/readyz", timeout=3)[0] == 200,
+            left(),
+            alive=self._check_alive("etcd", "kube-apiserver"),
+        )
+
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={w / 'kube-controller-manager.kubeconfig'}",
+                f"--authentication-kubeconfig={w / 'kube-controller-manager.kubeconfig'}",
+                f"--authorization-kubeconfig={w / 'kube-controller-manager.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                f"--cert-dir={w / 'kcm'}",
+                "--leader-elect=false",
+                # '*' = every default-on controller: deployment, replicaset,
+                # statefulset, daemonset, disruption (PDB), garbage-collector,
+                # namespace, serviceaccount(-token), node-lifecycle, job, ...
+                "--controllers=*",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+                f"--cluster-cidr={POD_CIDR}",
+                "--allocate-node-cidrs=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--profiling=false",
+                v,
+            ],
+        )
+        sched_cfg = w / "kube-scheduler.yaml"
+        sched_cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {"kubeconfig": str(w / "kube-scheduler.kubeconfig")},
+                    "leaderElection": {"leaderElect": False},
+                }
+            )
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(bin_dir / "kube-scheduler"),
+                f"--config={sched_cfg}",
+                f"--authentication-kubeconfig={w / 'kube-scheduler.kubeconfig'}",
+                f"--authorization-kubeconfig={w / 'kube-scheduler.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={sched_port}",
+                f"--cert-dir={w / 'scheduler'}",
+                v,
+            ],
+        )
+        stages = w / "kwok.yaml"
+        docs = (
+            (MANIFESTS / "kwok-stages.yaml")
+            .read_text()
+            .replace("POD_DELETE_DELAY_MS", str(int(self.pod_delete_delay_ms)))
+            .split("\n---\n")
+        )
+        if not self.kwok_starts_pods:
+            docs = [d for d in docs if "\n  name: pod-running\n" not in d]
+        stages.write_text("\n---\n".join(docs))
+        self._spawn(
+            "kwok",
+            [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={w / 'kwok.kubeconfig'}",
+                f"--config={stages}",
+                f"--manage-nodes-with-annotation-selector={'='.join(KWOK_NODE_ANNOTATION)}",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{kwok_port}",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=172.18.0.1",
+                v,
+            ],
+        )
         alive = self._check_alive(*COMPONENTS)
-        _wait("kube-controller-manager /healthz",
-              lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz"), left(), alive=alive)
-        _wait("kube-scheduler /healthz",
-              lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz"), left(), alive=alive)
+        _wait(
+            "kube-controller-manager /healthz",
+            lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz"),
+            left(),
+            alive=alive,
+        )
+        _wait(
+            "kube-scheduler /healthz", lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz"), left(), alive=alive
+        )
         _wait("kwok /healthz", lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz"), left(), alive=alive)
 
     def add_nodes(self, specs: Iterable[NodeSpec], *, timeout: float = 60, wait: bool = True) -> list[str]:
@@ -882,13 +1074,42 @@ class Lab:
             self.api.call("POST", "/api/v1/nodes", obj)
             # A Node keeps the status given at create, but make sure the
             # nodeInfo/capacity the test asked for is what is stored.
-            self.api.call("PATCH", f"/api/v1/nodes/{spec.name}/status",
-                          {"status": {k: obj["status"][k] for k in ("nodeInfo", "capacity", "allocatable")}},
-                          content_type="application/strategic-merge-patch+json")
+            self.api.call(
+                "PATCH",
+                f"/api/v1/nodes/{spec.name}/status",
+                {"status": {k: obj["status"][k] for k in ("nodeInfo", "capacity", "allocatable")}},
+                content_type="application/strategic-merge-patch+json",
+            )
             names.append(spec.name)
         if wait:
             self.wait_nodes_ready(names, timeout=timeout)
         return names
+
+    def add_node(self, name: str, *, wait: bool = True, **fields: Any) -> str:
+        """``lab.add_node("old-1", kernel_version="4.19.0")`` (NodeSpec fields)."""
+        return self.add_nodes([NodeSpec(name=name, **fields)], wait=wait)[0]
+
+    def delete_nodes(self, names: Iterable[str], *, timeout: float = 30) -> None:
+        """Delete nodes and force-delete the pods bound to them (what the
+        pod GC controller would do after its 40s orphan quarantine)."""
+        for name in names:
+            self.api.request("DELETE", f"/api/v1/nodes/{name}")
+            pods = self.api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{name}")["items"]
+            for p in pods:
+                m = p["metadata"]
+                self.api.request(
+                    "DELETE",
+                    f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}",
+                    {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0},
+                )
+
+            def gone(name: str = name) -> bool:
+                return (
+                    self.api.request("GET", f"/api/v1/nodes/{name}")[0] == 404
+                    and not self.api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{name}")["items"]
+                )
+
+            _wait(f"node {name} and its pods deleted", gone, timeout)
 
     def wait_nodes_ready(self, names: Iterable[str] | None = None, *, timeout: float = 60) -> None:
         want = set(names) if names is not None else None
@@ -899,8 +1120,12 @@ class Lab:
             target = want if want is not None else {n["metadata"]["name"] for n in items}
             return target <= ready
 
-        _wait(f"nodes Ready ({', '.join(sorted(want)) if want else 'all'})", check, timeout,
-              alive=self._check_alive(*COMPONENTS))
+        _wait(
+            f"nodes Ready ({', '.join(sorted(want)) if want else 'all'})",
+            check,
+            timeout,
+            alive=self._check_alive(*COMPONENTS),
+        )
 
     def apply_manifest(self, docs: Iterable[Mapping[str, Any]], *, timeout: float = 60) -> None:
         """Server-side apply docs; CRDs first, waiting until they are served."""
@@ -913,15 +1138,21 @@ class Lab:
 
             def established(name: str = name) -> bool:
                 crd = self.api.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-                return any(c["type"] == "Established" and c["status"] == "True"
-                           for c in crd.get("status", {}).get("conditions", []))
+                return any(
+                    c["type"] == "Established" and c["status"] == "True"
+                    for c in crd.get("status", {}).get("conditions", [])
+                )
 
             _wait(f"CRD {name} established", established, timeout)
         for d in docs:
             if d["kind"] != "CustomResourceDefinition":
+
+                def apply_one(d: Mapping[str, Any] = d) -> bool:
+                    self.api.apply(d)
+                    return True
+
                 # discovery may lag a moment behind Established
-                _wait(f"apply {d['kind']}/{d['metadata']['name']}", lambda d=d: self.api.apply(d) or True,
-                      timeout, interval=0.3)
+                _wait(f"apply {d['kind']}/{d['metadata']['name']}", apply_one, timeout, interval=0.3)
 
     def install_fixtures(self, *, timeout: float = 60) -> None:
         """Calico (operator Installation, IPPool, calico-node DaemonSet) and
@@ -934,12 +1165,18 @@ class Lab:
             ds = self.api.get("/apis/apps/v1/namespaces/calico-system/daemonsets/calico-node")
             st = ds.get("status", {})
             nodes = len(self.api.get("/api/v1/nodes")["items"])
-            return (st.get("observedGeneration", 0) >= ds["metadata"]["generation"]
-                    and st.get("desiredNumberScheduled") == nodes
-                    and st.get("numberReady") == nodes)
+            return (
+                st.get("observedGeneration", 0) >= ds["metadata"]["generation"]
+                and st.get("desiredNumberScheduled") == nodes
+                and st.get("numberReady") == nodes
+            )
 
-        _wait("calico-node DaemonSet ready", ds_ready, max(1.0, deadline - time.monotonic()),
-              alive=self._check_alive(*COMPONENTS))
+        _wait(
+            "calico-node DaemonSet ready",
+            ds_ready,
+            max(1.0, deadline - time.monotonic()),
+            alive=self._check_alive(*COMPONENTS),
+        )
 
     def down(self, *, timeout: float = 10, keep_files: bool = False, keep_logs: bool = False) -> list[int]:
         """Stop every lab process, then remove the lab's files unless asked
@@ -1017,14 +1254,22 @@ class Lab:
             shutil.rmtree(w / sub, ignore_errors=True)
         if not keep_logs:
             shutil.rmtree(w / "logs", ignore_errors=True)
-        for f in ("kubeconfig", "state.json", "state.tmp", "kwok.yaml", "kube-scheduler.yaml",
-                  "kube-controller-manager.kubeconfig", "kube-scheduler.kubeconfig", "kwok.kubeconfig"):
+        for f in (
+            "kubeconfig",
+            "state.json",
+            "state.tmp",
+            "kwok.yaml",
+            "kube-scheduler.yaml",
+            "kube-controller-manager.kubeconfig",
+            "kube-scheduler.kubeconfig",
+            "kwok.kubeconfig",
+        ):
             with contextlib.suppress(FileNotFoundError):
                 (w / f).unlink()
         with contextlib.suppress(OSError):
             w.rmdir()
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1067,35 +1312,48 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="start a lab; prints 'export KUBECONFIG=...'")
     p_up.add_argument("--nodes", type=int, default=6, help="1 control-plane + N-1 workers (default 6)")
-    p_up.add_argument("--node-override", action="append", default=[], metavar="NAME:field=value,...",
-                      help="e.g. worker-2:kernel_version=4.19.0 (NodeSpec fields; repeatable)")
+    p_up.add_argument(
+        "--node-override",
+        action="append",
+        default=[],
+        metavar="NAME:field=value,...",
+        help="e.g. worker-2:kernel_version=4.19.0 (NodeSpec fields; repeatable)",
+    )
     p_up.add_argument("--no-fixtures", action="store_true", help="skip Calico/Cilium fixtures")
-    p_up.add_argument("--pod-delete-delay-ms", type=int, default=0,
-                      help="how long kwok keeps terminating pods before deleting them")
+    p_up.add_argument(
+        "--pod-delete-delay-ms", type=int, default=0, help="how long kwok keeps terminating pods before deleting them"
+    )
     p_up.add_argument("--timeout", type=float, default=180)
-    for p in [p_up] + [sub.add_parser(n, help=h) for n, h in (
+    for p in [p_up] + [
+        sub.add_parser(n, help=h)
+        for n, h in (
             ("down", "stop every lab process and remove the lab's files"),
             ("status", "show components, ports and nodes"),
-            ("env", "print 'export KUBECONFIG=...' for a running lab"))]:
+            ("env", "print 'export KUBECONFIG=...' for a running lab"),
+        )
+    ]:
         p.add_argument("--dir", type=Path, default=_default_dir(), help="lab directory (default %(default)s)")
         p.add_argument("--bin-dir", type=Path, default=None, help="prebuilt binaries (default: tools/kube/build)")
         if p.prog.endswith("down"):
             p.add_argument("--keep-logs", action="store_true", help="keep DIR/logs")
     args = ap.parse_args(argv)
-    lab = Lab(args.dir, args.bin_dir, **({"pod_delete_delay_ms": args.pod_delete_delay_ms}
-                                         if args.cmd == "up" else {}))
+    lab = Lab(args.dir, args.bin_dir, **({"pod_delete_delay_ms": args.pod_delete_delay_ms} if args.cmd == "up" else {}))
     try:
         if args.cmd == "up":
             t0 = time.monotonic()
             print(f"lab: starting in {lab.workdir}", file=sys.stderr)
-            lab.up(args.nodes, _parse_overrides(args.node_override), fixtures=not args.no_fixtures,
-                   timeout=args.timeout)
-            print(f"lab: up in {time.monotonic() - t0:.1f}s ({lab.kubernetes_version}, "
-                  f"{args.nodes} kwok nodes); logs in {lab.workdir / 'logs'}", file=sys.stderr)
+            lab.up(
+                args.nodes, _parse_overrides(args.node_override), fixtures=not args.no_fixtures, timeout=args.timeout
+            )
+            print(
+                f"lab: up in {time.monotonic() - t0:.1f}s ({lab.kubernetes_version}, "
+                f"{args.nodes} kwok nodes); logs in {lab.workdir / 'logs'}",
+                file=sys.stderr,
+            )
             print(f"export KUBECONFIG={lab.kubeconfig}")
         elif args.cmd == "down":
-            pids = lab.down(keep_logs=args.keep_logs)
-            print(f"lab: stopped {len(pids)} process(es) {pids}", file=sys.stderr)
+            stopped = lab.down(keep_logs=args.keep_logs)
+            print(f"lab: stopped {len(stopped)} process(es) {stopped}", file=sys.stderr)
         elif args.cmd == "env":
             if not lab.running():
                 print("lab: not running", file=sys.stderr)
@@ -1110,11 +1368,18 @@ def main(argv: list[str] | None = None) -> int:
             if "kube-apiserver" in pids:
                 for n in lab.api.get("/api/v1/nodes")["items"]:
                     info = n["status"].get("nodeInfo", {})
-                    print(f"node {n['metadata']['name']:20} ready={_node_ready(n)!s:5} "
-                          f"kernel={info.get('kernelVersion')} kubelet={info.get('kubeletVersion')}")
+                    print(
+                        f"node {n['metadata']['name']:20} ready={_node_ready(n)!s:5} "
+                        f"kernel={info.get('kernelVersion')} kubelet={info.get('kubeletVersion')}"
+                    )
             return 0 if pids else 1
-    except LabError as exc:
+    except (LabError, ValueError) as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
+        if args.cmd == "up" and (lab.workdir / "logs").exists():
+            print(
+                f"lab: logs kept in {lab.workdir / 'logs'}; clean up with: lab down --dir {lab.workdir}",
+                file=sys.stderr,
+            )
         return 1
     return 0
 

@@ -1,7 +1,7 @@
 // Pinned wrapper module: builds kube-apiserver, kube-controller-manager and
 // kube-scheduler from k8s.io/kubernetes. The replace block mirrors the staging
 // replace list of k8s.io/kubernetes' own go.mod (staging modules v0.Y.Z).
-// Regenerate with: tools/kube/build --tidy
+// Regenerate with: tools/kube/k8s/update.sh v1.Y.Z
 module cni-migrate/tools/kube/k8s
 
 go 1.26.0
