@@ -33,7 +33,9 @@ def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
     for node in sorted(inv.nodes, key=lambda n: n.name):
         if node.name in options.exclude_nodes:
             excluded.append((node.name, "excluded with --exclude-node"))
-        elif node.cni is Cni.CILIUM and node.labels.get(MIGRATION_LABEL) == "true":
+        elif node.labels.get(MIGRATION_LABEL) == "true" and node.cni is not Cni.CALICO:
+            # Backends that cannot read a node's CNI cheaply report UNKNOWN: the label,
+            # which only a finished swap leaves behind, decides.
             excluded.append((node.name, "already migrated to Cilium"))
         else:
             candidates.append(node)

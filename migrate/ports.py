@@ -26,6 +26,7 @@ from migrate.model import ClusterIdentity, Cni, Inventory, NodeInfo, PodInfo
 class NodeTask(StrEnum):
     """Node-level work done by a short-lived privileged pod on the node."""
 
+    READ_CNI = "read-cni"  # list /etc/cni/net.d
     RESTORE_CALICO_CNI = "restore-calico-cni"  # set 05-cilium.conflist aside, un-rename Calico's
     REBOOT = "reboot"
 

@@ -259,6 +259,12 @@ class SimulatedCluster:
             live = world["pods"].get(pod.uid)
             if live is None:
                 raise NotFound(f"pod {pod.key} not found")
+            if len(w.selecting_pdbs(world, live)) > 1:
+                # What the eviction subresource answers (HTTP 500) for a pod under two budgets.
+                raise PermanentError(
+                    f"evict pod {pod.key}: This pod has more than one PodDisruptionBudget, which the eviction "
+                    "subresource does not support."
+                )
             blocker = w.blocking_pdb(world, live)
             if blocker is not None:
                 raise EvictionRefused(

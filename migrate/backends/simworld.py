@@ -20,14 +20,11 @@ import math
 import random
 from typing import Any
 
+from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_from_files
 from migrate.model import CONTROL_PLANE_LABEL, MIGRATION_LABEL
 
 World = dict[str, Any]
 
-CALICO_CONF = "10-calico.conflist"
-CILIUM_CONF = "05-cilium.conflist"
-BACKUP_SUFFIX = ".cilium_bak"
-SET_ASIDE_SUFFIX = ".cni-migrate-bak"
 CALICO_POOL = "192.168.0.0/16"
 CILIUM_POOL = "10.245.0.0/16"
 AGENT_DS = ("kube-system", "cilium")
@@ -154,10 +151,7 @@ def schedule(world: World, cpu: int, memory: int, *, tolerate_control_plane: boo
 
 
 def node_cni(world: World, node: str) -> str:
-    active = sorted(f for f in world["nodes"][node]["cniFiles"] if f.endswith(".conflist"))
-    if not active:
-        return "unknown"
-    return "cilium" if "cilium" in active[0] else "calico" if "calico" in active[0] else "unknown"
+    return cni_from_files(world["nodes"][node]["cniFiles"]).value
 
 
 def _pod_ip(world: World, node: str, host_network: bool) -> str:
@@ -281,28 +275,14 @@ def reconcile(world: World) -> None:
 
 
 def agent_started(world: World, node: str) -> None:
-    """What a Cilium agent in migration mode does to the node's CNI configuration when it
-    starts: with the migration label (its CiliumNodeConfig) it writes its own conflist and
-    sets the others aside; without it, it leaves the node alone (cni.customConf)."""
+    """A Cilium agent started on ``node``: apply what it does to the CNI configuration."""
     n = world["nodes"][node]
-    if n["labels"].get(MIGRATION_LABEL) != "true":
-        return
-    files = [f if f.endswith(BACKUP_SUFFIX) or "cilium" in f else f + BACKUP_SUFFIX for f in n["cniFiles"]]
-    files = [f for f in files if not f.startswith(CILIUM_CONF)]
-    n["cniFiles"] = sorted(files + [CILIUM_CONF])
+    n["cniFiles"] = after_agent_start(n["cniFiles"], n["labels"].get(MIGRATION_LABEL) == "true")
 
 
 def restore_calico_files(world: World, node: str) -> str:
     n = world["nodes"][node]
-    files = []
-    for f in n["cniFiles"]:
-        if f == CILIUM_CONF:
-            files.append(CILIUM_CONF + SET_ASIDE_SUFFIX)
-        elif f.endswith(BACKUP_SUFFIX):
-            files.append(f[: -len(BACKUP_SUFFIX)])
-        elif f != CILIUM_CONF + SET_ASIDE_SUFFIX:
-            files.append(f)
-    n["cniFiles"] = sorted(set(files))
+    n["cniFiles"] = after_restore(n["cniFiles"])
     return "restored " + ", ".join(f for f in n["cniFiles"] if f.endswith(".conflist"))
 
 
@@ -345,11 +325,13 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def selecting_pdbs(world: World, pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in world["pdbs"] if p["namespace"] == pod["namespace"] and _selects(p["selector"], pod["labels"])]
+
+
 def blocking_pdb(world: World, pod: dict[str, Any]) -> str | None:
     """The PDB that refuses evicting ``pod`` now, or None when eviction is allowed."""
-    for pdb in world["pdbs"]:
-        if pdb["namespace"] != pod["namespace"] or not _selects(pdb["selector"], pod["labels"]):
-            continue
+    for pdb in selecting_pdbs(world, pod):
         status = pdb_status(world, pdb)
         if pod["ready"] and status["disruptionsAllowed"] < 1:
             return f"{pdb['namespace']}/{pdb['name']}"

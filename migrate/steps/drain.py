@@ -9,7 +9,7 @@ with the backend's watch. Re-running after a crash evicts only what is still the
 from __future__ import annotations
 
 from migrate.drain import DrainOptions, Verdict, classify, to_evict
-from migrate.errors import EvictionRefused, NotFound, StepFailed, TemporaryError
+from migrate.errors import EvictionRefused, NotFound, PermanentError, StepFailed, TemporaryError
 from migrate.model import PodInfo
 from migrate.plan import NodePlan
 from migrate.ports import Event
@@ -42,6 +42,9 @@ def run(ctx: StepContext, node: NodePlan) -> str:
                 refused_by[pod.key] = str(exc.context.get("pdb", "")) or exc.message
             except NotFound:
                 continue  # gone already: nothing to evict
+            except PermanentError as exc:
+                # e.g. two PDBs select the pod: waiting will not change the answer.
+                raise StepFailed(f"cannot drain {node.name}: {exc.message}", node=node.name) from exc
             except TemporaryError as exc:
                 refused_by[pod.key] = exc.message
         if not refused_by:

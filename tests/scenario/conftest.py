@@ -1,12 +1,15 @@
-"""Scenario fixtures: a cluster backend, a plan, and an executor wired to local checkpoints.
+"""Scenario fixtures: the same scenario on every backend.
 
-Scenarios are written against the ``Cluster`` port only, so the same scenario runs on
-every backend the ``backend`` fixture provides.
+``backend`` yields a harness over a fresh cluster built from the simulated default world:
+the simulated cluster itself, or (marked ``realcluster``) a real kube-apiserver with
+etcd, controller-manager, scheduler and kwok nodes, the same workloads and PDBs, and the
+tests' node agent playing what runs on the nodes. Scenarios use only the harness methods
+and the ``Cluster`` port, so they cannot tell the backends apart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,13 @@ from typing import Any
 import pytest
 
 from migrate.backends import simworld
-from migrate.backends.simulated import SimStore, SimulatedCluster
+from migrate.backends.simulated import SimStore
 from migrate.checkpoints.local import FileLock, LocalStore
 from migrate.executor import Executor
+from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import Plan, PlanOptions, Target
 from migrate.planner import build_plan
-from migrate.ports import Event, StopFlag
+from migrate.ports import Clock, Event, StopFlag, SystemClock
 
 
 class FakeClock:
@@ -38,13 +42,15 @@ class FakeClock:
         self.t += seconds
 
 
-@dataclass
 class Harness:
+    name = ""
     cluster: Any
-    tmp: Path
-    target: Target
-    events: list[Event] = field(default_factory=list)
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: Clock
+
+    def __init__(self, tmp: Path, target: Target) -> None:
+        self.tmp = tmp
+        self.target = target
+        self.events: list[Event] = []
 
     def plan(self, **options: Any) -> Plan:
         options.setdefault("force", True)
@@ -53,6 +59,8 @@ class Harness:
 
     def executor(self, plan: Plan, stop: StopFlag | None = None, **kw: Any) -> Executor:
         directory = self.tmp / "runs"
+        kw.setdefault("agent_timeout", 60.0)
+        kw.setdefault("probe_timeout", 60.0)
         return Executor(
             plan=plan,
             cluster=self.cluster,
@@ -67,11 +75,138 @@ class Harness:
     def store(self) -> LocalStore:
         return LocalStore(self.tmp / "runs")
 
+    def node_view(self) -> dict[str, tuple[Cni, bool, str | None]]:
+        return {
+            n.name: (self.cni(n.name), n.unschedulable, n.labels.get(MIGRATION_LABEL)) for n in self.cluster.nodes()
+        }
 
-@pytest.fixture(params=["simulated"])
-def backend(request, tmp_path: Path) -> Harness:
+    def snapshot(self) -> dict[str, Any]:
+        """What 'changed something' means for idempotency checks: nodes and pod identities."""
+        return {"nodes": self.node_view(), "pods": sorted(p.uid for p in self.cluster.inventory().pods)}
+
+    def wait_settled(self) -> None:
+        """Until every PDB is satisfied again (controllers may lag on a real cluster)."""
+
+    # backend specifics
+    def cni(self, node: str) -> Cni: ...
+    def fail_validation(self, node: str, check: str) -> None: ...
+    def clear_failures(self) -> None: ...
+    def add_pdb(self, pdb: dict[str, Any]) -> None: ...
+    def add_node(self, name: str) -> None: ...
+    def inject(self, op: str, nth: int, error: str) -> None: ...
+
+
+class SimHarness(Harness):
+    name = "simulated"
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp, Target("sim", "scenario", "sim://scenario"))
+        self.cluster = SimStore(tmp).create("scenario", simworld.default_world("scenario", nodes=6, seed=1))
+        self.clock = FakeClock()
+
+    def cni(self, node: str) -> Cni:
+        return Cni(simworld.node_cni(self.cluster.world(), node))
+
+    def fail_validation(self, node: str, check: str) -> None:
+        self.cluster.update(failValidation={node: [check]})
+
+    def clear_failures(self) -> None:
+        self.cluster.update(failValidation={})
+
+    def add_pdb(self, pdb: dict[str, Any]) -> None:
+        self.cluster.update(pdbs=[*self.cluster.world()["pdbs"], pdb])
+
+    def add_node(self, name: str) -> None:
+        world = self.cluster.world()
+        world["nodes"][name] = dict(world["nodes"]["worker-1"], uid=f"uid-{name}", index=len(world["nodes"]))
+        self.cluster.update(nodes=world["nodes"])
+
+    def inject(self, op: str, nth: int, error: str) -> None:
+        self.cluster.update(faults=[{"op": op, "nth": nth, "error": error}])
+
+
+class KubeHarness(Harness):
+    name = "kubernetes"
+
+    def __init__(self, tmp: Path) -> None:
+        from migrate.backends.kubernetes import KubernetesCluster
+        from tests import labsupport
+        from tests.realcluster.nodeagent import NodeAgent
+
+        self.world = simworld.default_world("scenario", nodes=6, seed=1)
+        self.lab = labsupport.lab_module().Lab(
+            tmp / "lab", labsupport.bin_dir(), die_with_parent=True, kwok_starts_pods=False
+        )
+        try:
+            kubeconfig = self.lab.up(node_specs=labsupport.node_specs(self.world), fixtures=False)
+            self.agent = NodeAgent(str(kubeconfig)).start()
+            self.lab.install_fixtures()
+            self.lab.apply_manifest(labsupport.workload_manifests(self.world))
+            self.cluster = KubernetesCluster.connect(kubeconfig=str(kubeconfig), retry_seconds=20)
+            super().__init__(tmp, Target("kubernetes", self.cluster.context_name, self.cluster.server))
+            self.clock = SystemClock()
+            self.wait_settled(expected_pods=True)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        agent = getattr(self, "agent", None)
+        if agent is not None:
+            agent.stop()
+            errors = [entry for entry in agent.log if entry[1].endswith("error")]
+            if errors:
+                print("node agent errors:", *errors[:10], sep="\n  ")
+        self.lab.down(keep_logs=True)
+
+    def wait_settled(self, expected_pods: bool = False) -> None:
+        from tests.labsupport import wait_for
+
+        want = sum(w["replicas"] for w in self.world["workloads"] if w["kind"] != "DaemonSet")
+
+        def settled() -> bool:
+            inv = self.cluster.inventory()
+            owned = [p for p in inv.pods if p.owner and not p.daemonset and p.ready and not p.deleting]
+            if expected_pods and len(owned) < want:
+                return False
+            return all(p.expected_pods and p.current_healthy >= p.desired_healthy for p in inv.pdbs)
+
+        wait_for("workloads ready and PDBs satisfied", settled, timeout=90)
+
+    def cni(self, node: str) -> Cni:
+        return self.agent.cni(node)
+
+    def fail_validation(self, node: str, check: str) -> None:
+        self.agent.failures[node].add(check)
+
+    def clear_failures(self) -> None:
+        self.agent.failures.clear()
+
+    def add_pdb(self, pdb: dict[str, Any]) -> None:
+        from tests.labsupport import pdb_manifest
+
+        self.lab.apply_manifest([pdb_manifest(pdb)])
+
+    def add_node(self, name: str) -> None:
+        self.lab.add_nodes([self.lab_module.NodeSpec(name=name)])
+
+    @property
+    def lab_module(self) -> Any:
+        from tests.labsupport import lab_module
+
+        return lab_module()
+
+    def inject(self, op: str, nth: int, error: str) -> None:
+        pytest.skip("fault injection on the real control plane needs the fault proxy (issue 9)")
+
+
+@pytest.fixture(params=["simulated", pytest.param("kubernetes", marks=pytest.mark.realcluster)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "simulated":
-        world = simworld.default_world("scenario", nodes=6, seed=1)
-        cluster: SimulatedCluster = SimStore(tmp_path).create("scenario", world)
-        return Harness(cluster, tmp_path, Target("sim", "scenario", "sim://scenario"))
-    raise AssertionError(request.param)
+        yield SimHarness(tmp_path)
+        return
+    harness = KubeHarness(tmp_path)
+    try:
+        yield harness
+    finally:
+        harness.close()

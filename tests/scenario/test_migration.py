@@ -1,4 +1,4 @@
-"""End-to-end scenarios of the engine against a cluster backend (see conftest.backend)."""
+"""End-to-end scenarios of the engine, run on every backend (see conftest.backend)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,15 @@ from migrate.errors import (
     ValidationFailed,
 )
 from migrate.journal import NodeState, RunStatus
-from migrate.model import MIGRATION_LABEL, Cni
+from migrate.model import Cni
 from migrate.plan import StepKind
 from migrate.ports import StopFlag
 from migrate.steps import StepContext, registry
 
 
-def node_view(cluster):
-    return {n.name: (n.cni, n.unschedulable, n.labels.get(MIGRATION_LABEL)) for n in cluster.nodes()}
-
-
-def replicas_ok(cluster):
-    inv = cluster.inventory()
-    for pdb in inv.pdbs:
+def pdbs_satisfied(backend) -> None:
+    backend.wait_settled()
+    for pdb in backend.cluster.inventory().pdbs:
         assert pdb.current_healthy >= pdb.desired_healthy, pdb
 
 
@@ -35,8 +31,18 @@ def test_full_migration_ends_with_every_node_on_cilium_and_schedulable(backend):
     state = backend.executor(plan).apply()
     assert state.status is RunStatus.COMPLETED
     assert {r.state for r in state.nodes.values()} == {NodeState.MIGRATED}
-    assert set(node_view(backend.cluster).values()) == {(Cni.CILIUM, False, "true")}
-    replicas_ok(backend.cluster)
+    assert set(backend.node_view().values()) == {(Cni.CILIUM, False, "true")}
+    pdbs_satisfied(backend)
+
+
+def test_the_plan_is_the_same_on_every_backend(backend):
+    plan = backend.plan(max_unavailable=2)
+    waves = [[n.name for n in w.nodes] for w in plan.waves]
+    assert waves == [["worker-1"], ["worker-2", "worker-3"], ["worker-4", "worker-5"], ["cp-1"]]
+    blocking = [f.check for f in plan.blocking]
+    assert blocking == []
+    warnings = sorted({f.check for f in plan.findings})
+    assert warnings == ["drain-pods"] or warnings == ["drain-pods", "network-policy"]
 
 
 def test_planning_again_after_a_full_run_has_nothing_to_do_and_says_why(backend):
@@ -49,10 +55,10 @@ def test_planning_again_after_a_full_run_has_nothing_to_do_and_says_why(backend)
 def test_applying_a_completed_plan_again_changes_nothing(backend):
     plan = backend.plan()
     backend.executor(plan).apply()
-    before = len(backend.cluster.world()["actions"])
+    before = backend.snapshot()
     state = backend.executor(plan).apply()
     assert state.status is RunStatus.COMPLETED
-    assert len(backend.cluster.world()["actions"]) == before
+    assert backend.snapshot() == before
 
 
 @pytest.mark.parametrize("kind", [StepKind.CORDON, StepKind.DRAIN, StepKind.SWAP_CNI, StepKind.UNCORDON])
@@ -66,27 +72,26 @@ def test_running_a_step_twice_changes_nothing_the_second_time(backend, kind):
         stop=StopFlag(),
         emit=backend.events.append,
         plan_id=plan.id,
+        agent_timeout=60,
     )
     steps = registry()
     for k in (StepKind.CORDON, StepKind.DRAIN, StepKind.SWAP_CNI, StepKind.UNCORDON):
         steps[k](ctx, node)
         if k is kind:
             break
-    world_before = backend.cluster.world()
+    backend.wait_settled()
+    before = backend.snapshot()
     steps[kind](ctx, node)
-    world_after = backend.cluster.world()
-    changed = [a for a in world_after["actions"][len(world_before["actions"]) :] if a["changed"]]
-    assert changed == []
-    assert world_after["pods"] == world_before["pods"]
+    assert backend.snapshot() == before
 
 
 def test_failed_validation_rolls_the_node_back_and_stops_the_run(backend):
     plan = backend.plan(max_unavailable=2)
     victim = plan.waves[1].nodes[0].name
-    backend.cluster.update(failValidation={victim: ["connectivity"]})
+    backend.fail_validation(victim, "connectivity")
     with pytest.raises(ValidationFailed, match=f"{victim}.*connectivity"):
         backend.executor(plan).apply()
-    view = node_view(backend.cluster)
+    view = backend.node_view()
     assert view[victim] == (Cni.CALICO, False, None)
     state = backend.store().load()
     assert state.nodes[victim].state is NodeState.FAILED
@@ -96,16 +101,16 @@ def test_failed_validation_rolls_the_node_back_and_stops_the_run(backend):
     for peer in plan.waves[1].nodes[1:]:
         assert view[peer.name] == (Cni.CALICO, False, None)
         assert state.nodes[peer.name].state is NodeState.PENDING
-    replicas_ok(backend.cluster)
+    pdbs_satisfied(backend)
 
 
 def test_resume_after_a_fixed_validation_failure_completes(backend):
     plan = backend.plan()
     victim = plan.waves[0].nodes[0].name
-    backend.cluster.update(failValidation={victim: ["*"]})
+    backend.fail_validation(victim, "*")
     with pytest.raises(ValidationFailed):
         backend.executor(plan).apply()
-    backend.cluster.update(failValidation={})
+    backend.clear_failures()
     state = backend.executor(plan).apply(resume=True)
     assert state.status is RunStatus.COMPLETED
     assert state.nodes[victim].attempt == 2
@@ -117,13 +122,13 @@ def test_manual_rollback_of_one_node_then_of_all(backend):
     one = plan.nodes[1].name
     state = backend.executor(plan).rollback([one])
     assert state.nodes[one].state is NodeState.ROLLED_BACK
-    view = node_view(backend.cluster)
+    view = backend.node_view()
     assert view[one] == (Cni.CALICO, False, None)
     assert sum(1 for v in view.values() if v[0] is Cni.CILIUM) == len(view) - 1
     state = backend.executor(plan).rollback()
     assert state.status is RunStatus.ROLLED_BACK
-    assert set(node_view(backend.cluster).values()) == {(Cni.CALICO, False, None)}
-    replicas_ok(backend.cluster)
+    assert set(backend.node_view().values()) == {(Cni.CALICO, False, None)}
+    pdbs_satisfied(backend)
 
 
 def test_rollback_runs_in_reverse_plan_order(backend):
@@ -131,21 +136,21 @@ def test_rollback_runs_in_reverse_plan_order(backend):
     backend.executor(plan).apply()
     backend.events.clear()
     backend.executor(plan).rollback()
-    order = [e.node for e in backend.events if e.kind == "step-started"]
-    order = list(dict.fromkeys(order))
+    order = list(dict.fromkeys(e.node for e in backend.events if e.kind == "step-started"))
     assert order == [n.name for n in reversed(plan.nodes)]
 
 
 def test_a_pdb_allowing_no_disruption_fails_the_drain_naming_it_and_uncordons(backend):
-    plan = backend.plan(drain_timeout_seconds=30)
-    world = backend.cluster.world()
-    world["pdbs"].append({"namespace": "shop", "name": "frozen", "selector": {"app": "api"}, "maxUnavailable": "0"})
-    backend.cluster.update(pdbs=world["pdbs"])
+    plan = backend.plan(drain_timeout_seconds=5)
+    backend.add_pdb({"namespace": "shop", "name": "frozen", "selector": {"app": "thumbnailer"}, "maxUnavailable": "0"})
+    backend.wait_settled()
     with pytest.raises(StepFailed, match="shop/frozen") as info:
         backend.executor(plan).apply()
-    assert "timed out after 30s" in info.value.message
-    assert not any(unschedulable for _, unschedulable, _ in node_view(backend.cluster).values())
-    assert backend.clock.t >= 30
+    assert "timed out after 5s" in info.value.message
+    assert not any(unschedulable for _, unschedulable, _ in backend.node_view().values())
+    state = backend.store().load()
+    failed = [n for n, r in state.nodes.items() if r.state is NodeState.FAILED]
+    assert len(failed) == 1 and state.nodes[failed[0]].reason == "drain"
 
 
 def test_stop_request_interrupts_at_a_step_boundary_and_resume_finishes(backend):
@@ -153,11 +158,12 @@ def test_stop_request_interrupts_at_a_step_boundary_and_resume_finishes(backend)
     stop = StopFlag()
 
     def stop_after_first_drain(event):
+        backend.events.append(event)
         if event.kind == "step-finished" and event.step == "drain":
             stop.set("test asked to stop")
 
     ex = backend.executor(plan, stop=stop)
-    ex.emit = lambda e: (backend.events.append(e), stop_after_first_drain(e))
+    ex.emit = stop_after_first_drain
     with pytest.raises(Interrupted):
         ex.apply()
     assert backend.store().load().status is RunStatus.INTERRUPTED
@@ -186,21 +192,17 @@ def test_plan_for_another_cluster_is_refused_before_any_write(backend, tmp_path)
     from migrate.backends import simworld
     from migrate.backends.simulated import SimStore
 
-    other = SimStore(tmp_path / "other").create("scenario", simworld.default_world("scenario", seed=99))
     plan = backend.plan()
-    actions = len(other.world()["actions"])
+    other = SimStore(tmp_path / "other").create("scenario", simworld.default_world("scenario", seed=99))
     backend.cluster = other
     with pytest.raises(PlanClusterMismatch):
         backend.executor(plan).apply()
-    assert len(other.world()["actions"]) == actions
+    assert other.world()["actions"] == []
 
 
 def test_plan_made_before_a_node_was_added_is_stale(backend):
     plan = backend.plan()
-    world = backend.cluster.world()
-    extra = dict(world["nodes"]["worker-1"], uid="new-node-uid", index=99)
-    world["nodes"]["worker-9"] = extra
-    backend.cluster.update(nodes=world["nodes"])
+    backend.add_node("worker-9")
     with pytest.raises(PlanStale, match="worker-9"):
         backend.executor(plan).apply()
 
@@ -217,6 +219,15 @@ def test_an_unfinished_run_of_another_plan_blocks_a_new_plan(backend):
 
 
 def test_an_injected_429_on_eviction_is_retried_and_the_run_completes(backend):
-    backend.cluster.update(faults=[{"op": "evict", "nth": 2, "error": "429"}])
+    backend.inject("evict", 2, "429")
     state = backend.executor(backend.plan()).apply()
     assert state.status is RunStatus.COMPLETED
+
+
+def test_a_pod_under_two_pdbs_fails_the_drain_at_once_with_the_apiservers_reason(backend):
+    plan = backend.plan(drain_timeout_seconds=300)
+    backend.add_pdb({"namespace": "shop", "name": "second", "selector": {"app": "frontend"}, "maxUnavailable": "1"})
+    backend.wait_settled()
+    with pytest.raises(StepFailed, match="more than one PodDisruptionBudget"):
+        backend.executor(plan).apply()
+    assert not any(unschedulable for _, unschedulable, _ in backend.node_view().values())

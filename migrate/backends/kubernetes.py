@@ -1,0 +1,928 @@
+"""The Kubernetes backend: the ``Cluster`` port over the official client.
+
+This is the only module that sees ``ApiException``: ``_translate`` maps it (and transport
+errors) onto the MigrateError tree at one boundary -- 404 NotFound, 409 Conflict,
+429/5xx/timeouts TemporaryError (with Retry-After), 401/403/422 PermanentError -- and
+``_call`` retries temporary errors with tenacity. Lists are paginated (``limit`` /
+``continue``) and parsed as plain JSON; waits use watches from a listed resourceVersion
+and re-list when the watch expires (410).
+
+Node-level work (reading ``/etc/cni/net.d``, restoring Calico's configuration) and the
+validation probes run as short-lived pods in the ``cni-migrate`` namespace, pinned to the
+node, labelled ``cni-migrate.io/role``; their result is read from the container's
+termination message, and the pod is always deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import tenacity
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.utils import parse_quantity
+
+from migrate.backends.rbac import PERMISSIONS, TOOL_NAMESPACE, describe
+from migrate.cniconf import cni_from_files
+from migrate.errors import (
+    BadInput,
+    ClusterError,
+    Conflict,
+    EvictionRefused,
+    LockHeld,
+    NotFound,
+    PermanentError,
+    TemporaryError,
+)
+from migrate.model import (
+    CalicoPool,
+    CiliumState,
+    ClusterIdentity,
+    Cni,
+    Inventory,
+    LabelSelector,
+    NetworkPolicyInfo,
+    NodeInfo,
+    OwnerRef,
+    PDBInfo,
+    PodInfo,
+    Taint,
+    frozen_map,
+)
+from migrate.ports import NodeTask, ProbeResult
+
+T = TypeVar("T")
+
+PAGE = 500
+ROLE_LABEL = "cni-migrate.io/role"
+NODE_LABEL = "cni-migrate.io/node"
+TASK_LABEL = "cni-migrate.io/task"
+CILIUM_SELECTOR = "k8s-app=cilium"
+DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
+DEFAULT_PROBE_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+EVICTION_PDB = re.compile(r"disruption budget (\S+?) needs")
+
+TASK_SCRIPTS = {
+    NodeTask.READ_CNI: "cd /host/etc/cni/net.d && ls -1a > /dev/termination-log",
+    NodeTask.RESTORE_CALICO_CNI: (
+        "set -e; cd /host/etc/cni/net.d; "
+        "if [ -f 05-cilium.conflist ]; then mv -f 05-cilium.conflist 05-cilium.conflist.cni-migrate-bak; fi; "
+        'for f in *.cilium_bak; do [ -e "$f" ] && mv -f "$f" "${f%.cilium_bak}"; done; '
+        "ls -1a > /dev/termination-log"
+    ),
+    NodeTask.REBOOT: "echo rebooting > /dev/termination-log; echo b > /proc/sysrq-trigger",
+}
+
+
+# -- error translation: the one boundary -------------------------------------------------------
+def _translate(exc: Exception, what: str) -> ClusterError:
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        message = _status_message(exc) or exc.reason or str(status)
+        text = f"{what}: {message} (HTTP {status})"
+        if status == 404:
+            return NotFound(text)
+        if status == 409:
+            return Conflict(text)
+        if status == 429 or status >= 500 or status == 0:
+            return TemporaryError(text, delay=_retry_after(exc))
+        return PermanentError(text, status=status)
+    return TemporaryError(f"{what}: {type(exc).__name__}: {exc}", delay=1.0)
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _retry_after(exc: ApiException) -> float:
+    try:
+        return max(float((exc.headers or {}).get("Retry-After", 1)), 0.1)
+    except (TypeError, ValueError):
+        return 1.0
+
+
+TRANSPORT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError)
+
+
+def _wait_delay(state: tenacity.RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    server = exc.delay if isinstance(exc, TemporaryError) else 1.0
+    return min(max(server, 0.2 * 2 ** (state.attempt_number - 1)), 10.0)
+
+
+class KubernetesCluster:
+    """A cluster reached through a kubeconfig context (or in-cluster config)."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        context_name: str,
+        *,
+        retry_seconds: float = 120.0,
+        request_timeout: float = 30.0,
+        node_image: str = DEFAULT_NODE_IMAGE,
+        probe_image: str = DEFAULT_PROBE_IMAGE,
+    ) -> None:
+        self.api = api
+        self.context_name = context_name
+        self.server = api.configuration.host
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.coordination = client.CoordinationV1Api(api)
+        self.retry_seconds = retry_seconds
+        self.request_timeout = request_timeout
+        self.node_image = node_image
+        self.probe_image = probe_image
+        self.requests = 0  # API requests made, for benchmarks and tests
+        self._identity: ClusterIdentity | None = None
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, **kw: Any) -> KubernetesCluster:
+        """Like kubectl: --kubeconfig, else $KUBECONFIG, else ~/.kube/config; --context, else the
+        current context; in a pod without a kubeconfig, the in-cluster service account."""
+        try:
+            if kubeconfig is None and not os.environ.get("KUBECONFIG") and _in_cluster():
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+                return cls(client.ApiClient(configuration), "in-cluster", **kw)
+            path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+            if path is not None and not os.path.exists(os.path.expanduser(path)):
+                raise BadInput(f"kubeconfig {path} does not exist")
+            contexts, current = config.list_kube_config_contexts(config_file=path)
+            names = [c["name"] for c in contexts]
+            chosen = context or str((current or {}).get("name", ""))
+            if chosen not in names:
+                raise BadInput(f"context {chosen!r} is not in the kubeconfig (contexts: {', '.join(names) or 'none'})")
+            configuration = client.Configuration()
+            config.load_kube_config(config_file=path, context=chosen, client_configuration=configuration)
+            configuration.retries = 0  # tenacity does the retrying, with backoff we control
+            return cls(client.ApiClient(configuration), chosen, **kw)
+        except ConfigException as exc:
+            raise BadInput(f"kubeconfig is unusable: {str(exc).splitlines()[0]}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # The client's kubeconfig loader raises these on malformed YAML structures.
+            raise BadInput(f"kubeconfig is malformed: {type(exc).__name__}: {exc}") from None
+        except OSError as exc:
+            raise BadInput(f"kubeconfig cannot be read: {exc.strerror or exc}") from None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, retry: bool = True, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+
+        def once() -> T:
+            self.requests += 1
+            try:
+                return fn(*args, **kwargs)
+            except TRANSPORT_ERRORS as exc:
+                raise _translate(exc, what) from exc
+
+        if not retry:
+            return once()
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TemporaryError),
+            stop=tenacity.stop_after_delay(self.retry_seconds),
+            wait=_wait_delay,
+            reraise=True,
+        )
+        return retrying(once)
+
+    def _json(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        response = self._call(what, fn, *args, _preload_content=False, **kwargs)
+        return json.loads(response.data)  # type: ignore[no-any-return]
+
+    def _list(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], str]:
+        """All items of a list call, a page at a time; returns (items, resourceVersion)."""
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            page = self._json(what, fn, *args, limit=PAGE, _continue=token, **kwargs)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items, (page.get("metadata") or {}).get("resourceVersion", "")
+
+    def _custom(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+        try:
+            items, _ = self._list(
+                f"list {plural}.{group}", self.custom.list_cluster_custom_object, group, version, plural
+            )
+            return items
+        except NotFound:
+            return []  # the CRD is not installed: nothing of that kind exists
+
+    def _watch(
+        self, what: str, fn: Callable[..., Any], *args: Any, resource_version: str, timeout: float, **kwargs: Any
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Events after ``resource_version`` until ``timeout``; raises NotFound-like 410 as
+        TemporaryError("expired") so callers re-list."""
+        w = watch.Watch()
+        self.requests += 1
+        try:
+            for event in w.stream(
+                fn,
+                *args,
+                resource_version=resource_version,
+                timeout_seconds=max(int(timeout), 1),
+                allow_watch_bookmarks=True,
+                **kwargs,
+            ):
+                kind = event["type"]
+                obj = event["raw_object"]
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise TemporaryError(f"{what}: watch expired", delay=0.0, expired=True)
+                    raise TemporaryError(f"{what}: watch error {obj.get('message', '')}")
+                yield kind, obj
+        except TRANSPORT_ERRORS as exc:
+            raise _translate(exc, what) from exc
+        finally:
+            w.stop()
+
+    # -- reads -----------------------------------------------------------------------------------
+    def identity(self) -> ClusterIdentity:
+        if self._identity is None:
+            ns = self._json("get namespace kube-system", self.core.read_namespace, "kube-system")
+            self._identity = ClusterIdentity(kube_system_uid=ns["metadata"]["uid"], server=self.server)
+        return self._identity
+
+    def nodes(self) -> list[NodeInfo]:
+        items, _ = self._list("list nodes", self.core.list_node)
+        return sorted((_node(n) for n in items), key=lambda n: n.name)
+
+    def get_node(self, name: str) -> NodeInfo:
+        return _node(self._json(f"get node {name}", self.core.read_node, name))
+
+    def pods_on_node(self, name: str) -> list[PodInfo]:
+        items, _ = self._list(
+            f"list pods on {name}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={name}"
+        )
+        return [_pod(p) for p in items]
+
+    def inventory(self) -> Inventory:
+        nodes = self.nodes()
+        pods, _ = self._list("list pods", self.core.list_pod_for_all_namespaces)
+        pdbs, _ = self._list(
+            "list poddisruptionbudgets", client.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces
+        )
+        daemonsets, _ = self._list("list daemonsets", client.AppsV1Api(self.api).list_daemon_set_for_all_namespaces)
+        policies, _ = self._list(
+            "list networkpolicies", client.NetworkingV1Api(self.api).list_network_policy_for_all_namespaces
+        )
+        calico_pools = self._custom("crd.projectcalico.org", "v1", "ippools")
+        installations = self._custom("operator.tigera.io", "v1", "installations")
+        calico_policies = self._custom("crd.projectcalico.org", "v1", "networkpolicies")
+        global_policies = self._custom("crd.projectcalico.org", "v1", "globalnetworkpolicies")
+        ds_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in daemonsets}
+        cilium_config = self._configmap("kube-system", "cilium-config")
+        install = (
+            "operator"
+            if installations
+            else (
+                "manifest" if {("kube-system", "calico-node"), ("calico-system", "calico-node")} & ds_names else "none"
+            )
+        )
+        dataplane = "iptables"
+        for inst in installations:
+            if ((inst.get("spec") or {}).get("calicoNetwork") or {}).get("linuxDataplane", "").lower() == "bpf":
+                dataplane = "bpf"
+        pod_infos = tuple(_pod(p) for p in pods)
+        agents = [p for p in pod_infos if p.namespace == "kube-system" and p.labels.get("k8s-app") == "cilium"]
+        return Inventory(
+            identity=self.identity(),
+            nodes=tuple(nodes),
+            pods=pod_infos,
+            pdbs=tuple(_pdb(p) for p in pdbs),
+            calico_pools=tuple(
+                CalicoPool(
+                    p["metadata"]["name"],
+                    (p.get("spec") or {}).get("cidr", ""),
+                    (p.get("spec") or {}).get("vxlanMode", "Never"),
+                    (p.get("spec") or {}).get("ipipMode", "Never"),
+                )
+                for p in calico_pools
+            ),
+            calico_install=install,
+            calico_dataplane=dataplane,
+            cilium=CiliumState(
+                installed=("kube-system", "cilium") in ds_names,
+                migration_mode=cilium_config.get("custom-cni-conf") == "true"
+                and cilium_config.get("enable-policy", "") == "never",
+                node_config_api=self._served_version("cilium.io", "ciliumnodeconfigs", ("v2", "v2alpha1")),
+                cluster_pool_cidr=cilium_config.get("cluster-pool-ipv4-cidr"),
+                agents_ready=sum(1 for a in agents if a.ready),
+            ),
+            policies=tuple(
+                NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])
+                for kind, items in (
+                    ("NetworkPolicy", policies),
+                    ("CalicoNetworkPolicy", calico_policies),
+                    ("GlobalNetworkPolicy", global_policies),
+                )
+                for p in items
+            ),
+            missing_permissions=self.missing_permissions(),
+        )
+
+    def _configmap(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            cm = self._json(f"get configmap {namespace}/{name}", self.core.read_namespaced_config_map, name, namespace)
+        except NotFound:
+            return {}
+        return dict(cm.get("data") or {})
+
+    def _served_version(self, group: str, plural: str, versions: Sequence[str]) -> str | None:
+        """The first of ``versions`` in which the API server serves ``plural``."""
+        for version in versions:
+            try:
+                self._call(
+                    f"list {plural}.{group}/{version}",
+                    self.custom.list_cluster_custom_object,
+                    group,
+                    version,
+                    plural,
+                    limit=1,
+                    _preload_content=False,
+                )
+            except NotFound:
+                continue  # not served in that version
+            return f"{group}/{version}"
+        return None
+
+    def missing_permissions(self) -> tuple[str, ...]:
+        """Permissions from rbac.PERMISSIONS this identity lacks (SelfSubjectAccessReview)."""
+        authz = client.AuthorizationV1Api(self.api)
+        missing = []
+        for permission in PERMISSIONS:
+            verb, group, resource, namespace = permission
+            sub = None
+            if "/" in resource:
+                resource, sub = resource.split("/", 1)
+            review = {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {
+                    "resourceAttributes": {
+                        "verb": verb,
+                        "group": group,
+                        "resource": resource,
+                        **({"subresource": sub} if sub else {}),
+                        **({"namespace": namespace} if namespace else {}),
+                    }
+                },
+            }
+            result = self._json("create selfsubjectaccessreview", authz.create_self_subject_access_review, review)
+            if not (result.get("status") or {}).get("allowed"):
+                missing.append(describe(permission))
+        return tuple(missing)
+
+    def cilium_agent(self, node: str) -> PodInfo | None:
+        items, _ = self._list(
+            f"list cilium agent on {node}",
+            self.core.list_namespaced_pod,
+            "kube-system",
+            label_selector=CILIUM_SELECTOR,
+            field_selector=f"spec.nodeName={node}",
+        )
+        live = [_pod(p) for p in items if not p["metadata"].get("deletionTimestamp")]
+        return live[0] if live else None
+
+    def node_cni(self, node: str) -> Cni:
+        listing = self.run_node_task(node, NodeTask.READ_CNI, 120.0)
+        return cni_from_files(listing.split())
+
+    # -- writes ----------------------------------------------------------------------------------
+    def set_unschedulable(self, name: str, value: bool) -> bool:
+        node = self.get_node(name)
+        if node.unschedulable == value:
+            return False
+        self._call(f"patch node {name}", self.core.patch_node, name, {"spec": {"unschedulable": value or None}})
+        return True
+
+    def set_node_label(self, name: str, key: str, value: str | None) -> bool:
+        node = self.get_node(name)
+        if node.labels.get(key) == value:
+            return False
+        self._call(f"label node {name}", self.core.patch_node, name, {"metadata": {"labels": {key: value}}})
+        return True
+
+    def evict(self, pod: PodInfo) -> None:
+        body = client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace),
+            delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.uid)),
+        )
+        try:
+            # Not retried here: the drain step owns the retry loop and its deadline.
+            self._call(
+                f"evict pod {pod.key}",
+                self.core.create_namespaced_pod_eviction,
+                pod.name,
+                pod.namespace,
+                body,
+                retry=False,
+            )
+        except TemporaryError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ApiException) and "more than one PodDisruptionBudget" in (cause.body or ""):
+                raise PermanentError(exc.message.replace(" (HTTP 500)", "")) from cause
+            if isinstance(cause, ApiException) and cause.status == 429:
+                match = EVICTION_PDB.search(cause.body or "")
+                pdb = f"{pod.namespace}/{match[1]}" if match else "a PodDisruptionBudget"
+                raise EvictionRefused(exc.message, delay=exc.delay, pdb=pdb) from cause
+            raise
+        except Conflict:
+            # The UID precondition failed: the pod we meant is gone (a new one has its name).
+            raise NotFound(f"pod {pod.key} was replaced") from None
+
+    def delete_pod(self, pod: PodInfo) -> None:
+        self._call(
+            f"delete pod {pod.key}",
+            self.core.delete_namespaced_pod,
+            pod.name,
+            pod.namespace,
+            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.uid)),
+        )
+
+    def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
+        if not pods:
+            return []
+        by_node: dict[str | None, list[PodInfo]] = {}
+        for pod in pods:
+            by_node.setdefault(pod.node, []).append(pod)
+        deadline = time.monotonic() + timeout
+        left: list[PodInfo] = []
+        for node, group in by_node.items():
+            left += self._wait_gone_on(node, group, deadline)
+        return left
+
+    def _wait_gone_on(self, node: str | None, pods: list[PodInfo], deadline: float) -> list[PodInfo]:
+        waiting = {p.uid: p for p in pods}
+        selector = f"spec.nodeName={node}" if node else ""
+        while waiting and time.monotonic() < deadline:
+            items, rv = self._list("list pods", self.core.list_pod_for_all_namespaces, field_selector=selector)
+            present = {p["metadata"]["uid"] for p in items}
+            for uid in [u for u in waiting if u not in present]:
+                del waiting[uid]
+            if not waiting:
+                break
+            try:
+                for kind, obj in self._watch(
+                    "watch pods",
+                    self.core.list_pod_for_all_namespaces,
+                    resource_version=rv,
+                    timeout=deadline - time.monotonic(),
+                    field_selector=selector,
+                ):
+                    if kind == "DELETED":
+                        waiting.pop(obj["metadata"]["uid"], None)
+                        if not waiting:
+                            break
+            except TemporaryError:
+                continue  # watch expired or dropped: re-list and watch again
+        return list(waiting.values())
+
+    def wait_cilium_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items, rv = self._list(
+                "list cilium agents",
+                self.core.list_namespaced_pod,
+                "kube-system",
+                label_selector=CILIUM_SELECTOR,
+                field_selector=f"spec.nodeName={node}",
+            )
+            for obj in items:
+                pod = _pod(obj)
+                if pod.uid != not_uid and pod.ready and not pod.deleting:
+                    return pod
+            try:
+                for _kind, obj in self._watch(
+                    "watch cilium agents",
+                    self.core.list_namespaced_pod,
+                    "kube-system",
+                    resource_version=rv,
+                    timeout=deadline - time.monotonic(),
+                    label_selector=CILIUM_SELECTOR,
+                    field_selector=f"spec.nodeName={node}",
+                ):
+                    pod = _pod(obj)
+                    if _kind != "DELETED" and pod.uid != not_uid and pod.ready and not pod.deleting:
+                        return pod
+            except TemporaryError:
+                continue  # re-list
+        raise TemporaryError(f"no new Ready Cilium agent on {node} within {timeout:.0f}s", node=node)
+
+    def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
+        now = datetime.now(UTC)
+        event = {
+            "metadata": {"generateName": f"{node}.cni-migrate.", "namespace": "default"},
+            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node},
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "cni-migrate"},
+            "reportingComponent": "cni-migrate",
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
+            "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
+            "count": 1,
+        }
+        self._call(f"create event on {node}", self.core.create_namespaced_event, "default", event, retry=False)
+
+    # -- node tasks and probes ---------------------------------------------------------------------
+    def _ensure_namespace(self) -> None:
+        try:
+            self._call("get namespace", self.core.read_namespace, TOOL_NAMESPACE)
+        except NotFound:
+            # Created meanwhile by someone else (409) is just as good.
+            with contextlib.suppress(Conflict):
+                self._call("create namespace", self.core.create_namespace, {"metadata": {"name": TOOL_NAMESPACE}})
+
+    def _helper_pods(self, node: str, role: str) -> list[dict[str, Any]]:
+        items, _ = self._list(
+            f"list {role} pods",
+            self.core.list_namespaced_pod,
+            TOOL_NAMESPACE,
+            label_selector=f"{ROLE_LABEL}={role},{NODE_LABEL}={node}",
+        )
+        return items
+
+    def cleanup_helper_pods(self, node: str | None = None) -> int:
+        """Delete task and probe pods left by a killed run (resume calls this first)."""
+        selector = ROLE_LABEL + (f",{NODE_LABEL}={node}" if node else "")
+        try:
+            items, _ = self._list(
+                "list helper pods", self.core.list_namespaced_pod, TOOL_NAMESPACE, label_selector=selector
+            )
+        except NotFound:
+            return 0
+        for obj in items:
+            try:
+                self._call(
+                    "delete helper pod",
+                    self.core.delete_namespaced_pod,
+                    obj["metadata"]["name"],
+                    TOOL_NAMESPACE,
+                    grace_period_seconds=0,
+                )
+            except NotFound:
+                continue  # already gone
+        return len(items)
+
+    def _run_pod(
+        self,
+        node: str,
+        role: str,
+        name_hint: str,
+        container: dict[str, Any],
+        timeout: float,
+        *,
+        host_paths: bool = False,
+        until_running: bool = False,
+    ) -> dict[str, Any]:
+        """Create a pinned helper pod, wait for it to finish (or run), return it; always delete it."""
+        self._ensure_namespace()
+        for stale in self._helper_pods(node, role):
+            if stale["metadata"].get("labels", {}).get(TASK_LABEL) == name_hint:
+                self._call(
+                    "delete stale pod",
+                    self.core.delete_namespaced_pod,
+                    stale["metadata"]["name"],
+                    TOOL_NAMESPACE,
+                    grace_period_seconds=0,
+                )
+        name = f"cni-migrate-{role}-{uuid.uuid4().hex[:8]}"
+        pod: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": TOOL_NAMESPACE,
+                "labels": {ROLE_LABEL: role, NODE_LABEL: node, TASK_LABEL: name_hint},
+            },
+            "spec": {
+                "nodeName": node,
+                "restartPolicy": "Never",
+                "activeDeadlineSeconds": max(int(timeout), 1),
+                "terminationGracePeriodSeconds": 0,
+                "tolerations": [{"operator": "Exists"}],
+                "automountServiceAccountToken": False,
+                "containers": [{"terminationMessagePolicy": "FallbackToLogsOnError", **container}],
+            },
+        }
+        if host_paths:
+            pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cni", "mountPath": "/host/etc/cni/net.d"}]
+            pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+            pod["spec"]["volumes"] = [{"name": "cni", "hostPath": {"path": "/etc/cni/net.d", "type": "Directory"}}]
+        created = self._json(f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod)
+        try:
+            return self._wait_pod(created, timeout, until_running)
+        finally:
+            # Gone already (404) is all we wanted.
+            with contextlib.suppress(NotFound):
+                self._call(
+                    f"delete {role} pod", self.core.delete_namespaced_pod, name, TOOL_NAMESPACE, grace_period_seconds=0
+                )
+
+    def _wait_pod(self, pod: dict[str, Any], timeout: float, until_running: bool) -> dict[str, Any]:
+        name = pod["metadata"]["name"]
+        deadline = time.monotonic() + timeout
+
+        def done(obj: dict[str, Any]) -> bool:
+            phase = (obj.get("status") or {}).get("phase")
+            return phase in ("Succeeded", "Failed") or (
+                until_running and phase == "Running" and bool(obj["status"].get("podIP"))
+            )
+
+        rv = pod["metadata"]["resourceVersion"]
+        while time.monotonic() < deadline:
+            current = self._json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
+            if done(current):
+                return current
+            rv = current["metadata"]["resourceVersion"]
+            try:
+                for _kind, obj in self._watch(
+                    "watch pod",
+                    self.core.list_namespaced_pod,
+                    TOOL_NAMESPACE,
+                    resource_version=rv,
+                    timeout=deadline - time.monotonic(),
+                    field_selector=f"metadata.name={name}",
+                ):
+                    if done(obj):
+                        return obj
+            except TemporaryError:
+                continue  # re-read
+        raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s")
+
+    def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
+        container = {"name": "task", "image": self.node_image, "command": ["sh", "-c", TASK_SCRIPTS[task]]}
+        done = self._run_pod(node, "node-task", task.value, container, timeout, host_paths=True)
+        message = _termination_message(done)
+        if done["status"]["phase"] != "Succeeded":
+            raise PermanentError(f"node task {task.value} on {node} failed: {message or 'no message'}")
+        return message
+
+    def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
+        if check == "cilium-agent-ready":
+            agent = self.cilium_agent(node)
+            ok = agent is not None and agent.ready
+            return ProbeResult(
+                check, ok, f"{agent.name} Ready" if ok and agent else "no Ready Cilium agent", "a Ready Cilium agent"
+            )
+        pool = self._configmap("kube-system", "cilium-config").get("cluster-pool-ipv4-cidr", "")
+        if check == "pod-network":
+            container = {"name": "probe", "image": self.probe_image, "command": ["/agnhost", "pause"]}
+            running = self._run_pod(node, "probe", check, container, timeout, until_running=True)
+            ip = (running.get("status") or {}).get("podIP", "")
+            ok = bool(ip and pool) and ipaddress.ip_address(ip) in ipaddress.ip_network(pool, strict=False)
+            return ProbeResult(
+                check, ok, f"probe pod IP {ip or 'none'}", f"an IP in {pool or 'the Cilium pool'}", {"podIP": ip}
+            )
+        if check == "connectivity":
+            target = "kubernetes.default.svc.cluster.local:443"
+            container = {
+                "name": "probe",
+                "image": self.probe_image,
+                "command": ["/agnhost", "connect", target, "--timeout=5s"],
+            }
+            done = self._run_pod(node, "probe", check, container, timeout)
+            ok = done["status"]["phase"] == "Succeeded"
+            message = _termination_message(done) or ("connected" if ok else "failed")
+            return ProbeResult(check, ok, f"{target}: {message}", f"{target} reachable")
+        raise BadInput(f"unknown validation check {check!r}")
+
+    # -- the executor lock -------------------------------------------------------------------------
+    def lease(self, holder: str | None = None, duration: int = 30) -> LeaseLock:
+        return LeaseLock(self, holder or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}", duration)
+
+
+class LeaseLock:
+    """At most one executor per cluster: a coordination.k8s.io/v1 Lease, renewed in the
+    background, taken over from another holder only after it expired."""
+
+    NAME = "cni-migrate-executor"
+
+    def __init__(
+        self, cluster: KubernetesCluster, holder: str, duration: int = 30, on_lost: Callable[[str], None] | None = None
+    ) -> None:
+        self.cluster = cluster
+        self.holder = holder
+        self.duration = duration
+        self.on_lost = on_lost
+        self._stop = threading.Event()
+
+    def _api(self) -> client.CoordinationV1Api:
+        return self.cluster.coordination
+
+    def _body(self, rv: str | None = None, holder: str | None = None) -> dict[str, Any]:
+        now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        meta: dict[str, Any] = {"name": self.NAME, "namespace": TOOL_NAMESPACE}
+        if rv:
+            meta["resourceVersion"] = rv
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": {
+                "holderIdentity": self.holder if holder is None else holder,
+                "leaseDurationSeconds": self.duration,
+                "acquireTime": now,
+                "renewTime": now,
+            },
+        }
+
+    def acquire(self) -> None:
+        c = self.cluster
+        c._ensure_namespace()
+        try:
+            current = c._json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+        except NotFound:
+            try:
+                c._call("create lease", self._api().create_namespaced_lease, TOOL_NAMESPACE, self._body())
+                return
+            except Conflict:
+                raise LockHeld("another executor took the lease at the same moment; try again") from None
+        spec = current.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        if holder and holder != self.holder and not _expired(spec):
+            raise LockHeld(
+                f"another executor ({holder}) holds the lease {TOOL_NAMESPACE}/{self.NAME} "
+                f"until it expires (renewed {spec.get('renewTime')}, {spec.get('leaseDurationSeconds')}s)"
+            )
+        try:
+            c._call(
+                "take lease",
+                self._api().replace_namespaced_lease,
+                self.NAME,
+                TOOL_NAMESPACE,
+                self._body(current["metadata"]["resourceVersion"]),
+            )
+        except Conflict:
+            raise LockHeld("another executor took the lease at the same moment; try again") from None
+
+    def renew(self) -> None:
+        c = self.cluster
+        current = c._json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+        if (current.get("spec") or {}).get("holderIdentity") != self.holder:
+            raise LockHeld("the executor lease was taken over by another executor")
+        body = self._body(current["metadata"]["resourceVersion"])
+        body["spec"]["acquireTime"] = current["spec"].get("acquireTime")
+        c._call("renew lease", self._api().replace_namespaced_lease, self.NAME, TOOL_NAMESPACE, body)
+
+    def release(self) -> None:
+        try:
+            current = self.cluster._json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+            if (current.get("spec") or {}).get("holderIdentity") == self.holder:
+                self.cluster._call(
+                    "release lease",
+                    self._api().replace_namespaced_lease,
+                    self.NAME,
+                    TOOL_NAMESPACE,
+                    self._body(current["metadata"]["resourceVersion"], holder=""),
+                )
+        except (NotFound, Conflict, TemporaryError, PermanentError):
+            pass  # it expires by itself; releasing early is only a courtesy
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.duration / 3):
+            try:
+                self.renew()
+            except LockHeld as exc:
+                if self.on_lost:
+                    self.on_lost(exc.message)
+                return
+            except ClusterError:
+                continue  # try again at the next tick; the lease lasts three ticks
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        self.acquire()
+        self._stop.clear()
+        renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            renewer.join(timeout=5)
+            self.release()
+
+
+# -- object mapping ----------------------------------------------------------------------------------
+def _expired(spec: dict[str, Any]) -> bool:
+    renew = spec.get("renewTime")
+    if not renew:
+        return True
+    renewed = datetime.fromisoformat(renew.replace("Z", "+00:00"))
+    return datetime.now(UTC) > renewed + timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0))
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
+
+
+def _termination_message(pod: dict[str, Any]) -> str:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if terminated.get("message"):
+            return str(terminated["message"]).strip()
+    return ""
+
+
+def _quantity(value: Any, scale: int = 1) -> int:
+    try:
+        return int(parse_quantity(value) * scale) if value is not None else 0
+    except (ValueError, TypeError, ArithmeticError):
+        return 0
+
+
+def _node(obj: dict[str, Any]) -> NodeInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    info = status.get("nodeInfo") or {}
+    alloc = status.get("allocatable") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return NodeInfo(
+        name=meta["name"],
+        uid=meta["uid"],
+        labels=frozen_map(meta.get("labels") or {}),
+        taints=tuple(Taint(t["key"], t.get("effect", ""), t.get("value", "")) for t in spec.get("taints") or []),
+        unschedulable=bool(spec.get("unschedulable")),
+        ready=ready,
+        kernel_version=info.get("kernelVersion", ""),
+        os_image=info.get("osImage", ""),
+        operating_system=info.get("operatingSystem", "") or (meta.get("labels") or {}).get("kubernetes.io/os", ""),
+        cpu_millis=_quantity(alloc.get("cpu"), 1000),
+        memory_bytes=_quantity(alloc.get("memory")),
+        max_pods=_quantity(alloc.get("pods")) or 110,
+        cni=Cni.UNKNOWN,
+        resource_version=meta.get("resourceVersion", ""),
+    )
+
+
+def _pod(obj: dict[str, Any]) -> PodInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    annotations = meta.get("annotations") or {}
+    cpu = memory = 0
+    for container in spec.get("containers") or []:
+        requests = (container.get("resources") or {}).get("requests") or {}
+        cpu += _quantity(requests.get("cpu"), 1000)
+        memory += _quantity(requests.get("memory"))
+    volumes = spec.get("volumes") or []
+    return PodInfo(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        node=spec.get("nodeName"),
+        labels=frozen_map(meta.get("labels") or {}),
+        owner=OwnerRef(controller["kind"], controller["name"]) if controller else None,
+        phase=status.get("phase", "Pending"),
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+        mirror="kubernetes.io/config.mirror" in annotations,
+        emptydir=any("emptyDir" in v for v in volumes),
+        cpu_millis=cpu,
+        memory_bytes=memory,
+        ip=status.get("podIP", ""),
+        host_network=bool(spec.get("hostNetwork")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _pdb(obj: dict[str, Any]) -> PDBInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    selector = spec.get("selector") or {}
+    return PDBInfo(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        selector=LabelSelector(
+            match_labels=frozen_map(selector.get("matchLabels") or {}),
+            match_expressions=tuple(
+                (e["key"], e["operator"], tuple(e.get("values") or ())) for e in selector.get("matchExpressions") or []
+            ),
+        ),
+        min_available=None if spec.get("minAvailable") is None else str(spec["minAvailable"]),
+        max_unavailable=None if spec.get("maxUnavailable") is None else str(spec["maxUnavailable"]),
+        disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
+        current_healthy=int(status.get("currentHealthy") or 0),
+        desired_healthy=int(status.get("desiredHealthy") or 0),
+        expected_pods=int(status.get("expectedPods") or 0),
+    )

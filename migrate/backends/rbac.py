@@ -1,0 +1,44 @@
+"""The permissions cni-migrate uses: checked by ``plan`` (SelfSubjectAccessReview) and
+shipped as the least-privilege ClusterRole in ``deploy/rbac.yaml`` (a test keeps the two
+in step). Each entry: (verb, API group, resource, namespace or "" for cluster-wide)."""
+
+from __future__ import annotations
+
+TOOL_NAMESPACE = "cni-migrate"
+
+PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
+    ("get", "", "namespaces", ""),
+    ("get", "", "nodes", ""),
+    ("list", "", "nodes", ""),
+    ("watch", "", "nodes", ""),
+    ("patch", "", "nodes", ""),
+    ("get", "", "pods", ""),
+    ("list", "", "pods", ""),
+    ("watch", "", "pods", ""),
+    ("delete", "", "pods", ""),
+    ("create", "", "pods/eviction", ""),
+    ("create", "", "pods", TOOL_NAMESPACE),
+    ("create", "", "events", ""),
+    ("get", "", "configmaps", "kube-system"),
+    ("get", "", "configmaps", TOOL_NAMESPACE),
+    ("create", "", "configmaps", TOOL_NAMESPACE),
+    ("update", "", "configmaps", TOOL_NAMESPACE),
+    ("list", "apps", "daemonsets", ""),
+    ("list", "policy", "poddisruptionbudgets", ""),
+    ("list", "networking.k8s.io", "networkpolicies", ""),
+    ("get", "coordination.k8s.io", "leases", TOOL_NAMESPACE),
+    ("create", "coordination.k8s.io", "leases", TOOL_NAMESPACE),
+    ("update", "coordination.k8s.io", "leases", TOOL_NAMESPACE),
+    ("list", "crd.projectcalico.org", "ippools", ""),
+    ("list", "crd.projectcalico.org", "networkpolicies", ""),
+    ("list", "crd.projectcalico.org", "globalnetworkpolicies", ""),
+    ("list", "operator.tigera.io", "installations", ""),
+    ("list", "cilium.io", "ciliumnodeconfigs", ""),
+    ("list", "cilium.io", "ciliumnodes", ""),
+)
+
+
+def describe(permission: tuple[str, str, str, str]) -> str:
+    verb, group, resource, namespace = permission
+    qualified = f"{resource}.{group}" if group else resource
+    return f"{verb} {qualified}" + (f" in {namespace}" if namespace else "")

@@ -1,0 +1,283 @@
+"""A stand-in for what runs *on* a node, for kwok nodes that run no containers.
+
+kwok fakes kubelets: pods go Running, but nothing executes. cni-migrate's node tasks,
+probes and the Cilium agent's effect on ``/etc/cni/net.d`` need a node, so this agent,
+run by the tests beside the lab, plays that part through the real API:
+
+- node-task pods (label ``cni-migrate.io/role=node-task``): apply the task to the node's
+  simulated ``/etc/cni/net.d`` and finish the pod (Succeeded + termination message);
+- probe pods: ``pod-network`` goes Running with an address from the node's current CNI
+  pool; ``connectivity`` succeeds, unless the test injected a failure for the node;
+- Cilium agent pods: a new agent on a node with the migration label rewrites the node's
+  CNI directory as Cilium in migration mode does (``migrate.cniconf``);
+- starting pods: the lab runs kwok without its pod-running stage, and this agent starts
+  every pod instead, with an address from the node's current CNI: Calico's pool, or
+  Cilium's once the node was swapped (so "which pods still need a restart" means the same
+  here as on a real cluster).
+
+kwok's pod stages ignore pods with the role label (see tools/kube/manifests/kwok-stages.yaml),
+so nobody races this agent for their status. The node's files live in this process.
+Start the agent before creating workloads, so every pod is started by it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from migrate.backends.kubernetes import NODE_LABEL, ROLE_LABEL, TASK_LABEL
+from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_from_files
+from migrate.model import MIGRATION_LABEL, Cni
+
+NAMESPACE = "cni-migrate"
+
+
+class NodeAgent:
+    def __init__(self, kubeconfig: str, cilium_pool: str = "10.245.0.0/16", calico_pool: str = "192.168.0.0/16"):
+        configuration = client.Configuration()
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        self.core = client.CoreV1Api(client.ApiClient(configuration))
+        self.cilium_pool = ipaddress.ip_network(cilium_pool)
+        self.calico_pool = ipaddress.ip_network(calico_pool)
+        self.files: dict[str, list[str]] = defaultdict(lambda: [CALICO_CONF])
+        self.failures: dict[str, set[str]] = defaultdict(set)
+        self.seen_agents: set[str] = set()
+        self.handled: set[str] = set()
+        self.log: list[tuple[str, str, str]] = []  # (node, what, detail)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._ips: dict[str, int] = defaultdict(int)
+        self._node_ips: dict[str, str] = {}
+        self.started: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> NodeAgent:
+        for target in (self._watch_helpers, self._watch_agents, self._watch_pods):
+            t = threading.Thread(target=target, daemon=True, name=target.__name__)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def cni(self, node: str) -> Cni:
+        with self._lock:
+            return cni_from_files(self.files[node])
+
+    # -- watches ---------------------------------------------------------------------------------
+    def _loop(self, fn: Any, *args: Any, handler: Any, **kw: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                listing = fn(*args, **kw)
+                for item in listing.items:
+                    handler(client.ApiClient().sanitize_for_serialization(item))
+                w = watch.Watch()
+                for event in w.stream(
+                    fn, *args, resource_version=listing.metadata.resource_version, timeout_seconds=2, **kw
+                ):
+                    if self._stop.is_set():
+                        w.stop()
+                        return
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        handler(event["raw_object"])
+            except Exception as exc:  # noqa: BLE001 - a test helper: keep serving across API hiccups
+                self.log.append(("-", "loop-error", repr(exc)[:300]))
+                if self._stop.wait(0.2):
+                    return
+
+    def _watch_helpers(self) -> None:
+        self._loop(self.core.list_namespaced_pod, NAMESPACE, handler=self._helper, label_selector=ROLE_LABEL)
+
+    def _watch_agents(self) -> None:
+        self._loop(self.core.list_namespaced_pod, "kube-system", handler=self._agent, label_selector="k8s-app=cilium")
+
+    def _watch_pods(self) -> None:
+        self._loop(self.core.list_pod_for_all_namespaces, handler=self._address)
+
+    # -- starting pods: addresses from the node's current CNI --------------------------------
+    def _address(self, pod: dict[str, Any]) -> None:
+        """Start a Pending pod as the kubelet would (the lab runs kwok without its pod-running
+        stage): Running and Ready, with an address from the node's CNI pool at that moment."""
+        spec, status, meta = pod.get("spec") or {}, pod.get("status") or {}, pod["metadata"]
+        node = spec.get("nodeName")
+        if not node or meta.get("deletionTimestamp") or status.get("phase", "Pending") != "Pending":
+            return
+        if ROLE_LABEL in (meta.get("labels") or {}):
+            return  # node tasks and probes are answered by _helper
+        with self._lock:
+            if meta["uid"] in self.started:
+                return
+            if spec.get("hostNetwork"):
+                ip = self._node_ip(node)
+            else:
+                self._sync_agents(node)  # the agent watch may lag behind this one
+                self._ips[node] += 1
+                ip = self._ip(self.cilium_pool if self.cni(node) is Cni.CILIUM else self.calico_pool, node)
+            now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+            conditions = [
+                {"type": t, "status": "True", "lastTransitionTime": now}
+                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ]
+            try:
+                self.core.patch_namespaced_pod_status(
+                    meta["name"],
+                    meta["namespace"],
+                    {
+                        "status": {
+                            "phase": "Running",
+                            "podIP": ip,
+                            "podIPs": [{"ip": ip}],
+                            "hostIP": self._node_ip(node),
+                            "startTime": now,
+                            "conditions": conditions,
+                            "containerStatuses": [
+                                {
+                                    "name": c["name"],
+                                    "image": c["image"],
+                                    "imageID": "",
+                                    "ready": True,
+                                    "restartCount": 0,
+                                    "started": True,
+                                    "state": {"running": {"startedAt": now}},
+                                }
+                                for c in spec.get("containers") or []
+                            ],
+                        }
+                    },
+                )
+            except client.exceptions.ApiException as exc:
+                if exc.status != 404:  # deleted meanwhile: nothing to start
+                    raise
+                return
+            self.started.add(meta["uid"])
+
+    def _node_ip(self, node: str) -> str:
+        if node not in self._node_ips:
+            addresses = self.core.read_node(node).status.addresses or []
+            self._node_ips[node] = next((a.address for a in addresses if a.type == "InternalIP"), "")
+        return self._node_ips[node]
+
+    def _ip(self, pool: ipaddress.IPv4Network | ipaddress.IPv6Network, node: str) -> str:
+        index = sum(ord(c) for c in node) % 200
+        return str(pool.network_address + index * 256 + 2 + self._ips[node] % 250)
+
+    # -- the Cilium agent's effect -------------------------------------------------------------
+    def _agent(self, pod: dict[str, Any]) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        uid = pod["metadata"]["uid"]
+        if not node or pod["metadata"].get("deletionTimestamp"):
+            return
+        with self._lock:
+            if uid in self.seen_agents:
+                return
+            self.seen_agents.add(uid)
+            labels = self.core.read_node(node).metadata.labels or {}
+            before = self.files[node]
+            self.files[node] = after_agent_start(before, labels.get(MIGRATION_LABEL) == "true")
+            self.log.append((node, "agent-start", ",".join(self.files[node])))
+
+    def _sync_agents(self, node: str) -> None:
+        """Apply agents the agent watch has not processed yet (watches race each other)."""
+        pods = self.core.list_namespaced_pod(
+            "kube-system", label_selector="k8s-app=cilium", field_selector=f"spec.nodeName={node}"
+        )
+        for pod in pods.items:
+            self._agent(client.ApiClient().sanitize_for_serialization(pod))
+
+    # -- node tasks and probes -----------------------------------------------------------------
+    def _helper(self, pod: dict[str, Any]) -> None:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        if meta.get("deletionTimestamp") or status.get("phase") in ("Running", "Succeeded", "Failed"):
+            return
+        labels = meta.get("labels") or {}
+        node, role, task = labels.get(NODE_LABEL, ""), labels.get(ROLE_LABEL), labels.get(TASK_LABEL, "")
+        with self._lock:
+            if meta["uid"] in self.handled:
+                return
+            try:
+                self._sync_agents(node)
+            except Exception as exc:  # noqa: BLE001 - answer the pod anyway; the watches catch up
+                self.log.append((node, "sync-error", repr(exc)[:300]))
+            if role == "node-task":
+                self._task(pod, node, task)
+            elif role == "probe":
+                self._probe(pod, node, task)
+            self.handled.add(meta["uid"])
+
+    def _task(self, pod: dict[str, Any], node: str, task: str) -> None:
+        if task == "restore-calico-cni":
+            self.files[node] = after_restore(self.files[node])
+        message = "\n".join(["."] + [".."] + self.files[node])
+        self.log.append((node, task, ",".join(self.files[node])))
+        self._finish(pod, 0, message)
+
+    def _probe(self, pod: dict[str, Any], node: str, check: str) -> None:
+        failing = check in self.failures[node] or "*" in self.failures[node]
+        self.log.append((node, f"probe:{check}", "fail" if failing else "ok"))
+        if check == "pod-network":
+            pool = self.cilium_pool if self.cni(node) is Cni.CILIUM and not failing else self.calico_pool
+            self._ips[node] += 1
+            ip = self._ip(pool, node)
+            self._patch(
+                pod,
+                {
+                    "phase": "Running",
+                    "podIP": ip,
+                    "podIPs": [{"ip": ip}],
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [self._container(pod, running=True)],
+                },
+            )
+        else:
+            ok = not failing and self.cni(node) is Cni.CILIUM
+            self._finish(pod, 0 if ok else 1, "connected" if ok else "dial tcp 10.96.0.1:443: i/o timeout")
+
+    def _container(self, pod: dict[str, Any], *, running: bool = False, code: int = 0, message: str = "") -> dict:
+        c = pod["spec"]["containers"][0]
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        state = (
+            {"running": {"startedAt": now}}
+            if running
+            else {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": "Completed" if code == 0 else "Error",
+                    "message": message,
+                    "startedAt": now,
+                    "finishedAt": now,
+                }
+            }
+        )
+        return {
+            "name": c["name"],
+            "image": c["image"],
+            "imageID": "",
+            "ready": running,
+            "restartCount": 0,
+            "state": state,
+        }
+
+    def _finish(self, pod: dict[str, Any], code: int, message: str) -> None:
+        self._patch(
+            pod,
+            {
+                "phase": "Succeeded" if code == 0 else "Failed",
+                "containerStatuses": [self._container(pod, code=code, message=message)],
+            },
+        )
+
+    def _patch(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        try:
+            self.core.patch_namespaced_pod_status(pod["metadata"]["name"], NAMESPACE, {"status": status})
+        except client.exceptions.ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile (the tool gave up on it): nothing to answer
+                raise
