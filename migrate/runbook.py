@@ -1,0 +1,328 @@
+"""The runbook: a plan rendered as Markdown for a change board and the people on call.
+
+``render_runbook(plan, plan_path)`` turns a reviewed ``Plan`` into a document that says
+what will be touched (scope, waves, nodes), what could stop it (preflight findings), what
+each step does with its equivalent manual ``kubectl`` command, how a node is validated,
+how long it should take, and the exact command to undo or continue from every point of
+the run. It differs from ``output.plan_summary`` (a terminal summary) in being a complete,
+standalone document meant to be read away from the terminal.
+
+The wording lives in Jinja2 templates in the repository's top-level ``runbooks/`` folder
+(``runbooks/runbook.md.j2``); this module only builds a plain view of the plan for them
+(commands are assembled and shell-quoted here, so templates never build commands). Output
+is deterministic: no timestamps, and every list follows the plan's own order.
+
+The duration model is deliberately simple and kept in one place (``STEP_SECONDS`` and the
+drain constants below): each step costs a fixed number of seconds, and a drain also costs
+``DRAIN_SECONDS_PER_POD`` per pod on the node. The plan does not record pod counts, so the
+caller may pass them (``pods_per_node``, e.g. from the inventory the plan was built from);
+without them every node is assumed to carry ``ASSUMED_PODS_PER_NODE`` pods, and the
+runbook says so. Nodes of a wave are migrated one after another, so a wave takes the sum
+of its nodes and the run the sum of its waves.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, StepFailed, ValidationFailed
+from migrate.model import MIGRATION_LABEL
+from migrate.plan import (
+    FORWARD_STEPS,
+    ROLLBACK_STEPS,
+    Finding,
+    NodePlan,
+    Plan,
+    PlanOptions,
+    Severity,
+    StepKind,
+    step_id,
+)
+from migrate.steps.validate import CHECKS
+
+TEMPLATE = "runbook.md.j2"
+TEMPLATES_ENV = "CNI_MIGRATE_RUNBOOK_TEMPLATES"  # overrides the template folder (e.g. a wheel install)
+
+# -- the duration model (seconds) ----------------------------------------------------------
+STEP_SECONDS: Mapping[StepKind, int] = {
+    StepKind.CORDON: 5,
+    StepKind.DRAIN: 30,  # fixed part: listing pods, waiting for the last ones to terminate
+    StepKind.SWAP_CNI: 90,  # label, Cilium agent restart until Ready, restart of the node's pods
+    StepKind.VALIDATE: 60,  # the three probes
+    StepKind.UNCORDON: 5,
+}
+DRAIN_SECONDS_PER_POD = 10  # eviction, graceful termination, PDB pacing
+ASSUMED_PODS_PER_NODE = 10  # used when the caller does not say how many pods a node has
+
+# What the validate step checks (``migrate.steps.validate.CHECKS``), in words.
+CHECK_DESCRIPTIONS: Mapping[str, str] = {
+    "cilium-agent-ready": "the Cilium agent pod on the node is Ready",
+    "pod-network": "a probe pod on the node gets an address from the Cilium pool ({pool})",
+    "connectivity": "a probe pod on the node reaches every other Ready node",
+}
+
+# What each exit code asks of the operator; the meaning comes from the error's docstring.
+EXIT_ACTIONS: tuple[tuple[type[MigrateError], str], ...] = (
+    (BadInput, "fix the command or file named in the message and run it again"),
+    (PreflightBlocked, "fix the blocking findings, make a new plan and have it reviewed"),
+    (ValidationFailed, "read `status`; fix the cause, then `resume`, or `rollback` everything"),
+    (Interrupted, "`resume` to continue where it stopped, or `rollback` to undo"),
+    (StepFailed, "read `status`; fix the cause (e.g. a PDB), then `resume`, or `rollback` everything"),
+)
+
+
+def render_runbook(
+    plan: Plan,
+    plan_path: str,
+    *,
+    pods_per_node: Mapping[str, int] | None = None,
+    templates: Path | None = None,
+) -> str:
+    """The runbook for ``plan`` (read from ``plan_path``) as Markdown.
+
+    ``pods_per_node`` refines the drain estimates; ``templates`` overrides the template
+    folder (default: ``template_dir()``). Raises ``MigrateError`` if the templates are missing.
+    """
+    env = _environment(templates or template_dir())
+    try:
+        template = env.get_template(TEMPLATE)
+    except jinja2.TemplateNotFound as exc:
+        # A source checkout always has it; an installed package may not ship runbooks/.
+        raise MigrateError(
+            f"runbook template {TEMPLATE} not found in {templates or template_dir()}; "
+            f"point ${TEMPLATES_ENV} at the runbooks/ folder of a cni-migrate checkout"
+        ) from exc
+    return template.render(**view(plan, plan_path, pods_per_node))
+
+
+def template_dir() -> Path:
+    """``$CNI_MIGRATE_RUNBOOK_TEMPLATES``, else ``runbooks/`` next to the package (source or editable install)."""
+    override = os.environ.get(TEMPLATES_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "runbooks"
+
+
+def _environment(directory: Path) -> jinja2.Environment:
+    if not directory.is_dir():
+        raise MigrateError(
+            f"runbook templates not found: {directory} is not a directory; "
+            f"point ${TEMPLATES_ENV} at the runbooks/ folder of a cni-migrate checkout"
+        )
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        undefined=jinja2.StrictUndefined,  # a typo in a template fails loudly, not silently empty
+        autoescape=False,  # Markdown, not HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+# -- estimates -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    nodes: Mapping[str, int]  # node -> seconds
+    waves: Mapping[int, int]  # wave index -> seconds
+    total: int
+    assumed_pods: bool  # True when pod counts were not given and ASSUMED_PODS_PER_NODE was used
+
+
+def estimate(plan: Plan, pods_per_node: Mapping[str, int] | None = None) -> Estimate:
+    """Seconds per node, per wave and in all, by the model in the module docstring."""
+
+    def pods(node: NodePlan) -> int:
+        return ASSUMED_PODS_PER_NODE if pods_per_node is None else max(pods_per_node.get(node.name, 0), 0)
+
+    fixed = sum(STEP_SECONDS[k] for k in FORWARD_STEPS)
+    nodes = {n.name: fixed + DRAIN_SECONDS_PER_POD * pods(n) for n in plan.nodes}
+    waves = {w.index: sum(nodes[n.name] for n in w.nodes) for w in plan.waves}
+    return Estimate(nodes=nodes, waves=waves, total=sum(waves.values()), assumed_pods=pods_per_node is None)
+
+
+def duration(seconds: int) -> str:
+    """``45s``, ``3m 20s``, ``1h 05m``: short and stable."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes}m {rest:02d}s" if rest else f"{minutes}m"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {(rest + 59) // 60:02d}m"
+
+
+# -- commands ------------------------------------------------------------------------------
+def manual_commands(plan: Plan, node: NodePlan, kind: StepKind) -> list[str]:
+    """The kubectl commands that do by hand what step ``kind`` does to ``node``."""
+    n = shlex.quote(node.name)
+    opts = plan.options
+    if kind is StepKind.CORDON:
+        return [f"kubectl cordon {n}"]
+    if kind is StepKind.DRAIN:
+        flags = ["--ignore-daemonsets"]
+        flags += ["--delete-emptydir-data"] if opts.delete_emptydir_data else []
+        flags += ["--force"] if opts.force else []
+        return [f"kubectl drain {n} {' '.join(flags)} --timeout={opts.drain_timeout_seconds}s"]
+    if kind is StepKind.SWAP_CNI:
+        return [
+            f"kubectl label node {n} {MIGRATION_LABEL}=true --overwrite",
+            f"kubectl -n kube-system delete pod -l k8s-app=cilium --field-selector spec.nodeName={n}",
+            f"kubectl -n kube-system wait pod -l k8s-app=cilium --field-selector spec.nodeName={n} "
+            "--for=condition=Ready --timeout=300s",
+            f"kubectl get pods -A -o wide --field-selector spec.nodeName={n}",
+        ]
+    if kind is StepKind.VALIDATE:
+        return [
+            f"kubectl -n kube-system get pod -l k8s-app=cilium --field-selector spec.nodeName={n}",
+            f"kubectl get pods -A -o wide --field-selector spec.nodeName={n}",
+        ]
+    if kind is StepKind.UNCORDON:
+        return [] if node.keep_cordoned else [f"kubectl uncordon {n}"]
+    raise ValueError(f"no manual command for {kind}")  # restore-cni is rollback-only
+
+
+def _step_text(plan: Plan, node: NodePlan, kind: StepKind) -> str:
+    pool = plan.options.cilium_pool_cidr
+    if kind is StepKind.CORDON:
+        return "Mark the node unschedulable (with the rest of its wave, before any drain)."
+    if kind is StepKind.DRAIN:
+        return (
+            "Evict the node's pods through the Eviction API, honouring PodDisruptionBudgets; "
+            f"fails after {plan.options.drain_timeout_seconds}s if a budget keeps refusing."
+        )
+    if kind is StepKind.SWAP_CNI:
+        return (
+            f"Label the node `{MIGRATION_LABEL}=true` so Cilium's per-node config selects it, restart its "
+            "Cilium agent and wait until the new agent is Ready, then delete the pods still on the node "
+            f"that have a Calico address (outside {pool}) so their controllers re-create them on Cilium."
+        )
+    if kind is StepKind.VALIDATE:
+        return "Probe the node; any failed check rolls the node back to Calico."
+    if node.keep_cordoned:
+        return "Left cordoned: the node was cordoned before the run, so it stays cordoned."
+    return "Mark the node schedulable again."
+
+
+def rollback_command(plan_path: str, node: str | None = None) -> str:
+    target = f" --node {shlex.quote(node)}" if node else ""
+    return f"cni-migrate rollback {shlex.quote(plan_path)}{target} --yes"
+
+
+# -- the view the template renders -----------------------------------------------------------
+def view(plan: Plan, plan_path: str, pods_per_node: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Everything the template needs, as plain data in the plan's order."""
+    est = estimate(plan, pods_per_node)
+    path = shlex.quote(plan_path)
+    pool = plan.options.cilium_pool_cidr
+    policy = [f for f in plan.findings if f.check == "network-policy"]
+    return {
+        "plan_path": plan_path,
+        "commands": {
+            "apply": f"cni-migrate apply {path} --yes",
+            "resume": f"cni-migrate resume {path} --yes",
+            "rollback_all": rollback_command(plan_path),
+            "status": f"cni-migrate status {path}",
+            "plan": f"cni-migrate plan {_plan_flags(plan)} -o {path}",
+        },
+        "scope": {
+            "server": plan.cluster.server,
+            "target": f"{plan.target.backend} `{plan.target.name}`",
+            "fingerprint": plan.cluster.fingerprint,
+            "plan_id": plan.id,
+            "checksum": plan.checksum,
+            "node_count": len(plan.nodes),
+            "cluster_node_count": len(plan.cluster.nodes),
+            "wave_count": len(plan.waves),
+            "excluded": [{"name": n, "reason": r} for n, r in plan.excluded],
+            "options": [
+                ("max unavailable", str(plan.options.max_unavailable)),
+                ("canary workers", str(plan.options.canary)),
+                ("drain timeout", f"{plan.options.drain_timeout_seconds}s"),
+                ("evict bare pods (--force)", _yes(plan.options.force)),
+                ("delete emptyDir data (--delete-emptydir-data)", _yes(plan.options.delete_emptydir_data)),
+                ("Cilium pool CIDR", pool),
+            ],
+        },
+        "blocking": [_finding(f) for f in plan.blocking],
+        "warnings": [_finding(f) for f in plan.findings if f.severity is Severity.WARNING],
+        "policy_subjects": [s for f in policy for s in f.subjects],
+        "estimate": {
+            "total": duration(est.total),
+            "assumed_pods": est.assumed_pods,
+            "steps": [(k.value, STEP_SECONDS[k]) for k in FORWARD_STEPS],
+            "per_pod": DRAIN_SECONDS_PER_POD,
+            "pods_assumed": ASSUMED_PODS_PER_NODE,
+            "drain_timeout": plan.options.drain_timeout_seconds,
+        },
+        "waves": [
+            {
+                "index": w.index,
+                "canary": w.canary,
+                "names": [n.name for n in w.nodes],
+                "estimate": duration(est.waves[w.index]),
+                "nodes": [_node(plan, plan_path, n, est) for n in w.nodes],
+            }
+            for w in plan.waves
+        ],
+        "rollback_steps": [k.value for k in ROLLBACK_STEPS],
+        "checks": [(c, CHECK_DESCRIPTIONS[c].format(pool=pool)) for c in CHECKS],
+        "exit_codes": [(0, "Done: every node of the plan is on Cilium (or the rollback finished).", "nothing")]
+        + [(cls.exit_code, _doc(cls), action) for cls, action in EXIT_ACTIONS],
+    }
+
+
+def _node(plan: Plan, plan_path: str, node: NodePlan, est: Estimate) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "role": "control-plane" if node.control_plane else "worker",
+        "keep_cordoned": node.keep_cordoned,
+        "estimate": duration(est.nodes[node.name]),
+        "rollback": rollback_command(plan_path, node.name),
+        "steps": [
+            {
+                "id": step_id(node.name, kind),
+                "kind": kind.value,
+                "text": _step_text(plan, node, kind),
+                "commands": manual_commands(plan, node, kind),
+            }
+            for kind in FORWARD_STEPS
+        ],
+    }
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {"check": f.check, "message": f.message, "fix": f.fix, "subjects": list(f.subjects)}
+
+
+def _plan_flags(plan: Plan) -> str:
+    """The plan command that makes this plan again (to re-plan after fixing findings)."""
+    o = plan.options
+    t = plan.target
+    flags = [f"--sim {shlex.quote(t.name)}" if t.backend == "sim" else f"--context {shlex.quote(t.name)}"]
+    flags += [
+        f"--max-unavailable {o.max_unavailable}",
+        f"--canary {o.canary}",
+        f"--drain-timeout {o.drain_timeout_seconds}",
+    ]
+    flags += ["--force"] if o.force else []
+    flags += ["--delete-emptydir-data"] if o.delete_emptydir_data else []
+    flags += [f"--exclude-node {shlex.quote(n)}" for n in o.exclude_nodes]
+    flags += (
+        [f"--cilium-pool-cidr {o.cilium_pool_cidr}"] if o.cilium_pool_cidr != PlanOptions().cilium_pool_cidr else []
+    )
+    return " ".join(flags)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _doc(cls: type) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
