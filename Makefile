@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install demo test lint unit realcluster crash clean
+.PHONY: install demo test test-fast lint kube clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,18 @@ lint: install
 	$(BIN)/ruff format --check migrate tests
 	$(BIN)/mypy migrate
 
-# The default test run: lint, types, unit, scenario, CLI and crash tests.
-test: lint
-	$(BIN)/pytest -q
+# The real control plane's binaries, built once from pinned Go modules and cached.
+kube:
+	tools/kube/build
+
+# The default test run: lint, types, unit, CLI, the crash matrix, and the scenarios on
+# both backends (simulated and a real apiserver with kwok nodes).
+test: lint kube
+	$(BIN)/pytest -q -p no:cacheprovider
+
+# Without the real control plane and the crash matrix: a quick loop while editing.
+test-fast: lint
+	$(BIN)/pytest -q -m "not realcluster and not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -21,13 +21,18 @@ import typer
 from migrate import failpoints, output, planfile
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, parse_validation_failure
+from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
 from migrate.executor import Executor
+from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
+from migrate.hooks import HookRunner
+from migrate.hooks import failed as failed_hooks
 from migrate.journal import RunState
 from migrate.plan import Plan, PlanOptions, Target
 from migrate.planner import build_plan
-from migrate.ports import Cluster, StopFlag, SystemClock
+from migrate.ports import CheckpointStore, Cluster, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
+from migrate.runbook import render_runbook
 
 app = typer.Typer(
     add_completion=False,
@@ -131,20 +136,52 @@ def confirm(question: str, yes: bool) -> None:
         raise BadInput("not confirmed; nothing was changed")
 
 
-def make_executor(plan: Plan, cluster: Cluster, log_format: LogFormat, console: output.Console) -> Executor:
+def hook_caller(hooks_dir: Path, timeout: float) -> HookCaller:
+    """Validate the hooks directory now (before any cluster write) and adapt its runner."""
+    if timeout <= 0:
+        raise BadInput("--hook-timeout must be positive")
+    runner = HookRunner(hooks_dir, timeout_seconds=timeout)
+
+    def call(point: str, context: dict[str, Any]) -> list[str]:
+        return [r.summary for r in failed_hooks(runner.run(point, context))]
+
+    return call
+
+
+def make_executor(
+    plan: Plan,
+    cluster: Cluster,
+    log_format: LogFormat,
+    console: output.Console,
+    hooks: HookCaller = no_hooks,
+) -> Executor:
     directory = run_dir(home(), plan.cluster.fingerprint)
     store = LocalStore(directory)
     store.check_writable()
     audit = output.configure_logging(directory / "audit.jsonl", log_format is LogFormat.json)
     emit = output.fan_out(audit, console, output.node_events(cluster))
+    stop = StopFlag()
+    lock: ExecutorLock = FileLock(directory)
+    journal: CheckpointStore = store
+    lease = getattr(cluster, "lease", None)
+    if lease is not None:
+        from migrate.checkpoints.incluster import ConfigMapStore, Mirrored
+
+        # The journal lives in the cluster too, so another machine can take over and resume.
+        journal = Mirrored(ConfigMapStore(cluster, plan.cluster.fingerprint), store)
+        # On a real cluster the Lease is what keeps executors on other machines out.
+        lease_lock = lease()
+        lease_lock.on_lost = lambda why: stop.set(f"lost the executor lease: {why}")
+        lock = AllLocks(lock, lease_lock)
     return Executor(
         plan=plan,
         cluster=cluster,
-        store=failpoints.wrap(store),
-        lock=FileLock(directory),
+        store=failpoints.wrap(journal),
+        lock=lock,
         clock=SystemClock(),
         emit=emit,
-        stop=StopFlag(),
+        hooks=hooks,
+        stop=stop,
     )
 
 
@@ -266,14 +303,25 @@ def plan(
 
 # -- apply / resume / rollback ------------------------------------------------------------------
 def _execute(
-    planpath: Path, yes: bool, resume: bool, log_format: LogFormat, kubeconfig: str | None, context: str | None
+    planpath: Path,
+    yes: bool,
+    resume: bool,
+    log_format: LogFormat,
+    kubeconfig: str | None,
+    context: str | None,
+    hooks_dir: Path = DEFAULT_HOOKS_DIR,
+    hook_timeout: float = 60.0,
 ) -> int:
     the_plan = load_plan(planpath)
+    hooks = hook_caller(hooks_dir, hook_timeout)
     cluster = connect(the_plan.target, kubeconfig, context)
     steps = sum(len(n.steps) for n in the_plan.nodes)
     with output.Console(steps) as console:
-        executor = make_executor(the_plan, cluster, log_format, console)
+        executor = make_executor(the_plan, cluster, log_format, console, hooks)
         executor.verify()
+        cleanup = getattr(cluster, "cleanup_helper_pods", None)
+        if resume and cleanup is not None:
+            cleanup()  # probe and node-task pods a killed run left behind
         verb = "Resume" if resume else "Apply"
         confirm(
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
@@ -293,6 +341,10 @@ KubeconfigOpt = Annotated[Optional[str], typer.Option(help="Path to a kubeconfig
 ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
 
 
+HooksDirOpt = Annotated[Path, typer.Option(help="Directory of operator hooks (see hooks/README.md).")]
+HookTimeoutOpt = Annotated[float, typer.Option(help="Seconds each hook may run.")]
+
+
 @app.command()
 def apply(
     planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
@@ -300,9 +352,11 @@ def apply(
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    hooks_dir: HooksDirOpt = DEFAULT_HOOKS_DIR,
+    hook_timeout: HookTimeoutOpt = 60.0,
 ) -> None:
     """Execute a reviewed plan, checkpointing every step."""
-    run_cli(lambda: _execute(planpath, yes, False, log_format, kubeconfig, context))
+    run_cli(lambda: _execute(planpath, yes, False, log_format, kubeconfig, context, hooks_dir, hook_timeout))
 
 
 @app.command()
@@ -312,9 +366,31 @@ def resume(
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    hooks_dir: HooksDirOpt = DEFAULT_HOOKS_DIR,
+    hook_timeout: HookTimeoutOpt = 60.0,
 ) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
-    run_cli(lambda: _execute(planpath, yes, True, log_format, kubeconfig, context))
+    run_cli(lambda: _execute(planpath, yes, True, log_format, kubeconfig, context, hooks_dir, hook_timeout))
+
+
+@app.command()
+def runbook(
+    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write the runbook here (else stdout).")] = None,
+) -> None:
+    """Render the change-board runbook (Markdown) for a plan: steps, commands, rollback."""
+
+    def body() -> None:
+        the_plan = load_plan(planpath)
+        text = render_runbook(the_plan, str(planpath))
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+            typer.echo(f"runbook for plan {the_plan.id} written to {out}")
+
+    run_cli(body)
 
 
 @app.command()

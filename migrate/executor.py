@@ -30,7 +30,17 @@ from migrate.errors import (
 )
 from migrate.journal import NodeState, RunState, RunStatus, StepStatus
 from migrate.plan import FORWARD_STEPS, ROLLBACK_STEPS, NodePlan, Plan, StepKind, Wave, step_id
-from migrate.ports import CheckpointStore, Clock, Cluster, Event, EventSink, ExecutorLock, StopFlag
+from migrate.ports import (
+    CheckpointStore,
+    Clock,
+    Cluster,
+    Event,
+    EventSink,
+    ExecutorLock,
+    HookCaller,
+    StopFlag,
+    no_hooks,
+)
 from migrate.steps import StepContext, StepFn, registry
 
 MANUAL = "manual"
@@ -51,6 +61,7 @@ class Executor:
     wave_gate: WaveGate | None = None
     agent_timeout: float = 300.0
     probe_timeout: float = 60.0
+    hooks: HookCaller = no_hooks
 
     def __post_init__(self) -> None:
         self._steps: dict[StepKind, StepFn] = registry()
@@ -63,6 +74,7 @@ class Executor:
             plan_id=self.plan.id,
             agent_timeout=self.agent_timeout,
             probe_timeout=self.probe_timeout,
+            hooks=self.hooks,
         )
 
     # -- entry points ---------------------------------------------------------------------
@@ -145,7 +157,13 @@ class Executor:
         return existing
 
     # -- forward ----------------------------------------------------------------------------
+    def _hook(self, point: str, **context: object) -> list[str]:
+        return self.hooks(point, {"plan_id": self.plan.id, **context})
+
     def _forward(self, state: RunState) -> RunState:
+        failures = self._hook("pre-run", step="", node="")
+        if failures:
+            raise PreflightBlocked(f"pre-run hook failed, nothing was changed: {failures[0]}")
         state = self._save(state.with_status(RunStatus.RUNNING))
         self.emit(Event("run-started", self.plan.id, phase="apply"))
         for node in self.plan.nodes:
@@ -167,6 +185,7 @@ class Executor:
             state = self._run_wave(state, wave, todo)
         state = self._save(state.with_status(RunStatus.COMPLETED))
         self.emit(Event("run-finished", self.plan.id, phase="apply", outcome="completed"))
+        self._hook("post-run", outcome="completed")  # reported by the hook runner only
         return state
 
     def _run_wave(self, state: RunState, wave: Wave, todo: list[NodePlan]) -> RunState:
@@ -174,6 +193,15 @@ class Executor:
         # node of the same wave.
         for node in todo:
             if state.nodes[node.name].state is not NodeState.IN_PROGRESS:
+                failures = self._hook("pre-node", node=node.name, wave=wave.index)
+                if failures:
+                    state = self._release_wave(state, wave)
+                    state = self._save(state.with_status(RunStatus.INTERRUPTED))
+                    raise Interrupted(
+                        f"pre-node hook for {node.name} failed: {failures[0]}; "
+                        "fix it and continue with 'cni-migrate resume'",
+                        node=node.name,
+                    )
                 state = self._save(state.with_node_state(node.name, NodeState.IN_PROGRESS, self._now()))
             state = self._step(state, node, StepKind.CORDON, "apply", wave)
         for node in todo:
@@ -187,6 +215,28 @@ class Executor:
                     raise
             state = self._save(state.with_node_state(node.name, NodeState.MIGRATED, self._now(), message="migrated"))
             self.emit(Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome="migrated"))
+            failures = self._hook("post-node", node=node.name, wave=wave.index)
+            if failures:
+                state = self._release_wave(state, wave)
+                state = self._save(state.with_status(RunStatus.INTERRUPTED))
+                raise Interrupted(
+                    f"post-node hook for {node.name} failed: {failures[0]}; the node stays migrated; "
+                    "continue with 'cni-migrate resume' or roll it back",
+                    node=node.name,
+                )
+        return state
+
+    def _release_wave(self, state: RunState, wave: Wave) -> RunState:
+        """Uncordon the wave's in-progress nodes whose drain never started; mark them pending."""
+        for node in wave.nodes:
+            run = state.nodes[node.name]
+            if run.state is NodeState.IN_PROGRESS and step_id(node.name, StepKind.DRAIN) not in run.steps:
+                state = self._step(state, node, StepKind.UNCORDON, "release", wave)
+                state = self._save(
+                    state.with_node_state(
+                        node.name, NodeState.PENDING, self._now(), message="not started: the run stopped in its wave"
+                    )
+                )
         return state
 
     def _release_peers(self, state: RunState, failed: NodePlan) -> RunState:
@@ -227,6 +277,8 @@ class Executor:
         self.emit(
             Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome=final.value, message=run.message)
         )
+        if final is NodeState.FAILED:
+            self._hook("on-failure", node=node.name, wave=wave.index, step=run.reason, message=run.message)
         return state
 
     def _undo_steps(self, node: NodePlan, reason: str, records: Mapping[str, object]) -> tuple[StepKind, ...]:

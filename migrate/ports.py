@@ -138,6 +138,14 @@ class Event:
 
 EventSink = Callable[[Event], None]
 
+# Runs the operator's hooks at a point with a JSON-able context; returns one line per
+# failed hook (empty: all passed or none installed). The shell wires ``migrate.hooks``.
+HookCaller = Callable[[str, dict[str, Any]], list[str]]
+
+
+def no_hooks(point: str, context: dict[str, Any]) -> list[str]:
+    return []
+
 
 class StopFlag:
     """Set by a signal handler or a prompt; steps check it at safe points."""

@@ -254,7 +254,16 @@ def evictable(pods: Iterable[PodInfo]) -> list[PodInfo]:
 
 def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
     """Can the pods of each wave fit on the nodes that stay schedulable meanwhile?"""
-    usable = [n for n in inv.nodes if n.ready and not n.unschedulable and n.operating_system.lower() == "linux"]
+    # Nodes that can take evicted pods: Ready, schedulable, and without a NoSchedule or
+    # NoExecute taint (ordinary workloads do not tolerate the control-plane taint).
+    usable = [
+        n
+        for n in inv.nodes
+        if n.ready
+        and not n.unschedulable
+        and n.operating_system.lower() == "linux"
+        and not any(t.effect in ("NoSchedule", "NoExecute") for t in n.taints)
+    ]
     free_cpu = {n.name: n.cpu_millis - sum(p.cpu_millis for p in inv.pods_on(n.name)) for n in usable}
     free_mem = {n.name: n.memory_bytes - sum(p.memory_bytes for p in inv.pods_on(n.name)) for n in usable}
     free_pods = {n.name: n.max_pods - len(inv.pods_on(n.name)) for n in usable}

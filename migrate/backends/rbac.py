@@ -23,6 +23,7 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "", "configmaps", TOOL_NAMESPACE),
     ("create", "", "configmaps", TOOL_NAMESPACE),
     ("update", "", "configmaps", TOOL_NAMESPACE),
+    ("delete", "", "configmaps", TOOL_NAMESPACE),
     ("list", "apps", "daemonsets", ""),
     ("list", "policy", "poddisruptionbudgets", ""),
     ("list", "networking.k8s.io", "networkpolicies", ""),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from migrate.errors import Interrupted
 from migrate.plan import NodePlan, PlanOptions, StepKind
-from migrate.ports import Clock, Cluster, EventSink, StopFlag
+from migrate.ports import Clock, Cluster, EventSink, HookCaller, StopFlag, no_hooks
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class StepContext:
     plan_id: str
     agent_timeout: float = 300.0
     probe_timeout: float = 60.0
+    hooks: HookCaller = no_hooks
 
     def check_stop(self, node: str) -> None:
         if self.stop.is_set():

@@ -1,7 +1,8 @@
 """Validate: prove the swapped node works before pods come back to it.
 
-Runs each named check through the backend's probes and fails with the first failing
-check's name, node, observed and expected values; the executor then rolls the node back.
+Runs each named check through the backend's probes, then the operator's ``post-swap``
+hooks, and fails with the first failing check's name, node, observed and expected values
+(or the failing hook's summary); the executor then rolls the node back.
 """
 
 from __future__ import annotations
@@ -25,4 +26,9 @@ def run(ctx: StepContext, node: NodePlan) -> str:
                 check=check,
             )
         passed.append(f"{check} ({result.observed})" if result.observed else check)
+    failures = ctx.hooks("post-swap", {"plan_id": ctx.plan_id, "node": node.name, "step": "validate"})
+    if failures:
+        raise ValidationFailed(
+            f"validation of {node.name} failed: post-swap hook: {failures[0]}", node=node.name, check="post-swap"
+        )
     return "passed: " + ", ".join(passed)

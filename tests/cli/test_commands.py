@@ -129,3 +129,60 @@ def test_edited_plan_is_refused(cli):
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 2 and "checksum" in r.err
     assert not cli.world("c1")["actions"]
+
+
+def _hook(directory, name, body):
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_failing_post_swap_hook_fails_validation_and_rolls_the_node_back(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    _hook(cli.cwd / "hooks", "post-swap.ingress", 'echo "ingress on $CNI_MIGRATE_NODE answered 503"; exit 1')
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 4, r.err
+    assert "post-swap hook" in r.err and "503" in r.err
+    world = cli.world("c1")
+    assert world["nodes"]["worker-1"]["cniFiles"] == ["05-cilium.conflist.cni-migrate-bak", "10-calico.conflist"]
+    assert not world["nodes"]["worker-1"]["unschedulable"]
+
+
+def test_hooks_get_the_context_and_never_a_shell(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    log = cli.cwd / "hook.log"
+    _hook(cli.cwd / "hooks", "pre-node", f'echo "$CNI_MIGRATE_HOOK $CNI_MIGRATE_NODE $CNI_MIGRATE_WAVE" >> {log}')
+    assert cli("apply", "p.yaml", "--yes").code == 0
+    assert log.read_text().splitlines() == ["pre-node worker-1 1", "pre-node worker-2 2", "pre-node cp-1 3"]
+
+
+def test_a_non_executable_hook_is_bad_input_before_any_write(cli):
+    cli("sim", "create", "c1", "--nodes", "2")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    (cli.cwd / "hooks").mkdir()
+    (cli.cwd / "hooks" / "post-swap").write_text("#!/bin/sh\nexit 0\n")
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 2 and "not executable" in r.err
+    assert not cli.world("c1")["actions"]
+
+
+def test_runbook_names_every_node_and_its_rollback_command(cli):
+    cli("sim", "create", "c1", "--nodes", "4")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("runbook", "p.yaml", "-o", "runbooks/c1.md")
+    assert r.code == 0, r.err
+    text = (cli.cwd / "runbooks" / "c1.md").read_text()
+    for node in ("cp-1", "worker-1", "worker-2", "worker-3"):
+        assert f"cni-migrate rollback p.yaml --node {node} --yes" in text
+    assert cli("runbook", "p.yaml").out == text
+
+
+def test_a_cluster_with_no_room_to_drain_into_is_blocked_at_plan_time(cli):
+    cli("sim", "create", "c1", "--nodes", "2")  # one worker: its pods have nowhere to go
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    assert r.code == 3
+    assert "BLOCKING [capacity]" in r.out and "worker-1" in r.out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.model import CiliumState, NetworkPolicyInfo
+from migrate.model import CiliumState, NetworkPolicyInfo, Taint
 from migrate.plan import PlanOptions, Severity
 from migrate.preflight import (
     already_cordoned,
@@ -115,3 +115,12 @@ def test_capacity_passes_when_the_rest_of_the_cluster_can_take_a_wave():
     inv = b.inventory(nodes, [b.pod("p", "a", cpu_millis=300)])
     assert capacity(inv, [["a"], ["b"]]) == []
     assert only(capacity(inv, [["a", "b"]])).severity is Severity.BLOCKING
+
+
+def test_capacity_does_not_count_tainted_control_plane_nodes():
+    nodes = [
+        b.node("cp", control_plane=True, taints=(Taint("node-role.kubernetes.io/control-plane", "NoSchedule"),)),
+        b.node("w"),
+    ]
+    inv = b.inventory(nodes, [b.pod("p", "w", cpu_millis=100)])
+    assert only(capacity(inv, [["w"]])).subjects == ("w",)

@@ -1,0 +1,88 @@
+"""One contract for every CheckpointStore: the local journal file and the in-cluster
+ConfigMap (on the real control plane)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migrate.checkpoints.local import LocalStore
+from migrate.errors import RunConflict
+from migrate.journal import NodeState, RunState, RunStatus, StepStatus
+from migrate.plan import PlanOptions, StepKind, Target
+from migrate.planner import build_plan
+from tests import builders as b
+
+PLAN = build_plan(
+    b.inventory([b.node("cp", control_plane=True), b.node("w1"), b.node("w2")]), PlanOptions(), Target("sim", "t", "")
+)
+
+
+@pytest.fixture(scope="module")
+def lab_cluster(tmp_path_factory) -> Iterator[object]:
+    from migrate.backends.kubernetes import KubernetesCluster
+    from tests import labsupport
+
+    lab = labsupport.lab_module().Lab(tmp_path_factory.mktemp("lab"), labsupport.bin_dir(), die_with_parent=True)
+    try:
+        kubeconfig = lab.up(nodes=2, fixtures=False)
+        yield KubernetesCluster.connect(kubeconfig=str(kubeconfig))
+    finally:
+        lab.down()
+
+
+@pytest.fixture(params=["local", pytest.param("configmap", marks=pytest.mark.realcluster)])
+def make_store(request, tmp_path: Path):
+    if request.param == "local":
+        return lambda: LocalStore(tmp_path / "runs")
+    from migrate.checkpoints.incluster import ConfigMapStore
+
+    cluster = request.getfixturevalue("lab_cluster")
+    fingerprint = f"sha256:{tmp_path.name[-20:]:0>32}".replace("_", "0")
+    return lambda: ConfigMapStore(cluster, fingerprint)
+
+
+def advanced(state: RunState) -> RunState:
+    state = state.with_node_state("w1", NodeState.IN_PROGRESS, "2026-11-28T22:00:00Z")
+    return state.with_step("w1", "w1/cordon", StepKind.CORDON, StepStatus.SUCCEEDED, "2026-11-28T22:00:01Z", "ok")
+
+
+def test_an_empty_store_loads_nothing(make_store):
+    assert make_store().load() is None
+
+
+def test_what_was_saved_is_what_a_new_reader_loads(make_store):
+    state = advanced(RunState.new(PLAN))
+    make_store().save(state)
+    assert make_store().load() == state
+
+
+def test_later_saves_replace_earlier_ones(make_store):
+    store = make_store()
+    first = RunState.new(PLAN)
+    store.save(first)
+    second = advanced(first).with_status(RunStatus.INTERRUPTED)
+    store.save(second)
+    assert make_store().load() == second
+
+
+def test_archive_sets_a_finished_journal_aside(make_store):
+    store = make_store()
+    store.save(RunState.new(PLAN).with_status(RunStatus.COMPLETED))
+    store.archive()
+    assert make_store().load() is None
+
+
+@pytest.mark.realcluster
+def test_two_writers_of_one_in_cluster_journal_conflict_instead_of_overwriting(lab_cluster, tmp_path):
+    from migrate.checkpoints.incluster import ConfigMapStore
+
+    fingerprint = "sha256:" + "c0ffee" * 5 + "00"
+    one, two = ConfigMapStore(lab_cluster, fingerprint), ConfigMapStore(lab_cluster, fingerprint)
+    one.save(RunState.new(PLAN))
+    assert two.load() is not None
+    one.save(advanced(RunState.new(PLAN)))
+    with pytest.raises(RunConflict, match="another executor"):
+        two.save(RunState.new(PLAN).with_status(RunStatus.INTERRUPTED))
