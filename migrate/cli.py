@@ -23,6 +23,7 @@ from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, parse_validation_failure
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
+from migrate.cilium import migration_values
 from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
 from migrate.executor import Executor
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
@@ -295,7 +296,10 @@ def plan(
         result = build_plan(cluster.inventory(), options, target)
         path = out or Path("plans") / f"{target.name}.yaml"
         planfile.write(result, path)
+        values = path.with_name(path.stem + ".cilium-values.yaml")
+        values.write_text(output.render(migration_values(options), "yaml"))
         typer.echo(output.plan_summary(result, path))
+        typer.echo(f"  Cilium Helm values for migration mode: {values}")
         return 3 if result.blocking else 0
 
     run_cli(body)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from migrate.cilium import node_config
 from migrate.errors import (
     BadInput,
     ClusterError,
@@ -166,6 +167,13 @@ class Executor:
             raise PreflightBlocked(f"pre-run hook failed, nothing was changed: {failures[0]}")
         state = self._save(state.with_status(RunStatus.RUNNING))
         self.emit(Event("run-started", self.plan.id, phase="apply"))
+        if any(r.state is not NodeState.MIGRATED for r in state.nodes.values()):
+            try:
+                if self.cluster.ensure_object(node_config(self.plan.cluster.node_config_api)):
+                    self.emit(Event("prepared", self.plan.id, message="created CiliumNodeConfig cilium-default"))
+            except ClusterError as exc:
+                self._save(state.with_status(RunStatus.INTERRUPTED))
+                raise Interrupted(f"cannot create CiliumNodeConfig cilium-default: {exc.message}") from exc
         for node in self.plan.nodes:
             run = state.nodes[node.name]
             if run.state is NodeState.ROLLING_BACK:

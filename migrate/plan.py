@@ -10,7 +10,7 @@ Record schema (``to_record``), schema ``cni-migrate.io/v1``::
     kind: MigrationPlan
     metadata: {id: <12 hex>, checksum: sha256:<64 hex>}
     target: {backend: sim|kubernetes, name: <sim name or kube context>, server: <url>}
-    cluster: {fingerprint, kubeSystemUID, server, nodes: [{name, uid}]}
+    cluster: {fingerprint, kubeSystemUID, server, nodes: [{name, uid}], ciliumNodeConfigAPI}
     options: {maxUnavailable, canary, drainTimeoutSeconds, force, deleteEmptydirData,
               excludeNodes: [..], ciliumPoolCIDR}
     findings: [{check, severity, message, fix, subjects: [..]}]
@@ -202,6 +202,7 @@ class ClusterSnapshot:
     kube_system_uid: str
     server: str
     nodes: tuple[tuple[str, str], ...]  # (name, uid), sorted by name
+    node_config_api: str = "cilium.io/v2"  # the CiliumNodeConfig apiVersion the cluster serves
 
 
 @dataclass(frozen=True)
@@ -249,6 +250,7 @@ class Plan:
                 "kubeSystemUID": self.cluster.kube_system_uid,
                 "server": self.cluster.server,
                 "nodes": [{"name": n, "uid": u} for n, u in self.cluster.nodes],
+                "ciliumNodeConfigAPI": self.cluster.node_config_api,
             },
             "options": self.options.to_record(),
             "findings": [f.to_record() for f in self.findings],
@@ -335,6 +337,7 @@ def _parse_body(r: Mapping[str, Any]) -> Plan:
             kube_system_uid=_str(c["kubeSystemUID"]),
             server=str(c["server"]),
             nodes=tuple((_str(n["name"]), _str(n["uid"])) for n in c["nodes"]),
+            node_config_api=_str(c["ciliumNodeConfigAPI"]),
         ),
         options=PlanOptions.from_record(r["options"]),
         waves=tuple(waves),

@@ -50,6 +50,7 @@ def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
             kube_system_uid=inv.identity.kube_system_uid,
             server=inv.identity.server,
             nodes=tuple(sorted((n.name, n.uid) for n in inv.nodes)),
+            node_config_api=inv.cilium.node_config_api or "cilium.io/v2",
         ),
         options=options,
         waves=tuple(waves),

@@ -83,6 +83,10 @@ class Cluster(Protocol):
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
 
+    def ensure_object(self, obj: dict[str, Any]) -> bool:
+        """Create ``obj`` or make its spec match (e.g. the CiliumNodeConfig); True if changed."""
+        ...
+
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None: ...
 
 

@@ -8,6 +8,7 @@ waves and the capacity check after, since capacity depends on which nodes go tog
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 
@@ -213,6 +214,42 @@ def network_policies(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOption
     ]
 
 
+def pool_overlap(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    cilium = ipaddress.ip_network(opts.cilium_pool_cidr, strict=False)
+    clashes = []
+    for pool in inv.calico_pools:
+        try:
+            if ipaddress.ip_network(pool.cidr, strict=False).overlaps(cilium):
+                clashes.append(f"{pool.name} ({pool.cidr})")
+        except (ValueError, TypeError):
+            continue  # an unparsable pool is Calico's problem, not an overlap
+    if not clashes:
+        return []
+    return [
+        Finding(
+            "cilium-pool",
+            Severity.BLOCKING,
+            f"Cilium's cluster pool {cilium} overlaps Calico IPPool(s) {', '.join(clashes)}",
+            "plan with --cilium-pool-cidr set to a range used by neither Calico, Services nor nodes",
+            tuple(clashes),
+        )
+    ]
+
+
+def node_config_api(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    if not inv.cilium.installed or inv.cilium.node_config_api:
+        return []
+    return [
+        Finding(
+            "cilium-node-config",
+            Severity.BLOCKING,
+            "the cluster serves no CiliumNodeConfig API (cilium.io/v2 or v2alpha1); the per-node "
+            "migration needs it (Cilium >= 1.13)",
+            "upgrade Cilium, or install its CRDs",
+        )
+    ]
+
+
 def permissions(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
     if not inv.missing_permissions:
         return []
@@ -235,6 +272,8 @@ NODE_CHECKS: tuple[Check, ...] = (
     already_cordoned,
     calico_dataplane,
     cilium_state,
+    node_config_api,
+    pool_overlap,
     pdb_budgets,
     drain_verdicts,
     network_policies,

@@ -74,6 +74,7 @@ TASK_LABEL = "cni-migrate.io/task"
 CILIUM_SELECTOR = "k8s-app=cilium"
 DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
 DEFAULT_PROBE_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+FORBIDDEN_UID = "unreadable"  # kube-system's UID when this identity may not read it
 EVICTION_PDB = re.compile(r"disruption budget (\S+?) needs")
 
 TASK_SCRIPTS = {
@@ -258,8 +259,17 @@ class KubernetesCluster:
     # -- reads -----------------------------------------------------------------------------------
     def identity(self) -> ClusterIdentity:
         if self._identity is None:
-            ns = self._json("get namespace kube-system", self.core.read_namespace, "kube-system")
-            self._identity = ClusterIdentity(kube_system_uid=ns["metadata"]["uid"], server=self.server)
+            try:
+                ns = self._json("get namespace kube-system", self.core.read_namespace, "kube-system")
+                uid = ns["metadata"]["uid"]
+            except PermanentError as exc:
+                if exc.context.get("status") != 403:
+                    raise
+                # Not allowed to read it: plan still runs to report every missing permission
+                # (``get namespaces`` among them, so the plan is blocked), and apply refuses that
+                # plan as blocked. A plan made with the permission never matches this identity.
+                uid = FORBIDDEN_UID
+            self._identity = ClusterIdentity(kube_system_uid=uid, server=self.server)
         return self._identity
 
     def nodes(self) -> list[NodeInfo]:
@@ -276,21 +286,45 @@ class KubernetesCluster:
         return [_pod(p) for p in items]
 
     def inventory(self) -> Inventory:
-        nodes = self.nodes()
-        pods, _ = self._list("list pods", self.core.list_pod_for_all_namespaces)
-        pdbs, _ = self._list(
+        # Permissions first: with some missing, a read they forbid counts as empty, so the plan
+        # can list *every* missing permission instead of stopping at the first 403 (its
+        # blocking rbac finding keeps apply from acting on the incomplete picture).
+        missing = self.missing_permissions()
+
+        def read(fn: Callable[[], T], empty: T) -> T:
+            try:
+                return fn()
+            except PermanentError as exc:
+                if not missing or exc.context.get("status") != 403:
+                    raise
+                return empty
+
+        def listed(what: str, fn: Callable[..., Any]) -> list[dict[str, Any]]:
+            none: list[dict[str, Any]] = []
+            return read(lambda: self._list(what, fn)[0], none)
+
+        def custom(group: str, plural: str) -> list[dict[str, Any]]:
+            none: list[dict[str, Any]] = []
+            return read(lambda: self._custom(group, "v1", plural), none)
+
+        no_nodes: list[NodeInfo] = []
+        no_config: dict[str, str] = {}
+
+        nodes = read(self.nodes, no_nodes)
+        pods = listed("list pods", self.core.list_pod_for_all_namespaces)
+        pdbs = listed(
             "list poddisruptionbudgets", client.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces
         )
-        daemonsets, _ = self._list("list daemonsets", client.AppsV1Api(self.api).list_daemon_set_for_all_namespaces)
-        policies, _ = self._list(
+        daemonsets = listed("list daemonsets", client.AppsV1Api(self.api).list_daemon_set_for_all_namespaces)
+        policies = listed(
             "list networkpolicies", client.NetworkingV1Api(self.api).list_network_policy_for_all_namespaces
         )
-        calico_pools = self._custom("crd.projectcalico.org", "v1", "ippools")
-        installations = self._custom("operator.tigera.io", "v1", "installations")
-        calico_policies = self._custom("crd.projectcalico.org", "v1", "networkpolicies")
-        global_policies = self._custom("crd.projectcalico.org", "v1", "globalnetworkpolicies")
+        calico_pools = custom("crd.projectcalico.org", "ippools")
+        installations = custom("operator.tigera.io", "installations")
+        calico_policies = custom("crd.projectcalico.org", "networkpolicies")
+        global_policies = custom("crd.projectcalico.org", "globalnetworkpolicies")
         ds_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in daemonsets}
-        cilium_config = self._configmap("kube-system", "cilium-config")
+        cilium_config = read(lambda: self._configmap("kube-system", "cilium-config"), no_config)
         install = (
             "operator"
             if installations
@@ -324,7 +358,9 @@ class KubernetesCluster:
                 installed=("kube-system", "cilium") in ds_names,
                 migration_mode=cilium_config.get("custom-cni-conf") == "true"
                 and cilium_config.get("enable-policy", "") == "never",
-                node_config_api=self._served_version("cilium.io", "ciliumnodeconfigs", ("v2", "v2alpha1")),
+                node_config_api=read(
+                    lambda: self._served_version("cilium.io", "ciliumnodeconfigs", ("v2", "v2alpha1")), None
+                ),
                 cluster_pool_cidr=cilium_config.get("cluster-pool-ipv4-cidr"),
                 agents_ready=sum(1 for a in agents if a.ready),
             ),
@@ -337,7 +373,7 @@ class KubernetesCluster:
                 )
                 for p in items
             ),
-            missing_permissions=self.missing_permissions(),
+            missing_permissions=missing,
         )
 
     def _configmap(self, namespace: str, name: str) -> dict[str, str]:
@@ -527,6 +563,36 @@ class KubernetesCluster:
             except TemporaryError:
                 continue  # re-list
         raise TemporaryError(f"no new Ready Cilium agent on {node} within {timeout:.0f}s", node=node)
+
+    def ensure_object(self, obj: dict[str, Any]) -> bool:
+        """Create a namespaced custom object, or replace its spec when it differs."""
+        group, version = obj["apiVersion"].split("/")
+        plural = obj["kind"].lower() + "s"
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        what = f"{obj['kind']} {namespace}/{name}"
+        try:
+            live: Any = self._call(
+                f"get {what}", self.custom.get_namespaced_custom_object, group, version, namespace, plural, name
+            )
+        except NotFound:
+            self._call(
+                f"create {what}", self.custom.create_namespaced_custom_object, group, version, namespace, plural, obj
+            )
+            return True
+        if live.get("spec") == obj["spec"]:
+            return False
+        body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}}
+        self._call(
+            f"update {what}",
+            self.custom.replace_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            body,
+        )
+        return True
 
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
         now = datetime.now(UTC)

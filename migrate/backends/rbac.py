@@ -35,6 +35,9 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("list", "crd.projectcalico.org", "globalnetworkpolicies", ""),
     ("list", "operator.tigera.io", "installations", ""),
     ("list", "cilium.io", "ciliumnodeconfigs", ""),
+    ("get", "cilium.io", "ciliumnodeconfigs", "kube-system"),
+    ("create", "cilium.io", "ciliumnodeconfigs", "kube-system"),
+    ("update", "cilium.io", "ciliumnodeconfigs", "kube-system"),
     ("list", "cilium.io", "ciliumnodes", ""),
 )
 

@@ -303,6 +303,15 @@ class SimulatedCluster:
             self._log(world, f"node-task:{task.value}", node, True)
             return message
 
+    def ensure_object(self, obj: dict[str, Any]) -> bool:
+        key = f"{obj['kind']}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+        with self._tx("apply-object", write=True) as world:
+            objects = world.setdefault("objects", {})
+            changed = objects.get(key) != obj
+            objects[key] = obj
+            self._log(world, "apply", key, changed)
+            return changed
+
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
         with self._tx(write=True) as world:
             world["events"].append(

@@ -231,3 +231,15 @@ def test_a_pod_under_two_pdbs_fails_the_drain_at_once_with_the_apiservers_reason
     with pytest.raises(StepFailed, match="more than one PodDisruptionBudget"):
         backend.executor(plan).apply()
     assert not any(unschedulable for _, unschedulable, _ in backend.node_view().values())
+
+
+def test_apply_creates_the_cilium_default_node_config_once(backend):
+    from migrate.cilium import node_config
+
+    plan = backend.plan()
+    expected = node_config(plan.cluster.node_config_api)
+    assert backend.cluster.ensure_object(expected) is True
+    assert backend.cluster.ensure_object(expected) is False  # the second time changes nothing
+    state = backend.executor(plan).apply()
+    assert state.status is RunStatus.COMPLETED
+    assert backend.cluster.ensure_object(expected) is False

@@ -124,3 +124,21 @@ def test_capacity_does_not_count_tainted_control_plane_nodes():
     ]
     inv = b.inventory(nodes, [b.pod("p", "w", cpu_millis=100)])
     assert only(capacity(inv, [["w"]])).subjects == ("w",)
+
+
+def test_cilium_pool_overlapping_a_calico_pool_blocks():
+    from migrate.model import CalicoPool
+    from migrate.preflight import pool_overlap
+
+    inv = b.inventory([b.node("a")], calico_pools=(CalicoPool("default-ipv4-ippool", "192.168.0.0/16"),))
+    assert run(pool_overlap, inv) == []
+    f = only(run(pool_overlap, inv, PlanOptions(cilium_pool_cidr="192.168.128.0/17")))
+    assert f.severity is Severity.BLOCKING and "--cilium-pool-cidr" in f.fix
+
+
+def test_cilium_without_a_node_config_api_blocks():
+    from migrate.preflight import node_config_api
+
+    assert run(node_config_api, b.inventory([b.node("a")])) == []
+    inv = b.inventory([b.node("a")], cilium=CiliumState(installed=True, migration_mode=True, node_config_api=None))
+    assert only(run(node_config_api, inv)).severity is Severity.BLOCKING
