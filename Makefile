@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast lint kube clean
+.PHONY: install demo test test-fast lint kube bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: lint kube
 # Without the real control plane and the crash matrix: a quick loop while editing.
 test-fast: lint
 	$(BIN)/pytest -q -m "not realcluster and not slow"
+
+# Speed goals live here, not in timed asserts: plan building at 500..10,000 nodes.
+bench: install
+	$(BIN)/python benchmarks/plan_scale.py --json benchmarks/plan_scale.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

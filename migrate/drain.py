@@ -85,6 +85,12 @@ FILTERS: tuple[Filter, ...] = (_mirror, _daemonset, _deleting, _bare, _emptydir,
 
 def verdict_for(pod: PodInfo, options: DrainOptions) -> PodVerdict:
     """The verdict for one pod: skip and refuse win; warnings are joined."""
+    if (
+        pod.owner is not None
+        and pod.owner.kind != "DaemonSet"
+        and not (pod.mirror or pod.deleting or pod.emptydir or pod.local_pv)
+    ):
+        return PodVerdict(pod, Verdict.EVICT)  # the common case: no filter has an opinion
     warnings: list[str] = []
     for check in FILTERS:
         result = check(pod, options)

@@ -218,6 +218,19 @@ class Inventory:
             object.__setattr__(self, "_nodes_cache", cached)
         return cached
 
+    def evictable_on(self, node: str) -> tuple[PodInfo, ...]:
+        """Pods a drain of ``node`` would move: not DaemonSet, mirror or finished pods."""
+        cached = self.__dict__.setdefault("_evictable_cache", {})
+        if node not in cached:
+            cached[node] = tuple(
+                p
+                for p in self.pods_on(node)
+                if not p.mirror
+                and p.phase not in ("Succeeded", "Failed")
+                and (p.owner is None or p.owner.kind != "DaemonSet")
+            )
+        return cached[node]  # type: ignore[no-any-return]
+
     def pods_on(self, node: str) -> tuple[PodInfo, ...]:
         cached = self.__dict__.get("_pods_cache")
         if cached is None:

@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 from migrate.errors import BadInput
-from migrate.model import MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo
+from migrate.model import MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import ClusterSnapshot, NodePlan, Plan, PlanOptions, Target, Wave
-from migrate.preflight import capacity, evictable, run_checks
+from migrate.preflight import capacity, run_checks
 
 
 def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
@@ -72,13 +72,21 @@ def _waves(inv: Inventory, nodes: Sequence[NodeInfo], options: PlanOptions) -> l
     for pdb in inv.pdbs:
         pdbs_by_ns.setdefault(pdb.namespace, []).append(pdb)
 
+    selected: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
+
+    def pdbs_of(pod: PodInfo) -> tuple[str, ...]:
+        # Pods of one workload share namespace and labels: match each combination once.
+        key = (pod.namespace, tuple(pod.labels.items()))
+        if key not in selected:
+            selected[key] = tuple(p.key for p in pdbs_by_ns.get(pod.namespace, ()) if p.selects(pod))
+        return selected[key]
+
     def load(node: NodeInfo) -> Counter[str]:
         """How many pods of each PDB this node's drain would disrupt."""
         counts: Counter[str] = Counter()
-        for pod in evictable(inv.pods_on(node.name)):
-            for pdb in pdbs_by_ns.get(pod.namespace, ()):
-                if pdb.selects(pod):
-                    counts[pdb.key] += 1
+        for pod in inv.evictable_on(node.name):
+            for key in pdbs_of(pod):
+                counts[key] += 1
         return counts
 
     def fits(used: Counter[str], mine: Counter[str], members: list[NodeInfo]) -> bool:

@@ -310,7 +310,7 @@ def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
     short: list[str] = []
     short_nodes: set[str] = set()
     for wave in waves:
-        moving = [p for name in wave for p in evictable(inv.pods_on(name)) if p.owner is not None]
+        moving = [p for name in wave for p in inv.evictable_on(name) if p.owner is not None]
         need_cpu = sum(p.cpu_millis for p in moving)
         need_mem = sum(p.memory_bytes for p in moving)
         have_cpu = total_cpu - sum(free_cpu.get(name, 0) for name in wave)
