@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -25,15 +26,16 @@ from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import migration_values
 from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
-from migrate.executor import Executor
+from migrate.executor import Executor, WaveGate
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
 from migrate.journal import RunState
-from migrate.plan import Plan, PlanOptions, Target
+from migrate.plan import Plan, PlanOptions, Target, Wave
 from migrate.planner import build_plan
 from migrate.ports import CheckpointStore, Cluster, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
-from migrate.runbook import render_runbook
+from migrate.runbook import duration, estimate, render_runbook
+from migrate.window import parse_window_end, remaining, wave_fits
 
 app = typer.Typer(
     add_completion=False,
@@ -306,6 +308,56 @@ def plan(
 
 
 # -- apply / resume / rollback ------------------------------------------------------------------
+def window_gate(plan: Plan, end: datetime, clock: SystemClock, say: Callable[[str], None]) -> WaveGate:
+    """Stop at a wave boundary when the next wave would not finish before the window ends."""
+    per_node = float(max(estimate(plan).nodes.values(), default=0))
+
+    def gate(wave: Wave, state: RunState) -> None:
+        todo = [n for n in wave.nodes if state.nodes[n.name].state.value != "migrated"]
+        fits, needed = wave_fits(clock.now(), end, len(todo), state, per_node)
+        if fits:
+            return
+        left = remaining(state)
+        per = needed / max(len(todo), 1)
+        raise Interrupted(
+            f"the window ends at {end.isoformat(timespec='minutes')}: wave {wave.index} needs about "
+            f"{duration(int(needed))}; stopped before it with {left} node(s) left (about "
+            f"{duration(int(per * left))}); continue with 'cni-migrate resume' in the next window"
+        )
+
+    return gate
+
+
+def guided_gate(say: Callable[[str], None]) -> WaveGate:
+    """Ask before each wave what to do: continue, pause (resumable) or abort."""
+
+    def gate(wave: Wave, state: RunState) -> None:
+        todo = [n.name for n in wave.nodes if state.nodes[n.name].state.value != "migrated"]
+        say(f"next: wave {wave.index}{' (canary)' if wave.canary else ''}: {', '.join(todo)}")
+        say("  each node: cordon -> drain -> swap-cni -> validate -> uncordon")
+        choice = typer.prompt("[c]ontinue, [p]ause (resume later), [a]bort", default="c").strip().lower()[:1]
+        if choice == "p":
+            raise Interrupted(f"paused before wave {wave.index}; continue with 'cni-migrate resume'")
+        if choice == "a":
+            raise Interrupted(f"aborted before wave {wave.index}; 'cni-migrate rollback' undoes what was done")
+        if choice != "c":
+            raise Interrupted(f"unknown answer {choice!r}: paused before wave {wave.index}")
+
+    return gate
+
+
+def chain(*gates: WaveGate | None) -> WaveGate | None:
+    live = [g for g in gates if g is not None]
+    if not live:
+        return None
+
+    def gate(wave: Wave, state: RunState) -> None:
+        for g in live:
+            g(wave, state)
+
+    return gate
+
+
 def _execute(
     planpath: Path,
     yes: bool,
@@ -315,13 +367,23 @@ def _execute(
     context: str | None,
     hooks_dir: Path = DEFAULT_HOOKS_DIR,
     hook_timeout: float = 60.0,
+    window_end: str | None = None,
+    guided: bool = False,
 ) -> int:
     the_plan = load_plan(planpath)
     hooks = hook_caller(hooks_dir, hook_timeout)
+    clock = SystemClock()
+    end = parse_window_end(window_end, clock.now()) if window_end else None
+    if guided and not sys.stdin.isatty():
+        raise BadInput("--guided needs a terminal to ask on; use --yes for unattended runs")
     cluster = connect(the_plan.target, kubeconfig, context)
     steps = sum(len(n.steps) for n in the_plan.nodes)
-    with output.Console(steps) as console:
+    with output.Console(steps, live=False if guided else None) as console:
         executor = make_executor(the_plan, cluster, log_format, console, hooks)
+        executor.wave_gate = chain(
+            window_gate(the_plan, end, clock, console.print) if end else None,
+            guided_gate(console.print) if guided else None,
+        )
         executor.verify()
         cleanup = getattr(cluster, "cleanup_helper_pods", None)
         if resume and cleanup is not None:
@@ -330,7 +392,7 @@ def _execute(
         confirm(
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
             f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?",
-            yes,
+            yes or guided,
         )
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
@@ -347,6 +409,8 @@ ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
 
 HooksDirOpt = Annotated[Path, typer.Option(help="Directory of operator hooks (see hooks/README.md).")]
 HookTimeoutOpt = Annotated[float, typer.Option(help="Seconds each hook may run.")]
+WindowOpt = Annotated[Optional[str], typer.Option(help="End of the maintenance window (RFC 3339 or HH:MM local).")]
+GuidedOpt = Annotated[bool, typer.Option(help="Ask before each wave: continue, pause or abort.")]
 
 
 @app.command()
@@ -358,9 +422,15 @@ def apply(
     context: ContextOpt = None,
     hooks_dir: HooksDirOpt = DEFAULT_HOOKS_DIR,
     hook_timeout: HookTimeoutOpt = 60.0,
+    window_end: WindowOpt = None,
+    guided: GuidedOpt = False,
 ) -> None:
     """Execute a reviewed plan, checkpointing every step."""
-    run_cli(lambda: _execute(planpath, yes, False, log_format, kubeconfig, context, hooks_dir, hook_timeout))
+    run_cli(
+        lambda: _execute(
+            planpath, yes, False, log_format, kubeconfig, context, hooks_dir, hook_timeout, window_end, guided
+        )
+    )
 
 
 @app.command()
@@ -372,9 +442,15 @@ def resume(
     context: ContextOpt = None,
     hooks_dir: HooksDirOpt = DEFAULT_HOOKS_DIR,
     hook_timeout: HookTimeoutOpt = 60.0,
+    window_end: WindowOpt = None,
+    guided: GuidedOpt = False,
 ) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
-    run_cli(lambda: _execute(planpath, yes, True, log_format, kubeconfig, context, hooks_dir, hook_timeout))
+    run_cli(
+        lambda: _execute(
+            planpath, yes, True, log_format, kubeconfig, context, hooks_dir, hook_timeout, window_end, guided
+        )
+    )
 
 
 @app.command()

@@ -187,7 +187,15 @@ class Executor:
                 continue
             state = self._check_stop(state)
             if self.wave_gate is not None:
-                self.wave_gate(wave, state)
+                try:
+                    self.wave_gate(wave, state)
+                except Interrupted as exc:
+                    # Paused by the operator or the window's end: a clean wave boundary.
+                    self._save(state.with_status(RunStatus.INTERRUPTED))
+                    self.emit(
+                        Event("run-finished", self.plan.id, wave=wave.index, outcome="interrupted", message=exc.message)
+                    )
+                    raise
                 state = self._check_stop(state)
             self.emit(Event("wave-started", self.plan.id, wave=wave.index, message=", ".join(n.name for n in todo)))
             state = self._run_wave(state, wave, todo)

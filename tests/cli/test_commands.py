@@ -186,3 +186,34 @@ def test_a_cluster_with_no_room_to_drain_into_is_blocked_at_plan_time(cli):
     r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
     assert r.code == 3
     assert "BLOCKING [capacity]" in r.out and "worker-1" in r.out
+
+
+def test_a_window_too_short_for_the_next_wave_stops_cleanly_and_resume_finishes_later(cli):
+    from datetime import UTC, datetime, timedelta
+
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    soon = (datetime.now(UTC) + timedelta(seconds=60)).isoformat(timespec="seconds")
+    r = cli("apply", "p.yaml", "--yes", "--window-end", soon)
+    assert r.code == 5, r.err
+    assert "window ends" in r.err and "3 node(s) left" in r.err
+    # Only the CiliumNodeConfig was put in place; no node was touched.
+    assert {a["op"] for a in cli.world("c1")["actions"] if a["changed"]} <= {"apply"}
+    status = json.loads(cli("status", "p.yaml", "-o", "json").out)
+    assert status["run"] == "interrupted"
+    assert cli("resume", "p.yaml", "--yes").code == 0
+    assert {n["state"] for n in json.loads(cli("status", "p.yaml", "-o", "json").out)["nodes"]} == {"migrated"}
+
+
+def test_a_window_end_in_the_past_is_bad_input(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", "--yes", "--window-end", "2020-01-01T00:00:00Z")
+    assert r.code == 2 and "in the past" in r.err
+
+
+def test_guided_without_a_terminal_is_bad_input(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", "--guided", stdin="c\n")
+    assert r.code == 2 and "terminal" in r.err

@@ -1,0 +1,60 @@
+"""The maintenance window: parse its end, and decide at each wave boundary whether the
+next wave can finish before it closes. Pure: the clock's ``now`` is passed in.
+
+A wave's duration is its node count times the mean measured duration of the nodes this
+run migrated so far, or, before any node finished, the plan's estimate per node.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta, tzinfo
+
+from migrate.errors import BadInput
+from migrate.journal import NodeState, RunState
+
+
+def parse_window_end(text: str, now: datetime, local: tzinfo | None = None) -> datetime:
+    """RFC 3339 (``2026-11-28T23:30:00+01:00``) or ``HH:MM`` local time (today, or
+    tomorrow if that time has passed today). A window already over is bad input."""
+    text = text.strip()
+    if re.fullmatch(r"\d{1,2}:\d{2}", text):
+        hours, minutes = (int(x) for x in text.split(":"))
+        if hours > 23 or minutes > 59:
+            raise BadInput(f"--window-end {text!r} is not a time of day")
+        here = now.astimezone(local)
+        end = datetime.combine(here.date(), time(hours, minutes), tzinfo=here.tzinfo)
+        return end if end > here else end + timedelta(days=1)
+    try:
+        end = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"--window-end {text!r} is neither RFC 3339 nor HH:MM") from None
+    if end.tzinfo is None:
+        raise BadInput(f"--window-end {text!r} has no time zone (add Z or +HH:MM)")
+    if end <= now:
+        raise BadInput(f"--window-end {text} is in the past")
+    return end
+
+
+def measured_node_seconds(state: RunState) -> float | None:
+    """Mean duration of the nodes this run migrated, or None before the first one."""
+    durations = []
+    for run in state.nodes.values():
+        if run.state is NodeState.MIGRATED and run.started_at and run.finished_at:
+            started = datetime.fromisoformat(run.started_at.replace("Z", "+00:00"))
+            finished = datetime.fromisoformat(run.finished_at.replace("Z", "+00:00"))
+            durations.append((finished - started).total_seconds())
+    return sum(durations) / len(durations) if durations else None
+
+
+def wave_fits(
+    now: datetime, end: datetime, wave_nodes: int, state: RunState, estimate_per_node: float
+) -> tuple[bool, float]:
+    """Whether a wave of ``wave_nodes`` nodes ends before ``end``; and its expected seconds."""
+    per_node = measured_node_seconds(state) or estimate_per_node
+    needed = wave_nodes * per_node
+    return now + timedelta(seconds=needed) <= end, needed
+
+
+def remaining(state: RunState) -> int:
+    return sum(1 for r in state.nodes.values() if r.state is not NodeState.MIGRATED)

@@ -1,0 +1,62 @@
+"""The maintenance window: parsing its end, and whether the next wave still fits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from migrate.errors import BadInput
+from migrate.journal import NodeState, RunState
+from migrate.plan import PlanOptions, Target
+from migrate.planner import build_plan
+from migrate.window import measured_node_seconds, parse_window_end, wave_fits
+from tests import builders as b
+
+NOW = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
+
+
+def test_hh_mm_is_today_or_tomorrow_in_local_time():
+    assert parse_window_end("23:30", NOW, UTC) == NOW.replace(hour=23, minute=30)
+    assert parse_window_end("01:15", NOW, UTC) == (NOW + timedelta(days=1)).replace(hour=1, minute=15)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("2026-11-28T21:00:00Z", "in the past"),
+        ("2026-11-28T23:00:00", "no time zone"),
+        ("tonight", "neither RFC 3339"),
+        ("25:00", "not a time of day"),
+    ],
+)
+def test_bad_window_ends_are_bad_input(text, message):
+    with pytest.raises(BadInput, match=message):
+        parse_window_end(text, NOW, UTC)
+
+
+def state_with_migrated(durations):
+    inv = b.inventory([b.node(f"w{i}") for i in range(5)])
+    plan = build_plan(inv, PlanOptions(canary=0, max_unavailable=1), Target("sim", "t", ""))
+    state = RunState.new(plan)
+    for i, seconds in enumerate(durations):
+        start = NOW - timedelta(seconds=1000)
+        state = state.with_node_state(f"w{i}", NodeState.IN_PROGRESS, start.isoformat().replace("+00:00", "Z"))
+        end = (start + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+        state = state.with_node_state(f"w{i}", NodeState.MIGRATED, end)
+    return state
+
+
+def test_the_estimate_is_used_until_a_node_was_measured():
+    state = state_with_migrated([])
+    assert measured_node_seconds(state) is None
+    assert wave_fits(NOW, NOW + timedelta(seconds=250), 1, state, 240) == (True, 240)
+    assert wave_fits(NOW, NOW + timedelta(seconds=250), 2, state, 240) == (False, 480)
+
+
+def test_measured_durations_replace_the_estimate():
+    state = state_with_migrated([100, 140])
+    assert measured_node_seconds(state) == 120
+    fits, needed = wave_fits(NOW, NOW + timedelta(seconds=300), 3, state, 10)
+    assert (fits, needed) == (False, 360)
+    assert wave_fits(NOW, NOW + timedelta(seconds=300), 2, state, 10)[0] is True
