@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import tenacity
 import urllib3
+import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -91,6 +92,10 @@ TASK_SCRIPTS = {
 
 # -- error translation: the one boundary -------------------------------------------------------
 def _translate(exc: Exception, what: str) -> ClusterError:
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.SSLError) or isinstance(reason, urllib3.exceptions.SSLError):
+        # A certificate problem does not go away by retrying.
+        return PermanentError(f"{what}: TLS failed: {str(reason or exc).splitlines()[0][:200]}")
     if isinstance(exc, ApiException):
         status = exc.status or 0
         message = _status_message(exc) or exc.reason or str(status)
@@ -174,14 +179,25 @@ class KubernetesCluster:
             configuration = client.Configuration()
             config.load_kube_config(config_file=path, context=chosen, client_configuration=configuration)
             configuration.retries = 0  # tenacity does the retrying, with backoff we control
-            return cls(client.ApiClient(configuration), chosen, **kw)
+            cluster = cls(client.ApiClient(configuration), chosen, **kw)
         except ConfigException as exc:
             raise BadInput(f"kubeconfig is unusable: {str(exc).splitlines()[0]}") from None
+        except yaml.YAMLError:
+            raise BadInput(f"kubeconfig {kubeconfig or os.environ.get('KUBECONFIG', '')} is not valid YAML") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             # The client's kubeconfig loader raises these on malformed YAML structures.
             raise BadInput(f"kubeconfig is malformed: {type(exc).__name__}: {exc}") from None
         except OSError as exc:
             raise BadInput(f"kubeconfig cannot be read: {exc.strerror or exc}") from None
+        cluster.ping()
+        return cluster
+
+    def ping(self) -> None:
+        """Fail fast, with one line, when the API server cannot be reached or refuses us."""
+        try:
+            self._call("reach the API server", client.VersionApi(self.api).get_code, retry=False, _request_timeout=10)
+        except ClusterError as exc:
+            raise BadInput(f"cannot use the API server {self.server}: {exc.message}") from None
 
     # -- plumbing ----------------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], *args: Any, retry: bool = True, **kwargs: Any) -> T:
