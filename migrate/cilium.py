@@ -50,3 +50,13 @@ def node_config(api_version: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def final_values(options: PlanOptions) -> dict[str, Any]:
+    """Values after finalize: the same IPAM and tunnel, migration settings off."""
+    values = migration_values(options)
+    values["cni"] = {"customConf": False, "uninstall": True}
+    values["operator"] = {"unmanagedPodWatcher": {"restart": True}}
+    values["policyEnforcementMode"] = "default"
+    values["bpf"] = {"hostLegacyRouting": False}
+    return values

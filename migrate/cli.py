@@ -24,9 +24,10 @@ from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, parse_validation_failure
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
-from migrate.cilium import migration_values
+from migrate.cilium import final_values, migration_values
 from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
 from migrate.executor import Executor, WaveGate
+from migrate.finalize import Finalizer
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
@@ -451,6 +452,39 @@ def resume(
             planpath, yes, True, log_format, kubeconfig, context, hooks_dir, hook_timeout, window_end, guided
         )
     )
+
+
+@app.command()
+def finalize(
+    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    remove_calico: Annotated[bool, typer.Option(help="Also remove Calico (operator or manifest install).")] = False,
+    yes: YesOpt = False,
+    log_format: LogOpt = LogFormat.console,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+) -> None:
+    """After every node is migrated: leave migration mode (and optionally remove Calico)."""
+
+    def body() -> int:
+        the_plan = load_plan(planpath)
+        cluster = connect(the_plan.target, kubeconfig, context)
+        values = planpath.with_name(planpath.stem + ".cilium-final-values.yaml")
+        with output.Console(0, live=False) as console:
+            executor = make_executor(the_plan, cluster, log_format, console)
+            executor.verify()
+            what = "leave migration mode" + (" and REMOVE CALICO" if remove_calico else "")
+            confirm(f"Finalize plan {the_plan.id}: {what}?", yes)
+            values.write_text(output.render(final_values(the_plan.options), "yaml"))
+            finalizer = Finalizer(the_plan, cluster, executor.store, executor.lock, executor.emit)
+            for line in finalizer.run(remove_calico):
+                typer.echo(line)
+        typer.echo(
+            f"final Cilium values: {values}; apply them with: helm upgrade cilium cilium/cilium "
+            f"-n kube-system --reuse-values -f {values}"
+        )
+        return 0
+
+    run_cli(body)
 
 
 @app.command()

@@ -8,7 +8,7 @@ Record schema (``to_record``)::
 
     apiVersion: cni-migrate.io/v1
     kind: RunJournal
-    planId, planChecksum, fingerprint, seq, status,
+    planId, planChecksum, fingerprint, seq, status, finalize: {<step>: started|succeeded},
     nodes: {<name>: {state, wave, attempt, reason, message, startedAt, finishedAt,
                      steps: {<step id>: {kind, status, startedAt, finishedAt, message}}}}
 
@@ -108,6 +108,8 @@ class RunState:
     nodes: Mapping[str, NodeRun]
     status: RunStatus = RunStatus.RUNNING
     seq: int = 0
+    # Cluster-level steps after every node migrated (``cni-migrate finalize``): id -> status.
+    finalize: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def new(cls, plan: Plan) -> RunState:
@@ -155,6 +157,11 @@ class RunState:
         steps[step_id] = record
         return self._with_node(name, replace(run, steps=MappingProxyType(steps), last_step=step_id))
 
+    def with_finalize(self, step: str, status: str) -> RunState:
+        steps = dict(self.finalize)
+        steps[step] = status
+        return replace(self, finalize=MappingProxyType(steps), seq=self.seq + 1)
+
     def with_status(self, status: RunStatus) -> RunState:
         return replace(self, status=status, seq=self.seq + 1)
 
@@ -178,6 +185,7 @@ class RunState:
             "seq": self.seq,
             "status": self.status.value,
             "nodes": {k: v.to_record() for k, v in self.nodes.items()},
+            "finalize": dict(self.finalize),
         }
 
     @classmethod
@@ -218,6 +226,7 @@ class RunState:
                 fingerprint=str(r["fingerprint"]),
                 nodes=MappingProxyType(nodes),
                 status=RunStatus(r["status"]),
+                finalize=MappingProxyType({str(k): str(v) for k, v in (r.get("finalize") or {}).items()}),
                 seq=int(r["seq"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -83,6 +83,10 @@ class Cluster(Protocol):
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
 
+    def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Delete one object; True if it existed."""
+        ...
+
     def ensure_object(self, obj: dict[str, Any]) -> bool:
         """Create ``obj`` or make its spec match (e.g. the CiliumNodeConfig); True if changed."""
         ...

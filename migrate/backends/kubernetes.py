@@ -580,6 +580,31 @@ class KubernetesCluster:
                 continue  # re-list
         raise TemporaryError(f"no new Ready Cilium agent on {node} within {timeout:.0f}s", node=node)
 
+    def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        what = f"delete {kind} {namespace + '/' if namespace else ''}{name}"
+        try:
+            if api_version == "apps/v1":
+                apps = client.AppsV1Api(self.api)
+                fn = apps.delete_namespaced_daemon_set if kind == "DaemonSet" else apps.delete_namespaced_deployment
+                self._call(what, fn, name, namespace)
+            elif namespace:
+                group, version = api_version.split("/")
+                self._call(
+                    what,
+                    self.custom.delete_namespaced_custom_object,
+                    group,
+                    version,
+                    namespace,
+                    kind.lower() + "s",
+                    name,
+                )
+            else:
+                group, version = api_version.split("/")
+                self._call(what, self.custom.delete_cluster_custom_object, group, version, kind.lower() + "s", name)
+        except NotFound:
+            return False
+        return True
+
     def ensure_object(self, obj: dict[str, Any]) -> bool:
         """Create a namespaced custom object, or replace its spec when it differs."""
         group, version = obj["apiVersion"].split("/")

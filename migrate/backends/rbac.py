@@ -38,6 +38,10 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("get", "cilium.io", "ciliumnodeconfigs", "kube-system"),
     ("create", "cilium.io", "ciliumnodeconfigs", "kube-system"),
     ("update", "cilium.io", "ciliumnodeconfigs", "kube-system"),
+    ("delete", "cilium.io", "ciliumnodeconfigs", "kube-system"),
+    ("delete", "operator.tigera.io", "installations", ""),
+    ("delete", "apps", "daemonsets", "kube-system"),
+    ("delete", "apps", "deployments", "kube-system"),
     ("list", "cilium.io", "ciliumnodes", ""),
 )
 

@@ -303,6 +303,26 @@ class SimulatedCluster:
             self._log(world, f"node-task:{task.value}", node, True)
             return message
 
+    def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        with self._tx("delete-object", write=True) as world:
+            objects = world.setdefault("objects", {})
+            existed = objects.pop(f"{kind}/{namespace}/{name}", None) is not None
+            if kind == "Installation" or (kind == "DaemonSet" and name == w.CALICO_DS[1]):
+                # What the Tigera operator (or kubectl delete) does: calico-node goes away.
+                before = len(world["workloads"])
+                world["workloads"] = [x for x in world["workloads"] if (x["namespace"], x["name"]) != w.CALICO_DS]
+                existed = existed or len(world["workloads"]) != before
+                for uid in [
+                    u
+                    for u, p in world["pods"].items()
+                    if (p["namespace"], p["owner"] and p["owner"]["name"]) == w.CALICO_DS
+                ]:
+                    del world["pods"][uid]
+                if kind == "Installation":
+                    world["calico"]["install"] = "none"
+            self._log(world, "delete", f"{kind}/{namespace}/{name}", existed)
+            return existed
+
     def ensure_object(self, obj: dict[str, Any]) -> bool:
         key = f"{obj['kind']}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
         with self._tx("apply-object", write=True) as world:

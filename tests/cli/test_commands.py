@@ -217,3 +217,17 @@ def test_guided_without_a_terminal_is_bad_input(cli):
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
     r = cli("apply", "p.yaml", "--guided", stdin="c\n")
     assert r.code == 2 and "terminal" in r.err
+
+
+def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    assert cli("finalize", "p.yaml", "--yes").code == 2  # nothing migrated yet
+    assert cli("apply", "p.yaml", "--yes").code == 0
+    r = cli("finalize", "p.yaml", "--remove-calico", "--yes")
+    assert r.code == 0, r.err
+    values = yaml.safe_load((cli.cwd / "p.cilium-final-values.yaml").read_text())
+    assert values["policyEnforcementMode"] == "default" and values["cni"]["customConf"] is False
+    world = cli.world("c1")
+    assert not any(p["namespace"] == "calico-system" for p in world["pods"].values())
+    assert "reboot" in r.out

@@ -243,3 +243,45 @@ def test_apply_creates_the_cilium_default_node_config_once(backend):
     state = backend.executor(plan).apply()
     assert state.status is RunStatus.COMPLETED
     assert backend.cluster.ensure_object(expected) is False
+
+
+def test_finalize_needs_every_node_migrated(backend):
+    from migrate.errors import BadInput
+    from migrate.finalize import Finalizer
+
+    plan = backend.plan()
+    stop = StopFlag()
+    stop.set("stop early")
+    with pytest.raises(Interrupted):
+        backend.executor(plan, stop=stop).apply()
+    ex = backend.executor(plan)
+    with pytest.raises(BadInput, match="not yet"):
+        Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit).run(remove_calico=False)
+
+
+def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend):
+    from migrate.cilium import node_config
+    from migrate.finalize import Finalizer
+
+    plan = backend.plan()
+    ex = backend.executor(plan)
+    ex.apply()
+    report = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=True)
+    assert report[0].startswith("restart-agents: restarted 6")
+    assert "deleted CiliumNodeConfig" in report[1] and "removed Calico (operator install)" in report[2]
+    assert (
+        backend.cluster.delete_object(
+            plan.cluster.node_config_api,
+            "CiliumNodeConfig",
+            "kube-system",
+            node_config(plan.cluster.node_config_api)["metadata"]["name"],
+        )
+        is False
+    )
+    again = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit).run(remove_calico=True)
+    assert again[:3] == [
+        "restart-agents: done earlier",
+        "delete-node-config: done earlier",
+        "remove-calico: done earlier",
+    ]
+    assert set(backend.node_view().values()) == {(Cni.CILIUM, False, "true")}

@@ -1,0 +1,108 @@
+"""Finalize: after every node is on Cilium, take the cluster out of migration mode.
+
+Steps, each recorded in the journal before and after (``finalize/<step>``) and safe to run
+again: restart every Cilium agent one node at a time (so agents pick up the final
+configuration once it is installed), delete the ``cilium-default`` CiliumNodeConfig, and,
+only when asked, remove Calico (the Tigera ``Installation`` for operator installs, the
+calico-node DaemonSet and calico-kube-controllers for manifest installs). The final Helm
+values (migration settings off, policy enforcement back to ``default``) are written by
+the shell next to the plan; upgrading Cilium with them is the operator's ``helm upgrade``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from migrate.cilium import NODE_CONFIG_NAME
+from migrate.errors import BadInput, ClusterError, Interrupted
+from migrate.journal import NodeState, RunState, RunStatus
+from migrate.plan import Plan
+from migrate.ports import CheckpointStore, Cluster, Event, EventSink, ExecutorLock
+
+CALICO_OBJECTS = {
+    "operator": [("operator.tigera.io/v1", "Installation", "", "default")],
+    "manifest": [
+        ("apps/v1", "DaemonSet", "kube-system", "calico-node"),
+        ("apps/v1", "Deployment", "kube-system", "calico-kube-controllers"),
+    ],
+}
+LEFTOVERS = (
+    "Calico's iptables chains (cali-*), its vxlan.calico interface and routes stay on each node "
+    "until the node reboots; reboot nodes in a later window, one at a time."
+)
+
+
+@dataclass
+class Finalizer:
+    plan: Plan
+    cluster: Cluster
+    store: CheckpointStore
+    lock: ExecutorLock
+    emit: EventSink
+    agent_timeout: float = 300.0
+
+    def run(self, remove_calico: bool) -> list[str]:
+        """Finalize; returns the report lines (what was done, what is left)."""
+        with self.lock.hold():
+            state = self.store.load()
+            if state is None or state.plan_id != self.plan.id:
+                raise BadInput(f"plan {self.plan.id} has no run on this cluster to finalize")
+            pending = sorted(n for n, r in state.nodes.items() if r.state is not NodeState.MIGRATED)
+            if pending:
+                raise BadInput(f"finalize needs every node migrated; not yet: {', '.join(pending)}")
+            report: list[str] = []
+            steps: list[tuple[str, Callable[[], str]]] = [
+                ("restart-agents", self._restart_agents),
+                ("delete-node-config", self._delete_node_config),
+            ]
+            if remove_calico:
+                steps.append(("remove-calico", self._remove_calico))
+            for name, fn in steps:
+                if state.finalize.get(name) == "succeeded":
+                    report.append(f"{name}: done earlier")
+                    continue
+                state = self._save(state.with_finalize(name, "started"))
+                try:
+                    message = fn()
+                except ClusterError as exc:
+                    raise Interrupted(f"finalize {name} stopped: {exc.message}; run finalize again") from exc
+                state = self._save(state.with_finalize(name, "succeeded"))
+                self.emit(Event("finalize", self.plan.id, step=name, outcome="succeeded", message=message))
+                report.append(f"{name}: {message}")
+            self._save(state.with_status(RunStatus.COMPLETED))
+            report.append(f"left on the nodes: {LEFTOVERS}")
+            return report
+
+    def _save(self, state: RunState) -> RunState:
+        self.store.save(state)
+        return state
+
+    def _restart_agents(self) -> str:
+        restarted = 0
+        for node in self.cluster.nodes():
+            agent = self.cluster.cilium_agent(node.name)
+            if agent is None:
+                continue
+            self.cluster.delete_pod(agent)
+            self.cluster.wait_cilium_agent_ready(node.name, agent.uid, self.agent_timeout)
+            restarted += 1
+        return f"restarted {restarted} Cilium agent(s), one node at a time"
+
+    def _delete_node_config(self) -> str:
+        api = self.plan.cluster.node_config_api
+        if self.cluster.delete_object(api, "CiliumNodeConfig", "kube-system", NODE_CONFIG_NAME):
+            return f"deleted CiliumNodeConfig kube-system/{NODE_CONFIG_NAME}"
+        return f"CiliumNodeConfig kube-system/{NODE_CONFIG_NAME} was already gone"
+
+    def _remove_calico(self) -> str:
+        install = self.cluster.inventory().calico_install
+        objects = CALICO_OBJECTS.get(install, [])
+        if not objects:
+            return "no Calico install found"
+        gone = [
+            f"{kind} {ns + '/' if ns else ''}{name}"
+            for api, kind, ns, name in objects
+            if self.cluster.delete_object(api, kind, ns, name)
+        ]
+        return f"removed Calico ({install} install): {', '.join(gone) or 'already gone'}"
