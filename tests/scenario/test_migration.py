@@ -35,10 +35,15 @@ def test_full_migration_ends_with_every_node_on_cilium_and_schedulable(backend):
     pdbs_satisfied(backend)
 
 
-def test_the_plan_is_the_same_on_every_backend(backend):
+def test_the_plan_has_the_same_shape_on_every_backend(backend):
+    """Which workers pair up depends on where the scheduler put the pods (the real one
+    breaks ties at random), so the shape is compared, not the exact pairs."""
     plan = backend.plan(max_unavailable=2)
     waves = [[n.name for n in w.nodes] for w in plan.waves]
-    assert waves == [["worker-1"], ["worker-2", "worker-3"], ["worker-4", "worker-5"], ["cp-1"]]
+    assert waves[0] == ["worker-1"] and plan.waves[0].canary
+    assert waves[-1] == ["cp-1"]
+    assert sorted(n for w in waves[1:-1] for n in w) == ["worker-2", "worker-3", "worker-4", "worker-5"]
+    assert all(len(w) <= 2 for w in waves)
     blocking = [f.check for f in plan.blocking]
     assert blocking == []
     warnings = sorted({f.check for f in plan.findings})
