@@ -268,6 +268,16 @@ def sim_list() -> None:
     run_cli(body)
 
 
+def values_path(plan_path: Path) -> Path:
+    return plan_path.with_name(plan_path.stem + ".cilium-values.yaml")
+
+
+def write_plan(the_plan: Plan, path: Path) -> None:
+    """The plan file and, next to it, the Helm values that install Cilium in migration mode."""
+    planfile.write(the_plan, path)
+    values_path(path).write_text(output.render(migration_values(the_plan.options), "yaml"))
+
+
 # -- plan -------------------------------------------------------------------------------------
 @app.command()
 def plan(
@@ -298,11 +308,9 @@ def plan(
         target, cluster = choose_target(sim, kubeconfig, context)
         result = build_plan(cluster.inventory(), options, target)
         path = out or Path("plans") / f"{target.name}.yaml"
-        planfile.write(result, path)
-        values = path.with_name(path.stem + ".cilium-values.yaml")
-        values.write_text(output.render(migration_values(options), "yaml"))
+        write_plan(result, path)
         typer.echo(output.plan_summary(result, path))
-        typer.echo(f"  Cilium Helm values for migration mode: {values}")
+        typer.echo(f"  Cilium Helm values for migration mode: {values_path(path)}")
         return 3 if result.blocking else 0
 
     run_cli(body)
@@ -569,7 +577,7 @@ def demo(
         options = PlanOptions(max_unavailable=max_unavailable, force=True, delete_emptydir_data=True)
         the_plan = build_plan(cluster.inventory(), options, Target("sim", name, f"sim://{name}"))
         path = Path("plans") / f"{name}.yaml"
-        planfile.write(the_plan, path)
+        write_plan(the_plan, path)
         typer.echo("== plan (cni-migrate plan --sim demo --force --delete-emptydir-data --max-unavailable 2)")
         typer.echo(output.plan_summary(the_plan, path) + "\n")
         typer.echo(f"== apply (cni-migrate apply {path} --yes)")

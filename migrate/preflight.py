@@ -208,7 +208,8 @@ def network_policies(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOption
             Severity.WARNING,
             f"{len(names)} network policies are not enforced by Cilium during the migration "
             f"(policyEnforcementMode=never): {', '.join(names)}",
-            "run 'cni-migrate policy-report' and plan for unenforced policy during the window",
+            "plan for unenforced policy during the window; Cilium enforces Kubernetes NetworkPolicies "
+            "after finalize, Calico's own policies must be rewritten as CiliumNetworkPolicies first",
             names,
         )
     ]
