@@ -7,8 +7,10 @@ failed (node put back). ``--debug`` shows tracebacks; otherwise one line on stde
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -174,7 +176,10 @@ def make_executor(
         # The journal lives in the cluster too, so another machine can take over and resume.
         journal = Mirrored(ConfigMapStore(cluster, plan.cluster.fingerprint), store)
         # On a real cluster the Lease is what keeps executors on other machines out.
-        lease_lock = lease()
+        # The holder names this machine and state home, not the process: the local flock
+        # already keeps a second process of this home out, so a resume right after a
+        # kill -9 of the holder may take the Lease at once instead of waiting for expiry.
+        lease_lock = lease(holder=f"{socket.gethostname()}:{hashlib.sha256(str(home()).encode()).hexdigest()[:10]}")
         lease_lock.on_lost = lambda why: stop.set(f"lost the executor lease: {why}")
         lock = AllLocks(lock, lease_lock)
     return Executor(
@@ -394,9 +399,6 @@ def _execute(
             guided_gate(console.print) if guided else None,
         )
         executor.verify()
-        cleanup = getattr(cluster, "cleanup_helper_pods", None)
-        if resume and cleanup is not None:
-            cleanup()  # probe and node-task pods a killed run left behind
         verb = "Resume" if resume else "Apply"
         confirm(
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "

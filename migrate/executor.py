@@ -92,6 +92,9 @@ class Executor:
             state = self._open(resume)
             if state.status is RunStatus.COMPLETED:
                 return state
+            if resume:
+                # Only now, holding the lock: probe and node-task pods of the killed run.
+                self.cluster.cleanup_helper_pods()
             return self._forward(state)
 
     def rollback(self, nodes: Sequence[str] = ()) -> RunState:

@@ -93,6 +93,10 @@ class Cluster(Protocol):
 
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None: ...
 
+    def cleanup_helper_pods(self, node: str | None = None) -> int:
+        """Delete probe and node-task pods a killed run left behind; how many there were."""
+        ...
+
 
 class CheckpointStore(Protocol):
     def load(self) -> RunState | None: ...

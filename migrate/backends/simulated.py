@@ -323,6 +323,9 @@ class SimulatedCluster:
             self._log(world, "delete", f"{kind}/{namespace}/{name}", existed)
             return existed
 
+    def cleanup_helper_pods(self, node: str | None = None) -> int:
+        return 0  # the simulation's probes and node tasks leave no pods behind
+
     def ensure_object(self, obj: dict[str, Any]) -> bool:
         key = f"{obj['kind']}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
         with self._tx("apply-object", write=True) as world:
