@@ -64,8 +64,10 @@ ASSUMED_PODS_PER_NODE = 10  # used when the caller does not say how many pods a 
 # What the validate step checks (``migrate.steps.validate.CHECKS``), in words.
 CHECK_DESCRIPTIONS: Mapping[str, str] = {
     "cilium-agent-ready": "the Cilium agent pod on the node is Ready",
+    "cilium-node": "the node's CiliumNode has pod CIDRs inside the Cilium pool ({pool})",
     "pod-network": "a probe pod on the node gets an address from the Cilium pool ({pool})",
-    "connectivity": "a probe pod on the node reaches every other Ready node",
+    "dns": "a probe pod on the node resolves kubernetes.default.svc.cluster.local",
+    "connectivity": "a probe pod on the node reaches the API server through the kubernetes Service",
 }
 
 # What each exit code asks of the operator; the meaning comes from the error's docstring.

@@ -802,6 +802,41 @@ class KubernetesCluster:
             return ProbeResult(
                 check, ok, f"probe pod IP {ip or 'none'}", f"an IP in {pool or 'the Cilium pool'}", {"podIP": ip}
             )
+        if check == "cilium-node":
+            try:
+                obj: Any = self._call(
+                    f"get CiliumNode {node}",
+                    self.custom.get_cluster_custom_object,
+                    "cilium.io",
+                    "v2",
+                    "ciliumnodes",
+                    node,
+                )
+            except NotFound:
+                return ProbeResult(check, False, f"no CiliumNode {node}", "a CiliumNode with pod CIDRs")
+            cidrs = list(((obj.get("spec") or {}).get("ipam") or {}).get("podCIDRs") or [])
+            ok = bool(cidrs and pool) and all(
+                ipaddress.ip_network(c, strict=False).subnet_of(ipaddress.ip_network(pool, strict=False))  # type: ignore[arg-type]
+                for c in cidrs
+            )
+            return ProbeResult(
+                check,
+                ok,
+                f"CiliumNode {node} podCIDRs {', '.join(cidrs) or 'none'}",
+                f"pod CIDRs inside {pool or 'the Cilium pool'}",
+                {"podCIDRs": cidrs},
+            )
+        if check == "dns":
+            name = "kubernetes.default.svc.cluster.local"
+            container = {"name": "probe", "image": self.node_image, "command": ["nslookup", name]}
+            done = self._run_pod(node, "probe", check, container, timeout)
+            ok = done["status"]["phase"] == "Succeeded"
+            return ProbeResult(
+                check,
+                ok,
+                f"nslookup {name}: {_termination_message(done) or done['status']['phase']}",
+                "cluster DNS answers",
+            )
         if check == "connectivity":
             target = "kubernetes.default.svc.cluster.local:443"
             container = {

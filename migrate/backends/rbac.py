@@ -43,6 +43,7 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("delete", "apps", "daemonsets", "kube-system"),
     ("delete", "apps", "deployments", "kube-system"),
     ("list", "cilium.io", "ciliumnodes", ""),
+    ("get", "cilium.io", "ciliumnodes", ""),
 )
 
 

@@ -43,7 +43,7 @@ from migrate.model import (
 from migrate.ports import NodeTask, ProbeResult
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-CHECKS = ("cilium-agent-ready", "pod-network", "connectivity")
+from migrate.steps.validate import CHECKS  # noqa: E402 - one list of checks for every backend
 
 
 def sims_dir(home: Path) -> Path:
@@ -361,6 +361,14 @@ class SimulatedCluster:
                 ip = w.probe_ip(world, node)
                 ok = ipaddress.ip_address(ip) in pool
                 return ProbeResult(check, ok, f"probe pod IP {ip}", f"an IP in {pool}")
+            if check == "cilium-node":
+                cidr = ipaddress.ip_network(f"10.245.{n['index']}.0/24")
+                ok = cidr.subnet_of(pool)  # type: ignore[arg-type]
+                return ProbeResult(check, ok, f"CiliumNode {node} podCIDRs {cidr}", f"pod CIDRs inside {pool}")
+            if check == "dns":
+                ok = w.node_cni(world, node) == "cilium"
+                observed = "kubernetes.default.svc.cluster.local -> 10.96.0.1" if ok else "no answer from 10.96.0.10"
+                return ProbeResult(check, ok, observed, "cluster DNS answers")
             if check == "connectivity":
                 peers = [name for name, other in world["nodes"].items() if name != node and other["ready"]]
                 ok = w.node_cni(world, node) == "cilium"
@@ -386,11 +394,15 @@ def _injected_failure(node: str, check: str, n: dict[str, Any]) -> ProbeResult:
         "cilium-agent-ready": "cilium agent CrashLoopBackOff",
         "pod-network": f"probe pod IP 192.168.{n['index']}.250 is in Calico pool default-ipv4-ippool",
         "connectivity": "0/5 peers reachable (connect to peers timed out after 5s)",
+        "cilium-node": f"CiliumNode {node} has podCIDRs 192.168.{n['index']}.0/24",
+        "dns": "nslookup kubernetes.default.svc.cluster.local: connection timed out; no servers could be reached",
     }[check]
     expected = {
         "cilium-agent-ready": "a Ready agent",
         "pod-network": "an IP in 10.245.0.0/16",
         "connectivity": "all peers reachable",
+        "cilium-node": "pod CIDRs inside 10.245.0.0/16",
+        "dns": "cluster DNS answers",
     }[check]
     return ProbeResult(check, False, observed, expected, {"injected": True})
 

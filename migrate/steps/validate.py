@@ -11,7 +11,10 @@ from migrate.errors import ValidationFailed
 from migrate.plan import NodePlan
 from migrate.steps import StepContext
 
-CHECKS = ("cilium-agent-ready", "pod-network", "connectivity")
+# Each check is a probe the backend runs: the node's new Cilium agent is Ready; its
+# CiliumNode has pod CIDRs from the planned pool; a probe pod pinned to the node gets an
+# address from that pool; it resolves cluster DNS; it reaches the API server's Service.
+CHECKS = ("cilium-agent-ready", "cilium-node", "pod-network", "dns", "connectivity")
 
 
 def run(ctx: StepContext, node: NodePlan) -> str:

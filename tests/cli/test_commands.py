@@ -231,3 +231,14 @@ def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
     world = cli.world("c1")
     assert not any(p["namespace"] == "calico-system" for p in world["pods"].values())
     assert "reboot" in r.out
+
+
+@pytest.mark.parametrize("check", ["cilium-agent-ready", "cilium-node", "pod-network", "dns", "connectivity"])
+def test_each_validation_check_can_fail_and_names_node_check_and_observed_value(cli, check):
+    cli("sim", "create", "c1", "--nodes", "3", "--fail-validation-on", f"worker-1:{check}")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 4, r.err
+    assert f"validation of worker-1 failed: {check}: observed " in r.err and "expected" in r.err
+    world = cli.world("c1")
+    assert world["nodes"]["worker-1"]["cniFiles"][-1] == "10-calico.conflist"

@@ -42,6 +42,7 @@ class NodeAgent:
         configuration = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         self.core = client.CoreV1Api(client.ApiClient(configuration))
+        self.custom = client.CustomObjectsApi(self.core.api_client)
         self.cilium_pool = ipaddress.ip_network(cilium_pool)
         self.calico_pool = ipaddress.ip_network(calico_pool)
         self.files: dict[str, list[str]] = defaultdict(lambda: [CALICO_CONF])
@@ -181,9 +182,26 @@ class NodeAgent:
                 return
             self.seen_agents.add(uid)
             labels = self.core.read_node(node).metadata.labels or {}
+            self._ensure_cilium_node(node)
             before = self.files[node]
             self.files[node] = after_agent_start(before, labels.get(MIGRATION_LABEL) == "true")
             self.log.append((node, "agent-start", ",".join(self.files[node])))
+
+    def _ensure_cilium_node(self, node: str) -> None:
+        """What a Cilium agent (with the operator's cluster-pool IPAM) leaves behind: a
+        CiliumNode with a pod CIDR from Cilium's pool."""
+        index = sum(ord(c) for c in node) % 200
+        body = {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNode",
+            "metadata": {"name": node},
+            "spec": {"ipam": {"podCIDRs": [f"{self.cilium_pool.network_address + index * 256}/24"]}},
+        }
+        try:
+            self.custom.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", body)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 409:  # exists already: the first agent on the node made it
+                raise
 
     def _sync_agents(self, node: str) -> None:
         """Apply agents the agent watch has not processed yet (watches race each other)."""
@@ -237,6 +255,9 @@ class NodeAgent:
                     "containerStatuses": [self._container(pod, running=True)],
                 },
             )
+        elif check == "dns":
+            ok = not failing and self.cni(node) is Cni.CILIUM
+            self._finish(pod, 0 if ok else 1, "Address: 10.96.0.1" if ok else ";; connection timed out")
         else:
             ok = not failing and self.cni(node) is Cni.CILIUM
             self._finish(pod, 0 if ok else 1, "connected" if ok else "dial tcp 10.96.0.1:443: i/o timeout")
