@@ -1,11 +1,17 @@
 """The local checkpoint store and lock: one directory per cluster under the state home.
 
-    $CNI_MIGRATE_HOME/runs/<fingerprint>/journal.json   the run state (0600)
+    $CNI_MIGRATE_HOME/runs/<fingerprint>/journal.json   snapshot of the run state (0600)
+    $CNI_MIGRATE_HOME/runs/<fingerprint>/journal.log    changes since the snapshot, one JSON line each
     $CNI_MIGRATE_HOME/runs/<fingerprint>/journal-<plan id>-<seq>.json   finished runs
     $CNI_MIGRATE_HOME/runs/<fingerprint>/executor.lock  flock held while a run executes
 
-Writes go to a temp file, are fsynced, renamed over the journal, and the directory is
-fsynced, so a crash leaves the old or the new journal, never a torn one.
+A step transition changes one node, so ``save`` appends only that node's record (and the
+run's status and seq) to the log and fsyncs it: constant cost whatever the cluster's size,
+where rewriting the whole journal grew with the node count (184 ms a transition at 5,000
+nodes). The snapshot is rewritten (temp file, fsync, rename, directory fsync) when the
+log reaches ``COMPACT_EVERY`` lines and whenever the run's status changes, so a finished
+or stopped run always leaves a complete journal.json. A crash leaves the old snapshot plus
+whole log lines; a torn last line belongs to a save that never returned and is dropped.
 """
 
 from __future__ import annotations
@@ -26,10 +32,16 @@ def run_dir(home: Path, fingerprint: str) -> Path:
     return home / "runs" / fingerprint.replace("sha256:", "")
 
 
+COMPACT_EVERY = 500
+
+
 class LocalStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / "journal.json"
+        self.log_path = directory / "journal.log"
+        self._last: RunState | None = None  # what this store last wrote or read
+        self._log_lines = 0
 
     def _ensure_dir(self) -> None:
         try:
@@ -54,41 +66,114 @@ class LocalStore:
         try:
             text = self.path.read_text()
         except FileNotFoundError:
+            self._last, self._log_lines = None, 0
             return None
         except OSError as exc:
             raise MigrateError(f"cannot read checkpoint journal {self.path}: {exc.strerror}") from exc
         try:
             record = json.loads(text)
         except ValueError as exc:
-            # Atomic renames mean a torn journal is not ours to repair: stop and say so.
+            # Atomic renames mean a torn snapshot is not ours to repair: stop and say so.
             raise BadInput(f"checkpoint journal {self.path} is not valid JSON") from exc
-        return RunState.from_record(record)
+        lines = self._log_records(record)
+        state = RunState.from_record(record)
+        self._last, self._log_lines = state, lines
+        return state
+
+    def _log_records(self, record: dict[str, object]) -> int:
+        """Apply the log's changes to the snapshot ``record``; return how many there were."""
+        try:
+            raw = self.log_path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        lines = raw.split(b"\n")
+        applied = 0
+        for i, line in enumerate(lines):
+            if not line:
+                continue
+            try:
+                change = json.loads(line)
+            except ValueError:
+                if i == len(lines) - 1:
+                    break  # torn by a crash mid-append: that save never returned
+                raise BadInput(f"checkpoint log {self.log_path} is corrupt at line {i + 1}") from None
+            if not isinstance(change, dict) or change.get("planId") != record.get("planId"):
+                continue  # a log left from an earlier run's snapshot: not ours
+            if int(change["seq"]) <= int(record["seq"]):  # type: ignore[call-overload]
+                continue  # already in the snapshot (compaction raced a crash)
+            record["nodes"].update(change["nodes"])  # type: ignore[attr-defined]
+            record["status"], record["seq"] = change["status"], change["seq"]
+            record["finalize"] = change.get("finalize", record.get("finalize", {}))
+            applied += 1
+        return applied
 
     def save(self, state: RunState) -> None:
         self._ensure_dir()
-        tmp = self.directory / f".journal.{os.getpid()}.tmp"
-        data = json.dumps(state.to_record(), indent=1, sort_keys=True)
+        last = self._last
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            if (
+                last is None
+                or last.plan_id != state.plan_id
+                or last.status is not state.status
+                or self._log_lines >= COMPACT_EVERY
+                or not self.path.exists()
+            ):
+                self._snapshot(state)
+            else:
+                self._append(state, [n for n, run in state.nodes.items() if run is not last.nodes.get(n)])
         except OSError as exc:
             # Without a durable checkpoint the run must not go on writing to the cluster.
             raise MigrateError(f"cannot write checkpoint journal {self.path}: {exc.strerror}") from exc
+        self._last = state
+
+    def _append(self, state: RunState, changed: list[str]) -> None:
+        # Only what changed is serialised: the cost must not grow with the cluster.
+        change = {
+            "planId": state.plan_id,
+            "seq": state.seq,
+            "status": state.status.value,
+            "finalize": dict(state.finalize),
+            "nodes": {n: state.nodes[n].to_record() for n in changed},
+        }
+        line = json.dumps(change, sort_keys=True)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._log_lines += 1
+
+    def _snapshot(self, state: RunState) -> None:
+        tmp = self.directory / f".journal.{os.getpid()}.tmp"
+        data = json.dumps(state.to_record(), indent=1, sort_keys=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._fsync_dir()
+        # Only once the snapshot holds everything may the log go.
+        if self.log_path.exists():
+            self.log_path.unlink()
+            self._fsync_dir()
+        self._log_lines = 0
+
+    def _fsync_dir(self) -> None:
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def archive(self) -> None:
         state = self.load()
         if state is None:
             return
+        self._snapshot(state)
         os.replace(self.path, self.directory / f"journal-{state.plan_id}-{state.seq}.json")
+        self._last = None
 
 
 class FileLock:

@@ -86,3 +86,44 @@ def test_two_writers_of_one_in_cluster_journal_conflict_instead_of_overwriting(l
     one.save(advanced(RunState.new(PLAN)))
     with pytest.raises(RunConflict, match="another executor"):
         two.save(RunState.new(PLAN).with_status(RunStatus.INTERRUPTED))
+
+
+def test_local_store_appends_changes_and_a_new_reader_replays_them(tmp_path):
+    store = LocalStore(tmp_path)
+    state = RunState.new(PLAN)
+    store.save(state)
+    for i in range(3):
+        state = state.with_step("w1", f"w1/step{i}", StepKind.CORDON, StepStatus.STARTED, "2026-11-28T22:00:00Z")
+        store.save(state)
+    assert len(store.log_path.read_text().splitlines()) == 3
+    assert LocalStore(tmp_path).load() == state
+
+
+def test_a_torn_last_log_line_is_a_save_that_never_returned(tmp_path):
+    store = LocalStore(tmp_path)
+    first = RunState.new(PLAN)
+    store.save(first)
+    second = advanced(first)
+    store.save(second)
+    with open(store.log_path, "ab") as f:
+        f.write(b'{"planId": "' + first.plan_id.encode() + b'", "seq": 99, "nod')  # killed mid-append
+    assert LocalStore(tmp_path).load() == second
+
+
+def test_a_status_change_and_every_n_lines_rewrite_the_snapshot(tmp_path, monkeypatch):
+    from migrate.checkpoints import local
+
+    monkeypatch.setattr(local, "COMPACT_EVERY", 2)
+    store = LocalStore(tmp_path)
+    state = RunState.new(PLAN)
+    store.save(state)
+    state = advanced(state)
+    store.save(state)
+    store.save(state.with_node_state("w2", NodeState.IN_PROGRESS, "2026-11-28T22:00:02Z"))
+    assert store.log_path.exists()
+    state = state.with_status(RunStatus.INTERRUPTED)
+    store.save(state)
+    assert not store.log_path.exists()
+    import json
+
+    assert RunState.from_record(json.loads(store.path.read_text())) == state
