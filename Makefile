@@ -34,9 +34,11 @@ test: lint kube
 test-fast: lint
 	$(BIN)/pytest -q -m "not realcluster and not slow"
 
-# Speed goals live here, not in timed asserts: plan building at 500..10,000 nodes.
+# Speed goals live here, not in timed asserts: plan building at 500..10,000 nodes and
+# the cost of one checkpoint at 100..5,000 nodes.
 bench: install
 	$(BIN)/python benchmarks/plan_scale.py --json benchmarks/plan_scale.json
+	$(BIN)/python benchmarks/checkpoint_cost.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
