@@ -195,12 +195,23 @@ class KubernetesCluster:
     def ping(self) -> None:
         """Fail fast, with one line, when the API server cannot be reached or refuses us."""
         try:
-            self._call("reach the API server", client.VersionApi(self.api).get_code, retry=False, _request_timeout=10)
+            # A few seconds of retries ride out one 503 or reset; a dead server fails fast.
+            self._call(
+                "reach the API server", client.VersionApi(self.api).get_code, retry_seconds=5, _request_timeout=5
+            )
         except ClusterError as exc:
             raise BadInput(f"cannot use the API server {self.server}: {exc.message}") from None
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[..., T], *args: Any, retry: bool = True, **kwargs: Any) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        retry: bool = True,
+        retry_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> T:
         kwargs.setdefault("_request_timeout", self.request_timeout)
 
         def once() -> T:
@@ -214,7 +225,7 @@ class KubernetesCluster:
             return once()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TemporaryError),
-            stop=tenacity.stop_after_delay(self.retry_seconds),
+            stop=tenacity.stop_after_delay(self.retry_seconds if retry_seconds is None else retry_seconds),
             wait=_wait_delay,
             reraise=True,
         )
@@ -258,6 +269,9 @@ class KubernetesCluster:
                 resource_version=resource_version,
                 timeout_seconds=max(int(timeout), 1),
                 allow_watch_bookmarks=True,
+                # A half-open connection must not outlive the server-side timeout: the client
+                # gives up a little later and the caller re-lists.
+                _request_timeout=(10, max(timeout, 1) + 15),
                 **kwargs,
             ):
                 kind = event["type"]
@@ -737,7 +751,12 @@ class KubernetesCluster:
             pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cni", "mountPath": "/host/etc/cni/net.d"}]
             pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
             pod["spec"]["volumes"] = [{"name": "cni", "hostPath": {"path": "/etc/cni/net.d", "type": "Directory"}}]
-        created = self._json(f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod)
+        try:
+            created = self._json(f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod)
+        except Conflict:
+            # The name is ours alone (random per call): AlreadyExists means an earlier attempt
+            # of this very create succeeded and only its answer was lost.
+            created = self._json(f"get {role} pod on {node}", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
         try:
             return self._wait_pod(created, timeout, until_running)
         finally:

@@ -298,12 +298,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         proxy = self.server.proxy
+        self._responding = False
         split = urlsplit(self.path)
         query = split.query.lower()
         watch = bool(re.search(r"(^|&)watch=(true|1)(&|$)", query))
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        proxy.requests[self.command] += 1
+        proxy.requests[self.command + (" watch" if watch else "")] += 1
         rule = proxy.schedule.decide(self.command, split.path, watch)
         if rule is not None:
             proxy.record(rule, self.command, self.path)
@@ -313,7 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._forward(body, rule)
         except (OSError, http.client.HTTPException) as exc:
-            if rule is None:
+            # Before the response started, the proxy failed to reach the API server: worth a
+            # look. After it, the client went away mid-stream (a watch it stopped): normal.
+            if rule is None and not self._responding:
                 proxy.errors.append(f"{self.command} {self.path}: {type(exc).__name__}: {exc}"[:300])
             self.close_connection = True
 
@@ -362,6 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.close()
 
     def _stream(self, response: http.client.HTTPResponse, cut: Rule | None) -> None:
+        self._responding = True
         self.send_response_only(response.status, response.reason)
         chunked = response.getheader("Transfer-Encoding", "").lower() == "chunked" or response.length is None
         for key, value in response.getheaders():
