@@ -332,27 +332,29 @@ class Executor:
             state = self._interrupted(state, node, sid, kind, exc.message)
             raise
         except (StepFailed, ValidationFailed) as exc:
-            state = self._save(state.with_step(node.name, sid, kind, StepStatus.FAILED, self._now(), exc.message))
-            self.emit(
-                Event(
-                    "step-finished",
-                    self.plan.id,
-                    node=node.name,
-                    wave=wave.index,
-                    step=kind.value,
-                    phase=phase,
-                    outcome="failed",
-                    message=exc.message,
-                    duration=self.clock.monotonic() - started,
-                )
-            )
+            self._finished(state, node, sid, kind, wave, phase, StepStatus.FAILED, exc.message, started)
             raise
         except ClusterError as exc:
             # The API is unreachable or refuses us: stop, resumable; never roll back for it.
             message = f"{kind.value} of {node.name} stopped: {exc.message}"
             self._interrupted(state, node, sid, kind, message)
             raise Interrupted(message + "; resume when the cluster answers again", node=node.name) from exc
-        state = self._save(state.with_step(node.name, sid, kind, StepStatus.SUCCEEDED, self._now(), message))
+        return self._finished(state, node, sid, kind, wave, phase, StepStatus.SUCCEEDED, message, started)
+
+    def _finished(
+        self,
+        state: RunState,
+        node: NodePlan,
+        sid: str,
+        kind: StepKind,
+        wave: Wave,
+        phase: str,
+        status: StepStatus,
+        message: str,
+        started: float,
+    ) -> RunState:
+        """Record a step's end, then report it."""
+        state = self._save(state.with_step(node.name, sid, kind, status, self._now(), message))
         self.emit(
             Event(
                 "step-finished",
@@ -361,7 +363,7 @@ class Executor:
                 wave=wave.index,
                 step=kind.value,
                 phase=phase,
-                outcome="succeeded",
+                outcome=status.value,
                 message=message,
                 duration=self.clock.monotonic() - started,
             )
