@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -28,17 +29,17 @@ from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import final_values, migration_values
 from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
-from migrate.executor import Executor, WaveGate
+from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable
 from migrate.finalize import Finalizer
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
-from migrate.journal import RunState
-from migrate.plan import Plan, PlanOptions, Target, Wave
+from migrate.journal import NodeState, RunState
+from migrate.plan import NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.planner import build_plan
 from migrate.ports import CheckpointStore, Cluster, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
 from migrate.runbook import duration, estimate, render_runbook
-from migrate.window import parse_window_end, remaining, wave_fits
+from migrate.window import parse_duration, parse_window_end, remaining, wave_fits
 
 app = typer.Typer(
     add_completion=False,
@@ -81,7 +82,10 @@ def run_cli(fn: Callable[[], int | None]) -> None:
     except MigrateError as exc:
         if DEBUG["on"]:
             raise
-        typer.echo(f"error: {exc.message}", err=True)
+        message = exc.message
+        if isinstance(exc, Interrupted) and "resume" not in message:
+            message += "; the journal is resumable: continue with 'cni-migrate resume'"
+        typer.echo(f"error: {message}", err=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt:
         typer.echo("error: interrupted; the journal is resumable with 'cni-migrate resume'", err=True)
@@ -130,7 +134,9 @@ def stop_on_signals(stop: StopFlag) -> Iterator[None]:
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            # Once asked to stop, the journal is saved and the process is on its way out:
+            # a further Ctrl-C must not turn the clean exit 5 into a traceback.
+            signal.signal(s, signal.SIG_IGN if stop.is_set() else h)
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -342,68 +348,133 @@ def window_gate(plan: Plan, end: datetime, clock: SystemClock, say: Callable[[st
     return gate
 
 
-def guided_gate(say: Callable[[str], None]) -> WaveGate:
-    """Ask before each wave what to do: continue, pause (resumable) or abort."""
+def choose(choices: dict[str, str]) -> str:
+    """Ask one question; each choice is answered by its first letter; ask again on anything else."""
+    prompt = ", ".join(f"[{key}]{label[1:]}" for key, label in choices.items())
+    while True:
+        answer = typer.prompt(prompt, default=next(iter(choices))).strip().lower()[:1]
+        if answer in choices:
+            return answer
+        typer.echo(f"  please answer one of: {', '.join(choices)}")
 
-    def gate(wave: Wave, state: RunState) -> None:
-        todo = [n.name for n in wave.nodes if state.nodes[n.name].state.value != "migrated"]
+
+def stop_if_asked(choice: str, where: str) -> None:
+    if choice == "p":
+        raise Interrupted(f"paused {where}; continue with 'cni-migrate resume'")
+    if choice == "a":
+        raise Interrupted(f"aborted {where}; 'cni-migrate rollback' undoes what was done")
+
+
+def guided_gate(say: Callable[[str], None], plan: Plan) -> WaveGate:
+    """Before each wave: continue, skip a node, pause (resumable), roll back the last
+    migrated wave, or abort."""
+
+    def gate(wave: Wave, state: RunState) -> GateAnswer | None:
+        todo = [n.name for n in wave.nodes if state.nodes[n.name].state is not NodeState.MIGRATED]
         say(f"next: wave {wave.index}{' (canary)' if wave.canary else ''}: {', '.join(todo)}")
         say("  each node: cordon -> drain -> swap-cni -> validate -> uncordon")
-        choice = typer.prompt("[c]ontinue, [p]ause (resume later), [a]bort", default="c").strip().lower()[:1]
-        if choice == "p":
-            raise Interrupted(f"paused before wave {wave.index}; continue with 'cni-migrate resume'")
-        if choice == "a":
-            raise Interrupted(f"aborted before wave {wave.index}; 'cni-migrate rollback' undoes what was done")
-        if choice != "c":
-            raise Interrupted(f"unknown answer {choice!r}: paused before wave {wave.index}")
+        done = [
+            w.index
+            for w in plan.waves
+            if w.index < wave.index and any(state.nodes[n.name].state is NodeState.MIGRATED for n in w.nodes)
+        ]
+        fresh = [n for n in todo if skippable(state, n)]
+        choices = {"c": "continue"}
+        if fresh:
+            choices["s"] = "skip a node"
+        choices["p"] = "pause (resume later)"
+        if done:
+            choices["r"] = f"roll back wave {done[-1]}"
+        choices["a"] = "abort"
+        choice = choose(choices)
+        if choice == "s":
+            name = typer.prompt(f"  node to skip ({', '.join(fresh)})").strip()
+            if name not in fresh:
+                raise Interrupted(f"{name!r} is not a node of wave {wave.index} that can be skipped; paused")
+            return GateAnswer(skip=(name,))
+        if choice == "r":
+            return GateAnswer(rollback_wave=done[-1])
+        stop_if_asked(choice, f"before wave {wave.index}")
+        return None
+
+    return gate
+
+
+def node_gate(say: Callable[[str], None]) -> NodeGate:
+    """With --confirm-each-node: before a node is cordoned, continue, skip it, pause or abort."""
+
+    def gate(wave: Wave, node: NodePlan, state: RunState) -> GateAnswer | None:
+        role = "control-plane node" if node.control_plane else "node"
+        say(f"next: {role} {node.name} (wave {wave.index}): cordon -> drain -> swap-cni -> validate -> uncordon")
+        choice = choose({"c": "continue", "s": "skip this node", "p": "pause (resume later)", "a": "abort"})
+        if choice == "s":
+            return GateAnswer(skip=(node.name,))
+        stop_if_asked(choice, f"before {node.name}")
+        return None
 
     return gate
 
 
 def chain(*gates: WaveGate | None) -> WaveGate | None:
+    """One gate asking each in turn; the first that skips, rolls back or stops wins."""
     live = [g for g in gates if g is not None]
     if not live:
         return None
 
-    def gate(wave: Wave, state: RunState) -> None:
+    def gate(wave: Wave, state: RunState) -> GateAnswer | None:
         for g in live:
-            g(wave, state)
+            answer = g(wave, state)
+            if answer is not None and answer != CONTINUE:
+                return answer
+        return None
 
     return gate
 
 
-def _execute(
-    planpath: Path,
-    yes: bool,
-    resume: bool,
-    log_format: LogFormat,
-    kubeconfig: str | None,
-    context: str | None,
-    hooks_dir: Path = DEFAULT_HOOKS_DIR,
-    hook_timeout: float = 60.0,
-    window_end: str | None = None,
-    guided: bool = False,
-) -> int:
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``apply`` and ``resume`` run a plan; the same flags for both."""
+
+    yes: bool = False
+    log_format: LogFormat = LogFormat.console
+    kubeconfig: str | None = None
+    context: str | None = None
+    hooks_dir: Path = DEFAULT_HOOKS_DIR
+    hook_timeout: float = 60.0
+    window_end: str | None = None
+    guided: bool = False
+    confirm_each_node: bool = False
+    pause_after_canary: bool = False
+    soak: str | None = None
+
+
+def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
     the_plan = load_plan(planpath)
-    hooks = hook_caller(hooks_dir, hook_timeout)
+    hooks = hook_caller(opts.hooks_dir, opts.hook_timeout)
     clock = SystemClock()
-    end = parse_window_end(window_end, clock.now()) if window_end else None
-    if guided and not sys.stdin.isatty():
+    end = parse_window_end(opts.window_end, clock.now()) if opts.window_end else None
+    soak = parse_duration(opts.soak, "--soak") if opts.soak else 0.0
+    if opts.confirm_each_node and not opts.guided:
+        raise BadInput("--confirm-each-node asks at a terminal: use it with --guided")
+    if opts.guided and not sys.stdin.isatty():
         raise BadInput("--guided needs a terminal to ask on; use --yes for unattended runs")
-    cluster = connect(the_plan.target, kubeconfig, context)
+    cluster = connect(the_plan.target, opts.kubeconfig, opts.context)
     steps = sum(len(n.steps) for n in the_plan.nodes)
-    with output.Console(steps, live=False if guided else None) as console:
-        executor = make_executor(the_plan, cluster, log_format, console, hooks)
+    with output.Console(steps, live=False if opts.guided else None) as console:
+        executor = make_executor(the_plan, cluster, opts.log_format, console, hooks)
         executor.wave_gate = chain(
             window_gate(the_plan, end, clock, console.print) if end else None,
-            guided_gate(console.print) if guided else None,
+            guided_gate(console.print, the_plan) if opts.guided else None,
         )
+        executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
+        executor.pause_after_canary = opts.pause_after_canary
+        executor.soak_seconds = soak
         executor.verify()
         verb = "Resume" if resume else "Apply"
         confirm(
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
             f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?",
-            yes or guided,
+            opts.yes or opts.guided,
         )
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
@@ -421,12 +492,18 @@ ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
 HooksDirOpt = Annotated[Path, typer.Option(help="Directory of operator hooks (see hooks/README.md).")]
 HookTimeoutOpt = Annotated[float, typer.Option(help="Seconds each hook may run.")]
 WindowOpt = Annotated[Optional[str], typer.Option(help="End of the maintenance window (RFC 3339 or HH:MM local).")]
-GuidedOpt = Annotated[bool, typer.Option(help="Ask before each wave: continue, pause or abort.")]
+GuidedOpt = Annotated[
+    bool, typer.Option(help="Ask before each wave: continue, skip a node, pause, roll back the last wave, or abort.")
+]
+EachNodeOpt = Annotated[bool, typer.Option(help="With --guided, also ask before each node.")]
+CanaryPauseOpt = Annotated[bool, typer.Option(help="Stop (resumable) after the canary wave, to inspect it.")]
+SoakOpt = Annotated[Optional[str], typer.Option(help="Wait this long after each wave before the next (e.g. 2m).")]
+PLANFILE = typer.Argument(metavar="PLANFILE")
 
 
 @app.command()
 def apply(
-    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    planpath: Annotated[Path, PLANFILE],
     yes: YesOpt = False,
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
@@ -435,18 +512,18 @@ def apply(
     hook_timeout: HookTimeoutOpt = 60.0,
     window_end: WindowOpt = None,
     guided: GuidedOpt = False,
+    confirm_each_node: EachNodeOpt = False,
+    pause_after_canary: CanaryPauseOpt = False,
+    soak: SoakOpt = None,
 ) -> None:
     """Execute a reviewed plan, checkpointing every step."""
-    run_cli(
-        lambda: _execute(
-            planpath, yes, False, log_format, kubeconfig, context, hooks_dir, hook_timeout, window_end, guided
-        )
-    )
+    opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})
+    run_cli(lambda: _execute(planpath, False, opts))
 
 
 @app.command()
 def resume(
-    planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
+    planpath: Annotated[Path, PLANFILE],
     yes: YesOpt = False,
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
@@ -455,13 +532,13 @@ def resume(
     hook_timeout: HookTimeoutOpt = 60.0,
     window_end: WindowOpt = None,
     guided: GuidedOpt = False,
+    confirm_each_node: EachNodeOpt = False,
+    pause_after_canary: CanaryPauseOpt = False,
+    soak: SoakOpt = None,
 ) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
-    run_cli(
-        lambda: _execute(
-            planpath, yes, True, log_format, kubeconfig, context, hooks_dir, hook_timeout, window_end, guided
-        )
-    )
+    opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})
+    run_cli(lambda: _execute(planpath, True, opts))
 
 
 @app.command()
@@ -583,7 +660,7 @@ def demo(
         typer.echo("== plan (cni-migrate plan --sim demo --force --delete-emptydir-data --max-unavailable 2)")
         typer.echo(output.plan_summary(the_plan, path) + "\n")
         typer.echo(f"== apply (cni-migrate apply {path} --yes)")
-        code = _execute(path, True, False, LogFormat.console, None, None)
+        code = _execute(path, False, RunOptions(yes=True))
         world = cluster.world()
         typer.echo("\n== result")
         rows = [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from migrate.cilium import node_config
 from migrate.errors import (
@@ -45,9 +46,25 @@ from migrate.ports import (
 from migrate.steps import StepContext, StepFn, registry
 
 MANUAL = "manual"
+SKIPPED = "skipped by the operator"
 
-# Called before each wave with (wave, state); may set the stop flag or skip nodes.
-WaveGate = Callable[[Wave, RunState], None]
+
+@dataclass(frozen=True)
+class GateAnswer:
+    """What a gate decided, short of stopping (which it does by raising ``Interrupted``):
+    nodes to leave out of this run, or the number of an earlier wave to roll back."""
+
+    skip: tuple[str, ...] = ()
+    rollback_wave: int | None = None
+
+
+CONTINUE = GateAnswer()
+
+Answer = GateAnswer | None
+# Called before each wave with (wave, state); raises Interrupted to stop at this boundary.
+WaveGate = Callable[[Wave, RunState], Answer]
+# Called before each node of a wave is cordoned; same contract.
+NodeGate = Callable[[Wave, NodePlan, RunState], Answer]
 
 
 @dataclass
@@ -60,6 +77,9 @@ class Executor:
     emit: EventSink
     stop: StopFlag
     wave_gate: WaveGate | None = None
+    node_gate: NodeGate | None = None
+    pause_after_canary: bool = False
+    soak_seconds: float = 0.0
     agent_timeout: float = 300.0
     probe_timeout: float = 60.0
     hooks: HookCaller = no_hooks
@@ -184,28 +204,99 @@ class Executor:
                 state = self._put_back(state, node, run.reason)
                 state = self._release_peers(state, node)
                 raise self._failure(state, node.name)
+        skipped: list[str] = []
+        ran = 0  # waves run by this process
         for wave in self.plan.waves:
             todo = [n for n in wave.nodes if state.nodes[n.name].state is not NodeState.MIGRATED]
             if not todo:
                 continue
             state = self._check_stop(state)
-            if self.wave_gate is not None:
-                try:
-                    self.wave_gate(wave, state)
-                except Interrupted as exc:
-                    # Paused by the operator or the window's end: a clean wave boundary.
-                    self._save(state.with_status(RunStatus.INTERRUPTED))
-                    self.emit(
-                        Event("run-finished", self.plan.id, wave=wave.index, outcome="interrupted", message=exc.message)
-                    )
-                    raise
-                state = self._check_stop(state)
+            if ran and self.soak_seconds > 0:
+                state = self._soak(state, wave)
+            answer = self._ask(state, wave, self.wave_gate, wave, state)
+            if answer.rollback_wave is not None:
+                self._rollback_wave(state, answer.rollback_wave)
+            skipped += [n for n in answer.skip if skippable(state, n)]
+            todo = [n for n in todo if n.name not in skipped]
+            if self.node_gate is not None:
+                for node in list(todo):
+                    if state.nodes[node.name].state is NodeState.IN_PROGRESS:
+                        continue  # already under way: asking now would leave it half-done
+                    if node.name in self._ask(state, wave, self.node_gate, wave, node, state).skip:
+                        skipped.append(node.name)
+                        todo.remove(node)
+            for name in skipped:
+                if state.nodes[name].message != SKIPPED:
+                    state = self._save(state.with_node_state(name, NodeState.PENDING, self._now(), message=SKIPPED))
+                    self.emit(Event("node-state", self.plan.id, node=name, wave=wave.index, outcome="skipped"))
+            if not todo:
+                continue
+            state = self._check_stop(state)
             self.emit(Event("wave-started", self.plan.id, wave=wave.index, message=", ".join(n.name for n in todo)))
             state = self._run_wave(state, wave, todo)
+            ran += 1
+            later = any(
+                state.nodes[n.name].state is not NodeState.MIGRATED and n.name not in skipped
+                for w in self.plan.waves[wave.index :]
+                for n in w.nodes
+            )
+            if wave.canary and self.pause_after_canary and later:
+                self._stop_at_boundary(
+                    state,
+                    wave,
+                    f"paused after the canary wave {wave.index} ({', '.join(n.name for n in todo)}): check it, "
+                    "then continue with 'cni-migrate resume'",
+                )
+        if skipped:
+            self._stop_at_boundary(
+                state,
+                None,
+                f"{len(skipped)} node(s) skipped by the operator ({', '.join(skipped)}); every other node is "
+                "migrated; 'cni-migrate resume' migrates the skipped ones",
+            )
         state = self._save(state.with_status(RunStatus.COMPLETED))
         self.emit(Event("run-finished", self.plan.id, phase="apply", outcome="completed"))
         self._hook("post-run", outcome="completed")  # reported by the hook runner only
         return state
+
+    def _ask(self, state: RunState, wave: Wave, gate: Callable[..., Answer] | None, *args: Any) -> GateAnswer:
+        """Put a question to a gate; a gate that stops the run ends it at this boundary."""
+        if gate is None:
+            return CONTINUE
+        try:
+            return gate(*args) or CONTINUE
+        except Interrupted as exc:
+            # Paused or aborted by the operator, or the window's end: a clean boundary.
+            self._stop_at_boundary(self._release_wave(state, wave), wave, exc.message)
+
+    def _stop_at_boundary(self, state: RunState, wave: Wave | None, message: str) -> NoReturn:
+        self._save(state.with_status(RunStatus.INTERRUPTED))
+        index = wave.index if wave else 0
+        self.emit(Event("run-finished", self.plan.id, wave=index, outcome="interrupted", message=message))
+        raise Interrupted(message)
+
+    def _soak(self, state: RunState, wave: Wave) -> RunState:
+        """Let the last wave run on Cilium for a while before touching the next one."""
+        message = f"soaking {self.soak_seconds:g}s before wave {wave.index}"
+        self.emit(Event("soak", self.plan.id, wave=wave.index, message=message))
+        self.stop.wait(self.soak_seconds)
+        return self._check_stop(state)
+
+    def _rollback_wave(self, state: RunState, index: int) -> NoReturn:
+        """The operator's 'roll back that wave': put its migrated nodes back, then stop."""
+        wave = next((w for w in self.plan.waves if w.index == index), None)
+        if wave is None:
+            raise BadInput(f"plan {self.plan.id} has no wave {index}")
+        done = [n for n in wave.nodes if state.nodes[n.name].state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)]
+        for node in reversed(done):
+            state = self._put_back(state, node, MANUAL)
+        names = ", ".join(n.name for n in done) or "no migrated node"
+        self._stop_at_boundary(
+            state,
+            wave,
+            f"rolled back wave {index} ({names}) on the operator's request; "
+            "'cni-migrate resume' migrates it again, 'cni-migrate rollback' undoes the rest",
+        )
 
     def _run_wave(self, state: RunState, wave: Wave, todo: list[NodePlan]) -> RunState:
         # Cordon the whole wave first, so pods evicted from one node never land on another
@@ -385,6 +476,12 @@ class Executor:
 
     def _now(self) -> str:
         return self.clock.now().isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def skippable(state: RunState, node: str) -> bool:
+    """Not started, or back where it started: a node under way cannot be skipped (it would
+    be left half-done), and a migrated one has nothing left to skip."""
+    return state.nodes[node].state in (NodeState.PENDING, NodeState.ROLLED_BACK, NodeState.FAILED)
 
 
 def verify_plan(plan: Plan, cluster: Cluster) -> None:

@@ -172,3 +172,7 @@ class StopFlag:
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early when the flag is set; True if it is."""
+        return self._event.wait(seconds)

@@ -36,6 +36,15 @@ def parse_window_end(text: str, now: datetime, local: tzinfo | None = None) -> d
     return end
 
 
+def parse_duration(text: str, flag: str) -> float:
+    """``90``, ``90s``, ``2m``, ``1h30m`` -> seconds. Zero is allowed; anything else is bad input."""
+    parts = re.fullmatch(r"\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s?)?\s*", text)
+    if not text.strip() or parts is None:
+        raise BadInput(f"{flag} {text!r} is not a duration (like 90s, 2m or 1h30m)")
+    hours, minutes, seconds = (int(x or 0) for x in parts.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
 def measured_node_seconds(state: RunState) -> float | None:
     """Mean duration of the nodes this run migrated, or None before the first one."""
     durations = []

@@ -95,6 +95,10 @@ def test_rollback_of_one_node_and_then_everything(cli):
         (("rollback", "good.yaml", "--node", "ghost", "--yes"), "not in plan"),
         (("rollback", "good.yaml", "--yes"), "never applied"),
         (("resume", "good.yaml", "--yes"), "no interrupted run"),
+        (("apply", "good.yaml", "--yes", "--confirm-each-node"), "use it with --guided"),
+        (("apply", "good.yaml", "--yes", "--soak", "two minutes"), "is not a duration"),
+        (("apply", "good.yaml", "--yes", "--soak", "-5m"), "is not a duration"),
+        (("apply", "good.yaml", "--yes", "--window-end", "25:00"), "not a time of day"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, message):

@@ -107,6 +107,24 @@ def pdb_breaches(watcher: Watcher) -> list[tuple[str, str, dict[str, Any]]]:
     return [(n, rv, s) for n, rv, s in statuses if s.get("currentHealthy", 0) < s.get("desiredHealthy", 0)]
 
 
+def timeline(pdbs: Watcher, pods: Watcher) -> str:
+    """PDB statuses and pod transitions in resourceVersion order, to explain a breach."""
+    rows = []
+    for kind, o in list(pdbs.records):
+        st = o.get("status") or {}
+        healthy = f"{st.get('currentHealthy')}/{st.get('desiredHealthy')}"
+        disrupted = sorted(st.get("disruptedPods") or {})
+        text = f"PDB {o['metadata']['name']} {kind} healthy={healthy} allowed={st.get('disruptionsAllowed')}"
+        rows.append((int(o["metadata"]["resourceVersion"]), f"{text} disrupted={disrupted}"))
+    for kind, o in list(pods.records):
+        meta, st = o["metadata"], o.get("status") or {}
+        ready = [c["status"] for c in st.get("conditions") or [] if c["type"] == "Ready"]
+        where = f"node={o['spec'].get('nodeName')} phase={st.get('phase')} ready={ready}"
+        text = f"pod {meta['name']} {kind} {where} deleting={'deletionTimestamp' in meta}"
+        rows.append((int(meta["resourceVersion"]), text))
+    return "\n".join(f"{rv} {text}" for rv, text in sorted(rows))
+
+
 def assert_journal_truthful(lab: CliLab, state: dict[str, Any]) -> None:
     """What the journal says happened, did: a node recorded migrated is on Cilium and
     schedulable; a node whose swap-cni never succeeded is still on Calico."""
@@ -147,6 +165,7 @@ def migrate_through(lab: CliLab, case: Case, seed: int = 7) -> dict[str, Any]:
         pdbs = Watcher(
             lab.kubeconfig, "list_pod_disruption_budget_for_all_namespaces", api_class=client.PolicyV1Api
         ).start()
+        pods = Watcher(lab.kubeconfig, "list_namespaced_pod", namespace="shop").start()
         try:
             proxy.arm()
             started = time.monotonic()
@@ -170,8 +189,9 @@ def migrate_through(lab: CliLab, case: Case, seed: int = 7) -> dict[str, Any]:
             assert_all_migrated(lab)
         finally:
             pdbs.stop()
+            pods.stop()
         breaches = pdb_breaches(pdbs)
-        assert not breaches, f"PDB went below desiredHealthy: {breaches[:5]}"
+        assert not breaches, f"PDB went below desiredHealthy: {breaches[:5]}\n{timeline(pdbs, pods)}"
         assert sum(counts.values()) > 0, f"the proxy injected nothing: {proxy.requests}"
         assert not proxy.errors, proxy.errors[:5]
         print(f"\n{wall:.1f}s apply, exit {apply.code}, injected {dict(counts)}, resumed: {resumed is not None}")

@@ -13,6 +13,7 @@ from migrate.errors import (
     StepFailed,
     ValidationFailed,
 )
+from migrate.executor import GateAnswer
 from migrate.journal import NodeState, RunStatus
 from migrate.model import Cni
 from migrate.plan import StepKind
@@ -290,3 +291,56 @@ def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend
         "remove-calico: done earlier",
     ]
     assert set(backend.node_view().values()) == {(Cni.CILIUM, False, "true")}
+
+
+def test_operator_skips_a_node_then_rolls_back_the_canary_wave_then_resumes(backend):
+    """The guided choices as the engine sees them: a gate's answers, not a terminal."""
+    plan = backend.plan(max_unavailable=2)
+    canary, second = plan.waves[0], plan.waves[1]
+    skipped = second.nodes[0].name
+    asked: list[int] = []
+
+    def skip_one(wave, state):
+        asked.append(wave.index)
+        return GateAnswer(skip=(skipped,)) if wave is second else None
+
+    with pytest.raises(Interrupted, match=f"1 node\\(s\\) skipped by the operator \\({skipped}\\)"):
+        backend.executor(plan, wave_gate=skip_one).apply()
+    assert asked == [w.index for w in plan.waves]
+    state = backend.store().load()
+    assert state.status is RunStatus.INTERRUPTED
+    assert state.nodes[skipped].state is NodeState.PENDING and state.nodes[skipped].message == "skipped by the operator"
+    view = backend.node_view()
+    assert view[skipped] == (Cni.CALICO, False, None)
+    assert all(view[n][0] is Cni.CILIUM for n in view if n != skipped)
+
+    # At the next boundary (the skipped node's wave), the operator rolls the canary back.
+    def roll_back_canary(wave, state):
+        return GateAnswer(rollback_wave=canary.index)
+
+    with pytest.raises(Interrupted, match=f"rolled back wave {canary.index} \\({canary.nodes[0].name}\\)"):
+        backend.executor(plan, wave_gate=roll_back_canary).apply(resume=True)
+    state = backend.store().load()
+    assert state.nodes[canary.nodes[0].name].state is NodeState.ROLLED_BACK
+    assert state.nodes[skipped].state is NodeState.PENDING
+    assert backend.node_view()[canary.nodes[0].name] == (Cni.CALICO, False, None)
+
+    state = backend.executor(plan).apply(resume=True)
+    assert state.status is RunStatus.COMPLETED
+    assert set(backend.node_view().values()) == {(Cni.CILIUM, False, "true")}
+    pdbs_satisfied(backend)
+
+
+def test_pause_after_canary_stops_once_and_soak_waits_between_waves(backend):
+    plan = backend.plan(max_unavailable=2)
+    with pytest.raises(Interrupted, match="paused after the canary wave 1"):
+        backend.executor(plan, pause_after_canary=True).apply()
+    state = backend.store().load()
+    assert [n for n, r in state.nodes.items() if r.state is NodeState.MIGRATED] == [plan.waves[0].nodes[0].name]
+    assert not any(unschedulable for _, unschedulable, _ in backend.node_view().values())
+    backend.events.clear()
+    # Resumed with the same flag: the canary is done, so it does not pause again.
+    state = backend.executor(plan, pause_after_canary=True, soak_seconds=0.2).apply(resume=True)
+    assert state.status is RunStatus.COMPLETED
+    soaks = [e.wave for e in backend.events if e.kind == "soak"]
+    assert soaks == [w.index for w in plan.waves[2:]]  # before every wave but the first this run ran

@@ -10,7 +10,7 @@ from migrate.errors import BadInput
 from migrate.journal import NodeState, RunState
 from migrate.plan import PlanOptions, Target
 from migrate.planner import build_plan
-from migrate.window import measured_node_seconds, parse_window_end, wave_fits
+from migrate.window import measured_node_seconds, parse_duration, parse_window_end, wave_fits
 from tests import builders as b
 
 NOW = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
@@ -60,3 +60,16 @@ def test_measured_durations_replace_the_estimate():
     fits, needed = wave_fits(NOW, NOW + timedelta(seconds=300), 3, state, 10)
     assert (fits, needed) == (False, 360)
     assert wave_fits(NOW, NOW + timedelta(seconds=300), 2, state, 10)[0] is True
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("90", 90), ("90s", 90), ("2m", 120), ("1h30m", 5400), ("1h", 3600), ("0s", 0), (" 2m ", 120)]
+)
+def test_durations_parse_to_seconds(text, seconds):
+    assert parse_duration(text, "--soak") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "m", "2 minutes", "-1m", "1.5m", "2d"])
+def test_anything_else_is_not_a_duration(text):
+    with pytest.raises(BadInput, match="--soak .* is not a duration"):
+        parse_duration(text, "--soak")
