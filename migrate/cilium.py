@@ -19,6 +19,7 @@ from migrate.plan import PlanOptions
 NODE_CONFIG_NAME = "cilium-default"
 CALICO_VXLAN_PORT = 4789
 CILIUM_TUNNEL_PORT = 8473
+CILIUM_DEFAULT_VXLAN_PORT = 8472  # what an installed Cilium uses when tunnel-port is unset
 
 
 def migration_values(options: PlanOptions) -> dict[str, Any]:

@@ -72,6 +72,7 @@ class NodeInfo:
     max_pods: int = 110
     cni: Cni = Cni.UNKNOWN
     resource_version: str = ""
+    addresses: tuple[str, ...] = ()  # InternalIP / ExternalIP
 
     @property
     def control_plane(self) -> bool:
@@ -183,6 +184,8 @@ class CiliumState:
     node_config_api: str | None = None
     cluster_pool_cidr: str | None = None
     agents_ready: int = 0
+    agents_desired: int = 0
+    tunnel_port: int | None = None  # cilium-config tunnel-port, when set
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,13 @@ class Inventory:
     calico_pools: tuple[CalicoPool, ...] = ()
     calico_install: str = "none"  # operator | manifest | none
     calico_dataplane: str = "iptables"
+    calico_bgp: bool = False
+    # Calico's node address autodetection in IP_AUTODETECTION_METHOD form (first-found,
+    # kubernetes-internal-ip, interface=REGEX, skip-interface=REGEX, can-reach=DEST,
+    # cidr=CIDR,...); empty when Calico is not installed.
+    calico_autodetection: str = ""
+    calico_vxlan_port: int = 4789
+    service_cidrs: tuple[str, ...] = ()
     cilium: CiliumState = CiliumState()
     policies: tuple[NetworkPolicyInfo, ...] = ()
     missing_permissions: tuple[str, ...] = ()

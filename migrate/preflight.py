@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from migrate.cilium import CILIUM_DEFAULT_VXLAN_PORT, CILIUM_TUNNEL_PORT
 from migrate.drain import DrainOptions, Verdict, classify
 from migrate.model import Inventory, NodeInfo, PodInfo
 from migrate.plan import Finding, PlanOptions, Severity
@@ -216,23 +217,129 @@ def network_policies(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOption
 
 
 def pool_overlap(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    """Cilium's cluster pool must be new address space: no Calico IPPool, Service range or
+    node address inside it."""
     cilium = ipaddress.ip_network(opts.cilium_pool_cidr, strict=False)
     clashes = []
-    for pool in inv.calico_pools:
+    for what, name, cidr in (
+        *(("Calico IPPool", p.name, p.cidr) for p in inv.calico_pools),
+        *(("Service range", c, c) for c in inv.service_cidrs),
+        *(("node", n.name, a) for n in inv.nodes for a in n.addresses),
+    ):
         try:
-            if ipaddress.ip_network(pool.cidr, strict=False).overlaps(cilium):
-                clashes.append(f"{pool.name} ({pool.cidr})")
+            if ipaddress.ip_network(cidr, strict=False).overlaps(cilium):
+                clashes.append(f"{what} {name}" + (f" ({cidr})" if cidr != name else ""))
         except (ValueError, TypeError):
-            continue  # an unparsable pool is Calico's problem, not an overlap
+            continue  # unparsable, or another address family: not an overlap
     if not clashes:
         return []
     return [
         Finding(
             "cilium-pool",
             Severity.BLOCKING,
-            f"Cilium's cluster pool {cilium} overlaps Calico IPPool(s) {', '.join(clashes)}",
+            f"Cilium's cluster pool {cilium} overlaps {', '.join(clashes)}",
             "plan with --cilium-pool-cidr set to a range used by neither Calico, Services nor nodes",
             tuple(clashes),
+        )
+    ]
+
+
+def tunnel_port(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    """Both overlays run side by side during the migration: their VXLAN ports must differ."""
+    if not any(p.vxlan_mode.lower() != "never" for p in inv.calico_pools):
+        return []
+    if inv.cilium.installed:
+        port = inv.cilium.tunnel_port or CILIUM_DEFAULT_VXLAN_PORT
+        where = "the installed Cilium's tunnel port"
+    else:
+        port = CILIUM_TUNNEL_PORT
+        where = "the tunnel port in the planned Cilium values"
+    if port != inv.calico_vxlan_port:
+        return []
+    return [
+        Finding(
+            "tunnel-port",
+            Severity.BLOCKING,
+            f"{where} is {port}, the port Calico's VXLAN uses: the two overlays would take each other's packets",
+            f"install Cilium with tunnelPort {CILIUM_TUNNEL_PORT if port != CILIUM_TUNNEL_PORT else 8474} "
+            "(the values written next to the plan), or move Calico's FelixConfiguration vxlanPort",
+        )
+    ]
+
+
+def calico_bgp(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    """BGP-routed pools: Cilium's migration mode is an overlay, and nothing advertises the
+    Cilium pool; routes that peers learnt from Calico go away with it."""
+    routed = [p.name for p in inv.calico_pools if p.vxlan_mode.lower() == "never" and p.ipip_mode.lower() == "never"]
+    if not inv.calico_bgp and not routed:
+        return []
+    detail = f"; IPPool(s) without encapsulation rely on it: {', '.join(routed)}" if routed else ""
+    return [
+        Finding(
+            "calico-bgp",
+            Severity.WARNING,
+            f"Calico runs BGP{detail}. Cilium's migration mode uses its own VXLAN overlay between "
+            "nodes; pod routes Calico advertised to routers outside the cluster disappear when Calico "
+            "is removed",
+            "if anything outside the cluster routes to pod IPs, plan Cilium's BGP control plane (or "
+            "egress via node IPs) before finalize; traffic inside the cluster is covered by the overlays",
+            tuple(routed),
+        )
+    ]
+
+
+# Calico's first-found skips docker*, cali*, veth*, tunl*, ... by default, but not Cilium's
+# interfaces: a node could then advertise Cilium's host address as its own.
+CILIUM_INTERFACES = ("cilium_host", "cilium_net", "cilium_vxlan")
+
+
+def _picks_cilium(method: str) -> bool:
+    kind, _, arg = method.partition("=")
+    try:
+        if kind == "first-found":
+            return True
+        if kind == "interface":
+            return any(re.search(arg, i) for i in CILIUM_INTERFACES)
+        if kind == "skip-interface":
+            return not all(any(re.search(r, i) for r in arg.split(",")) for i in CILIUM_INTERFACES)
+    except re.error:
+        return True  # Calico would not accept it either: say so
+    return False  # kubernetes-internal-ip, can-reach=, cidr=: never an interface by name
+
+
+def calico_autodetection(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    method = inv.calico_autodetection
+    if not method or inv.calico_install == "none" or not _picks_cilium(method):
+        return []
+    if inv.calico_install == "operator":
+        fix = (
+            "kubectl patch installation default --type=merge -p "
+            '\'{"spec":{"calicoNetwork":{"nodeAddressAutodetectionV4":{"kubernetes":"NodeInternalIP"}}}}\''
+        )
+    else:
+        fix = "kubectl -n kube-system set env daemonset/calico-node IP_AUTODETECTION_METHOD=kubernetes-internal-ip"
+    return [
+        Finding(
+            "calico-autodetection",
+            Severity.WARNING,
+            f"Calico detects node addresses with {method!r}, which can pick Cilium's cilium_host interface "
+            "once Cilium runs on the node; Calico would then advertise the wrong node address",
+            fix,
+        )
+    ]
+
+
+def cilium_agents(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    c = inv.cilium
+    if not c.installed or c.agents_ready >= c.agents_desired:
+        return []
+    return [
+        Finding(
+            "cilium-agents",
+            Severity.WARNING,
+            f"{c.agents_ready} of {c.agents_desired} Cilium agent pods are Ready; a node whose agent is not "
+            "Ready fails its swap",
+            "kubectl -n kube-system get pods -l k8s-app=cilium -o wide; fix the failing agents before the window",
         )
     ]
 
@@ -272,9 +379,13 @@ NODE_CHECKS: tuple[Check, ...] = (
     kernel_version,
     already_cordoned,
     calico_dataplane,
+    calico_bgp,
+    calico_autodetection,
     cilium_state,
+    cilium_agents,
     node_config_api,
     pool_overlap,
+    tunnel_port,
     pdb_budgets,
     drain_verdicts,
     network_policies,

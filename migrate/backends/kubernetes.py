@@ -349,25 +349,33 @@ class KubernetesCluster:
         policies = listed(
             "list networkpolicies", client.NetworkingV1Api(self.api).list_network_policy_for_all_namespaces
         )
+        try:
+            service_cidrs = listed("list servicecidrs", client.NetworkingV1Api(self.api).list_service_cidr)
+        except NotFound:
+            service_cidrs = []  # before Kubernetes 1.33 the Service range is not an API object
+        felix = custom("crd.projectcalico.org", "felixconfigurations")
         calico_pools = custom("crd.projectcalico.org", "ippools")
         installations = custom("operator.tigera.io", "installations")
         calico_policies = custom("crd.projectcalico.org", "networkpolicies")
         global_policies = custom("crd.projectcalico.org", "globalnetworkpolicies")
         ds_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in daemonsets}
         cilium_config = read(lambda: self._configmap("kube-system", "cilium-config"), no_config)
-        install = (
-            "operator"
-            if installations
-            else (
-                "manifest" if {("kube-system", "calico-node"), ("calico-system", "calico-node")} & ds_names else "none"
-            )
-        )
+        install = "operator" if installations else ("manifest" if CALICO_NODE_DS & ds_names else "none")
         dataplane = "iptables"
         for inst in installations:
             if ((inst.get("spec") or {}).get("calicoNetwork") or {}).get("linuxDataplane", "").lower() == "bpf":
                 dataplane = "bpf"
         pod_infos = tuple(_pod(p) for p in pods)
         agents = [p for p in pod_infos if p.namespace == "kube-system" and p.labels.get("k8s-app") == "cilium"]
+        calico_ds = next(
+            (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) in CALICO_NODE_DS), None
+        )
+        cilium_ds = next(
+            (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) == ("kube-system", "cilium")),
+            None,
+        )
+        bgp, autodetection = _calico_routing(installations, calico_ds)
+        felix_default = next((f for f in felix if f["metadata"]["name"] == "default"), {})
         return Inventory(
             identity=self.identity(),
             nodes=tuple(nodes),
@@ -384,6 +392,10 @@ class KubernetesCluster:
             ),
             calico_install=install,
             calico_dataplane=dataplane,
+            calico_bgp=bgp if install != "none" else False,
+            calico_autodetection=autodetection if install != "none" else "",
+            calico_vxlan_port=int((felix_default.get("spec") or {}).get("vxlanPort") or 4789),
+            service_cidrs=tuple(c for sc in service_cidrs for c in (sc.get("spec") or {}).get("cidrs") or ()),
             cilium=CiliumState(
                 installed=("kube-system", "cilium") in ds_names,
                 migration_mode=cilium_config.get("custom-cni-conf") == "true"
@@ -393,6 +405,8 @@ class KubernetesCluster:
                 ),
                 cluster_pool_cidr=cilium_config.get("cluster-pool-ipv4-cidr"),
                 agents_ready=sum(1 for a in agents if a.ready),
+                agents_desired=int(((cilium_ds or {}).get("status") or {}).get("desiredNumberScheduled") or 0),
+                tunnel_port=int(cilium_config["tunnel-port"]) if cilium_config.get("tunnel-port") else None,
             ),
             policies=tuple(
                 NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])
@@ -1036,7 +1050,53 @@ def _node(obj: dict[str, Any]) -> NodeInfo:
         max_pods=_quantity(alloc.get("pods")) or 110,
         cni=Cni.UNKNOWN,
         resource_version=meta.get("resourceVersion", ""),
+        addresses=tuple(
+            a["address"]
+            for a in status.get("addresses") or []
+            if a.get("type") in ("InternalIP", "ExternalIP") and a.get("address")
+        ),
     )
+
+
+CALICO_NODE_DS = {("kube-system", "calico-node"), ("calico-system", "calico-node")}
+# Installation.spec.calicoNetwork.nodeAddressAutodetectionV4 keys -> IP_AUTODETECTION_METHOD form
+AUTODETECTION_KEYS = {
+    "firstFound": "first-found",
+    "kubernetes": "kubernetes-internal-ip",
+    "interface": "interface",
+    "skipInterface": "skip-interface",
+    "canReach": "can-reach",
+    "cidrs": "cidr",
+}
+
+
+def _calico_routing(installations: list[dict[str, Any]], calico_ds: dict[str, Any] | None) -> tuple[bool, str]:
+    """(BGP in use, node address autodetection method), from the Tigera Installation when
+    the operator installed Calico, else from calico-node's environment; Calico's defaults
+    (BGP on, first-found) where neither says."""
+    if installations:
+        network = (installations[0].get("spec") or {}).get("calicoNetwork") or {}
+        bgp = str(network.get("bgp", "Enabled")).lower() != "disabled"
+        method = "first-found"
+        for key, value in (network.get("nodeAddressAutodetectionV4") or {}).items():
+            name = AUTODETECTION_KEYS.get(key)
+            if name is None or value in (None, False, "", []):
+                continue
+            if key == "firstFound":
+                method = "first-found"
+            elif key == "kubernetes":
+                method = name
+            else:
+                method = f"{name}={','.join(value) if isinstance(value, list) else value}"
+        return bgp, method
+    env: dict[str, str] = {}
+    for container in (((calico_ds or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "containers"
+    ) or []:
+        if container.get("name") == "calico-node":
+            env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
+    backend = env.get("CALICO_NETWORKING_BACKEND", "bird").lower()
+    return backend == "bird", env.get("IP_AUTODETECTION_METHOD", "first-found") or "first-found"
 
 
 def _pod(obj: dict[str, Any]) -> PodInfo:

@@ -213,12 +213,18 @@ class SimulatedCluster:
                 ),
                 calico_install=world["calico"]["install"],
                 calico_dataplane=world["calico"]["dataplane"],
+                calico_bgp=world["calico"].get("bgp", False),
+                calico_autodetection=world["calico"].get("autodetection", "kubernetes-internal-ip"),
+                calico_vxlan_port=world["calico"].get("vxlanPort", 4789),
+                service_cidrs=tuple(world.get("serviceCIDRs", [w.SERVICE_CIDR])),
                 cilium=CiliumState(
                     installed=c["installed"],
                     migration_mode=c["migrationMode"],
                     node_config_api=c["nodeConfigApi"],
                     cluster_pool_cidr=c["poolCIDR"],
                     agents_ready=sum(1 for p in agents if p["ready"]),
+                    agents_desired=len(agents),
+                    tunnel_port=c.get("tunnelPort"),
                 ),
                 policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
             )
@@ -423,6 +429,7 @@ def _node(world: w.World, name: str) -> NodeInfo:
         memory_bytes=n["memory"],
         max_pods=n["maxPods"],
         cni=Cni(w.node_cni(world, name)),
+        addresses=(n["address"],) if n.get("address") else (),
     )
 
 

@@ -27,6 +27,8 @@ World = dict[str, Any]
 
 CALICO_POOL = "192.168.0.0/16"
 CILIUM_POOL = "10.245.0.0/16"
+SERVICE_CIDR = "10.96.0.0/16"
+NODE_NETWORK = "172.18.0.0/16"  # node n's InternalIP is 172.18.0.(n+1)
 AGENT_DS = ("kube-system", "cilium")
 CALICO_DS = ("calico-system", "calico-node")
 
@@ -52,8 +54,18 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
             "install": "operator",
             "dataplane": "iptables",
             "pools": [{"name": "default-ipv4-ippool", "cidr": CALICO_POOL, "vxlanMode": "Always", "ipipMode": "Never"}],
+            "bgp": False,
+            "autodetection": "kubernetes-internal-ip",
+            "vxlanPort": 4789,
         },
-        "cilium": {"installed": True, "migrationMode": True, "nodeConfigApi": "cilium.io/v2", "poolCIDR": CILIUM_POOL},
+        "cilium": {
+            "installed": True,
+            "migrationMode": True,
+            "nodeConfigApi": "cilium.io/v2",
+            "poolCIDR": CILIUM_POOL,
+            "tunnelPort": 8473,
+        },
+        "serviceCIDRs": [SERVICE_CIDR],
         "policies": [{"kind": "NetworkPolicy", "namespace": "shop", "name": "allow-frontend-to-api"}],
         "actions": [],
         "events": [],
@@ -81,6 +93,7 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
             "cniFiles": [CALICO_CONF],
             "boots": 1,
             "ipCounter": 0,
+            "address": str(ipaddress.ip_network(NODE_NETWORK).network_address + index + 2),
         }
     workers = max(nodes - 1, 1)
     world["workloads"] = [

@@ -344,3 +344,15 @@ def test_pause_after_canary_stops_once_and_soak_waits_between_waves(backend):
     assert state.status is RunStatus.COMPLETED
     soaks = [e.wave for e in backend.events if e.kind == "soak"]
     assert soaks == [w.index for w in plan.waves[2:]]  # before every wave but the first this run ran
+
+
+def test_inventory_reads_calico_routing_service_range_node_addresses_and_cilium_ports(backend):
+    """The facts the network preflight checks use, read the same way on every backend."""
+    inv = backend.cluster.inventory()
+    assert inv.calico_install == "operator"
+    assert (inv.calico_bgp, inv.calico_autodetection, inv.calico_vxlan_port) == (False, "kubernetes-internal-ip", 4789)
+    assert inv.service_cidrs == ("10.96.0.0/16",)
+    assert all(n.addresses for n in inv.nodes), [(n.name, n.addresses) for n in inv.nodes]
+    assert (inv.cilium.tunnel_port, inv.cilium.agents_desired) == (8473, len(inv.nodes))
+    checks = {f.check for f in backend.plan().findings}
+    assert not checks & {"cilium-pool", "tunnel-port", "calico-bgp", "calico-autodetection", "cilium-agents"}

@@ -142,3 +142,94 @@ def test_cilium_without_a_node_config_api_blocks():
     assert run(node_config_api, b.inventory([b.node("a")])) == []
     inv = b.inventory([b.node("a")], cilium=CiliumState(installed=True, migration_mode=True, node_config_api=None))
     assert only(run(node_config_api, inv)).severity is Severity.BLOCKING
+
+
+def test_cilium_pool_overlapping_the_service_range_or_a_node_address_blocks():
+    from migrate.preflight import pool_overlap
+
+    clear = b.inventory([b.node("a", addresses=("172.18.0.2",))], service_cidrs=("10.96.0.0/12",))
+    assert run(pool_overlap, clear, PlanOptions(cilium_pool_cidr="10.245.0.0/16")) == []
+    f = only(run(pool_overlap, clear, PlanOptions(cilium_pool_cidr="10.96.0.0/16")))
+    assert f.severity is Severity.BLOCKING and f.subjects == ("Service range 10.96.0.0/12",)
+    f = only(run(pool_overlap, clear, PlanOptions(cilium_pool_cidr="172.18.0.0/16")))
+    assert f.subjects == ("node a (172.18.0.2)",)
+    v6 = b.inventory([b.node("a", addresses=("fd00::2",))], service_cidrs=("fd00:96::/112",))
+    assert run(pool_overlap, v6, PlanOptions(cilium_pool_cidr="10.245.0.0/16")) == []
+
+
+@pytest.mark.parametrize(
+    "cilium, calico_port, blocks",
+    [
+        (CiliumState(), 4789, False),  # not installed: the planned values use 8473
+        (CiliumState(), 8473, True),  # ...which Calico's vxlanPort was moved to
+        (CiliumState(installed=True, migration_mode=True, tunnel_port=8473), 4789, False),
+        (CiliumState(installed=True, migration_mode=True), 4789, False),  # Cilium's default 8472
+        (CiliumState(installed=True, migration_mode=True, tunnel_port=4789), 4789, True),
+    ],
+)
+def test_cilium_tunnel_port_must_differ_from_calicos_vxlan_port(cilium, calico_port, blocks):
+    from migrate.model import CalicoPool
+    from migrate.preflight import tunnel_port
+
+    pools = (CalicoPool("p", "192.168.0.0/16", vxlan_mode="Always"),)
+    inv = b.inventory([b.node("a")], calico_pools=pools, cilium=cilium, calico_vxlan_port=calico_port)
+    findings = run(tunnel_port, inv)
+    assert bool(findings) is blocks, findings
+    if blocks:
+        assert findings[0].severity is Severity.BLOCKING and "tunnelPort" in findings[0].fix
+    ipip_only = b.inventory([b.node("a")], calico_pools=(CalicoPool("p", "192.168.0.0/16", ipip_mode="Always"),))
+    assert run(tunnel_port, ipip_only) == []  # no Calico VXLAN: no clash possible
+
+
+def test_calico_bgp_or_an_unencapsulated_pool_warns():
+    from migrate.model import CalicoPool
+    from migrate.preflight import calico_bgp
+
+    vxlan = (CalicoPool("p", "192.168.0.0/16", vxlan_mode="Always"),)
+    assert run(calico_bgp, b.inventory([b.node("a")], calico_pools=vxlan)) == []
+    f = only(run(calico_bgp, b.inventory([b.node("a")], calico_pools=vxlan, calico_bgp=True)))
+    assert f.severity is Severity.WARNING and "BGP" in f.message
+    routed = (CalicoPool("flat", "192.168.0.0/16"),)
+    f = only(run(calico_bgp, b.inventory([b.node("a")], calico_pools=routed, calico_bgp=True)))
+    assert f.subjects == ("flat",)
+
+
+@pytest.mark.parametrize(
+    "install, method, warns",
+    [
+        ("operator", "first-found", True),
+        ("manifest", "first-found", True),
+        ("operator", "kubernetes-internal-ip", False),
+        ("operator", "can-reach=8.8.8.8", False),
+        ("operator", "cidr=10.0.0.0/8", False),
+        ("manifest", "interface=eth.*", False),
+        ("manifest", "interface=.*", True),
+        ("manifest", "interface=(eth0|cilium.*)", True),
+        ("manifest", "skip-interface=cilium.*", False),
+        ("manifest", "skip-interface=docker.*", True),
+        ("manifest", "interface=[", True),  # not a regex: Calico refuses it too
+        ("none", "first-found", False),
+    ],
+)
+def test_calico_autodetection_that_could_pick_cilium_host_warns_with_the_patch(install, method, warns):
+    from migrate.preflight import calico_autodetection
+
+    inv = b.inventory([b.node("a")], calico_install=install, calico_autodetection=method)
+    findings = run(calico_autodetection, inv)
+    assert bool(findings) is warns, findings
+    if warns:
+        f = only(findings)
+        assert f.severity is Severity.WARNING and "cilium_host" in f.message
+        wanted = "nodeAddressAutodetectionV4" if install == "operator" else "IP_AUTODETECTION_METHOD="
+        assert wanted in f.fix
+
+
+def test_cilium_agents_not_ready_warn():
+    from migrate.preflight import cilium_agents
+
+    ready = CiliumState(installed=True, migration_mode=True, agents_ready=3, agents_desired=3)
+    assert run(cilium_agents, b.inventory([b.node("a")], cilium=ready)) == []
+    short = CiliumState(installed=True, migration_mode=True, agents_ready=2, agents_desired=3)
+    f = only(run(cilium_agents, b.inventory([b.node("a")], cilium=short)))
+    assert f.severity is Severity.WARNING and "2 of 3" in f.message
+    assert run(cilium_agents, b.inventory([b.node("a")], cilium=CiliumState())) == []
