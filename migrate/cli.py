@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from migrate import failpoints, output, planfile
+from migrate import failpoints, output, planfile, policy
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, parse_validation_failure
 from migrate.checkpoints import AllLocks
@@ -633,6 +633,57 @@ def status(
         the_plan = load_plan(planpath)
         record = output.status_record(the_plan, journal_for(the_plan))
         typer.echo(output.status_table(record) if o is Format.table else output.render(record, o.value))
+
+    run_cli(body)
+
+
+@app.command("policy-report")
+def policy_report(
+    sim: Annotated[Optional[str], typer.Option(help="Simulated cluster name.")] = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    o: Annotated[Format, typer.Option("-o", "--output")] = Format.table,
+    write: Annotated[
+        Optional[Path], typer.Option(help="Write each translated Cilium policy as YAML into this directory.")
+    ] = None,
+) -> None:
+    """What happens to each network policy: kept, translated to Cilium, or untranslatable (why)."""
+
+    def body() -> None:
+        _, cluster = choose_target(sim, kubeconfig, context)
+        verdicts = policy.report(cluster.network_policies())
+        written = []
+        if write is not None:
+            write.mkdir(parents=True, exist_ok=True)
+            for v in verdicts:
+                if v.cilium is not None:
+                    path = write / f"{v.cilium['kind'].lower()}-{v.namespace + '-' if v.namespace else ''}{v.name}.yaml"
+                    path.write_text(output.render(v.cilium, "yaml"))
+                    written.append(str(path))
+        if o is Format.table:
+            rows = [
+                (v.kind, f"{v.namespace}/{v.name}" if v.namespace else v.name, v.outcome, "; ".join(v.reasons))
+                for v in verdicts
+            ]
+            typer.echo(output.table(("kind", "policy", "outcome", "why"), rows))
+            counts = {k: sum(1 for v in verdicts if v.outcome == k) for k in ("kept", "translated", "untranslatable")}
+            typer.echo(
+                ", ".join(f"{n} {k}" for k, n in counts.items())
+                + (f"; wrote {len(written)} file(s) to {write}" if write else "")
+            )
+        else:
+            records = [
+                {
+                    "kind": v.kind,
+                    "namespace": v.namespace,
+                    "name": v.name,
+                    "outcome": v.outcome,
+                    "reasons": list(v.reasons),
+                    "cilium": v.cilium,
+                }
+                for v in verdicts
+            ]
+            typer.echo(output.render({"policies": records}, o.value))
 
     run_cli(body)
 

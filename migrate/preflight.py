@@ -210,7 +210,8 @@ def network_policies(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOption
             f"{len(names)} network policies are not enforced by Cilium during the migration "
             f"(policyEnforcementMode=never): {', '.join(names)}",
             "plan for unenforced policy during the window; Cilium enforces Kubernetes NetworkPolicies "
-            "after finalize, Calico's own policies must be rewritten as CiliumNetworkPolicies first",
+            "after finalize; Calico's own policies die with Calico: 'cni-migrate policy-report --write DIR' "
+            "translates those it can into Cilium policies and says why the others cannot be",
             names,
         )
     ]

@@ -420,6 +420,17 @@ class KubernetesCluster:
             missing_permissions=missing,
         )
 
+    def network_policies(self) -> list[dict[str, Any]]:
+        out = []
+        items, _ = self._list(
+            "list networkpolicies", client.NetworkingV1Api(self.api).list_network_policy_for_all_namespaces
+        )
+        out += [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **i} for i in items]
+        for kind, plural in (("NetworkPolicy", "networkpolicies"), ("GlobalNetworkPolicy", "globalnetworkpolicies")):
+            items = self._custom("crd.projectcalico.org", "v1", plural)
+            out += [{"apiVersion": "crd.projectcalico.org/v1", "kind": kind, **i} for i in items]
+        return out
+
     def _configmap(self, namespace: str, name: str) -> dict[str, str]:
         try:
             cm = self._json(f"get configmap {namespace}/{name}", self.core.read_namespaced_config_map, name, namespace)

@@ -229,6 +229,10 @@ class SimulatedCluster:
                 policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
             )
 
+    def network_policies(self) -> list[dict[str, Any]]:
+        with self._tx("network-policies") as world:
+            return [w.policy_object(p) for p in world["policies"]]
+
     def cilium_agent(self, node: str) -> PodInfo | None:
         with self._tx("get-agent") as world:
             for pod in world["pods"].values():

@@ -66,7 +66,42 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
             "tunnelPort": 8473,
         },
         "serviceCIDRs": [SERVICE_CIDR],
-        "policies": [{"kind": "NetworkPolicy", "namespace": "shop", "name": "allow-frontend-to-api"}],
+        "policies": [
+            {"kind": "NetworkPolicy", "namespace": "shop", "name": "allow-frontend-to-api"},
+            {
+                "kind": "GlobalNetworkPolicy",
+                "namespace": "",
+                "name": "allow-cluster-dns",
+                "spec": {
+                    "selector": "all()",
+                    "types": ["Egress"],
+                    "egress": [
+                        {
+                            "action": "Allow",
+                            "protocol": "UDP",
+                            "destination": {
+                                "selector": "k8s-app == 'kube-dns'",
+                                "namespaceSelector": "kubernetes.io/metadata.name == 'kube-system'",
+                                "ports": [53],
+                            },
+                        },
+                        {"action": "Allow", "destination": {"nets": ["0.0.0.0/0"]}},
+                    ],
+                },
+            },
+            {
+                "kind": "CalicoNetworkPolicy",
+                "namespace": "shop",
+                "name": "audit-db-access",
+                "spec": {
+                    "selector": "app == 'db'",
+                    "ingress": [
+                        {"action": "Log", "source": {"selector": "app == 'api'"}},
+                        {"action": "Allow", "source": {"selector": "app == 'api'"}},
+                    ],
+                },
+            },
+        ],
         "actions": [],
         "events": [],
     }
@@ -291,6 +326,17 @@ def agent_started(world: World, node: str) -> None:
     """A Cilium agent started on ``node``: apply what it does to the CNI configuration."""
     n = world["nodes"][node]
     n["cniFiles"] = after_agent_start(n["cniFiles"], n["labels"].get(MIGRATION_LABEL) == "true")
+
+
+def policy_object(entry: dict[str, Any]) -> dict[str, Any]:
+    """A world policy entry as the API would return it."""
+    kind = entry["kind"]
+    if kind == "NetworkPolicy":
+        api = "networking.k8s.io/v1"
+    else:
+        api, kind = "crd.projectcalico.org/v1", kind.removeprefix("Calico")
+    meta = {"name": entry["name"], **({"namespace": entry["namespace"]} if entry["namespace"] else {})}
+    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": entry.get("spec") or {}}
 
 
 def restore_calico_files(world: World, node: str) -> str:

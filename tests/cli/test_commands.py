@@ -246,3 +246,22 @@ def test_each_validation_check_can_fail_and_names_node_check_and_observed_value(
     assert f"validation of worker-1 failed: {check}: observed " in r.err and "expected" in r.err
     world = cli.world("c1")
     assert world["nodes"]["worker-1"]["cniFiles"][-1] == "10-calico.conflist"
+
+
+def test_policy_report_keeps_translates_and_explains(cli):
+    cli("sim", "create", "c1")
+    r = cli("policy-report", "--sim", "c1", "-o", "json", "--write", "cilium-policies")
+    assert r.code == 0, r.err
+    got = {(p["kind"], p["name"]): p for p in json.loads(r.out)["policies"]}
+    assert {k: p["outcome"] for k, p in got.items()} == {
+        ("NetworkPolicy", "allow-frontend-to-api"): "kept",
+        ("GlobalNetworkPolicy", "allow-cluster-dns"): "translated",
+        ("CalicoNetworkPolicy", "audit-db-access"): "untranslatable",
+    }
+    assert "action Log" in got[("CalicoNetworkPolicy", "audit-db-access")]["reasons"][0]
+    written = sorted(p.name for p in (cli.cwd / "cilium-policies").iterdir())
+    assert written == ["ciliumclusterwidenetworkpolicy-allow-cluster-dns.yaml"]
+    doc = yaml.safe_load((cli.cwd / "cilium-policies" / written[0]).read_text())
+    assert doc == got[("GlobalNetworkPolicy", "allow-cluster-dns")]["cilium"]
+    table = cli("policy-report", "--sim", "c1")
+    assert "1 kept, 1 translated, 1 untranslatable" in table.out

@@ -1,0 +1,270 @@
+"""The policy report: what happens to each network policy when Calico goes.
+
+Kubernetes NetworkPolicies stay as they are: Cilium enforces them once migration mode ends
+(``finalize``). Calico's own NetworkPolicy and GlobalNetworkPolicy die with Calico, so each
+is translated into a CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy where a faithful
+translation exists, and otherwise reported with every reason it has none. Pure: the input is
+the policies as the API returns them (plain dicts), the output data.
+
+Faithful means the same traffic is allowed and denied. What Cilium cannot say, or says
+differently, makes a policy untranslatable rather than approximated:
+- selector expressions with ``||``, ``!`` of a group, or functions other than ``has()``;
+- rule actions Log and Pass (Calico tiers), host-endpoint options (preDNAT, doNotTrack,
+  applyOnForward), ``serviceAccounts``, ``services``, ``notSelector``, ``notNets``,
+  ``notPorts``, ``notProtocol``, numeric protocols, source ports, HTTP match;
+- an Allow rule before a Deny rule in the same direction: Calico evaluates rules in order,
+  Cilium always lets a deny win.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+CALICO_KINDS = ("NetworkPolicy", "GlobalNetworkPolicy")
+NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace"
+NAMESPACE_LABELS_PREFIX = "k8s:io.cilium.k8s.namespace.labels."
+PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
+
+
+class Untranslatable(Exception):
+    """One reason a policy has no faithful Cilium form."""
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    kind: str  # NetworkPolicy (Kubernetes) | CalicoNetworkPolicy | GlobalNetworkPolicy
+    namespace: str
+    name: str
+    outcome: str  # kept | translated | untranslatable
+    reasons: tuple[str, ...] = ()
+    cilium: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+# -- Calico selectors -----------------------------------------------------------------------------
+_TERM = re.compile(
+    r"""^\s*(?:
+        (?P<all>all\(\s*\))
+      | (?P<nothas>!\s*has\(\s*(?P<nk>[\w./-]+)\s*\))
+      | (?P<has>has\(\s*(?P<hk>[\w./-]+)\s*\))
+      | (?P<key>[\w./-]+)\s*(?P<op>==|!=|not\s+in|in)\s*(?P<value>'[^']*'|"[^"]*"|\{[^}]*\})
+    )\s*$""",
+    re.VERBOSE,
+)
+
+
+def _values(text: str) -> tuple[str, ...]:
+    return tuple(sorted(v.strip().strip("'\"") for v in text.strip("{}").split(",") if v.strip()))
+
+
+def label_selector(expression: str, *, prefix: str = "") -> dict[str, Any]:
+    """A Calico selector as a Kubernetes label selector (keys prefixed with ``prefix``)."""
+    expression = (expression or "").strip()
+    if not expression or expression == "all()":
+        return {}
+    if "||" in expression or "(" in expression.replace("has(", "").replace("all(", ""):
+        raise Untranslatable(f"selector {expression!r} uses || or grouping; a Cilium selector is one AND of terms")
+    labels: dict[str, str] = {}
+    expressions: list[dict[str, Any]] = []
+    for term in expression.split("&&"):
+        m = _TERM.match(term)
+        if m is None:
+            raise Untranslatable(f"selector term {term.strip()!r} has no label-selector form")
+        if m["all"]:
+            continue
+        if m["has"]:
+            expressions.append({"key": prefix + m["hk"], "operator": "Exists"})
+        elif m["nothas"]:
+            expressions.append({"key": prefix + m["nk"], "operator": "DoesNotExist"})
+        else:
+            key, op, value = prefix + m["key"], re.sub(r"\s+", " ", m["op"]), m["value"]
+            if op == "==":
+                labels[key] = value.strip("'\"")
+            elif op == "!=":
+                expressions.append({"key": key, "operator": "NotIn", "values": [value.strip("'\"")]})
+            else:
+                operator = "In" if op == "in" else "NotIn"
+                expressions.append({"key": key, "operator": operator, "values": list(_values(value))})
+    selector: dict[str, Any] = {}
+    if labels:
+        selector["matchLabels"] = labels
+    if expressions:
+        selector["matchExpressions"] = expressions
+    return selector
+
+
+def _merge(*selectors: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in selectors:
+        if s.get("matchLabels"):
+            out.setdefault("matchLabels", {}).update(s["matchLabels"])
+        if s.get("matchExpressions"):
+            out.setdefault("matchExpressions", []).extend(s["matchExpressions"])
+    return out
+
+
+def _namespace_selector(expression: str) -> dict[str, Any]:
+    """A Calico namespaceSelector as labels on Cilium's namespace-label identity keys;
+    ``all()`` means every namespace."""
+    if (expression or "").strip() == "all()":
+        return {"matchExpressions": [{"key": NAMESPACE_LABEL, "operator": "Exists"}]}
+    return label_selector(expression, prefix=NAMESPACE_LABELS_PREFIX)
+
+
+# -- rules -----------------------------------------------------------------------------------------
+def _ports(rule: dict[str, Any], destination: dict[str, Any]) -> list[dict[str, Any]]:
+    protocol = rule.get("protocol")
+    ports = destination.get("ports") or []
+    if protocol is None:
+        if ports:
+            raise Untranslatable("ports without a protocol")
+        return []
+    if not isinstance(protocol, str) or protocol.upper() not in PORT_PROTOCOLS:
+        raise Untranslatable(f"protocol {protocol!r} is not TCP, UDP or SCTP")
+    proto = protocol.upper()
+    if not ports:
+        return [{"ports": [{"port": "0", "protocol": proto}]}]  # port 0: every port of the protocol
+    entries = []
+    for p in ports:
+        port, extra = _port(p)
+        entries.append({"port": port, "protocol": proto, **extra})
+    return [{"ports": entries}]
+
+
+def _port(value: Any) -> tuple[str, dict[str, Any]]:
+    text = str(value)
+    if ":" in text:
+        low, high = text.split(":", 1)
+        return low, {"endPort": int(high)}
+    return text, {}
+
+
+def _peer(side: dict[str, Any], direction: str) -> dict[str, Any]:
+    """The other end of a rule: endpoints (selector, namespaceSelector) and/or CIDRs."""
+    word = "from" if direction == "ingress" else "to"
+    peer: dict[str, Any] = {}
+    selector = side.get("selector")
+    ns_selector = side.get("namespaceSelector")
+    if selector is not None or ns_selector is not None:
+        endpoints = _merge(label_selector(selector or ""), _namespace_selector(ns_selector) if ns_selector else {})
+        peer[f"{word}Endpoints"] = [endpoints]
+    if side.get("nets"):
+        if peer:
+            raise Untranslatable("a rule matching both endpoints and nets is an AND Cilium cannot express")
+        peer[f"{word}CIDR"] = list(side["nets"])
+    return peer
+
+
+UNSUPPORTED_SIDE = {
+    "notSelector": "notSelector",
+    "notNets": "notNets",
+    "notPorts": "notPorts",
+    "serviceAccounts": "serviceAccounts",
+    "services": "services",
+}
+
+
+def _rule(rule: dict[str, Any], direction: str) -> tuple[str, dict[str, Any]]:
+    action = rule.get("action", "Allow")
+    if action not in ("Allow", "Deny"):
+        raise Untranslatable(f"{direction} rule action {action} has no Cilium equivalent")
+    for key in ("notProtocol", "http", "icmp", "notICMP", "ipVersion"):
+        if key in rule:
+            raise Untranslatable(f"{direction} rule uses {key}")
+    source, destination = rule.get("source") or {}, rule.get("destination") or {}
+    for label, side in (("source", source), ("destination", destination)):
+        for key, what in UNSUPPORTED_SIDE.items():
+            if side.get(key):
+                raise Untranslatable(f"{direction} rule {label} uses {what}")
+    peer_side, local_side = (source, destination) if direction == "ingress" else (destination, source)
+    if local_side.get("selector") or local_side.get("nets") or local_side.get("namespaceSelector"):
+        raise Untranslatable(f"{direction} rule narrows the policy's own endpoints by selector or nets")
+    if source.get("ports"):
+        raise Untranslatable(f"{direction} rule matches source ports; Cilium matches destination ports only")
+    out = _peer(peer_side, direction)
+    ports = _ports(rule, destination)
+    if ports:
+        out["toPorts"] = ports
+    elif not out:
+        # No peer and no port: every peer. (An empty Cilium rule would match nothing.)
+        out["fromEntities" if direction == "ingress" else "toEntities"] = ["all"]
+    key = direction if action == "Allow" else f"{direction}Deny"
+    return key, out
+
+
+def _order_safe(rules: list[dict[str, Any]], direction: str) -> None:
+    seen_allow = False
+    for rule in rules:
+        action = rule.get("action", "Allow")
+        if action == "Allow":
+            seen_allow = True
+        elif action == "Deny" and seen_allow:
+            raise Untranslatable(
+                f"{direction}: a Deny rule after an Allow rule; Calico applies the first match, Cilium always "
+                "lets a deny win"
+            )
+
+
+def translate(obj: dict[str, Any]) -> PolicyVerdict:
+    """One policy object (Kubernetes or Calico) -> its verdict, with the Cilium policy."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    api = obj.get("apiVersion", "")
+    kind = obj.get("kind", "")
+    if api.startswith("networking.k8s.io") and kind == "NetworkPolicy":
+        return PolicyVerdict(kind, namespace, name, "kept", ("Cilium enforces Kubernetes NetworkPolicies as they are",))
+    if kind not in CALICO_KINDS:
+        return PolicyVerdict(kind, namespace, name, "untranslatable", (f"unknown policy kind {api}/{kind}",))
+    clusterwide = kind == "GlobalNetworkPolicy"
+    shown = kind if clusterwide else "CalicoNetworkPolicy"
+    reasons: list[str] = []
+    cilium_spec: dict[str, Any] = {}
+    try:
+        for key in ("preDNAT", "doNotTrack", "applyOnForward"):
+            if spec.get(key):
+                raise Untranslatable(f"{key}: a host-endpoint policy, not a pod policy")
+        if spec.get("serviceAccountSelector"):
+            raise Untranslatable("serviceAccountSelector")
+        if spec.get("tier") not in (None, "", "default"):
+            raise Untranslatable(f"tier {spec['tier']!r}: Cilium has no policy tiers")
+        selector = label_selector(spec.get("selector", ""))
+        if clusterwide and spec.get("namespaceSelector"):
+            selector = _merge(selector, _namespace_selector(spec["namespaceSelector"]))
+        cilium_spec["endpointSelector"] = selector
+        types = spec.get("types") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
+        for direction in ("ingress", "egress"):
+            if direction.capitalize() not in types:
+                continue
+            rules = spec.get(direction) or []
+            _order_safe(rules, direction)
+            sections: dict[str, list[dict[str, Any]]] = {}
+            for rule in rules:
+                section, body = _rule(rule, direction)
+                sections.setdefault(section, []).append(body)
+            if direction not in sections:
+                # Calico: a selected endpoint with no allow rule in this direction denies all of it.
+                sections[direction] = [{}]
+            cilium_spec.update(sections)
+    except Untranslatable as exc:
+        reasons.append(str(exc))
+    if reasons:
+        return PolicyVerdict(shown, namespace, name, "untranslatable", tuple(reasons))
+    if spec.get("order") is not None and any(k.endswith("Deny") for k in cilium_spec):
+        reasons.append("Calico's order does not carry over: Cilium applies every deny before any allow")
+    out: dict[str, Any] = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumClusterwideNetworkPolicy" if clusterwide else "CiliumNetworkPolicy",
+        "metadata": {"name": name, **({"namespace": namespace} if namespace and not clusterwide else {})},
+        "spec": cilium_spec,
+    }
+    return PolicyVerdict(shown, namespace, name, "translated", tuple(reasons), out)
+
+
+def report(objects: list[dict[str, Any]]) -> list[PolicyVerdict]:
+    verdicts = [translate(o) for o in objects]
+    return sorted(verdicts, key=lambda v: (v.kind, v.namespace, v.name))
