@@ -60,6 +60,13 @@ class LockHeld(MigrateError):
     exit_code = 2
 
 
+class JournalUnwritable(MigrateError):
+    """The state directory stopped taking writes mid-run (disk full, read-only, gone):
+    the run stops at once, its last recorded step intact; resume once it takes writes."""
+
+    exit_code = 5
+
+
 class PreflightBlocked(MigrateError):
     """The plan has blocking preflight findings."""
 

@@ -18,6 +18,7 @@ from typing import IO, Any
 import structlog
 import yaml
 
+from migrate.errors import BadInput, JournalUnwritable
 from migrate.journal import NodeState, RunState
 from migrate.plan import Plan, Severity
 from migrate.ports import Cluster, Event
@@ -115,18 +116,29 @@ def status_table(record: dict[str, Any]) -> str:
 # -- events ------------------------------------------------------------------------------------
 def configure_logging(audit_path: Path | None, json_to_stderr: bool) -> Callable[[Event], None]:
     """structlog to a JSON audit file (always, when a path is given) and stderr (on request)."""
-    sinks: list[IO[str]] = []
+    audit: IO[str] | None = None
     if audit_path is not None:
-        audit_path.parent.mkdir(parents=True, exist_ok=True)
-        sinks.append(open(audit_path, "a", encoding="utf-8"))  # noqa: SIM115 - lives for the run
-    if json_to_stderr:
-        sinks.append(sys.stderr)
+        try:
+            audit_path.parent.mkdir(parents=True, exist_ok=True)
+            audit = open(audit_path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the run
+        except OSError as exc:
+            raise BadInput(f"cannot write the audit log {audit_path}: {exc.strerror}; nothing was changed") from exc
 
     def write(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> str:
-        line = json.dumps(event_dict, sort_keys=True)
-        for sink in sinks:
-            sink.write(line + "\n")
-            sink.flush()
+        line = json.dumps(event_dict, sort_keys=True) + "\n"
+        if audit is not None:
+            try:
+                audit.write(line)
+                audit.flush()
+            except OSError as exc:
+                # The audit trail is part of the record: a run that cannot keep it stops.
+                raise JournalUnwritable(
+                    f"cannot write the audit log {audit_path}: {exc.strerror}; the run stopped after its last "
+                    "recorded step: fix the state directory, then 'cni-migrate resume'"
+                ) from exc
+        if json_to_stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
         raise structlog.DropEvent
 
     structlog.configure(

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from migrate.errors import BadInput, LockHeld, MigrateError
+from migrate.errors import BadInput, JournalUnwritable, LockHeld, MigrateError
 from migrate.journal import RunState
 
 
@@ -47,7 +47,9 @@ class LocalStore:
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
-            raise MigrateError(f"cannot create the state directory {self.directory}: {exc.strerror}") from exc
+            raise BadInput(
+                f"cannot create the state directory {self.directory}: {exc.strerror}; nothing was changed"
+            ) from exc
 
     def check_writable(self) -> None:
         """Fail before any cluster write if checkpoints cannot be written."""
@@ -60,7 +62,9 @@ class LocalStore:
                 os.fsync(f.fileno())
             probe.unlink()
         except OSError as exc:
-            raise MigrateError(f"cannot write checkpoints in {self.directory}: {exc.strerror}") from exc
+            raise BadInput(
+                f"cannot write checkpoints in {self.directory}: {exc.strerror}; nothing was changed"
+            ) from exc
 
     def load(self) -> RunState | None:
         try:
@@ -108,9 +112,9 @@ class LocalStore:
         return applied
 
     def save(self, state: RunState) -> None:
-        self._ensure_dir()
         last = self._last
         try:
+            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             if (
                 last is None
                 or last.plan_id != state.plan_id
@@ -123,7 +127,10 @@ class LocalStore:
                 self._append(state, [n for n, run in state.nodes.items() if run is not last.nodes.get(n)])
         except OSError as exc:
             # Without a durable checkpoint the run must not go on writing to the cluster.
-            raise MigrateError(f"cannot write checkpoint journal {self.path}: {exc.strerror}") from exc
+            raise JournalUnwritable(
+                f"cannot write checkpoint journal {self.path}: {exc.strerror}; the run stopped after its last "
+                "recorded step: fix the state directory, then 'cni-migrate resume'"
+            ) from exc
         self._last = state
 
     def _append(self, state: RunState, changed: list[str]) -> None:
