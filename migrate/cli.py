@@ -730,5 +730,27 @@ def demo(
     run_cli(body)
 
 
+def run() -> None:
+    """The console entry point. Usage errors (an unknown option, a bad value) are one line
+    and exit 2, like every other bad input; Ctrl-C at a prompt is exit 5."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo(
+            "error: interrupted at a prompt; a started run's journal is resumable with 'cni-migrate resume'", err=True
+        )
+        sys.exit(Interrupted.exit_code)
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)
+        message = getattr(exc, "format_message", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" or message is None:
+            if show is not None:
+                show()  # the help text, as typer would print it
+            sys.exit(getattr(exc, "exit_code", 2))
+        typer.echo(f"error: {' '.join(message().split())} (see --help)", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    run()

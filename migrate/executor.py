@@ -108,6 +108,9 @@ class Executor:
         if self.plan.blocking:
             checks = ", ".join(sorted({f.check for f in self.plan.blocking}))
             raise PreflightBlocked(f"plan {self.plan.id} has blocking findings ({checks}); fix them and plan again")
+        # Refuse what is bound to be refused before taking the lock: on a real cluster the
+        # lock is a Lease, and bad input must not write anything.
+        self._admit(self.store.load(), resume)
         with self.lock.hold():
             state = self._open(resume)
             if state.status is RunStatus.COMPLETED:
@@ -122,11 +125,9 @@ class Executor:
         unknown = sorted(set(nodes) - {n.name for n in self.plan.nodes})
         if unknown:
             raise BadInput(f"--node names node(s) not in plan {self.plan.id}: {', '.join(unknown)}")
+        self._rollback_journal(self.store.load())  # refuse before the lock, as apply does
         with self.lock.hold():
-            state = self.store.load()
-            if state is None:
-                raise BadInput(f"plan {self.plan.id} was never applied to this cluster: nothing to roll back")
-            self._check_journal(state)
+            state = self._rollback_journal(self.store.load())
             chosen = list(nodes) or state.touched
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
             state = self._save(state.with_status(RunStatus.RUNNING))
@@ -155,30 +156,42 @@ class Executor:
                 f"resume or roll back with that plan file"
             )
 
-    def _open(self, resume: bool) -> RunState:
-        existing = self.store.load()
+    def _rollback_journal(self, state: RunState | None) -> RunState:
+        if state is None:
+            raise BadInput(f"plan {self.plan.id} was never applied to this cluster: nothing to roll back")
+        self._check_journal(state)
+        return state
+
+    def _admit(self, existing: RunState | None, resume: bool) -> RunState | None:
+        """Whether this run may start, decided without writing: raises if not; returns the
+        run to continue, or None for a new one (any finished or rolled-back run is archived)."""
         if existing is not None and existing.plan_id != self.plan.id:
             if not existing.finished:
                 self._check_journal(existing)
-            self.store.archive()
             existing = None
         if existing is not None:
             self._check_journal(existing)
             if existing.status is RunStatus.ROLLED_BACK and not resume:
-                self.store.archive()
                 existing = None
         if existing is None:
             if resume:
                 raise BadInput(f"no interrupted run of plan {self.plan.id} to resume; use 'cni-migrate apply'")
-            return self._save(RunState.new(self.plan))
-        if existing.status is RunStatus.COMPLETED:
-            return existing
-        if not resume:
+            return None
+        if existing.status is not RunStatus.COMPLETED and not resume:
             raise RunConflict(
                 f"plan {self.plan.id} has an unfinished run ({existing.status.value}); "
                 "continue it with 'cni-migrate resume' or undo it with 'cni-migrate rollback'"
             )
         return existing
+
+    def _open(self, resume: bool) -> RunState:
+        existing = self.store.load()
+        admitted = self._admit(existing, resume)
+        if admitted is not None:
+            return admitted
+        if existing is not None:
+            self.store.archive()
+        return self._save(RunState.new(self.plan))
 
     # -- forward ----------------------------------------------------------------------------
     def _hook(self, point: str, **context: object) -> list[str]:

@@ -42,15 +42,19 @@ class Finalizer:
     emit: EventSink
     agent_timeout: float = 300.0
 
+    def _admit(self, state: RunState | None) -> RunState:
+        if state is None or state.plan_id != self.plan.id:
+            raise BadInput(f"plan {self.plan.id} has no run on this cluster to finalize")
+        pending = sorted(n for n, r in state.nodes.items() if r.state is not NodeState.MIGRATED)
+        if pending:
+            raise BadInput(f"finalize needs every node migrated; not yet: {', '.join(pending)}")
+        return state
+
     def run(self, remove_calico: bool) -> list[str]:
         """Finalize; returns the report lines (what was done, what is left)."""
+        self._admit(self.store.load())  # refuse before the lock: taking it is a cluster write
         with self.lock.hold():
-            state = self.store.load()
-            if state is None or state.plan_id != self.plan.id:
-                raise BadInput(f"plan {self.plan.id} has no run on this cluster to finalize")
-            pending = sorted(n for n, r in state.nodes.items() if r.state is not NodeState.MIGRATED)
-            if pending:
-                raise BadInput(f"finalize needs every node migrated; not yet: {', '.join(pending)}")
+            state = self._admit(self.store.load())
             report: list[str] = []
             steps: list[tuple[str, Callable[[], str]]] = [
                 ("restart-agents", self._restart_agents),

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from migrate.errors import BadInput
+from migrate.model import ClusterIdentity
 
 SCHEMA = "cni-migrate.io/v1"
 KIND = "MigrationPlan"
@@ -330,6 +331,8 @@ def _parse_body(r: Mapping[str, Any]) -> Plan:
         waves.append(Wave(index=int(w["index"]), nodes=tuple(nodes), canary=bool(w["canary"])))
     c = r["cluster"]
     t = r["target"]
+    if ClusterIdentity(_str(c["kubeSystemUID"]), str(c["server"])).fingerprint != c["fingerprint"]:
+        raise BadInput("plan file's cluster fingerprint does not match its kubeSystemUID and server (edited?)")
     return Plan(
         target=Target(backend=_str(t["backend"]), name=_str(t["name"]), server=str(t["server"])),
         cluster=ClusterSnapshot(

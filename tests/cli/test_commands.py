@@ -265,3 +265,18 @@ def test_policy_report_keeps_translates_and_explains(cli):
     assert doc == got[("GlobalNetworkPolicy", "allow-cluster-dns")]["cilium"]
     table = cli("policy-report", "--sim", "c1")
     assert "1 kept, 1 translated, 1 untranslatable" in table.out
+
+
+def test_an_interrupted_run_cannot_be_resumed_or_replaced_with_another_plan(cli):
+    cli("sim", "create", "c1")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "a.yaml")
+    assert cli("apply", "a.yaml", "--yes", "--pause-after-canary").code == 5
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "1", "-o", "b.yaml")
+    plan_a = yaml.safe_load((cli.cwd / "a.yaml").read_text())["metadata"]["id"]
+    before = cli.world("c1")["actions"]
+    for verb in ("resume", "apply"):
+        r = cli(verb, "b.yaml", "--yes")
+        assert r.code == 2, r
+        assert r.err.count("\n") == 1 and plan_a in r.err, r.err
+    assert cli.world("c1")["actions"] == before
+    assert cli("resume", "a.yaml", "--yes").code == 0
