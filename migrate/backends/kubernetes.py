@@ -280,6 +280,9 @@ class KubernetesCluster:
                     if obj.get("code") == 410:
                         raise TemporaryError(f"{what}: watch expired", delay=0.0, expired=True)
                     raise TemporaryError(f"{what}: watch error {obj.get('message', '')}")
+                if kind == "BOOKMARK":
+                    # Only a resourceVersion, no object: callers re-list on expiry instead.
+                    continue
                 yield kind, obj
         except TRANSPORT_ERRORS as exc:
             raise _translate(exc, what) from exc

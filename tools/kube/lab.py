@@ -719,6 +719,7 @@ class Lab:
         self.die_with_parent = die_with_parent
         self.verbosity = verbosity
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, list[str]] = {}
         self._api: Api | None = None
 
     # -- paths / state -----------------------------------------------------
@@ -815,7 +816,33 @@ class Lab:
                 close_fds=True,
             )
         self._procs[name] = proc
+        self._argv[name] = argv
         (self.workdir / "run" / f"{name}.pid").write_text(f"{proc.pid}\n")
+
+    def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 60) -> None:
+        """Stop one component this Lab started (SIGTERM to its process group, SIGKILL after
+        10 s), keep it down ``down_seconds``, start it again with the same flags and wait
+        until it serves. For outage tests: the clients see refused connections meanwhile."""
+        proc, argv = self._procs.get(name), self._argv.get(name)
+        if proc is None or argv is None:
+            raise LabError(f"{name} was not started by this Lab object; cannot restart it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        time.sleep(down_seconds)
+        self._spawn(name, argv)
+        if name == "kube-apiserver":
+            _wait(
+                "kube-apiserver /readyz",
+                lambda: self.api.request("GET", "/readyz", timeout=3)[0] == 200,
+                timeout,
+                alive=self._check_alive(name),
+            )
 
     def _check_alive(self, *names: str) -> Callable[[], None]:
         def check() -> None:
