@@ -94,6 +94,7 @@ class Harness:
     def add_pdb(self, pdb: dict[str, Any]) -> None: ...
     def add_node(self, name: str) -> None: ...
     def inject(self, op: str, nth: int, error: str) -> None: ...
+    def injected(self) -> int: ...
 
 
 class SimHarness(Harness):
@@ -124,6 +125,10 @@ class SimHarness(Harness):
     def inject(self, op: str, nth: int, error: str) -> None:
         self.cluster.update(faults=[{"op": op, "nth": nth, "error": error}])
 
+    def injected(self) -> int:
+        world = self.cluster.world()
+        return sum(1 for f in world["faults"] if world["counters"]["op"].get(f["op"], 0) >= f["nth"])
+
 
 class KubeHarness(Harness):
     name = "kubernetes"
@@ -151,6 +156,9 @@ class KubeHarness(Harness):
             raise
 
     def close(self) -> None:
+        proxy = getattr(self, "proxy", None)
+        if proxy is not None:
+            proxy.stop()
         agent = getattr(self, "agent", None)
         if agent is not None:
             agent.stop()
@@ -197,7 +205,24 @@ class KubeHarness(Harness):
         return lab_module()
 
     def inject(self, op: str, nth: int, error: str) -> None:
-        pytest.skip("fault injection on the real control plane needs the fault proxy (issue 9)")
+        """Put the fault proxy between the harness and the API server: the ``nth`` request
+        of ``op`` gets HTTP ``error``. Plans made from now on bind the proxy's address."""
+        from migrate.backends.kubernetes import KubernetesCluster
+        from tests.realcluster.faultproxy import EVICTION, FaultProxy, Rule
+
+        paths = {"evict": ("POST", EVICTION)}
+        if op not in paths:
+            raise AssertionError(f"no fault proxy rule for {op!r} yet")
+        method, path = paths[op]
+        rule = Rule("status", status=int(error), method=method, path=path, times=1, skip=nth - 1)
+        self.proxy = FaultProxy.for_lab(self.lab, self.tmp / "proxy", [rule], seed=nth).start()
+        self.proxy.arm()
+        self.cluster = KubernetesCluster.connect(kubeconfig=str(self.proxy.kubeconfig), retry_seconds=20)
+        self.target = Target("kubernetes", self.cluster.context_name, self.cluster.server)
+
+    def injected(self) -> int:
+        proxy = getattr(self, "proxy", None)
+        return sum(proxy.counts.values()) if proxy is not None else 0
 
 
 @pytest.fixture(params=["simulated", pytest.param("kubernetes", marks=pytest.mark.realcluster)])

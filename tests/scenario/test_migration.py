@@ -228,6 +228,8 @@ def test_an_injected_429_on_eviction_is_retried_and_the_run_completes(backend):
     backend.inject("evict", 2, "429")
     state = backend.executor(backend.plan()).apply()
     assert state.status is RunStatus.COMPLETED
+    assert backend.injected() == 1
+    assert any(e.kind == "wait" and "refused" in e.message for e in backend.events), "the 429 was not retried"
 
 
 def test_a_pod_under_two_pdbs_fails_the_drain_at_once_with_the_apiservers_reason(backend):
