@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast lint kube bench clean
+.PHONY: install demo test test-fast lint kube bench soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: lint kube
 # Without the real control plane and the crash matrix: a quick loop while editing.
 test-fast: lint
 	$(BIN)/pytest -q -m "not realcluster and not slow"
+
+# The long forms of the reliability tests (issue 9): 100 random SIGKILLs on the simulated
+# cluster, 10 on the real control plane, plus every fault class through the fault proxy.
+soak: install kube
+	CNI_MIGRATE_SOAK=1 $(BIN)/pytest -q -s -p no:cacheprovider tests/cli/test_random_kill.py \
+		tests/realcluster/test_random_kill_real.py tests/realcluster/test_faults.py tests/realcluster/test_outage.py
 
 # Speed goals live here, not in timed asserts: plan building at 500..10,000 nodes and
 # the cost of one checkpoint at 100..5,000 nodes.

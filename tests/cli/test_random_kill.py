@@ -1,0 +1,67 @@
+"""SIGKILL at seeded random moments of a simulated run, then resume: always the same end
+state as an uninterrupted run, and no eviction or cordon done twice.
+
+The crash matrix (test_crash.py) kills at every checkpoint boundary; this kills at random
+wall-clock moments instead, so also inside steps and inside checkpoint writes. The default
+run does a short form; ``make soak`` (CNI_MIGRATE_SOAK=1) does the 100 runs of issue 9.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.cli.conftest import CLI
+from tests.cli.test_crash import effects, end_state, restarts
+from tests.cli.test_signals import copy
+
+SIM = ("sim", "create", "c1", "--nodes", "6", "--seed", "3", "--latency", "0.01")
+PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "-o", "p.yaml")
+RUNS = 100 if os.environ.get("CNI_MIGRATE_SOAK") else 12
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path_factory):
+    template = CLI(tmp_path_factory.mktemp("template"))
+    assert template(*SIM).code == 0 and template(*PLAN).code == 0
+    reference = copy(template.cwd, tmp_path_factory, "reference")
+    started = time.monotonic()
+    assert reference("apply", "p.yaml", "--yes").code == 0
+    whole = time.monotonic() - started
+    ref = reference.world("c1")
+
+    rng = random.Random(9)
+    killed = 0
+    for run in range(RUNS):
+        cli = copy(template.cwd, tmp_path_factory, f"kill-{run}")
+        at = rng.uniform(0.3, whole)
+        proc = subprocess.Popen(
+            [*cli.base, "apply", "p.yaml", "--yes"],
+            cwd=cli.cwd,
+            env=cli.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(at)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode == -signal.SIGKILL:
+            killed += 1
+            resumed = cli("resume", "p.yaml", "--yes")
+            if resumed.code == 2 and "no interrupted run" in resumed.err:
+                resumed = cli("apply", "p.yaml", "--yes")  # killed before the journal existed
+            assert resumed.code == 0, (run, at, resumed.err)
+        else:
+            assert proc.returncode == 0, (run, at, err)
+        world = cli.world("c1")
+        assert end_state(world) == end_state(ref), (run, at)
+        assert effects(world) == effects(ref), (run, at)
+        assert restarts(world) == restarts(ref), (run, at)
+    assert killed >= RUNS * 3 // 4, killed
+    print(f"\n{RUNS} runs of {whole:.1f}s, SIGKILL at random moments ({killed} hit a live run): all resumed alike")
