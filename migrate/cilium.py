@@ -35,6 +35,33 @@ def migration_values(options: PlanOptions) -> dict[str, Any]:
     }
 
 
+# cilium-config keys the Helm chart renders from ``migration_values``, and what they must say.
+MIGRATION_CONFIG = {
+    "custom-cni-conf": "true",  # cni.customConf: leave the nodes' CNI config to the node config
+    "enable-policy": "never",  # policyEnforcementMode: never, while Calico still enforces
+    "enable-host-legacy-routing": "true",  # bpf.hostLegacyRouting: Calico <-> Cilium traffic
+}
+
+
+def live_config_problems(config: dict[str, str], options: PlanOptions) -> list[str]:
+    """What in the running Cilium's configuration (its cilium-config ConfigMap) differs from
+    the migration mode the plan prescribes; empty when it matches."""
+    if not config:
+        return ["Cilium is not installed (no kube-system/cilium-config)"]
+    problems = [
+        f"{key} is {config.get(key, 'unset')!r}, not {want!r}"
+        for key, want in MIGRATION_CONFIG.items()
+        if config.get(key, "").lower() != want
+    ]
+    pool = config.get("cluster-pool-ipv4-cidr", "")
+    if pool != options.cilium_pool_cidr:
+        problems.append(f"cluster-pool-ipv4-cidr is {pool or 'unset'!r}, the plan's pool is {options.cilium_pool_cidr}")
+    port = config.get("tunnel-port", "")
+    if port == str(CALICO_VXLAN_PORT):
+        problems.append(f"tunnel-port is {port}, Calico's VXLAN port")
+    return problems
+
+
 def node_config(api_version: str) -> dict[str, Any]:
     """The CiliumNodeConfig that makes a labelled node's agent take over its CNI config."""
     return {

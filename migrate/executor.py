@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from migrate.cilium import node_config
+from migrate.cilium import live_config_problems, node_config
 from migrate.errors import (
     BadInput,
     ClusterError,
@@ -110,7 +110,9 @@ class Executor:
             raise PreflightBlocked(f"plan {self.plan.id} has blocking findings ({checks}); fix them and plan again")
         # Refuse what is bound to be refused before taking the lock: on a real cluster the
         # lock is a Lease, and bad input must not write anything.
-        self._admit(self.store.load(), resume)
+        admitted = self._admit(self.store.load(), resume)
+        if admitted is None or admitted.status is not RunStatus.COMPLETED:
+            self._check_cilium()
         with self.lock.hold():
             state = self._open(resume)
             if state.status is RunStatus.COMPLETED:
@@ -119,6 +121,16 @@ class Executor:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
             return self._forward(state)
+
+    def _check_cilium(self) -> None:
+        """The running Cilium must be in the migration mode the plan prescribes: checked on
+        the live configuration, not on the values file the operator may or may not have used."""
+        problems = live_config_problems(self.cluster.cilium_config(), self.plan.options)
+        if problems:
+            raise PreflightBlocked(
+                f"the running Cilium is not in the plan's migration mode: {'; '.join(problems)}; "
+                "install or upgrade it with the values written next to the plan, then apply again"
+            )
 
     def rollback(self, nodes: Sequence[str] = ()) -> RunState:
         self.verify()

@@ -47,6 +47,10 @@ class Cluster(Protocol):
 
     def inventory(self) -> Inventory: ...
 
+    def cilium_config(self) -> dict[str, str]:
+        """The running Cilium's configuration (kube-system/cilium-config data); {} if none."""
+        ...
+
     def network_policies(self) -> list[dict[str, Any]]:
         """Every Kubernetes and Calico policy object, with its apiVersion, kind and spec."""
         ...

@@ -423,6 +423,9 @@ class KubernetesCluster:
             missing_permissions=missing,
         )
 
+    def cilium_config(self) -> dict[str, str]:
+        return self._configmap("kube-system", "cilium-config")
+
     def network_policies(self) -> list[dict[str, Any]]:
         out = []
         items, _ = self._list(

@@ -229,6 +229,10 @@ class SimulatedCluster:
                 policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
             )
 
+    def cilium_config(self) -> dict[str, str]:
+        with self._tx("cilium-config") as world:
+            return w.cilium_config(world)
+
     def network_policies(self) -> list[dict[str, Any]]:
         with self._tx("network-policies") as world:
             return [w.policy_object(p) for p in world["policies"]]

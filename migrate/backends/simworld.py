@@ -328,6 +328,25 @@ def agent_started(world: World, node: str) -> None:
     n["cniFiles"] = after_agent_start(n["cniFiles"], n["labels"].get(MIGRATION_LABEL) == "true")
 
 
+def cilium_config(world: World) -> dict[str, str]:
+    """What Cilium's Helm chart would have rendered into kube-system/cilium-config."""
+    c = world["cilium"]
+    if not c["installed"]:
+        return {}
+    migration = c["migrationMode"]
+    config = {
+        "custom-cni-conf": "true" if migration else "false",
+        "enable-policy": "never" if migration else "default",
+        "enable-host-legacy-routing": "true" if migration else "false",
+        "ipam": "cluster-pool",
+        "cluster-pool-ipv4-cidr": c["poolCIDR"],
+    }
+    if c.get("tunnelPort"):
+        config["tunnel-port"] = str(c["tunnelPort"])
+    config.update(c.get("configOverrides") or {})  # what an operator changed by hand
+    return config
+
+
 def policy_object(entry: dict[str, Any]) -> dict[str, Any]:
     """A world policy entry as the API would return it."""
     kind = entry["kind"]

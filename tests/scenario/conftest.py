@@ -95,6 +95,7 @@ class Harness:
     def add_node(self, name: str) -> None: ...
     def inject(self, op: str, nth: int, error: str) -> None: ...
     def injected(self) -> int: ...
+    def set_cilium_config(self, key: str, value: str) -> None: ...
 
 
 class SimHarness(Harness):
@@ -124,6 +125,11 @@ class SimHarness(Harness):
 
     def inject(self, op: str, nth: int, error: str) -> None:
         self.cluster.update(faults=[{"op": op, "nth": nth, "error": error}])
+
+    def set_cilium_config(self, key: str, value: str) -> None:
+        world = self.cluster.world()
+        overrides = {**(world["cilium"].get("configOverrides") or {}), key: value}
+        self.cluster.update(cilium={**world["cilium"], "configOverrides": overrides})
 
     def injected(self) -> int:
         world = self.cluster.world()
@@ -219,6 +225,12 @@ class KubeHarness(Harness):
         self.proxy.arm()
         self.cluster = KubernetesCluster.connect(kubeconfig=str(self.proxy.kubeconfig), retry_seconds=20)
         self.target = Target("kubernetes", self.cluster.context_name, self.cluster.server)
+
+    def set_cilium_config(self, key: str, value: str) -> None:
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(str(self.lab.kubeconfig)))
+        api.patch_namespaced_config_map("cilium-config", "kube-system", {"data": {key: value}})
 
     def injected(self) -> int:
         proxy = getattr(self, "proxy", None)

@@ -9,6 +9,7 @@ from migrate.errors import (
     LockHeld,
     PlanClusterMismatch,
     PlanStale,
+    PreflightBlocked,
     RunConflict,
     StepFailed,
     ValidationFailed,
@@ -358,3 +359,20 @@ def test_inventory_reads_calico_routing_service_range_node_addresses_and_cilium_
     assert (inv.cilium.tunnel_port, inv.cilium.agents_desired) == (8473, len(inv.nodes))
     checks = {f.check for f in backend.plan().findings}
     assert not checks & {"cilium-pool", "tunnel-port", "calico-bgp", "calico-autodetection", "cilium-agents"}
+
+
+@pytest.mark.parametrize(
+    "key, value, said",
+    [
+        ("enable-policy", "default", "enable-policy is 'default', not 'never'"),
+        ("cluster-pool-ipv4-cidr", "10.99.0.0/16", "the plan's pool is 10.245.0.0/16"),
+    ],
+)
+def test_apply_refuses_a_running_cilium_outside_the_plans_migration_mode(backend, key, value, said):
+    plan = backend.plan()
+    before = backend.snapshot()
+    backend.set_cilium_config(key, value)
+    with pytest.raises(PreflightBlocked, match=said):
+        backend.executor(plan).apply()
+    assert backend.snapshot() == before
+    assert backend.store().load() is None  # refused before the journal was opened
