@@ -303,6 +303,9 @@ def plan(
     delete_emptydir_data: Annotated[bool, typer.Option(help="Evict pods with emptyDir data.")] = False,
     exclude_node: Annotated[Optional[list[str]], typer.Option(help="Leave this node out.")] = None,
     cilium_pool_cidr: Annotated[str, typer.Option(help="Cilium cluster-pool CIDR.")] = "10.245.0.0/16",
+    reboot_nodes: Annotated[
+        bool, typer.Option(help="Reboot each node after its CNI swap (and rollback), not only restart its pods.")
+    ] = False,
 ) -> None:
     """Dry run: inspect the cluster, run preflight checks, write a reviewable plan file."""
 
@@ -315,6 +318,7 @@ def plan(
             delete_emptydir_data=delete_emptydir_data,
             exclude_nodes=tuple(exclude_node or ()),
             cilium_pool_cidr=cilium_pool_cidr,
+            reboot=reboot_nodes,
         )
         target, cluster = choose_target(sim, kubeconfig, context)
         result = build_plan(cluster.inventory(), options, target)

@@ -73,6 +73,7 @@ class NodeInfo:
     cni: Cni = Cni.UNKNOWN
     resource_version: str = ""
     addresses: tuple[str, ...] = ()  # InternalIP / ExternalIP
+    boot_id: str = ""  # status.nodeInfo.bootID: changes when the node reboots
 
     @property
     def control_plane(self) -> bool:

@@ -117,6 +117,7 @@ class PlanOptions:
     delete_emptydir_data: bool = False
     exclude_nodes: tuple[str, ...] = ()
     cilium_pool_cidr: str = "10.245.0.0/16"
+    reboot: bool = False  # reboot each node after its swap (and its rollback)
 
     def __post_init__(self) -> None:
         if self.max_unavailable < 1:
@@ -139,6 +140,7 @@ class PlanOptions:
             "deleteEmptydirData": self.delete_emptydir_data,
             "excludeNodes": list(self.exclude_nodes),
             "ciliumPoolCIDR": self.cilium_pool_cidr,
+            "reboot": self.reboot,
         }
 
     @classmethod
@@ -151,6 +153,7 @@ class PlanOptions:
             delete_emptydir_data=bool(r["deleteEmptydirData"]),
             exclude_nodes=tuple(str(n) for n in r.get("excludeNodes", ())),
             cilium_pool_cidr=str(r["ciliumPoolCIDR"]),
+            reboot=bool(r.get("reboot", False)),
         )
 
 

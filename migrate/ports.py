@@ -89,6 +89,10 @@ class Cluster(Protocol):
 
     def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str: ...
 
+    def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
+        """Wait until ``node`` reports a boot ID other than ``old_boot_id`` and is Ready."""
+        ...
+
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
 
     def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:

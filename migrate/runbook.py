@@ -178,6 +178,11 @@ def manual_commands(plan: Plan, node: NodePlan, kind: StepKind) -> list[str]:
             f"kubectl -n kube-system delete pod -l k8s-app=cilium --field-selector spec.nodeName={n}",
             f"kubectl -n kube-system wait pod -l k8s-app=cilium --field-selector spec.nodeName={n} "
             "--for=condition=Ready --timeout=300s",
+            *(
+                [f"# reboot {node.name} (ssh or your provider's console); wait until it is Ready again"]
+                if opts.reboot
+                else []
+            ),
             f"kubectl get pods -A -o wide --field-selector spec.nodeName={n}",
         ]
     if kind is StepKind.VALIDATE:
@@ -202,7 +207,9 @@ def _step_text(plan: Plan, node: NodePlan, kind: StepKind) -> str:
     if kind is StepKind.SWAP_CNI:
         return (
             f"Label the node `{MIGRATION_LABEL}=true` so Cilium's per-node config selects it, restart its "
-            "Cilium agent and wait until the new agent is Ready, then delete the pods still on the node "
+            "Cilium agent and wait until the new agent is Ready, "
+            + ("reboot the node and wait until it is back Ready with a new boot ID, " if plan.options.reboot else "")
+            + "then delete the pods still on the node "
             f"that have a Calico address (outside {pool}) so their controllers re-create them on Cilium."
         )
     if kind is StepKind.VALIDATE:

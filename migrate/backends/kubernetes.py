@@ -830,11 +830,41 @@ class KubernetesCluster:
 
     def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
         container = {"name": "task", "image": self.node_image, "command": ["sh", "-c", TASK_SCRIPTS[task]]}
+        if task is NodeTask.REBOOT:
+            # The node goes down under its pod: however the pod ends, the node's new boot ID
+            # (wait_node_rebooted) is the proof, not the pod's phase.
+            with contextlib.suppress(PermanentError, TemporaryError):
+                done = self._run_pod(node, "node-task", task.value, container, timeout, host_paths=True)
+                return _termination_message(done) or "reboot requested"
+            return "reboot requested"
         done = self._run_pod(node, "node-task", task.value, container, timeout, host_paths=True)
         message = _termination_message(done)
         if done["status"]["phase"] != "Succeeded":
             raise PermanentError(f"node task {task.value} on {node} failed: {message or 'no message'}")
         return message
+
+    def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items, rv = self._list(f"list node {node}", self.core.list_node, field_selector=f"metadata.name={node}")
+            for obj in items:
+                info = _node(obj)
+                if info.boot_id != old_boot_id and info.ready:
+                    return info
+            try:
+                for _kind, obj in self._watch(
+                    f"watch node {node}",
+                    self.core.list_node,
+                    resource_version=rv,
+                    timeout=deadline - time.monotonic(),
+                    field_selector=f"metadata.name={node}",
+                ):
+                    info = _node(obj)
+                    if _kind != "DELETED" and info.boot_id != old_boot_id and info.ready:
+                        return info
+            except TemporaryError:
+                continue  # re-list
+        raise TemporaryError(f"{node} did not come back from its reboot within {timeout:.0f}s", node=node)
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         if check == "cilium-agent-ready":
@@ -1067,6 +1097,7 @@ def _node(obj: dict[str, Any]) -> NodeInfo:
         max_pods=_quantity(alloc.get("pods")) or 110,
         cni=Cni.UNKNOWN,
         resource_version=meta.get("resourceVersion", ""),
+        boot_id=info.get("bootID", ""),
         addresses=tuple(
             a["address"]
             for a in status.get("addresses") or []

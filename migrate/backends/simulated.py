@@ -317,6 +317,12 @@ class SimulatedCluster:
             self._log(world, f"node-task:{task.value}", node, True)
             return message
 
+    def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
+        info = self.get_node(node)
+        if info.boot_id == old_boot_id or not info.ready:
+            raise TemporaryError(f"{node} did not come back from its reboot within {timeout:.0f}s", node=node)
+        return info
+
     def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         with self._tx("delete-object", write=True) as world:
             objects = world.setdefault("objects", {})
@@ -438,6 +444,7 @@ def _node(world: w.World, name: str) -> NodeInfo:
         max_pods=n["maxPods"],
         cni=Cni(w.node_cni(world, name)),
         addresses=(n["address"],) if n.get("address") else (),
+        boot_id=f"{n['uid']}-{n['boots']}",
     )
 
 

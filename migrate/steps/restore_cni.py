@@ -13,6 +13,7 @@ from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import NodePlan
 from migrate.ports import NodeTask
 from migrate.steps import StepContext
+from migrate.steps.reboot import reboot
 from migrate.steps.restart import restart_pods
 
 
@@ -32,6 +33,8 @@ def run(ctx: StepContext, node: NodePlan) -> str:
     cni = cluster.node_cni(node.name)
     if cni is not Cni.CALICO:
         raise StepFailed(f"{node.name}: CNI is {cni.value} after restoring Calico's configuration", node=node.name)
+    if ctx.options.reboot:
+        parts.append(reboot(ctx, node.name))
     restarted = restart_pods(ctx, node.name, want_cilium=False)
     parts.append(f"{restarted} pod(s) restarted")
     return ", ".join(parts)

@@ -3,7 +3,8 @@
 Cilium's per-node migration: label the node so the ``cilium-default`` CiliumNodeConfig
 selects it, restart the node's Cilium agent so it takes over the node's CNI
 configuration, wait for the new agent to be Ready, then restart the pods still on the node
-so they get Cilium addresses. Each part checks the live state first.
+so they get Cilium addresses (after a reboot, when the plan asks for one). Each part
+checks the live state first.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from migrate.errors import StepFailed
 from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import NodePlan
 from migrate.steps import StepContext
+from migrate.steps.reboot import reboot
 from migrate.steps.restart import restart_pods
 
 
@@ -29,6 +31,8 @@ def run(ctx: StepContext, node: NodePlan) -> str:
     cni = cluster.node_cni(node.name)
     if cni is not Cni.CILIUM:
         raise StepFailed(f"{node.name}: CNI is still {cni.value} after the Cilium agent restart", node=node.name)
+    if ctx.options.reboot:
+        parts.append(reboot(ctx, node.name))
     restarted = restart_pods(ctx, node.name, want_cilium=True)
     parts.append(f"{restarted} pod(s) restarted")
     return ", ".join(parts)

@@ -280,3 +280,14 @@ def test_an_interrupted_run_cannot_be_resumed_or_replaced_with_another_plan(cli)
         assert r.err.count("\n") == 1 and plan_a in r.err, r.err
     assert cli.world("c1")["actions"] == before
     assert cli("resume", "a.yaml", "--yes").code == 0
+
+
+def test_plan_with_reboot_nodes_reboots_every_node_once(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--reboot-nodes", "-o", "p.yaml")
+    assert r.code == 0, r.err
+    assert yaml.safe_load((cli.cwd / "p.yaml").read_text())["options"]["reboot"] is True
+    assert "reboot" in cli("runbook", "p.yaml").out
+    assert cli("apply", "p.yaml", "--yes").code == 0
+    world = cli.world("c1")
+    assert {n: v["boots"] for n, v in world["nodes"].items()} == {n: 2 for n in world["nodes"]}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,7 @@ class NodeAgent:
         self.calico_pool = ipaddress.ip_network(calico_pool)
         self.files: dict[str, list[str]] = defaultdict(lambda: [CALICO_CONF])
         self.failures: dict[str, set[str]] = defaultdict(set)
+        self.reboots: dict[str, int] = defaultdict(int)
         self.seen_agents: set[str] = set()
         self.handled: set[str] = set()
         self.log: list[tuple[str, str, str]] = []  # (node, what, detail)
@@ -232,6 +234,14 @@ class NodeAgent:
             self.handled.add(meta["uid"])
 
     def _task(self, pod: dict[str, Any], node: str, task: str) -> None:
+        if task == "reboot":
+            # What a reboot shows the API: a new boot ID (kwok keeps the node Ready).
+            self.reboots[node] += 1
+            boot = str(uuid.uuid4())
+            self.core.patch_node_status(node, {"status": {"nodeInfo": {"bootID": boot}}})
+            self.log.append((node, task, boot))
+            self._finish(pod, 0, "rebooting")
+            return
         if task == "restore-calico-cni":
             self.files[node] = after_restore(self.files[node])
         message = "\n".join(["."] + [".."] + self.files[node])

@@ -376,3 +376,39 @@ def test_apply_refuses_a_running_cilium_outside_the_plans_migration_mode(backend
         backend.executor(plan).apply()
     assert backend.snapshot() == before
     assert backend.store().load() is None  # refused before the journal was opened
+
+
+def test_a_plan_with_reboots_reboots_each_node_once_and_its_rollback_once_more(backend):
+    from migrate.steps.reboot import REBOOT_LABEL
+
+    plan = backend.plan(reboot=True)
+    boots = {n.name: n.boot_id for n in backend.cluster.nodes()}
+    state = backend.executor(plan).apply()
+    assert state.status is RunStatus.COMPLETED
+    after = {n.name: n for n in backend.cluster.nodes()}
+    assert all(after[n].boot_id != boots[n] for n in boots), "every node rebooted"
+    assert not any(REBOOT_LABEL in n.labels for n in after.values())
+    assert all("rebooted (boot" in state.nodes[n].steps[f"{n}/swap-cni"].message for n in boots)
+
+    # The swap again (as after a crash before its checkpoint): no second reboot.
+    node = plan.nodes[0]
+    ctx = StepContext(
+        cluster=backend.cluster,
+        options=plan.options,
+        clock=backend.clock,
+        stop=StopFlag(),
+        emit=backend.events.append,
+        plan_id=plan.id,
+        agent_timeout=60,
+        probe_timeout=60,
+    )
+    from migrate.steps.reboot import reboot
+
+    backend.cluster.set_node_label(node.name, REBOOT_LABEL, boots[node.name])  # marker of the first reboot
+    assert reboot(ctx, node.name).startswith("reboot found done")
+    assert backend.cluster.get_node(node.name).boot_id == after[node.name].boot_id
+
+    rolled = backend.executor(plan).rollback([node.name])
+    assert rolled.nodes[node.name].state is NodeState.ROLLED_BACK
+    assert backend.cluster.get_node(node.name).boot_id != after[node.name].boot_id, "the rollback rebooted it"
+    assert backend.node_view()[node.name] == (Cni.CALICO, False, None)
