@@ -94,13 +94,16 @@ def run_cli(fn: Callable[[], int | None]) -> None:
 
 
 # -- wiring -----------------------------------------------------------------------------------
-def connect(target: Target, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+def connect(target: Target, kubeconfig: str | None = None, context: str | None = None, **images: str | None) -> Cluster:
+    """The plan's cluster; ``images`` (probe_image, node_image) override the helper pods'
+    images on Kubernetes, e.g. with a mirror in an air-gapped registry."""
     if target.backend == "sim":
         return SimStore(home()).open(target.name)
     if target.backend == "kubernetes":
         from migrate.backends.kubernetes import KubernetesCluster
 
-        return KubernetesCluster.connect(kubeconfig=kubeconfig, context=context or target.name)
+        chosen = {k: v for k, v in images.items() if v}
+        return KubernetesCluster.connect(kubeconfig=kubeconfig, context=context or target.name, **chosen)
     raise BadInput(f"plan names an unknown backend {target.backend!r}")
 
 
@@ -450,6 +453,8 @@ class RunOptions:
     confirm_each_node: bool = False
     pause_after_canary: bool = False
     soak: str | None = None
+    probe_image: str | None = None
+    node_image: str | None = None
 
 
 def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
@@ -462,7 +467,9 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         raise BadInput("--confirm-each-node asks at a terminal: use it with --guided")
     if opts.guided and not sys.stdin.isatty():
         raise BadInput("--guided needs a terminal to ask on; use --yes for unattended runs")
-    cluster = connect(the_plan.target, opts.kubeconfig, opts.context)
+    cluster = connect(
+        the_plan.target, opts.kubeconfig, opts.context, probe_image=opts.probe_image, node_image=opts.node_image
+    )
     steps = sum(len(n.steps) for n in the_plan.nodes)
     with output.Console(steps, live=False if opts.guided else None) as console:
         executor = make_executor(the_plan, cluster, opts.log_format, console, hooks)
@@ -502,6 +509,12 @@ GuidedOpt = Annotated[
 EachNodeOpt = Annotated[bool, typer.Option(help="With --guided, also ask before each node.")]
 CanaryPauseOpt = Annotated[bool, typer.Option(help="Stop (resumable) after the canary wave, to inspect it.")]
 SoakOpt = Annotated[Optional[str], typer.Option(help="Wait this long after each wave before the next (e.g. 2m).")]
+ProbeImageOpt = Annotated[
+    Optional[str], typer.Option(help="Image of the validation probe pods (default: the agnhost e2e image).")
+]
+NodeImageOpt = Annotated[
+    Optional[str], typer.Option(help="Image of the node-task and DNS probe pods (default: busybox 1.36.1).")
+]
 PLANFILE = typer.Argument(metavar="PLANFILE")
 
 
@@ -519,6 +532,8 @@ def apply(
     confirm_each_node: EachNodeOpt = False,
     pause_after_canary: CanaryPauseOpt = False,
     soak: SoakOpt = None,
+    probe_image: ProbeImageOpt = None,
+    node_image: NodeImageOpt = None,
 ) -> None:
     """Execute a reviewed plan, checkpointing every step."""
     opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})
@@ -539,6 +554,8 @@ def resume(
     confirm_each_node: EachNodeOpt = False,
     pause_after_canary: CanaryPauseOpt = False,
     soak: SoakOpt = None,
+    probe_image: ProbeImageOpt = None,
+    node_image: NodeImageOpt = None,
 ) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
     opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})

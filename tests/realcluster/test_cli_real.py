@@ -317,3 +317,17 @@ def test_least_privilege_role_from_deploy_plans_clean_and_migrates(lab4: CliLab)
     assert apply.code == 0, apply
     assert_all_migrated(lab4)
     assert (lab4.lease() or {})["spec"].get("holderIdentity", "") == ""
+
+
+def test_probe_and_node_images_can_be_overridden_for_a_mirror(lab4: CliLab) -> None:
+    lab = lab4
+    assert lab.plan().code == 0
+    helpers = Watcher(lab.kubeconfig, "list_namespaced_pod", namespace=NAMESPACE).start()
+    try:
+        probe, node = "mirror.example/agnhost:2.52", "mirror.example/busybox:1.36.1"
+        r = lab.cli("apply", "p.yaml", "--yes", "--probe-image", probe, "--node-image", node)
+        assert r.code == 0, r
+    finally:
+        helpers.stop()
+    images = {c["image"] for _, o in helpers.records for c in o["spec"]["containers"]}
+    assert images == {probe, node}, images
