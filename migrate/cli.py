@@ -200,6 +200,8 @@ def make_executor(
         emit=emit,
         hooks=hooks,
         stop=stop,
+        # A simulated node has nothing to settle: its checks fail or pass at once.
+        probe_retry_gap=0.0 if plan.target.backend == "sim" else 5.0,
     )
 
 
@@ -217,7 +219,11 @@ def sim_create(
     nodes: Annotated[int, typer.Option(help="Nodes in all: 1 control-plane + N-1 workers.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed for UIDs and kernel versions.")] = 0,
     fail_validation_on: Annotated[
-        Optional[list[str]], typer.Option("--fail-validation-on", help="NODE or NODE:CHECK whose validation fails.")
+        Optional[list[str]],
+        typer.Option(
+            "--fail-validation-on",
+            help="NODE, NODE:CHECK, or NODE:CHECK:TIMES (fails that often, then passes) whose validation fails.",
+        ),
     ] = None,
     latency: Annotated[float, typer.Option(help="Seconds each API call takes.")] = 0.0,
 ) -> None:

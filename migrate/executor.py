@@ -82,6 +82,7 @@ class Executor:
     soak_seconds: float = 0.0
     agent_timeout: float = 300.0
     probe_timeout: float = 60.0
+    probe_retry_gap: float = 5.0
     hooks: HookCaller = no_hooks
 
     def __post_init__(self) -> None:
@@ -95,6 +96,7 @@ class Executor:
             plan_id=self.plan.id,
             agent_timeout=self.agent_timeout,
             probe_timeout=self.probe_timeout,
+            probe_retry_gap=self.probe_retry_gap,
             hooks=self.hooks,
         )
 

@@ -103,13 +103,18 @@ def _write(path: Path, world: w.World) -> None:
 
 
 def parse_validation_failure(spec: str) -> tuple[str, str]:
-    """``NODE`` or ``NODE:CHECK`` -> (node, check or "*")."""
-    node, _, check = spec.partition(":")
-    if check and check not in CHECKS:
+    """``NODE``, ``NODE:CHECK`` or ``NODE:CHECK:TIMES`` -> (node, "CHECK" or "CHECK:TIMES"),
+    CHECK ``*`` for every check. With TIMES the check fails that many times, then passes
+    (a transient start-up failure); without, it always fails."""
+    node, _, rest = spec.partition(":")
+    check, _, times = rest.partition(":")
+    if check and check != "*" and check not in CHECKS:
         raise BadInput(f"--fail-validation-on {spec!r}: unknown check {check!r} (one of {', '.join(CHECKS)})")
     if not node:
         raise BadInput(f"--fail-validation-on {spec!r}: no node named")
-    return node, check or "*"
+    if times and (not times.isdigit() or int(times) < 1):
+        raise BadInput(f"--fail-validation-on {spec!r}: TIMES must be a positive number")
+    return node, (check or "*") + (f":{times}" if times else "")
 
 
 class SimulatedCluster:
@@ -363,11 +368,18 @@ class SimulatedCluster:
 
     # -- validation probes ------------------------------------------------------------------
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
-        with self._tx("probe") as world:
+        with self._tx("probe", write=True) as world:
             n = self._node_dict(world, node)
             injected = world["failValidation"].get(node, [])
-            if check in injected or "*" in injected:
-                return _injected_failure(node, check, n)
+            for i, entry in enumerate(injected):
+                name, _, times = entry.partition(":")
+                if name not in (check, "*"):
+                    continue
+                if not times:
+                    return _injected_failure(node, check, n)
+                if int(times) > 0:
+                    injected[i] = f"{name}:{int(times) - 1}"
+                    return _injected_failure(node, check, n)
             pool = ipaddress.ip_network(world["cilium"]["poolCIDR"])
             if check == "cilium-agent-ready":
                 agents = [

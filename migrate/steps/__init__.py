@@ -26,6 +26,7 @@ class StepContext:
     plan_id: str
     agent_timeout: float = 300.0
     probe_timeout: float = 60.0
+    probe_retry_gap: float = 5.0  # seconds between attempts of a failing validation check
     hooks: HookCaller = no_hooks
 
     def check_stop(self, node: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from migrate.errors import ValidationFailed
 from migrate.plan import NodePlan
+from migrate.ports import Event
 from migrate.steps import StepContext
 
 # Each check is a probe the backend runs: the node's new Cilium agent is Ready; its
@@ -16,19 +17,40 @@ from migrate.steps import StepContext
 # address from that pool; it resolves cluster DNS; it reaches the API server's Service.
 CHECKS = ("cilium-agent-ready", "cilium-node", "pod-network", "dns", "connectivity")
 
+# A node that has just switched CNI can fail a check once or twice while its agent, its
+# CiliumNode and its DNS path settle: each check gets this many attempts, this far apart,
+# before it counts as failed (``StepContext.probe_retry_gap`` apart, 5 s by default). Bounded,
+# so a broken node still rolls back within a minute.
+ATTEMPTS = 3
+
 
 def run(ctx: StepContext, node: NodePlan) -> str:
     passed = []
     for check in CHECKS:
-        ctx.check_stop(node.name)
-        result = ctx.cluster.probe(node.name, check, ctx.probe_timeout)
+        for attempt in range(1, ATTEMPTS + 1):
+            ctx.check_stop(node.name)
+            result = ctx.cluster.probe(node.name, check, ctx.probe_timeout)
+            if result.ok or attempt == ATTEMPTS:
+                break
+            ctx.emit(
+                Event(
+                    "wait",
+                    ctx.plan_id,
+                    node=node.name,
+                    step="validate",
+                    message=f"{check}: observed {result.observed}; attempt {attempt + 1}/{ATTEMPTS} "
+                    f"in {ctx.probe_retry_gap:g}s",
+                )
+            )
+            ctx.stop.wait(ctx.probe_retry_gap)
         if not result.ok:
             raise ValidationFailed(
                 f"validation of {node.name} failed: {check}: observed {result.observed}, expected {result.expected}",
                 node=node.name,
                 check=check,
             )
-        passed.append(f"{check} ({result.observed})" if result.observed else check)
+        retried = f", attempt {attempt}" if attempt > 1 else ""
+        passed.append(f"{check} ({result.observed}{retried})" if result.observed else check)
     failures = ctx.hooks("post-swap", {"plan_id": ctx.plan_id, "node": node.name, "step": "validate"})
     if failures:
         raise ValidationFailed(

@@ -291,3 +291,22 @@ def test_plan_with_reboot_nodes_reboots_every_node_once(cli):
     assert cli("apply", "p.yaml", "--yes").code == 0
     world = cli.world("c1")
     assert {n: v["boots"] for n, v in world["nodes"].items()} == {n: 2 for n in world["nodes"]}
+
+
+def test_a_check_failing_while_the_node_settles_is_retried_then_passes(cli):
+    cli("sim", "create", "c1", "--nodes", "3", "--fail-validation-on", "worker-1:dns:2")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 0, r.err
+    assert "dns: observed nslookup" in r.out and "attempt 2/3" in r.out and "attempt 3/3" in r.out
+    status = json.loads(cli("status", "p.yaml", "-o", "json").out)
+    assert {n["state"] for n in status["nodes"]} == {"migrated"}
+
+
+def test_a_check_still_failing_after_its_attempts_rolls_the_node_back(cli):
+    cli("sim", "create", "c1", "--nodes", "3", "--fail-validation-on", "worker-1:dns:3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 4 and "validation of worker-1 failed: dns" in r.err, r
+    # The failure was transient after all: resume validates it again and goes on.
+    assert cli("resume", "p.yaml", "--yes").code == 0

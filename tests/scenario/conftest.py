@@ -61,6 +61,7 @@ class Harness:
         directory = self.tmp / "runs"
         kw.setdefault("agent_timeout", 60.0)
         kw.setdefault("probe_timeout", 60.0)
+        kw.setdefault("probe_retry_gap", 0.0 if self.name == "simulated" else 1.0)
         return Executor(
             plan=plan,
             cluster=self.cluster,
