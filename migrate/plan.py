@@ -140,7 +140,9 @@ class PlanOptions:
             "deleteEmptydirData": self.delete_emptydir_data,
             "excludeNodes": list(self.exclude_nodes),
             "ciliumPoolCIDR": self.cilium_pool_cidr,
-            "reboot": self.reboot,
+            # Options added after the schema's first release are written only when set, so
+            # plan files made before them keep their checksum (and id) with this version.
+            **({"reboot": True} if self.reboot else {}),
         }
 
     @classmethod

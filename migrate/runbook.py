@@ -68,6 +68,8 @@ CHECK_DESCRIPTIONS: Mapping[str, str] = {
     "pod-network": "a probe pod on the node gets an address from the Cilium pool ({pool})",
     "dns": "a probe pod on the node resolves kubernetes.default.svc.cluster.local",
     "connectivity": "a probe pod on the node reaches the API server through the kubernetes Service",
+    "cross-node": "probe pods on the node and on a Calico and a Cilium peer node reach each other both ways, "
+    "and the node reaches a ClusterIP Service backed by the peers",
 }
 
 # What each exit code asks of the operator; the meaning comes from the error's docstring.

@@ -50,6 +50,7 @@ from migrate.errors import (
     TemporaryError,
 )
 from migrate.model import (
+    MIGRATION_LABEL,
     CalicoPool,
     CiliumState,
     ClusterIdentity,
@@ -74,6 +75,8 @@ NODE_LABEL = "cni-migrate.io/node"
 TASK_LABEL = "cni-migrate.io/task"
 CILIUM_SELECTOR = "k8s-app=cilium"
 DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
+PROBE_PORT = 8080
+PEER_LABEL = "cni-migrate.io/peer-of"  # probe servers on peer nodes, behind the probe Service
 DEFAULT_PROBE_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
 FORBIDDEN_UID = "unreadable"  # kube-system's UID when this identity may not read it
 EVICTION_PDB = re.compile(r"disruption budget (\S+?) needs")
@@ -716,7 +719,8 @@ class KubernetesCluster:
         return items
 
     def cleanup_helper_pods(self, node: str | None = None) -> int:
-        """Delete task and probe pods left by a killed run (resume calls this first)."""
+        """Delete task and probe pods (and probe Services) left by a killed run (resume calls
+        this first)."""
         selector = ROLE_LABEL + (f",{NODE_LABEL}={node}" if node else "")
         try:
             items, _ = self._list(
@@ -735,7 +739,12 @@ class KubernetesCluster:
                 )
             except NotFound:
                 continue  # already gone
-        return len(items)
+        services, _ = self._list(
+            "list probe services", self.core.list_namespaced_service, TOOL_NAMESPACE, label_selector=selector
+        )
+        for obj in services:
+            self._delete_helper(obj["metadata"]["name"], "service")
+        return len(items) + len(services)
 
     def _run_pod(
         self,
@@ -747,8 +756,11 @@ class KubernetesCluster:
         *,
         host_paths: bool = False,
         until_running: bool = False,
+        keep: list[str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Create a pinned helper pod, wait for it to finish (or run), return it; always delete it."""
+        """Create a pinned helper pod, wait for it to finish (or run), return it; delete it,
+        unless ``keep`` is given: then its name goes there and the caller deletes it."""
         self._ensure_namespace()
         for stale in self._helper_pods(node, role):
             if stale["metadata"].get("labels", {}).get(TASK_LABEL) == name_hint:
@@ -766,7 +778,7 @@ class KubernetesCluster:
             "metadata": {
                 "name": name,
                 "namespace": TOOL_NAMESPACE,
-                "labels": {ROLE_LABEL: role, NODE_LABEL: node, TASK_LABEL: name_hint},
+                "labels": {ROLE_LABEL: role, NODE_LABEL: node, TASK_LABEL: name_hint, **(labels or {})},
             },
             "spec": {
                 "nodeName": node,
@@ -788,14 +800,85 @@ class KubernetesCluster:
             # The name is ours alone (random per call): AlreadyExists means an earlier attempt
             # of this very create succeeded and only its answer was lost.
             created = self._json(f"get {role} pod on {node}", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
+        if keep is not None:
+            keep.append(name)
+            return self._wait_pod(created, timeout, until_running)
         try:
             return self._wait_pod(created, timeout, until_running)
         finally:
-            # Gone already (404) is all we wanted.
-            with contextlib.suppress(NotFound):
+            self._delete_helper(name)
+
+    def _delete_helper(self, name: str, kind: str = "pod") -> None:
+        # Gone already (404) is all we wanted.
+        with contextlib.suppress(NotFound):
+            if kind == "service":
+                self._call(f"delete service {name}", self.core.delete_namespaced_service, name, TOOL_NAMESPACE)
+            else:
                 self._call(
-                    f"delete {role} pod", self.core.delete_namespaced_pod, name, TOOL_NAMESPACE, grace_period_seconds=0
+                    f"delete pod {name}", self.core.delete_namespaced_pod, name, TOOL_NAMESPACE, grace_period_seconds=0
                 )
+
+    def _cross_node(self, node: str, timeout: float) -> ProbeResult:
+        """Probe servers on the node and on one Calico and one Cilium peer node, a Service in
+        front of the peers, and connections node -> each peer, each peer -> node, node ->
+        Service. The canary has only Calico peers, the last node only Cilium ones."""
+        check = "cross-node"
+        others = [n for n in self.nodes() if n.name != node and n.ready]
+        cilium = next((n.name for n in others if n.labels.get(MIGRATION_LABEL) == "true"), None)
+        calico = next((n.name for n in others if n.labels.get(MIGRATION_LABEL) != "true"), None)
+        peers = {name: cni for name, cni in ((calico, "calico"), (cilium, "cilium")) if name}
+        if not peers:
+            return ProbeResult(check, True, "no other Ready node to probe", "peers reachable both ways")
+        server = {
+            "name": "probe",
+            "image": self.probe_image,
+            "command": ["/agnhost", "netexec", f"--http-port={PROBE_PORT}"],
+            "ports": [{"containerPort": PROBE_PORT}],
+        }
+        kept: list[str] = []
+        service = f"cni-migrate-peers-{uuid.uuid4().hex[:8]}"
+        service_made = False
+        try:
+            ips = {}
+            for name in [node, *peers]:
+                extra = {PEER_LABEL: node} if name != node else {}
+                started = self._run_pod(
+                    name, "probe", "cross-node-server", server, timeout, until_running=True, keep=kept, labels=extra
+                )
+                ips[name] = (started.get("status") or {}).get("podIP", "")
+            body = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": service, "labels": {ROLE_LABEL: "probe", NODE_LABEL: node}},
+                "spec": {
+                    "selector": {ROLE_LABEL: "probe", PEER_LABEL: node},
+                    "ports": [{"port": PROBE_PORT, "targetPort": PROBE_PORT, "protocol": "TCP"}],
+                },
+            }
+            made = self._json(f"create service {service}", self.core.create_namespaced_service, TOOL_NAMESPACE, body)
+            service_made = True
+            routes = [(node, ips[p], f"{node}->{p} ({cni})") for p, cni in peers.items()]
+            routes += [(p, ips[node], f"{p} ({cni})->{node}") for p, cni in peers.items()]
+            routes.append((node, made["spec"]["clusterIP"], f"{node}->Service {made['spec']['clusterIP']}"))
+            outcomes = []
+            for source, ip, label in routes:
+                client_container = {
+                    "name": "probe",
+                    "image": self.probe_image,
+                    "command": ["/agnhost", "connect", f"{ip}:{PROBE_PORT}", "--timeout=5s"],
+                }
+                done = self._run_pod(source, "probe", "cross-node-client", client_container, timeout)
+                ok = done["status"]["phase"] == "Succeeded"
+                outcomes.append((label, ok, _termination_message(done)))
+        finally:
+            for name in kept:
+                self._delete_helper(name)
+            if service_made:
+                self._delete_helper(service, "service")
+        failed = [f"{label}: {message or 'failed'}" for label, ok, message in outcomes if not ok]
+        reached = f"{len(outcomes) - len(failed)}/{len(outcomes)} connections"
+        observed = f"{reached}" + (f"; {'; '.join(failed)}" if failed else f" ({', '.join(o[0] for o in outcomes)})")
+        return ProbeResult(check, not failed, observed, "every peer reachable both ways and the Service")
 
     def _wait_pod(self, pod: dict[str, Any], timeout: float, until_running: bool) -> dict[str, Any]:
         name = pod["metadata"]["name"]
@@ -917,6 +1000,8 @@ class KubernetesCluster:
                 f"nslookup {name}: {_termination_message(done) or done['status']['phase']}",
                 "cluster DNS answers",
             )
+        if check == "cross-node":
+            return self._cross_node(node, timeout)
         if check == "connectivity":
             target = "kubernetes.default.svc.cluster.local:443"
             container = {

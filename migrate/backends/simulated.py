@@ -410,6 +410,24 @@ class SimulatedCluster:
                     f"reached {len(peers) if ok else 0}/{len(peers)} peer nodes",
                     f"{len(peers)}/{len(peers)} peer nodes",
                 )
+            if check == "cross-node":
+                others = sorted(name for name, other in world["nodes"].items() if name != node and other["ready"])
+                found: dict[str, str] = {}
+                for cni in ("calico", "cilium"):
+                    peer = next((o for o in others if w.node_cni(world, o) == cni), None)
+                    if peer is not None:
+                        found[cni] = peer
+                ok = w.node_cni(world, node) == "cilium"
+                routes = [f"{node}<->{name} ({cni})" for cni, name in found.items()] + (
+                    [f"{node}->Service"] if found else []
+                )
+                count = 2 * len(found) + (1 if found else 0)
+                return ProbeResult(
+                    check,
+                    ok,
+                    f"{count if ok else 0}/{count} connections ({', '.join(routes)})",
+                    "every peer reachable both ways and the Service",
+                )
             raise BadInput(f"unknown validation check {check!r}")
 
     # -- helpers ----------------------------------------------------------------------------
@@ -426,6 +444,7 @@ def _injected_failure(node: str, check: str, n: dict[str, Any]) -> ProbeResult:
         "cilium-agent-ready": "cilium agent CrashLoopBackOff",
         "pod-network": f"probe pod IP 192.168.{n['index']}.250 is in Calico pool default-ipv4-ippool",
         "connectivity": "0/5 peers reachable (connect to peers timed out after 5s)",
+        "cross-node": f"0/5 connections; {node}->worker-3 (calico): dial tcp: i/o timeout",
         "cilium-node": f"CiliumNode {node} has podCIDRs 192.168.{n['index']}.0/24",
         "dns": "nslookup kubernetes.default.svc.cluster.local: connection timed out; no servers could be reached",
     }[check]
@@ -433,6 +452,7 @@ def _injected_failure(node: str, check: str, n: dict[str, Any]) -> ProbeResult:
         "cilium-agent-ready": "a Ready agent",
         "pod-network": "an IP in 10.245.0.0/16",
         "connectivity": "all peers reachable",
+        "cross-node": "every peer reachable both ways and the Service",
         "cilium-node": "pod CIDRs inside 10.245.0.0/16",
         "dns": "cluster DNS answers",
     }[check]

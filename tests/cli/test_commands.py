@@ -237,7 +237,9 @@ def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
     assert "reboot" in r.out
 
 
-@pytest.mark.parametrize("check", ["cilium-agent-ready", "cilium-node", "pod-network", "dns", "connectivity"])
+@pytest.mark.parametrize(
+    "check", ["cilium-agent-ready", "cilium-node", "pod-network", "dns", "connectivity", "cross-node"]
+)
 def test_each_validation_check_can_fail_and_names_node_check_and_observed_value(cli, check):
     cli("sim", "create", "c1", "--nodes", "3", "--fail-validation-on", f"worker-1:{check}")
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")

@@ -49,6 +49,7 @@ class NodeAgent:
         self.files: dict[str, list[str]] = defaultdict(lambda: [CALICO_CONF])
         self.failures: dict[str, set[str]] = defaultdict(set)
         self.reboots: dict[str, int] = defaultdict(int)
+        self.server_ips: dict[str, str] = {}  # cross-node probe server IP -> its node
         self.seen_agents: set[str] = set()
         self.handled: set[str] = set()
         self.log: list[tuple[str, str, str]] = []  # (node, what, detail)
@@ -265,6 +266,29 @@ class NodeAgent:
                     "containerStatuses": [self._container(pod, running=True)],
                 },
             )
+        elif check == "cross-node-server":
+            pool = self.cilium_pool if self.cni(node) is Cni.CILIUM else self.calico_pool
+            self._ips[node] += 1
+            ip = self._ip(pool, node)
+            self.server_ips[ip] = node
+            self._patch(
+                pod,
+                {
+                    "phase": "Running",
+                    "podIP": ip,
+                    "podIPs": [{"ip": ip}],
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [self._container(pod, running=True)],
+                },
+            )
+        elif check == "cross-node-client":
+            # agnhost connect IP:PORT: fails when either end is a node whose cross-node check
+            # is made to fail; a Service IP (not a probe pod's) depends on the client only.
+            target = pod["spec"]["containers"][0]["command"][2].rsplit(":", 1)[0]
+            ends = [node, self.server_ips.get(target, node)]
+            broken = [n for n in ends if {"cross-node", "*"} & self.failures[n]]
+            message = f"dial tcp {target}: i/o timeout" if broken else "connected"
+            self._finish(pod, 1 if broken else 0, message)
         elif check == "dns":
             ok = not failing and self.cni(node) is Cni.CILIUM
             self._finish(pod, 0 if ok else 1, "Address: 10.96.0.1" if ok else ";; connection timed out")

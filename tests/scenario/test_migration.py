@@ -412,3 +412,24 @@ def test_a_plan_with_reboots_reboots_each_node_once_and_its_rollback_once_more(b
     assert rolled.nodes[node.name].state is NodeState.ROLLED_BACK
     assert backend.cluster.get_node(node.name).boot_id != after[node.name].boot_id, "the rollback rebooted it"
     assert backend.node_view()[node.name] == (Cni.CALICO, False, None)
+
+
+def test_cross_node_probes_reach_calico_and_cilium_peers_both_ways_and_a_service(backend):
+    plan = backend.plan(max_unavailable=2)
+    state = backend.executor(plan).apply()
+    evidence = {n: r.steps[f"{n}/validate"].message for n, r in state.nodes.items()}
+    canary, last = plan.waves[0].nodes[0].name, plan.waves[-1].nodes[-1].name
+    middle = plan.waves[1].nodes[0].name
+    assert "(calico)" in evidence[canary] and "(cilium)" not in evidence[canary], evidence[canary]
+    assert "(cilium)" in evidence[last] and "(calico)" not in evidence[last], evidence[last]
+    assert "(calico)" in evidence[middle] and "(cilium)" in evidence[middle], evidence[middle]
+    assert all("Service" in e and "cross-node (5/5" in e or "cross-node (3/3" in e for e in evidence.values())
+
+
+def test_a_node_its_peers_cannot_reach_is_rolled_back(backend):
+    plan = backend.plan(max_unavailable=2)
+    victim = plan.waves[1].nodes[0].name
+    backend.fail_validation(victim, "cross-node")
+    with pytest.raises(ValidationFailed, match=f"{victim} failed: cross-node: observed 0/5 connections"):
+        backend.executor(plan).apply()
+    assert backend.node_view()[victim] == (Cni.CALICO, False, None)

@@ -99,3 +99,11 @@ def test_fuzzed_plan_records_fail_cleanly_never_with_a_traceback(data):
         Plan.from_record(record)
     except BadInput as exc:
         assert "\n" not in exc.message
+
+
+def test_options_added_later_are_written_only_when_set_so_older_plans_keep_their_id():
+    from migrate.plan import PlanOptions
+
+    assert "reboot" not in PlanOptions().to_record()
+    assert PlanOptions(reboot=True).to_record()["reboot"] is True
+    assert PlanOptions.from_record(PlanOptions().to_record()) == PlanOptions()
