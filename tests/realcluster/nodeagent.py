@@ -249,38 +249,29 @@ class NodeAgent:
         self.log.append((node, task, ",".join(self.files[node])))
         self._finish(pod, 0, message)
 
+    def _start(self, pod: dict[str, Any], node: str, *, cilium: bool) -> str:
+        """Mark a probe pod Running and Ready with the next address of a pool; return it."""
+        self._ips[node] += 1
+        ip = self._ip(self.cilium_pool if cilium else self.calico_pool, node)
+        self._patch(
+            pod,
+            {
+                "phase": "Running",
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [self._container(pod, running=True)],
+            },
+        )
+        return ip
+
     def _probe(self, pod: dict[str, Any], node: str, check: str) -> None:
         failing = check in self.failures[node] or "*" in self.failures[node]
         self.log.append((node, f"probe:{check}", "fail" if failing else "ok"))
         if check == "pod-network":
-            pool = self.cilium_pool if self.cni(node) is Cni.CILIUM and not failing else self.calico_pool
-            self._ips[node] += 1
-            ip = self._ip(pool, node)
-            self._patch(
-                pod,
-                {
-                    "phase": "Running",
-                    "podIP": ip,
-                    "podIPs": [{"ip": ip}],
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                    "containerStatuses": [self._container(pod, running=True)],
-                },
-            )
+            self._start(pod, node, cilium=self.cni(node) is Cni.CILIUM and not failing)
         elif check == "cross-node-server":
-            pool = self.cilium_pool if self.cni(node) is Cni.CILIUM else self.calico_pool
-            self._ips[node] += 1
-            ip = self._ip(pool, node)
-            self.server_ips[ip] = node
-            self._patch(
-                pod,
-                {
-                    "phase": "Running",
-                    "podIP": ip,
-                    "podIPs": [{"ip": ip}],
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                    "containerStatuses": [self._container(pod, running=True)],
-                },
-            )
+            self.server_ips[self._start(pod, node, cilium=self.cni(node) is Cni.CILIUM)] = node
         elif check == "cross-node-client":
             # agnhost connect IP:PORT: fails when either end is a node whose cross-node check
             # is made to fail; a Service IP (not a probe pod's) depends on the client only.

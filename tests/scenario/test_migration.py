@@ -28,6 +28,19 @@ def pdbs_satisfied(backend) -> None:
         assert pdb.current_healthy >= pdb.desired_healthy, pdb
 
 
+def step_context(backend, plan) -> StepContext:
+    """What the executor hands a step, for running one step by hand."""
+    return StepContext(
+        cluster=backend.cluster,
+        options=plan.options,
+        clock=backend.clock,
+        stop=StopFlag(),
+        emit=backend.events.append,
+        plan_id=plan.id,
+        agent_timeout=60,
+    )
+
+
 def test_full_migration_ends_with_every_node_on_cilium_and_schedulable(backend):
     plan = backend.plan(max_unavailable=2)
     state = backend.executor(plan).apply()
@@ -72,15 +85,7 @@ def test_applying_a_completed_plan_again_changes_nothing(backend):
 def test_running_a_step_twice_changes_nothing_the_second_time(backend, kind):
     plan = backend.plan()
     node = plan.nodes[0]
-    ctx = StepContext(
-        cluster=backend.cluster,
-        options=plan.options,
-        clock=backend.clock,
-        stop=StopFlag(),
-        emit=backend.events.append,
-        plan_id=plan.id,
-        agent_timeout=60,
-    )
+    ctx = step_context(backend, plan)
     steps = registry()
     for k in (StepKind.CORDON, StepKind.DRAIN, StepKind.SWAP_CNI, StepKind.UNCORDON):
         steps[k](ctx, node)
@@ -392,16 +397,7 @@ def test_a_plan_with_reboots_reboots_each_node_once_and_its_rollback_once_more(b
 
     # The swap again (as after a crash before its checkpoint): no second reboot.
     node = plan.nodes[0]
-    ctx = StepContext(
-        cluster=backend.cluster,
-        options=plan.options,
-        clock=backend.clock,
-        stop=StopFlag(),
-        emit=backend.events.append,
-        plan_id=plan.id,
-        agent_timeout=60,
-        probe_timeout=60,
-    )
+    ctx = step_context(backend, plan)
     from migrate.steps.reboot import reboot
 
     backend.cluster.set_node_label(node.name, REBOOT_LABEL, boots[node.name])  # marker of the first reboot
