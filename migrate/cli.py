@@ -486,7 +486,7 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
         executor.pause_after_canary = opts.pause_after_canary
         executor.soak_seconds = soak
-        executor.verify()
+        executor.verify(to_apply=True)
         verb = "Resume" if resume else "Apply"
         confirm(
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "

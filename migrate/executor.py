@@ -101,15 +101,17 @@ class Executor:
         )
 
     # -- entry points ---------------------------------------------------------------------
-    def verify(self) -> None:
-        """Refuse a plan for another cluster, or one the cluster has outgrown."""
+    def verify(self, *, to_apply: bool = False) -> None:
+        """Refuse (to apply) a plan with blocking findings; then an identity without the
+        permissions the run needs, a plan for another cluster, or one the cluster outgrew."""
+        if to_apply and self.plan.blocking:
+            checks = ", ".join(sorted({f.check for f in self.plan.blocking}))
+            raise PreflightBlocked(f"plan {self.plan.id} has blocking findings ({checks}); fix them and plan again")
+        self._check_permissions()
         verify_plan(self.plan, self.cluster)
 
     def apply(self, *, resume: bool = False) -> RunState:
-        self.verify()
-        if self.plan.blocking:
-            checks = ", ".join(sorted({f.check for f in self.plan.blocking}))
-            raise PreflightBlocked(f"plan {self.plan.id} has blocking findings ({checks}); fix them and plan again")
+        self.verify(to_apply=True)
         # Refuse what is bound to be refused before taking the lock: on a real cluster the
         # lock is a Lease, and bad input must not write anything.
         admitted = self._admit(self.store.load(), resume)
@@ -123,6 +125,15 @@ class Executor:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
             return self._forward(state)
+
+    def _check_permissions(self) -> None:
+        """Refuse, before any write, an identity that could not finish the run."""
+        missing = self.cluster.missing_permissions()
+        if missing:
+            raise BadInput(
+                f"this identity lacks {len(missing)} permission(s) the run needs ({', '.join(missing[:5])}"
+                f"{', ...' if len(missing) > 5 else ''}); bind the ClusterRole in deploy/rbac.yaml, nothing was changed"
+            )
 
     def _check_cilium(self) -> None:
         """The running Cilium must be in the migration mode the plan prescribes: checked on

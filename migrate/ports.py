@@ -47,6 +47,10 @@ class Cluster(Protocol):
 
     def inventory(self) -> Inventory: ...
 
+    def missing_permissions(self) -> tuple[str, ...]:
+        """The permissions the run needs that this identity lacks (empty: all granted)."""
+        ...
+
     def cilium_config(self) -> dict[str, str]:
         """The running Cilium's configuration (kube-system/cilium-config data); {} if none."""
         ...

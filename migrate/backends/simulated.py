@@ -234,6 +234,9 @@ class SimulatedCluster:
                 policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
             )
 
+    def missing_permissions(self) -> tuple[str, ...]:
+        return ()  # a simulated cluster has no RBAC
+
     def cilium_config(self) -> dict[str, str]:
         with self._tx("cilium-config") as world:
             return w.cilium_config(world)

@@ -23,6 +23,7 @@ from migrate import planfile
 from migrate.model import ClusterIdentity
 from migrate.plan import Plan
 from tests.realcluster.clilab import CliLab, Result, Watcher
+from tests.realcluster.test_cli_real import read_only_identity
 
 pytestmark = pytest.mark.realcluster
 OFFLINE = ("status", "runbook")  # commands that read only files: no --kubeconfig
@@ -180,6 +181,7 @@ def test_forty_bad_inputs_each_exit_2_with_one_line_and_no_cluster_write(tmp_pat
         assert lab.plan("--max-unavailable", "2").code == 0
         plans = plan_variants(lab, tmp_path)
         creds = credentials(lab, tmp_path)
+        creds["read-only"] = read_only_identity(lab)  # may get/list/watch nodes and pods, nothing else
         hooks = tmp_path / "bad-hooks"
         hooks.mkdir()
         (hooks / "pre-run").write_text("#!/bin/sh\nexit 0\n")  # not executable
@@ -235,8 +237,10 @@ def test_forty_bad_inputs_each_exit_2_with_one_line_and_no_cluster_write(tmp_pat
             (("plan",), "does not exist", tmp_path / "missing.kubeconfig"),
             (("plan",), "not valid YAML", tmp_path / "not-yaml.kubeconfig"),
             (("plan",), "", tmp_path / "no-contexts.kubeconfig"),
-            *[(("plan",), "", creds[n]) for n in creds],
+            *[(("plan",), "", creds[n]) for n in creds if n != "read-only"],
             *[(("apply", p, "--yes"), "", creds[n]) for n in ("wrong-ca", "expired-cert", "bogus-token")],
+            (("apply", p, "--yes", "--context", "reader"), "lacks", creds["read-only"]),
+            (("rollback", p, "--yes", "--context", "reader"), "lacks", creds["read-only"]),
             (("status", p, "-o", "xml"), "", None),
         ]
         failures = []
