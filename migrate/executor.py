@@ -113,8 +113,11 @@ class Executor:
     def apply(self, *, resume: bool = False) -> RunState:
         self.verify(to_apply=True)
         # Refuse what is bound to be refused before taking the lock: on a real cluster the
-        # lock is a Lease, and bad input must not write anything.
-        admitted = self._admit(self.store.load(), resume)
+        # lock is a Lease, and bad input must not write anything. A run recorded as running
+        # may be another executor's at work: for that one the lock has the say.
+        existing = self.store.load()
+        running = existing is not None and existing.status is RunStatus.RUNNING
+        admitted = None if running else self._admit(existing, resume)
         if admitted is None or admitted.status is not RunStatus.COMPLETED:
             self._check_cilium()
         with self.lock.hold():
