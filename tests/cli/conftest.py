@@ -40,6 +40,12 @@ class CLI:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
+    def popen(self, *args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
+        """Start the CLI in the background (for signals, kills and disks filling under it)."""
+        return subprocess.Popen(
+            [*self.base, *args], cwd=self.cwd, env=self.env, stdout=stdout, stderr=subprocess.PIPE, text=True
+        )
+
     def world(self, name: str) -> dict:
         return json.loads((self.cwd / "home" / "sims" / name / "world.json").read_text())
 

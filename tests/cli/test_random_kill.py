@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-from tests.cli.conftest import CLI
 from tests.cli.test_crash import effects, end_state, restarts
-from tests.cli.test_signals import copy
+from tests.cli.test_signals import copy, reference_run
 
 SIM = ("sim", "create", "c1", "--nodes", "6", "--seed", "3", "--latency", "0.01")
 PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "-o", "p.yaml")
@@ -27,27 +26,14 @@ RUNS = 100 if os.environ.get("CNI_MIGRATE_SOAK") else 12
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path_factory):
-    template = CLI(tmp_path_factory.mktemp("template"))
-    assert template(*SIM).code == 0 and template(*PLAN).code == 0
-    reference = copy(template.cwd, tmp_path_factory, "reference")
-    started = time.monotonic()
-    assert reference("apply", "p.yaml", "--yes").code == 0
-    whole = time.monotonic() - started
-    ref = reference.world("c1")
+    template, ref, whole = reference_run(tmp_path_factory, SIM, PLAN)
 
     rng = random.Random(9)
     killed = 0
     for run in range(RUNS):
         cli = copy(template.cwd, tmp_path_factory, f"kill-{run}")
         at = rng.uniform(0.3, whole)
-        proc = subprocess.Popen(
-            [*cli.base, "apply", "p.yaml", "--yes"],
-            cwd=cli.cwd,
-            env=cli.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = cli.popen("apply", "p.yaml", "--yes", stdout=subprocess.DEVNULL)
         time.sleep(at)
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=60)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import shutil
 import signal
-import subprocess
 import time
 
 import pytest
@@ -31,16 +30,20 @@ def copy(template, tmp_path_factory, label: str) -> CLI:
     return CLI(directory)
 
 
-@pytest.mark.slow
-def test_sigint_at_random_moments_always_resumes_to_the_uninterrupted_end_state(tmp_path_factory):
+def reference_run(tmp_path_factory, sim: tuple[str, ...], plan: tuple[str, ...]) -> tuple[CLI, dict, float]:
+    """A simulated cluster and its plan to copy for each run, and an uninterrupted run of it:
+    (template, its end world, its wall time)."""
     template = CLI(tmp_path_factory.mktemp("template"))
-    assert template(*SIM).code == 0 and template(*PLAN).code == 0
-
+    assert template(*sim).code == 0 and template(*plan).code == 0
     reference = copy(template.cwd, tmp_path_factory, "reference")
     started = time.monotonic()
     assert reference("apply", "p.yaml", "--yes").code == 0
-    whole = time.monotonic() - started
-    ref = reference.world("c1")
+    return template, reference.world("c1"), time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_sigint_at_random_moments_always_resumes_to_the_uninterrupted_end_state(tmp_path_factory):
+    template, ref, whole = reference_run(tmp_path_factory, SIM, PLAN)
 
     rng = random.Random(20261123)
     outcomes = {"interrupted": 0, "stopped at once": 0, "finished first": 0}
@@ -48,14 +51,7 @@ def test_sigint_at_random_moments_always_resumes_to_the_uninterrupted_end_state(
         cli = copy(template.cwd, tmp_path_factory, f"run-{run}")
         at = rng.uniform(0.2, whole)
         twice = rng.random() < 0.4
-        proc = subprocess.Popen(
-            [*cli.base, "apply", "p.yaml", "--yes"],
-            cwd=cli.cwd,
-            env=cli.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = cli.popen("apply", "p.yaml", "--yes")
         time.sleep(at)
         proc.send_signal(signal.SIGINT)
         if twice:

@@ -86,14 +86,7 @@ def test_a_state_directory_filling_mid_run_stops_it_resumably(cli, runs, tmp_pat
     assert reference("apply", "p.yaml", "--yes").code == 0
 
     runs.mount()
-    proc = subprocess.Popen(
-        [*cli.base, "apply", "p.yaml", "--yes"],
-        cwd=cli.cwd,
-        env=cli.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = cli.popen("apply", "p.yaml", "--yes")
     deadline = time.monotonic() + 30
     while not any((runs.where).glob("*/journal.json")) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -151,6 +151,12 @@ class CliLab:
     def wait_settled(self, timeout: float = 90) -> None:
         labsupport.wait_for("workloads ready and PDBs satisfied", self.settled, timeout=timeout)
 
+    def watch_pdbs(self) -> Watcher:
+        """A started watch on every PodDisruptionBudget (``test_faults.pdb_breaches`` reads it)."""
+        return Watcher(
+            self.kubeconfig, "list_pod_disruption_budget_for_all_namespaces", api_class=client.PolicyV1Api
+        ).start()
+
     def lease(self) -> dict[str, Any] | None:
         coordination = client.CoordinationV1Api(self.api)
         try:

@@ -33,6 +33,27 @@ def openssl(cwd: Path, *args: str) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
+def sign(pki: Path, csr: str, ca: Path, out: str, *, days: int) -> None:
+    """Sign ``csr`` with the CA whose files are ``ca``.crt and ``ca``.key."""
+    ca_crt, ca_key = str(ca.with_suffix(".crt")), str(ca.with_suffix(".key"))
+    openssl(
+        pki,
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca_crt,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        out,
+        "-days",
+        str(days),
+    )
+
+
 def kubeconfig_variant(
     lab: CliLab,
     path: Path,
@@ -93,38 +114,8 @@ def credentials(lab: CliLab, tmp: Path) -> dict[str, Path]:
         "/O=system:masters/CN=intruder",
     )
     # Signed by the lab CA but valid for no time at all: expired a second later.
-    openssl(
-        pki,
-        "x509",
-        "-req",
-        "-in",
-        "user.csr",
-        "-CA",
-        str(lab.lab.pki / "ca.crt"),
-        "-CAkey",
-        str(lab.lab.pki / "ca.key"),
-        "-CAcreateserial",
-        "-out",
-        "expired.crt",
-        "-days",
-        "0",
-    )
-    openssl(
-        pki,
-        "x509",
-        "-req",
-        "-in",
-        "user.csr",
-        "-CA",
-        "other-ca.crt",
-        "-CAkey",
-        "other-ca.key",
-        "-CAcreateserial",
-        "-out",
-        "foreign.crt",
-        "-days",
-        "1",
-    )
+    sign(pki, "user.csr", lab.lab.pki / "ca", "expired.crt", days=0)
+    sign(pki, "user.csr", pki / "other-ca", "foreign.crt", days=1)
     time.sleep(1.5)
     return {
         "wrong-ca": kubeconfig_variant(lab, tmp / "wrong-ca.kubeconfig", ca=pki / "other-ca.crt"),

@@ -79,9 +79,7 @@ def test_ten_node_migration_never_takes_a_pdb_below_its_desired_healthy(tmp_path
     try:
         plan = lab.plan("--max-unavailable", "3")
         assert plan.code == 0, plan
-        pdbs = Watcher(
-            lab.kubeconfig, "list_pod_disruption_budget_for_all_namespaces", api_class=client.PolicyV1Api
-        ).start()
+        pdbs = lab.watch_pdbs()
         started = time.monotonic()
         try:
             result = lab.cli("apply", "p.yaml", "--yes")

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from migrate.model import Cni
 from tests.labsupport import wait_for
@@ -173,9 +172,7 @@ def migrate_through(lab: CliLab, case: Case, seed: int = 7) -> dict[str, Any]:
         proxy.disarm()
         plan = lab.plan("--max-unavailable", "2", kubeconfig=proxy.kubeconfig)
         assert plan.code == 0, plan
-        pdbs = Watcher(
-            lab.kubeconfig, "list_pod_disruption_budget_for_all_namespaces", api_class=client.PolicyV1Api
-        ).start()
+        pdbs = lab.watch_pdbs()
         pods = Watcher(lab.kubeconfig, "list_namespaced_pod", namespace="shop").start()
         try:
             proxy.arm()

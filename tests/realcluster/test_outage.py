@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from tests.labsupport import wait_for
-from tests.realcluster.clilab import CliLab, Watcher
+from tests.realcluster.clilab import CliLab
 from tests.realcluster.test_faults import assert_all_migrated, pdb_breaches
 
 pytestmark = pytest.mark.realcluster
@@ -30,9 +29,7 @@ def test_apiserver_restart_mid_run_is_ridden_out(tmp_path: Path) -> None:
     pdbs = None
     try:
         assert lab.plan("--max-unavailable", "2").code == 0
-        pdbs = Watcher(
-            lab.kubeconfig, "list_pod_disruption_budget_for_all_namespaces", api_class=client.PolicyV1Api
-        ).start()
+        pdbs = lab.watch_pdbs()
         proc = lab.popen("apply", "p.yaml", "--yes")
         wait_for("the first node cordoned", lambda: lab.cordoned() != [], timeout=60)
         started = time.monotonic()

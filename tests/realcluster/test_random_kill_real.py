@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
-from tests.realcluster.clilab import CliLab, Watcher
+from tests.realcluster.clilab import CliLab
 from tests.realcluster.test_faults import assert_all_migrated, pdb_breaches
 
 pytestmark = pytest.mark.realcluster
@@ -34,9 +33,7 @@ def test_sigkill_at_a_random_moment_then_resume_completes(tmp_path: Path, at: fl
     pdbs = None
     try:
         assert lab.plan("--max-unavailable", "2").code == 0
-        pdbs = Watcher(
-            lab.kubeconfig, "list_pod_disruption_budget_for_all_namespaces", api_class=client.PolicyV1Api
-        ).start()
+        pdbs = lab.watch_pdbs()
         proc = lab.popen("apply", "p.yaml", "--yes")
         time.sleep(at)
         proc.send_signal(signal.SIGKILL)

@@ -419,7 +419,7 @@ def test_cross_node_probes_reach_calico_and_cilium_peers_both_ways_and_a_service
     assert "(calico)" in evidence[canary] and "(cilium)" not in evidence[canary], evidence[canary]
     assert "(cilium)" in evidence[last] and "(calico)" not in evidence[last], evidence[last]
     assert "(calico)" in evidence[middle] and "(cilium)" in evidence[middle], evidence[middle]
-    assert all("Service" in e and "cross-node (5/5" in e or "cross-node (3/3" in e for e in evidence.values())
+    assert all("Service" in e and ("cross-node (5/5" in e or "cross-node (3/3" in e) for e in evidence.values())
 
 
 def test_a_node_its_peers_cannot_reach_is_rolled_back(backend):
