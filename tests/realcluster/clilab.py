@@ -50,13 +50,12 @@ class CliLab:
             tmp / "lab",
             labsupport.bin_dir(),
             die_with_parent=True,
-            kwok_starts_pods=False,
-            pod_delete_delay_ms=pod_delete_delay_ms,
+            kwok_runs_pods=False,  # the NodeAgent starts and removes pods
         )
         self.agent: NodeAgent | None = None
         try:
             self.kubeconfig = self.lab.up(node_specs=labsupport.node_specs(self.world), fixtures=False)
-            self.agent = NodeAgent(str(self.kubeconfig)).start()
+            self.agent = NodeAgent(str(self.kubeconfig), delete_delay=pod_delete_delay_ms / 1000).start()
             self.lab.install_fixtures()
             self.lab.apply_manifest(labsupport.workload_manifests(self.world))
             self.api = config.new_client_from_config(str(self.kubeconfig))

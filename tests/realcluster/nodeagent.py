@@ -10,10 +10,14 @@ run by the tests beside the lab, plays that part through the real API:
   pool; ``connectivity`` succeeds, unless the test injected a failure for the node;
 - Cilium agent pods: a new agent on a node with the migration label rewrites the node's
   CNI directory as Cilium in migration mode does (``migrate.cniconf``);
-- starting pods: the lab runs kwok without its pod-running stage, and this agent starts
-  every pod instead, with an address from the node's current CNI: Calico's pool, or
-  Cilium's once the node was swapped (so "which pods still need a restart" means the same
-  here as on a real cluster).
+- starting pods: the lab runs kwok without its pod stages, and this agent starts every
+  pod instead, with an address from the node's current CNI: Calico's pool, or Cilium's
+  once the node was swapped (so "which pods still need a restart" means the same here as
+  on a real cluster);
+- removing terminating pods: ``delete_delay`` seconds after a scheduled pod is marked for
+  deletion, the agent deletes it with grace 0 and a UID precondition, as a kubelet does.
+  kwok's pod-delete stage deleted by name, and a stale event could make it delete a
+  StatefulSet's replacement pod (same name, new UID): a disruption no PDB records.
 
 kwok's pod stages ignore pods with the role label (see tools/kube/manifests/kwok-stages.yaml),
 so nobody races this agent for their status. The node's files live in this process.
@@ -39,7 +43,14 @@ NAMESPACE = "cni-migrate"
 
 
 class NodeAgent:
-    def __init__(self, kubeconfig: str, cilium_pool: str = "10.245.0.0/16", calico_pool: str = "192.168.0.0/16"):
+    def __init__(
+        self,
+        kubeconfig: str,
+        cilium_pool: str = "10.245.0.0/16",
+        calico_pool: str = "192.168.0.0/16",
+        *,
+        delete_delay: float = 0.0,
+    ):
         configuration = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         self.core = client.CoreV1Api(client.ApiClient(configuration))
@@ -59,6 +70,8 @@ class NodeAgent:
         self._ips: dict[str, int] = defaultdict(int)
         self._node_ips: dict[str, str] = {}
         self.started: set[str] = set()
+        self.delete_delay = delete_delay
+        self.terminating: set[str] = set()  # UIDs whose removal is scheduled or done
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> NodeAgent:
@@ -105,7 +118,48 @@ class NodeAgent:
         self._loop(self.core.list_namespaced_pod, "kube-system", handler=self._agent, label_selector="k8s-app=cilium")
 
     def _watch_pods(self) -> None:
-        self._loop(self.core.list_pod_for_all_namespaces, handler=self._address)
+        self._loop(self.core.list_pod_for_all_namespaces, handler=self._on_pod)
+
+    def _on_pod(self, pod: dict[str, Any]) -> None:
+        if pod["metadata"].get("deletionTimestamp"):
+            self._terminate(pod)
+        else:
+            self._address(pod)
+
+    # -- removing terminating pods, as a kubelet does -----------------------------------------
+    def _terminate(self, pod: dict[str, Any]) -> None:
+        """Remove a scheduled pod marked for deletion after ``delete_delay`` seconds (its
+        fake grace period). Grace 0 plus the UID precondition: only this pod object can go,
+        never a same-named replacement. The API server removes unscheduled and finished
+        pods itself."""
+        meta = pod["metadata"]
+        if not (pod.get("spec") or {}).get("nodeName"):
+            return
+        with self._lock:
+            if meta["uid"] in self.terminating:
+                return
+            self.terminating.add(meta["uid"])
+        timer = threading.Timer(self.delete_delay, self._remove, args=(meta["namespace"], meta["name"], meta["uid"]))
+        timer.daemon = True
+        timer.start()
+
+    def _remove(self, namespace: str, name: str, uid: str) -> None:
+        options = client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self.core.delete_namespaced_pod(name, namespace, body=options)
+        except client.exceptions.ApiException as exc:
+            if exc.status not in (404, 409):  # 404 gone, 409 another pod has the name now
+                self._retry_removal(uid, exc)
+                return
+        except Exception as exc:  # noqa: BLE001 - a test helper: the next listing retries
+            self._retry_removal(uid, exc)
+            return
+        self.log.append((namespace, "removed", f"{name} {uid}"))
+
+    def _retry_removal(self, uid: str, exc: Exception) -> None:
+        self.log.append(("-", "remove-error", repr(exc)[:300]))
+        with self._lock:
+            self.terminating.discard(uid)  # the pod watch's next listing schedules it again
 
     # -- starting pods: addresses from the node's current CNI --------------------------------
     def _address(self, pod: dict[str, Any]) -> None:

@@ -147,7 +147,7 @@ class KubeHarness(Harness):
 
         self.world = simworld.default_world("scenario", nodes=6, seed=1)
         self.lab = labsupport.lab_module().Lab(
-            tmp / "lab", labsupport.bin_dir(), die_with_parent=True, kwok_starts_pods=False
+            tmp / "lab", labsupport.bin_dir(), die_with_parent=True, kwok_runs_pods=False
         )
         try:
             kubeconfig = self.lab.up(node_specs=labsupport.node_specs(self.world), fixtures=False)

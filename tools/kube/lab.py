@@ -39,6 +39,7 @@ import http.client
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -706,16 +707,19 @@ class Lab:
         bin_dir: Path | str | None = None,
         *,
         pod_delete_delay_ms: int = 0,
-        kwok_starts_pods: bool = True,
+        kwok_runs_pods: bool = True,
         die_with_parent: bool = False,
         verbosity: int = 1,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self._bin_dir = Path(bin_dir) if bin_dir else None
         self.pod_delete_delay_ms = pod_delete_delay_ms
-        # False: kwok leaves Pending pods alone and a node agent of the tests starts them
-        # (tests/realcluster/nodeagent.py gives them addresses from the node's current CNI).
-        self.kwok_starts_pods = kwok_starts_pods
+        # False: kwok neither starts nor removes pods; a node agent of the tests plays the
+        # kubelet (tests/realcluster/nodeagent.py: addresses from the node's current CNI, and
+        # terminating pods removed with a UID precondition, as a kubelet does). kwok's own
+        # pod-delete stage deletes by name, which can hit a StatefulSet's same-named
+        # replacement when a stale event queues a second delete.
+        self.kwok_runs_pods = kwok_runs_pods
         self.die_with_parent = die_with_parent
         self.verbosity = verbosity
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -1059,8 +1063,8 @@ class Lab:
             .replace("POD_DELETE_DELAY_MS", str(int(self.pod_delete_delay_ms)))
             .split("\n---\n")
         )
-        if not self.kwok_starts_pods:
-            docs = [d for d in docs if "\n  name: pod-running\n" not in d]
+        if not self.kwok_runs_pods:
+            docs = [d for d in docs if not re.search(r"\n  name: pod-(running|delete)\n", d)]
         stages.write_text("\n---\n".join(docs))
         self._spawn(
             "kwok",
