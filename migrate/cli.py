@@ -496,7 +496,9 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
     done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
-    typer.echo(f"plan {the_plan.id}: {done}/{len(state.nodes)} node(s) migrated, run {state.status.value}")
+    requests = getattr(cluster, "requests", None)  # the Kubernetes backend counts its API calls
+    load = f" ({requests} API requests)" if requests is not None else ""
+    typer.echo(f"plan {the_plan.id}: {done}/{len(state.nodes)} node(s) migrated, run {state.status.value}{load}")
     return 0
 
 

@@ -1,0 +1,188 @@
+"""Benchmark: reading the inventory from a real API server (issue 8, item 2).
+
+Starts the test lab's control plane (etcd, kube-apiserver, controller-manager, scheduler,
+kwok; binaries from ``tools/kube/build``) with 1,000 kwok nodes, Calico's fixtures (a
+calico-node pod per node) and 30,000 pods spread over the nodes and 30 namespaces, with
+one PodDisruptionBudget per 15 pods' app. Then, each in a fresh process:
+
+- ``inventory``: ``KubernetesCluster.inventory()``, every list paginated (500 a page);
+- ``plan``: the same read plus planning and preflight, as ``cni-migrate plan`` does.
+
+Reports min/median wall time, API requests (counted by the backend) and peak RSS.
+The pods are bare pods bound to their node by ``spec.nodeName`` (the scheduler and the
+ReplicaSet controller would take minutes on two cores to make the same objects); kwok
+starts them, so they carry addresses and Running status like real ones.
+
+    python benchmarks/inventory_real.py [--nodes 1000] [--pods 30000] [--repeat 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NAMESPACES = 30
+PODS_PER_APP = 15
+
+
+def measure(kubeconfig: str, what: str) -> dict[str, Any]:
+    """One measurement in this (fresh) process."""
+    from migrate.backends.kubernetes import KubernetesCluster
+    from migrate.plan import PlanOptions, Target
+    from migrate.planner import build_plan
+
+    t0 = time.perf_counter()
+    cluster = KubernetesCluster.connect(kubeconfig=kubeconfig)
+    inventory = cluster.inventory()
+    read = time.perf_counter() - t0
+    row: dict[str, Any] = {
+        "what": what,
+        "nodes": len(inventory.nodes),
+        "pods": len(inventory.pods),
+        "pdbs": len(inventory.pdbs),
+        "read_s": read,
+    }
+    if what == "plan":
+        target = Target("kubernetes", cluster.context_name, cluster.server)
+        plan = build_plan(inventory, PlanOptions(max_unavailable=20, force=True), target)
+        row["waves"] = len(plan.waves)
+    row["total_s"] = time.perf_counter() - t0
+    row["requests"] = cluster.requests
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def populate(lab: Any, nodes: list[str], pods: int) -> None:
+    """Namespaces, PDBs and bare pods bound round-robin to the workers; waits for kwok to
+    start them all."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(str(lab.kubeconfig))
+    core, policy = client.CoreV1Api(api), client.PolicyV1Api(api)
+    namespaces = [f"bench-{i:02d}" for i in range(NAMESPACES)]
+    for ns in namespaces:
+        core.create_namespace({"metadata": {"name": ns}})
+
+    def pdb(app: int) -> None:
+        ns = namespaces[app % NAMESPACES]
+        policy.create_namespaced_pod_disruption_budget(
+            ns,
+            {
+                "metadata": {"name": f"app-{app}"},
+                "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": f"app-{app}"}}},
+            },
+        )
+
+    def pod(i: int) -> None:
+        app = i // PODS_PER_APP
+        core.create_namespaced_pod(
+            namespaces[app % NAMESPACES],
+            {
+                "metadata": {"name": f"p-{i}", "labels": {"app": f"app-{app}"}},
+                "spec": {
+                    "nodeName": nodes[i % len(nodes)],
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                        }
+                    ],
+                },
+            },
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(pdb, range((pods + PODS_PER_APP - 1) // PODS_PER_APP)))
+        list(pool.map(pod, range(pods)))
+
+    deadline = time.monotonic() + 900
+    while True:
+        pending = core.list_pod_for_all_namespaces(field_selector="status.phase!=Running", limit=1)
+        left = (pending.metadata.remaining_item_count or 0) + len(pending.items)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{left} pods still not Running after 15 min")
+        time.sleep(2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=30000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--measure", nargs=2, metavar=("KUBECONFIG", "WHAT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(*args.measure)))
+        return 0
+
+    from tests import labsupport
+
+    lab_py = labsupport.lab_module()
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
+    with tempfile.TemporaryDirectory(prefix="cni-migrate-bench-") as tmp:
+        lab = lab_py.Lab(Path(tmp) / "lab", labsupport.bin_dir(), die_with_parent=True)
+        # Pod CIDRs 10.64.0.0/24 onwards: the lab's default 192.168.<i>.0/24 stops at 255 nodes.
+        specs = [lab_py.NodeSpec("cp-1", control_plane=True, pod_cidr="10.64.0.0/24")] + [
+            lab_py.NodeSpec(f"worker-{i}", pod_cidr=f"10.{64 + i // 256}.{i % 256}.0/24") for i in range(1, args.nodes)
+        ]
+        t0 = time.monotonic()
+        kubeconfig = lab.up(node_specs=specs, timeout=900)
+        print(f"lab up: {len(specs)} nodes with calico-node in {time.monotonic() - t0:.0f} s")
+        try:
+            t0 = time.monotonic()
+            populate(lab, [s.name for s in specs[1:]], args.pods)
+            print(f"populated: {args.pods} pods Running in {time.monotonic() - t0:.0f} s")
+            rows = []
+            for what in ("inventory", "plan"):
+                runs = [
+                    json.loads(
+                        subprocess.run(
+                            [sys.executable, __file__, "--measure", str(kubeconfig), what],
+                            capture_output=True,
+                            text=True,
+                            check=True,
+                        ).stdout
+                    )
+                    for _ in range(args.repeat)
+                ]
+                times = [r["total_s"] for r in runs]
+                rows.append(
+                    {
+                        **{k: runs[0][k] for k in ("what", "nodes", "pods", "pdbs", "requests")},
+                        "min_s": round(min(times), 2),
+                        "median_s": round(statistics.median(times), 2),
+                        "read_median_s": round(statistics.median(r["read_s"] for r in runs), 2),
+                        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
+                    }
+                )
+        finally:
+            lab.down()
+    header = ("what", "nodes", "pods", "pdbs", "requests", "min_s", "median_s", "read_median_s", "peak_rss_mb")
+    print(" ".join(f"{h:>13}" for h in header))
+    for row in rows:
+        print(" ".join(f"{row[h]:>13}" for h in header))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

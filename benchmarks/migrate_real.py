@@ -1,0 +1,167 @@
+"""Benchmark: orchestration overhead against a kubectl-drain baseline (issue 8, items 3-5).
+
+On the test lab's real control plane (kube-apiserver, etcd, controller-manager,
+scheduler; kwok nodes, the tests' node agent as kubelet and Cilium agent stand-in), for
+each ``--max-unavailable`` value:
+
+- **cni-migrate**: ``plan`` then ``apply --yes`` on a fresh lab; wall time of apply, its
+  API requests (apply prints them), its peak RSS (``wait4``), and the time per step kind
+  from the journal (so validation, which the baseline does not do, is shown apart);
+- **baseline** on another fresh lab of the same shape: the plan's waves in order, the nodes
+  of a wave in parallel, each node through ``kubectl cordon`` / ``kubectl drain
+  --ignore-daemonsets --delete-emptydir-data --force`` / ``kubectl label`` (Cilium's
+  per-node migration label) / ``kubectl uncordon``; its API requests are counted from
+  kubectl's ``-v=6`` request log.
+
+The ratio compares the same node operations: cni-migrate's cordon + drain + swap +
+uncordon time against the whole baseline, and its whole apply against it.
+
+    python benchmarks/migrate_real.py [--nodes 50] [--max-unavailable 1,10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from migrate.model import MIGRATION_LABEL  # noqa: E402
+from tests.realcluster.clilab import CliLab  # noqa: E402
+
+KUBECTL_REQUEST = re.compile(r'"Response" verb="|^I\S+ +\S+ +\S+\] (GET|POST|PUT|PATCH|DELETE) https?://')
+
+
+def kubectl_path() -> str:
+    proc = subprocess.run(
+        [str(ROOT / "tools" / "kube" / "build"), "kubectl"], capture_output=True, text=True, check=True
+    )
+    return str(Path(proc.stdout.strip().splitlines()[-1]) / "kubectl")
+
+
+def run_cni_migrate(lab: CliLab, concurrency: int) -> dict[str, Any]:
+    plan = lab.plan("--max-unavailable", str(concurrency))
+    if plan.code != 0:
+        raise SystemExit(f"plan failed: {plan}")
+    out, err = lab.tmp / "apply.out", lab.tmp / "apply.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            lab.argv("apply", "p.yaml", "--yes"), cwd=lab.tmp, env=lab.env(), stdout=stdout, stderr=stderr
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = out.read_text()
+    if proc.returncode != 0:
+        raise SystemExit(f"apply exited {proc.returncode}:\n{text}\n{err.read_text()}")
+    requests = int(re.search(r"\((\d+) API requests\)", text).group(1))  # type: ignore[union-attr]
+    # Step durations from the run's audit log (millisecond precision; the journal keeps seconds).
+    per_kind: dict[str, float] = defaultdict(float)
+    nodes = set()
+    for line in next((lab.home / "runs").glob("*/audit.jsonl")).read_text().splitlines():
+        event = json.loads(line)
+        if event.get("event") == "step-finished" and event.get("phase") == "apply":
+            per_kind[event["step"]] += event.get("duration", 0.0)
+            nodes.add(event["node"])
+    return {
+        "wall_s": round(wall, 1),
+        "requests": requests,
+        "requests_per_node": round(requests / len(nodes), 1),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "steps_s": {k: round(v, 2) for k, v in sorted(per_kind.items())},
+    }
+
+
+def run_baseline(lab: CliLab, concurrency: int, kubectl: str) -> dict[str, Any]:
+    plan = lab.plan("--max-unavailable", str(concurrency))
+    if plan.code != 0:
+        raise SystemExit(f"plan failed: {plan}")
+    waves = [[n["name"] for n in w["nodes"]] for w in yaml.safe_load((lab.tmp / "p.yaml").read_text())["waves"]]
+    base = [kubectl, "--kubeconfig", str(lab.kubeconfig), "-v=6"]
+    requests = 0
+
+    def one(node: str) -> int:
+        count = 0
+        for args in (
+            ["cordon", node],
+            ["drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=600s"],
+            ["label", "node", node, f"{MIGRATION_LABEL}=true", "--overwrite"],
+            ["uncordon", node],
+        ):
+            proc = subprocess.run([*base, *args], capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"kubectl {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+            count += sum(1 for line in proc.stderr.splitlines() if KUBECTL_REQUEST.search(line))
+        return count
+
+    t0 = time.monotonic()
+    for wave in waves:
+        with concurrent.futures.ThreadPoolExecutor(len(wave)) as pool:
+            requests += sum(pool.map(one, wave))
+    wall = time.monotonic() - t0
+    nodes = sum(len(w) for w in waves)
+    return {"wall_s": round(wall, 1), "requests": requests, "requests_per_node": round(requests / nodes, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--max-unavailable", default="1,10")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
+    kubectl = kubectl_path()
+    rows = []
+    for concurrency in (int(c) for c in args.max_unavailable.split(",")):
+        row: dict[str, Any] = {"nodes": args.nodes, "max_unavailable": concurrency}
+        for tool in ("cni-migrate", "baseline"):
+            with tempfile.TemporaryDirectory(prefix="cni-migrate-bench-") as tmp:
+                lab = CliLab(Path(tmp), nodes=args.nodes)
+                try:
+                    lab.wait_settled(timeout=300)
+                    row[tool] = (
+                        run_cni_migrate(lab, concurrency)
+                        if tool == "cni-migrate"
+                        else run_baseline(lab, concurrency, kubectl)
+                    )
+                finally:
+                    lab.close()
+            print(f"  {tool} at --max-unavailable {concurrency}: {json.dumps(row[tool])}", flush=True)
+        ours = row["cni-migrate"]
+        same_ops = sum(v for k, v in ours["steps_s"].items() if k != "validate")
+        row["ratio_same_ops"] = round(same_ops / row["baseline"]["wall_s"], 2)
+        row["ratio_whole_apply"] = round(ours["wall_s"] / row["baseline"]["wall_s"], 2)
+        rows.append(row)
+    print(
+        f"{'nodes':>6} {'max-unav':>8} {'ours_s':>8} {'validate_s':>10} {'baseline_s':>10} "
+        f"{'same-ops':>8} {'whole':>6} {'req/node':>8} {'kubectl req/node':>16} {'rss_mb':>7}"
+    )
+    for r in rows:
+        ours, base = r["cni-migrate"], r["baseline"]
+        print(
+            f"{r['nodes']:>6} {r['max_unavailable']:>8} {ours['wall_s']:>8} {ours['steps_s'].get('validate', 0):>10} "
+            f"{base['wall_s']:>10} {r['ratio_same_ops']:>8} {r['ratio_whole_apply']:>6} "
+            f"{ours['requests_per_node']:>8} {base['requests_per_node']:>16} {ours['peak_rss_mb']:>7}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
