@@ -24,13 +24,14 @@ import typer
 
 from migrate import failpoints, output, planfile, policy
 from migrate.backends import simworld
-from migrate.backends.simulated import SimStore, parse_validation_failure
+from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validation_failure
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import final_values, migration_values
 from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
 from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable
 from migrate.finalize import Finalizer
+from migrate.helm import CILIUM_CHART, CILIUM_VERSION, HelmInstaller
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
@@ -226,6 +227,9 @@ def sim_create(
         ),
     ] = None,
     latency: Annotated[float, typer.Option(help="Seconds each API call takes.")] = 0.0,
+    without_cilium: Annotated[
+        bool, typer.Option(help="No Cilium installed yet (plan with --install-cilium to have apply install it).")
+    ] = False,
 ) -> None:
     def body() -> None:
         if nodes < 2:
@@ -240,8 +244,11 @@ def sim_create(
                 raise BadInput(f"--fail-validation-on names unknown node {node!r}")
             failures.setdefault(node, []).append(check)
         world["failValidation"] = failures
+        if without_cilium:
+            world["cilium"].update(installed=False, migrationMode=False)
         SimStore(home()).create(name, world)
-        typer.echo(f"created simulated cluster {name}: {nodes} nodes on Calico")
+        cilium = "no Cilium" if without_cilium else "Cilium in migration mode beside it"
+        typer.echo(f"created simulated cluster {name}: {nodes} nodes on Calico, {cilium}")
 
     run_cli(body)
 
@@ -315,6 +322,13 @@ def plan(
     reboot_nodes: Annotated[
         bool, typer.Option(help="Reboot each node after its CNI swap (and rollback), not only restart its pods.")
     ] = False,
+    install_cilium: Annotated[
+        bool, typer.Option(help="apply installs Cilium in migration mode with Helm first (where none runs).")
+    ] = False,
+    cilium_chart: Annotated[
+        str, typer.Option(help="With --install-cilium: a chart in helm.cilium.io, a local chart, or oci://.")
+    ] = CILIUM_CHART,
+    cilium_version: Annotated[str, typer.Option(help="With --install-cilium: the chart version.")] = CILIUM_VERSION,
 ) -> None:
     """Dry run: inspect the cluster, run preflight checks, write a reviewable plan file."""
 
@@ -328,6 +342,8 @@ def plan(
             exclude_nodes=tuple(exclude_node or ()),
             cilium_pool_cidr=cilium_pool_cidr,
             reboot=reboot_nodes,
+            install_cilium_chart=cilium_chart if install_cilium else "",
+            install_cilium_version=cilium_version if install_cilium else "",
         )
         target, cluster = choose_target(sim, kubeconfig, context)
         result = build_plan(cluster.inventory(), options, target)
@@ -461,6 +477,28 @@ class RunOptions:
     soak: str | None = None
     probe_image: str | None = None
     node_image: str | None = None
+    helm: str | None = None
+
+
+def cilium_installer(the_plan: Plan, cluster: Cluster, opts: RunOptions) -> Callable[[dict[str, Any]], str] | None:
+    """What installs Cilium for a plan made with --install-cilium: Helm, aimed at the same
+    cluster and context as the run (a one-line error when Helm is missing); the simulation's
+    own stand-in on a simulated cluster."""
+    o = the_plan.options
+    if not o.install_cilium_chart:
+        if opts.helm:
+            raise BadInput(f"--helm is for plans made with --install-cilium; plan {the_plan.id} was not")
+        return None
+    if isinstance(cluster, SimulatedCluster):
+        return cluster.install_cilium
+    context = getattr(cluster, "context_name", None)
+    return HelmInstaller.find(
+        opts.helm,
+        chart=o.install_cilium_chart,
+        version=o.install_cilium_version,
+        kubeconfig=opts.kubeconfig,
+        context=None if context == "in-cluster" else context,
+    )
 
 
 def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
@@ -476,6 +514,7 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
     cluster = connect(
         the_plan.target, opts.kubeconfig, opts.context, probe_image=opts.probe_image, node_image=opts.node_image
     )
+    installer = cilium_installer(the_plan, cluster, opts)
     steps = sum(len(n.steps) for n in the_plan.nodes)
     with output.Console(steps, live=False if opts.guided else None) as console:
         executor = make_executor(the_plan, cluster, opts.log_format, console, hooks)
@@ -486,6 +525,7 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
         executor.pause_after_canary = opts.pause_after_canary
         executor.soak_seconds = soak
+        executor.cilium_installer = installer
         executor.verify(to_apply=True)
         verb = "Resume" if resume else "Apply"
         confirm(
@@ -523,6 +563,9 @@ ProbeImageOpt = Annotated[
 NodeImageOpt = Annotated[
     Optional[str], typer.Option(help="Image of the node-task and DNS probe pods (default: busybox 1.36.1).")
 ]
+HelmOpt = Annotated[
+    Optional[str], typer.Option(help="The helm binary, for plans made with --install-cilium (else helm on PATH).")
+]
 PLANFILE = typer.Argument(metavar="PLANFILE")
 
 
@@ -542,6 +585,7 @@ def apply(
     soak: SoakOpt = None,
     probe_image: ProbeImageOpt = None,
     node_image: NodeImageOpt = None,
+    helm: HelmOpt = None,
 ) -> None:
     """Execute a reviewed plan, checkpointing every step."""
     opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})
@@ -564,6 +608,7 @@ def resume(
     soak: SoakOpt = None,
     probe_image: ProbeImageOpt = None,
     node_image: NodeImageOpt = None,
+    helm: HelmOpt = None,
 ) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
     opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})

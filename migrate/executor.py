@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from migrate.cilium import live_config_problems, node_config
+from migrate.cilium import live_config_problems, migration_values, node_config
 from migrate.errors import (
     BadInput,
     ClusterError,
@@ -47,6 +47,7 @@ from migrate.steps import StepContext, StepFn, registry
 
 MANUAL = "manual"
 SKIPPED = "skipped by the operator"
+INSTALL_CILIUM = "install-cilium"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class Executor:
     probe_timeout: float = 60.0
     probe_retry_gap: float = 5.0
     hooks: HookCaller = no_hooks
+    # apply --install-cilium: installs Cilium with the plan's migration values (Helm on a real
+    # cluster); None: Cilium must already run in migration mode.
+    cilium_installer: Callable[[dict[str, Any]], str] | None = None
 
     def __post_init__(self) -> None:
         self._steps: dict[StepKind, StepFn] = registry()
@@ -118,8 +122,9 @@ class Executor:
         existing = self.store.load()
         running = existing is not None and existing.status is RunStatus.RUNNING
         admitted = None if running else self._admit(existing, resume)
+        install = False
         if admitted is None or admitted.status is not RunStatus.COMPLETED:
-            self._check_cilium()
+            install = self._check_cilium(may_install=self.cilium_installer is not None)
         with self.lock.hold():
             state = self._open(resume)
             if state.status is RunStatus.COMPLETED:
@@ -127,6 +132,8 @@ class Executor:
             if resume:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
+            if install or (self.cilium_installer and state.prepare.get(INSTALL_CILIUM) == "started"):
+                state = self._install_cilium(state)
             return self._forward(state)
 
     def _check_permissions(self) -> None:
@@ -138,15 +145,50 @@ class Executor:
                 f"{', ...' if len(missing) > 5 else ''}); bind the ClusterRole in deploy/rbac.yaml, nothing was changed"
             )
 
-    def _check_cilium(self) -> None:
+    def _check_cilium(self, *, may_install: bool = False) -> bool:
         """The running Cilium must be in the migration mode the plan prescribes: checked on
-        the live configuration, not on the values file the operator may or may not have used."""
-        problems = live_config_problems(self.cluster.cilium_config(), self.plan.options)
+        the live configuration, not on the values file the operator may or may not have used.
+        Returns True when none runs and ``may_install``: the run installs it. A Cilium that
+        runs otherwise is never upgraded behind the operator's back."""
+        config = self.cluster.cilium_config()
+        if may_install and not config:
+            return True
+        problems = live_config_problems(config, self.plan.options)
         if problems:
+            hint = (
+                "--install-cilium installs Cilium only where none runs; upgrade this one"
+                if config and may_install
+                else "install or upgrade it"
+            )
             raise PreflightBlocked(
                 f"the running Cilium is not in the plan's migration mode: {'; '.join(problems)}; "
-                "install or upgrade it with the values written next to the plan, then apply again"
+                f"{hint} with the values written next to the plan, then apply again"
             )
+        return False
+
+    def _install_cilium(self, state: RunState) -> RunState:
+        """Install Cilium in migration mode before the first node, recorded in the journal as
+        started and succeeded (an interrupted install is run again on resume: it is an
+        idempotent ``helm upgrade --install``); then check the live configuration it made."""
+        assert self.cilium_installer is not None
+        state = self._save(state.with_prepare(INSTALL_CILIUM, "started"))
+        self.emit(Event("prepare", self.plan.id, step=INSTALL_CILIUM, message="installing Cilium in migration mode"))
+        try:
+            message = self.cilium_installer(migration_values(self.plan.options))
+        except ClusterError as exc:
+            self._save(state.with_status(RunStatus.INTERRUPTED))
+            raise Interrupted(
+                f"installing Cilium stopped: {exc.message}; no node was touched; "
+                "fix it and run 'cni-migrate resume --install-cilium'"
+            ) from exc
+        try:
+            self._check_cilium()
+        except PreflightBlocked:
+            self._save(state.with_status(RunStatus.INTERRUPTED))
+            raise
+        state = self._save(state.with_prepare(INSTALL_CILIUM, "succeeded"))
+        self.emit(Event("prepare", self.plan.id, step=INSTALL_CILIUM, outcome="succeeded", message=message))
+        return state
 
     def rollback(self, nodes: Sequence[str] = ()) -> RunState:
         self.verify()

@@ -9,6 +9,7 @@ Record schema (``to_record``)::
     apiVersion: cni-migrate.io/v1
     kind: RunJournal
     planId, planChecksum, fingerprint, seq, status, finalize: {<step>: started|succeeded},
+    prepare: {<step>: started|succeeded}   (only when a run had one, e.g. install-cilium)
     nodes: {<name>: {state, wave, attempt, reason, message, startedAt, finishedAt,
                      steps: {<step id>: {kind, status, startedAt, finishedAt, message}}}}
 
@@ -110,6 +111,8 @@ class RunState:
     seq: int = 0
     # Cluster-level steps after every node migrated (``cni-migrate finalize``): id -> status.
     finalize: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Cluster-level steps before the first node (``apply --install-cilium``): id -> status.
+    prepare: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def new(cls, plan: Plan) -> RunState:
@@ -162,6 +165,11 @@ class RunState:
         steps[step] = status
         return replace(self, finalize=MappingProxyType(steps), seq=self.seq + 1)
 
+    def with_prepare(self, step: str, status: str) -> RunState:
+        steps = dict(self.prepare)
+        steps[step] = status
+        return replace(self, prepare=MappingProxyType(steps), seq=self.seq + 1)
+
     def with_status(self, status: RunStatus) -> RunState:
         return replace(self, status=status, seq=self.seq + 1)
 
@@ -176,7 +184,7 @@ class RunState:
 
     # -- records ----------------------------------------------------------------------------
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "apiVersion": SCHEMA,
             "kind": "RunJournal",
             "planId": self.plan_id,
@@ -187,6 +195,9 @@ class RunState:
             "nodes": {k: v.to_record() for k, v in self.nodes.items()},
             "finalize": dict(self.finalize),
         }
+        if self.prepare:  # written only when used: journals of runs without one stay as they were
+            record["prepare"] = dict(self.prepare)
+        return record
 
     @classmethod
     def from_record(cls, r: Any) -> RunState:
@@ -227,6 +238,7 @@ class RunState:
                 nodes=MappingProxyType(nodes),
                 status=RunStatus(r["status"]),
                 finalize=MappingProxyType({str(k): str(v) for k, v in (r.get("finalize") or {}).items()}),
+                prepare=MappingProxyType({str(k): str(v) for k, v in (r.get("prepare") or {}).items()}),
                 seq=int(r["seq"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

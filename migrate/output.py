@@ -92,6 +92,9 @@ def status_record(plan: Plan, state: RunState | None) -> dict[str, Any]:
         "planId": plan.id,
         "cluster": plan.cluster.server,
         "run": state.status.value if state else "not-started",
+        # Cluster-level steps: before the first node (install-cilium) and after the last.
+        "prepare": dict(state.prepare) if state else {},
+        "finalize": dict(state.finalize) if state else {},
         "nodes": nodes,
     }
 
@@ -110,6 +113,9 @@ def status_table(record: dict[str, Any]) -> str:
         for n in record["nodes"]
     ]
     head = f"plan {record['planId']}  cluster {record['cluster']}  run {record['run']}\n"
+    for phase in ("prepare", "finalize"):
+        if record.get(phase):
+            head += f"{phase}: {', '.join(f'{k} {v}' for k, v in record[phase].items())}\n"
     return head + table(("node", "wave", "state", "last step", "started", "finished", "message"), rows)
 
 
@@ -212,6 +218,8 @@ class Console:
                 self._progress.advance(self._task)
         elif event.kind == "wait":
             self.print(f"  ...  {event.node:<14} {event.message}")
+        elif event.kind == "prepare":
+            self.print(f"{event.step}: {event.message}")
         elif event.kind == "node-state" and event.outcome != "migrated":
             self.print(f"  node {event.node} is {event.outcome}" + (f": {event.message}" if event.message else ""))
         elif event.kind == "run-finished" and event.outcome == "interrupted" and event.phase != "rollback":

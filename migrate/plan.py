@@ -118,6 +118,10 @@ class PlanOptions:
     exclude_nodes: tuple[str, ...] = ()
     cilium_pool_cidr: str = "10.245.0.0/16"
     reboot: bool = False  # reboot each node after its swap (and its rollback)
+    # apply installs Cilium with Helm before the first node: chart reference (a name in
+    # Cilium's repository, a local chart, or oci://) and version; "" = Cilium runs already.
+    install_cilium_chart: str = ""
+    install_cilium_version: str = ""
 
     def __post_init__(self) -> None:
         if self.max_unavailable < 1:
@@ -143,6 +147,11 @@ class PlanOptions:
             # Options added after the schema's first release are written only when set, so
             # plan files made before them keep their checksum (and id) with this version.
             **({"reboot": True} if self.reboot else {}),
+            **(
+                {"installCilium": {"chart": self.install_cilium_chart, "version": self.install_cilium_version}}
+                if self.install_cilium_chart
+                else {}
+            ),
         }
 
     @classmethod
@@ -156,6 +165,8 @@ class PlanOptions:
             exclude_nodes=tuple(str(n) for n in r.get("excludeNodes", ())),
             cilium_pool_cidr=str(r["ciliumPoolCIDR"]),
             reboot=bool(r.get("reboot", False)),
+            install_cilium_chart=str((r.get("installCilium") or {}).get("chart", "")),
+            install_cilium_version=str((r.get("installCilium") or {}).get("version", "")),
         )
 
 

@@ -178,13 +178,24 @@ def calico_dataplane(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOption
 
 def cilium_state(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
     c = inv.cilium
+    if not c.installed and opts.install_cilium_chart:
+        return [
+            Finding(
+                "cilium-installed",
+                Severity.WARNING,
+                f"Cilium is not installed; apply installs it in migration mode before the first node "
+                f"(helm upgrade --install cilium, chart {opts.install_cilium_chart} "
+                f"{opts.install_cilium_version}, the values written next to the plan)",
+                "apply needs Helm 3 on PATH (or --helm PATH) and the chart reachable from where it runs",
+            )
+        ]
     if not c.installed:
         return [
             Finding(
                 "cilium-installed",
                 Severity.WARNING,
                 "Cilium is not installed; install it in migration mode before apply",
-                "helm install cilium with the values written next to the plan",
+                "helm install cilium with the values written next to the plan, or plan with --install-cilium",
             )
         ]
     if not c.migration_mode:

@@ -4,8 +4,10 @@ simulated default world expressed as Kubernetes objects, and waits with deadline
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -49,6 +51,35 @@ def bin_dir() -> Path:
     return Path(lab_module().build(quiet=True))
 
 
+def helm_bin() -> Path:
+    """Helm, built from its pinned Go module by e2e/images/tools/build (cached);
+    ``$CNI_MIGRATE_HELM`` names a prebuilt one instead."""
+    if os.environ.get("CNI_MIGRATE_HELM"):
+        return Path(os.environ["CNI_MIGRATE_HELM"])
+    if shutil.which("go") is None:
+        pytest.skip("helm is built from Go modules: no Go toolchain")
+    proc = subprocess.run(
+        [str(REPO / "e2e" / "images" / "tools" / "build")], stdout=subprocess.PIPE, text=True, check=True
+    )
+    return Path(proc.stdout.strip().splitlines()[-1]) / "helm"
+
+
+def cilium_chart(version: str) -> Path:
+    """Cilium's Helm chart of ``version``, from the Go module of the same release (the
+    module proxy serves it; no chart is kept in this repository)."""
+    if shutil.which("go") is None:
+        pytest.skip("the Cilium chart comes from its Go module: no Go toolchain")
+    proc = subprocess.run(
+        ["go", "mod", "download", "-json", f"github.com/cilium/cilium@v{version}"],
+        cwd=REPO / "tests",  # not inside any go.mod of the repository
+        env={**os.environ, "GOFLAGS": "", "GOTOOLCHAIN": "local"},
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return Path(json.loads(proc.stdout)["Dir"]) / "install" / "kubernetes" / "cilium"
+
+
 def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -80,15 +111,19 @@ def node_specs(world: simworld.World, overrides: dict[str, dict[str, Any]] | Non
 
 
 def workload_manifests(world: simworld.World) -> list[dict[str, Any]]:
-    """The simulated world's workloads, PDBs and bare pod as Kubernetes objects."""
-    docs: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "cilium-config", "namespace": "kube-system"},
-            "data": CILIUM_CONFIG,
-        },
-    ]
+    """The simulated world's workloads, PDBs and bare pod as Kubernetes objects (and
+    Cilium's agent DaemonSet and config, unless the world has no Cilium installed)."""
+    installed = world["cilium"]["installed"]
+    docs: list[dict[str, Any]] = []
+    if installed:
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "cilium-config", "namespace": "kube-system"},
+                "data": CILIUM_CONFIG,
+            }
+        )
     namespaces = sorted({w["namespace"] for w in world["workloads"]} | {p["namespace"] for p in world["pdbs"]})
     docs += [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
@@ -98,6 +133,8 @@ def workload_manifests(world: simworld.World) -> list[dict[str, Any]]:
     for w in world["workloads"]:
         if (w["namespace"], w["name"]) == simworld.CALICO_DS:
             continue  # the lab installs calico-node itself
+        if (w["namespace"], w["name"]) == simworld.AGENT_DS and not installed:
+            continue
         labels = dict(w["labels"])
         if (w["namespace"], w["name"]) == simworld.AGENT_DS:
             labels = {"k8s-app": "cilium"}

@@ -363,6 +363,23 @@ class SimulatedCluster:
             self._log(world, "apply", key, changed)
             return changed
 
+    def install_cilium(self, values: dict[str, Any]) -> str:
+        """What ``helm upgrade --install cilium`` with ``values`` leaves behind, as the simulated
+        cluster models Cilium (its cilium-config); idempotent like the Helm command."""
+        migration = values.get("policyEnforcementMode") == "never" and (values.get("cni") or {}).get("customConf")
+        pools = ((values.get("ipam") or {}).get("operator") or {}).get("clusterPoolIPv4PodCIDRList") or []
+        with self._tx("install-cilium", write=True) as world:
+            before = dict(world["cilium"])
+            world["cilium"].update(
+                installed=True,
+                migrationMode=bool(migration),
+                poolCIDR=pools[0] if pools else world["cilium"]["poolCIDR"],
+                tunnelPort=int(values.get("tunnelPort") or 0),
+                configOverrides={},
+            )
+            self._log(world, "helm-install", "cilium", world["cilium"] != before)
+        return "installed Cilium in migration mode (simulated helm upgrade --install)"
+
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
         with self._tx(write=True) as world:
             world["events"].append(

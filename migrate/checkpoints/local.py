@@ -108,6 +108,8 @@ class LocalStore:
             record["nodes"].update(change["nodes"])  # type: ignore[attr-defined]
             record["status"], record["seq"] = change["status"], change["seq"]
             record["finalize"] = change.get("finalize", record.get("finalize", {}))
+            if "prepare" in change:
+                record["prepare"] = change["prepare"]
             applied += 1
         return applied
 
@@ -140,6 +142,7 @@ class LocalStore:
             "seq": state.seq,
             "status": state.status.value,
             "finalize": dict(state.finalize),
+            **({"prepare": dict(state.prepare)} if state.prepare else {}),
             "nodes": {n: state.nodes[n].to_record() for n in changed},
         }
         line = json.dumps(change, sort_keys=True)

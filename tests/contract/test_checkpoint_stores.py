@@ -68,6 +68,22 @@ def test_later_saves_replace_earlier_ones(make_store):
     assert make_store().load() == second
 
 
+def test_cluster_level_steps_survive_every_save(make_store):
+    # One save at a time, as a run makes them: the local store appends these to its log.
+    store = make_store()
+    state = RunState.new(PLAN)
+    store.save(state)
+    for change in (
+        lambda s: s.with_prepare("install-cilium", "started"),
+        lambda s: s.with_prepare("install-cilium", "succeeded"),
+        advanced,
+        lambda s: s.with_finalize("restart-agents", "started"),
+    ):
+        state = change(state)
+        store.save(state)
+        assert make_store().load() == state
+
+
 def test_archive_sets_a_finished_journal_aside(make_store):
     store = make_store()
     store.save(RunState.new(PLAN).with_status(RunStatus.COMPLETED))

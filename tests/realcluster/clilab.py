@@ -42,10 +42,14 @@ class Result:
 class CliLab:
     """One lab, one world, one NodeAgent; ``close()`` always tears all three down."""
 
-    def __init__(self, tmp: Path, *, nodes: int = 4, pod_delete_delay_ms: int = 0, seed: int = 1) -> None:
+    def __init__(
+        self, tmp: Path, *, nodes: int = 4, pod_delete_delay_ms: int = 0, seed: int = 1, cilium: bool = True
+    ) -> None:
         self.tmp = tmp
         self.home = tmp / "home"
         self.world = simworld.default_world("cli", nodes=nodes, seed=seed)
+        if not cilium:  # no Cilium yet: apply --install-cilium brings the real chart
+            self.world["cilium"].update(installed=False, migrationMode=False)
         self.lab = labsupport.lab_module().Lab(
             tmp / "lab",
             labsupport.bin_dir(),

@@ -1,0 +1,88 @@
+"""apply installs Cilium when the plan says so (plan --install-cilium), on the simulated cluster.
+
+The install is a journaled cluster-level step before the first node: recorded as started
+and succeeded, run again on resume when a kill cut it short, and never run over a Cilium
+that already runs in some other mode.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+
+
+def prepare(cli) -> dict:
+    """The run's cluster-level steps before the first node, as ``status -o json`` shows them."""
+    r = cli("status", "p.yaml", "-o", "json")
+    assert r.code == 0, r
+    return json.loads(r.out)["prepare"]  # type: ignore[no-any-return]
+
+
+def installs(cli) -> list[dict]:
+    return [a for a in cli.world("c1")["actions"] if a["op"] == "helm-install"]
+
+
+@pytest.fixture
+def bare(cli):
+    assert cli("sim", "create", "c1", "--nodes", "3", "--without-cilium").code == 0
+    return cli
+
+
+def test_plan_records_the_install_and_apply_runs_it_before_the_first_node(bare):
+    r = bare(*PLAN, "--install-cilium", "--cilium-version", "1.18.4")
+    assert r.code == 0, r
+    assert "apply installs it in migration mode before the first node" in r.out
+    assert "chart cilium 1.18.4" in r.out
+    r = bare("apply", "p.yaml", "--yes")
+    assert r.code == 0, r
+    assert r.out.splitlines()[0].startswith("install-cilium: installing Cilium in migration mode")
+    assert prepare(bare) == {"install-cilium": "succeeded"}
+    assert [a["changed"] for a in installs(bare)] == [True]
+    world = bare.world("c1")
+    assert world["cilium"]["installed"] and world["cilium"]["migrationMode"]
+    assert world["cilium"]["tunnelPort"] == 8473
+    # The install came before any node was touched.
+    ops = [a["op"] for a in world["actions"] if a["changed"]]
+    assert ops.index("helm-install") < ops.index("cordon")
+
+
+def test_without_the_plan_option_apply_refuses_an_uninstalled_cilium(bare):
+    assert bare(*PLAN).code == 0
+    r = bare("apply", "p.yaml", "--yes", "--helm", "/bin/true")
+    assert r.code == 2, r
+    assert "--helm is for plans made with --install-cilium" in r.err
+    r = bare("apply", "p.yaml", "--yes")
+    assert r.code == 3, r
+    assert "Cilium is not installed" in r.err
+    assert installs(bare) == [] and not bare.world("c1")["cilium"]["installed"]
+
+
+def test_a_cilium_running_otherwise_is_never_upgraded_by_the_install(cli):
+    assert cli("sim", "create", "c1", "--nodes", "3").code == 0
+    assert cli(*PLAN, "--install-cilium").code == 0
+    world_path = cli.cwd / "home" / "sims" / "c1" / "world.json"
+    world = json.loads(world_path.read_text())
+    world["cilium"]["configOverrides"] = {"enable-policy": "default"}  # someone changed it by hand
+    world_path.write_text(json.dumps(world))
+    r = cli("apply", "p.yaml", "--yes")
+    assert r.code == 3, r
+    assert "--install-cilium installs Cilium only where none runs" in r.err
+    assert installs(cli) == []
+
+
+def test_a_kill_during_the_install_is_resumed_by_installing_again(bare):
+    assert bare(*PLAN, "--install-cilium").code == 0
+    # The 2nd checkpoint write is "install-cilium started" (the 1st opens the run): die after it.
+    r = bare("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": "after-save:2"})
+    assert r.code == -9, r
+    assert prepare(bare) == {"install-cilium": "started"}
+    assert "prepare: install-cilium started" in bare("status", "p.yaml").out
+    assert installs(bare) == []
+    r = bare("resume", "p.yaml", "--yes")
+    assert r.code == 0, r
+    assert prepare(bare) == {"install-cilium": "succeeded"}
+    assert len(installs(bare)) == 1
+    assert "3/3 node(s) migrated" in r.out

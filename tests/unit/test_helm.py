@@ -1,0 +1,96 @@
+"""HelmInstaller: the helm command line it runs, and what it makes of helm's answer.
+
+A stand-in ``helm`` script records its arguments and the values file it was given (content
+and mode), so the tests see exactly what a real helm would get.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from migrate.cilium import migration_values
+from migrate.errors import BadInput, PermanentError
+from migrate.helm import CILIUM_REPO, HelmInstaller
+from migrate.plan import PlanOptions
+
+FAKE_HELM = """#!/bin/sh
+out="$(dirname "$0")/calls"
+values=""
+prev=""
+for a in "$@"; do [ "$prev" = "--values" ] && values="$a"; prev="$a"; done
+python3 - "$out" "$values" "$@" <<'PY'
+import json, os, stat, sys
+out, values, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+mode = oct(stat.S_IMODE(os.stat(values).st_mode)) if values else ""
+with open(out, "a") as f:
+    f.write(json.dumps({"args": args, "values": open(values).read() if values else "", "mode": mode}) + "\\n")
+PY
+[ -n "$FAIL" ] && { echo "Error: INSTALLATION FAILED: context deadline exceeded" >&2; exit 1; }
+exit 0
+"""
+
+
+@pytest.fixture
+def helm(tmp_path: Path) -> Path:
+    path = tmp_path / "helm"
+    path.write_text(FAKE_HELM)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def calls(helm: Path) -> list[dict]:
+    return [json.loads(line) for line in (helm.parent / "calls").read_text().splitlines()]
+
+
+def test_a_chart_name_comes_from_ciliums_repository_at_the_pinned_version(helm):
+    installer = HelmInstaller.find(str(helm), chart="cilium", version="1.18.4", kubeconfig="/k/config", context="prod")
+    values = migration_values(PlanOptions(cilium_pool_cidr="10.50.0.0/16"))
+    message = installer(values)
+    (call,) = calls(helm)
+    args = call["args"]
+    assert args[:6] == ["upgrade", "--install", "cilium", "cilium", "--namespace", "kube-system"]
+    assert args[args.index("--repo") + 1] == CILIUM_REPO
+    assert args[args.index("--version") + 1] == "1.18.4"
+    assert "--wait" in args
+    assert args[args.index("--kubeconfig") + 1] == "/k/config"
+    assert args[args.index("--kube-context") + 1] == "prod"
+    assert yaml.safe_load(call["values"]) == values
+    assert call["mode"] == "0o600"
+    assert message == "installed Cilium (cilium 1.18.4) in migration mode with helm, release kube-system/cilium"
+
+
+def test_a_local_chart_is_used_as_it_is(helm, tmp_path):
+    chart = tmp_path / "cilium-chart"
+    chart.mkdir()
+    HelmInstaller.find(str(helm), chart=str(chart), version="1.18.4")({"a": 1})
+    args = calls(helm)[0]["args"]
+    assert args[3] == str(chart)
+    assert "--repo" not in args and "--version" not in args
+    assert "--kubeconfig" not in args and "--kube-context" not in args  # helm resolves them like kubectl
+
+
+@pytest.mark.parametrize("chart", ["oci://registry.example/cilium/cilium", "mirror/cilium"])
+def test_oci_and_repo_aliases_keep_their_own_source(helm, chart):
+    HelmInstaller.find(str(helm), chart=chart, version="1.18.4")({})
+    args = calls(helm)[0]["args"]
+    assert args[3] == chart and "--repo" not in args
+    assert args[args.index("--version") + 1] == "1.18.4"
+
+
+def test_a_failed_install_is_one_line_with_helms_last_word(helm, monkeypatch):
+    monkeypatch.setenv("FAIL", "1")
+    with pytest.raises(PermanentError, match=r"^helm upgrade --install cilium failed: Error: INSTALLATION FAILED"):
+        HelmInstaller.find(str(helm))({})
+
+
+def test_no_helm_is_bad_input_naming_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BadInput, match=r"helm is not on PATH \(install it or pass --helm PATH\)"):
+        HelmInstaller.find()
+    with pytest.raises(BadInput, match="/nowhere/helm is not an executable"):
+        HelmInstaller.find("/nowhere/helm")
