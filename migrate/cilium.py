@@ -43,6 +43,23 @@ MIGRATION_CONFIG = {
 }
 
 
+# ... and what they say once finalize has upgraded Cilium with ``final_values``.
+FINAL_CONFIG = {
+    "custom-cni-conf": "false",  # Cilium writes every node's CNI config itself
+    "enable-policy": "default",  # policy enforced again
+    "enable-host-legacy-routing": "false",
+}
+
+
+def final_config_problems(config: dict[str, str]) -> list[str]:
+    """What in the running Cilium's configuration still differs from the final values."""
+    return [
+        f"{key} is {config.get(key, 'unset')!r}, not {want!r}"
+        for key, want in FINAL_CONFIG.items()
+        if config.get(key, "").lower() != want
+    ]
+
+
 def live_config_problems(config: dict[str, str], options: PlanOptions) -> list[str]:
     """What in the running Cilium's configuration (its cilium-config ConfigMap) differs from
     the migration mode the plan prescribes; empty when it matches."""

@@ -619,6 +619,10 @@ def resume(
 def finalize(
     planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
     remove_calico: Annotated[bool, typer.Option(help="Also remove Calico (operator or manifest install).")] = False,
+    upgrade_cilium: Annotated[
+        bool, typer.Option(help="Upgrade the Cilium that apply installed to the final values first (Helm).")
+    ] = False,
+    helm: HelmOpt = None,
     yes: YesOpt = False,
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
@@ -628,7 +632,20 @@ def finalize(
 
     def body() -> int:
         the_plan = load_plan(planpath)
+        if helm and not upgrade_cilium:
+            raise BadInput("--helm is for --upgrade-cilium")
+        if upgrade_cilium and not the_plan.options.install_cilium_chart:
+            raise BadInput(
+                f"--upgrade-cilium upgrades the Cilium that apply installed; plan {the_plan.id} did not install it: "
+                "upgrade your release with the final values finalize writes next to the plan"
+            )
         cluster = connect(the_plan.target, kubeconfig, context)
+        upgrader = None
+        if upgrade_cilium:
+            installer = cilium_installer(
+                the_plan, cluster, RunOptions(kubeconfig=kubeconfig, context=context, helm=helm)
+            )
+            upgrader = installer.upgrade if isinstance(installer, HelmInstaller) else installer
         values = planpath.with_name(planpath.stem + ".cilium-final-values.yaml")
         with output.Console(0, live=False) as console:
             executor = make_executor(the_plan, cluster, log_format, console)
@@ -637,12 +654,15 @@ def finalize(
             confirm(f"Finalize plan {the_plan.id}: {what}?", yes)
             values.write_text(output.render(final_values(the_plan.options), "yaml"))
             finalizer = Finalizer(the_plan, cluster, executor.store, executor.lock, executor.emit)
+            finalizer.cilium_upgrader = upgrader
             for line in finalizer.run(remove_calico):
                 typer.echo(line)
-        typer.echo(
-            f"final Cilium values: {values}; apply them with: helm upgrade cilium cilium/cilium "
-            f"-n kube-system --reuse-values -f {values}"
-        )
+        if upgrader is None:
+            typer.echo(
+                f"final Cilium values: {values}; apply them with: helm upgrade cilium cilium/cilium "
+                f"-n kube-system --reuse-values -f {values}, then restart the agents: "
+                "kubectl -n kube-system rollout restart daemonset/cilium"
+            )
         return 0
 
     run_cli(body)

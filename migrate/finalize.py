@@ -6,16 +6,19 @@ configuration once it is installed), delete the ``cilium-default`` CiliumNodeCon
 only when asked, remove Calico (the Tigera ``Installation`` for operator installs, the
 calico-node DaemonSet and calico-kube-controllers for manifest installs). The final Helm
 values (migration settings off, policy enforcement back to ``default``) are written by
-the shell next to the plan; upgrading Cilium with them is the operator's ``helm upgrade``.
+the shell next to the plan. Upgrading Cilium with them is the operator's ``helm upgrade``,
+or, for a Cilium that apply installed (``plan --install-cilium``), the first step here with
+``--upgrade-cilium``, checked on the live cilium-config before the agents restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from migrate.cilium import NODE_CONFIG_NAME
-from migrate.errors import BadInput, ClusterError, Interrupted
+from migrate.cilium import NODE_CONFIG_NAME, final_config_problems, final_values
+from migrate.errors import BadInput, ClusterError, Interrupted, PermanentError
 from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import Plan
 from migrate.ports import CheckpointStore, Cluster, Event, EventSink, ExecutorLock
@@ -41,6 +44,9 @@ class Finalizer:
     lock: ExecutorLock
     emit: EventSink
     agent_timeout: float = 300.0
+    # finalize --upgrade-cilium: upgrades the release apply installed to the final values
+    # (Helm on a real cluster); None: the operator runs helm upgrade with the values file.
+    cilium_upgrader: Callable[[dict[str, Any]], str] | None = None
 
     def _admit(self, state: RunState | None) -> RunState:
         if state is None or state.plan_id != self.plan.id:
@@ -56,7 +62,10 @@ class Finalizer:
         with self.lock.hold():
             state = self._admit(self.store.load())
             report: list[str] = []
-            steps: list[tuple[str, Callable[[], str]]] = [
+            steps: list[tuple[str, Callable[[], str]]] = []
+            if self.cilium_upgrader is not None:
+                steps.append(("upgrade-cilium", self._upgrade_cilium))  # before the restarts pick it up
+            steps += [
                 ("restart-agents", self._restart_agents),
                 ("delete-node-config", self._delete_node_config),
             ]
@@ -81,6 +90,14 @@ class Finalizer:
     def _save(self, state: RunState) -> RunState:
         self.store.save(state)
         return state
+
+    def _upgrade_cilium(self) -> str:
+        assert self.cilium_upgrader is not None
+        message = self.cilium_upgrader(final_values(self.plan.options))
+        problems = final_config_problems(self.cluster.cilium_config())
+        if problems:
+            raise PermanentError(f"after the upgrade, cilium-config still says {'; '.join(problems)}")
+        return message
 
     def _restart_agents(self) -> str:
         restarted = 0

@@ -55,8 +55,11 @@ class HelmInstaller:
         """A chart directory or archive on this machine (its version is its own)."""
         return self.chart.startswith(("/", "./", "../")) or Path(self.chart).exists()
 
-    def argv(self, values_file: str) -> list[str]:
-        argv = [self.helm, "upgrade", "--install", RELEASE, self.chart, "--namespace", NAMESPACE]
+    def argv(self, values_file: str, *, install: bool = True) -> list[str]:
+        """``upgrade --install`` with exactly our values; or, for finalize (``install=False``),
+        ``upgrade --reuse-values`` of the existing release with our values on top."""
+        verb = ["--install"] if install else ["--reuse-values"]
+        argv = [self.helm, "upgrade", *verb, RELEASE, self.chart, "--namespace", NAMESPACE]
         if not self.local and not self.chart.startswith("oci://") and "/" not in self.chart:
             argv += ["--repo", CILIUM_REPO]  # a bare chart name: Cilium's published repository
         if not self.local:
@@ -70,13 +73,25 @@ class HelmInstaller:
 
     def __call__(self, values: dict[str, Any]) -> str:
         """Install (or finish installing) Cilium with ``values``; returns what was done."""
+        self._run(values, install=True)
+        return f"installed Cilium ({self._chart}) in migration mode with helm, release {NAMESPACE}/{RELEASE}"
+
+    def upgrade(self, values: dict[str, Any]) -> str:
+        """Upgrade the release this tool installed to ``values`` (finalize's final values)."""
+        self._run(values, install=False)
+        return f"upgraded release {NAMESPACE}/{RELEASE} ({self._chart}) to the final values with helm"
+
+    @property
+    def _chart(self) -> str:
+        return self.chart if self.local else f"{self.chart} {self.version}"
+
+    def _run(self, values: dict[str, Any], *, install: bool) -> None:
         with tempfile.TemporaryDirectory(prefix="cni-migrate-helm-") as tmp:
             path = os.path.join(tmp, "cilium-values.yaml")
             with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
                 yaml.safe_dump(values, f, sort_keys=False)
-            proc = subprocess.run(self.argv(path), capture_output=True, text=True, check=False)
+            proc = subprocess.run(self.argv(path, install=install), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             lines = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()]
-            raise PermanentError(f"helm upgrade --install {RELEASE} failed: {lines[-1] if lines else proc.returncode}")
-        chart = self.chart if self.local else f"{self.chart} {self.version}"
-        return f"installed Cilium ({chart}) in migration mode with helm, release {NAMESPACE}/{RELEASE}"
+            verb = "upgrade --install" if install else "upgrade"
+            raise PermanentError(f"helm {verb} {RELEASE} failed: {lines[-1] if lines else proc.returncode}")

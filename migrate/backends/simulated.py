@@ -378,7 +378,8 @@ class SimulatedCluster:
                 configOverrides={},
             )
             self._log(world, "helm-install", "cilium", world["cilium"] != before)
-        return "installed Cilium in migration mode (simulated helm upgrade --install)"
+        mode = "in migration mode" if migration else "with the final values"
+        return f"Cilium runs {mode} (simulated helm upgrade)"
 
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
         with self._tx(write=True) as world:

@@ -86,3 +86,31 @@ def test_a_kill_during_the_install_is_resumed_by_installing_again(bare):
     assert prepare(bare) == {"install-cilium": "succeeded"}
     assert len(installs(bare)) == 1
     assert "3/3 node(s) migrated" in r.out
+
+
+def test_finalize_upgrades_the_installed_cilium_to_the_final_values_before_restarting_agents(bare):
+    assert bare(*PLAN, "--install-cilium").code == 0
+    assert bare("apply", "p.yaml", "--yes").code == 0
+    r = bare("finalize", "p.yaml", "--yes", "--upgrade-cilium")
+    assert r.code == 0, r
+    assert r.out.splitlines()[0] == "upgrade-cilium: Cilium runs with the final values (simulated helm upgrade)"
+    assert "final Cilium values:" not in r.out  # nothing left for the operator to run
+    world = bare.world("c1")
+    assert not world["cilium"]["migrationMode"]  # custom-cni-conf false, policy enforced again
+    changed = [a["op"] for a in world["actions"] if a["changed"]]
+    upgrade = len(changed) - 1 - changed[::-1].index("helm-install")
+    assert "delete-pod" in changed[upgrade:]  # the agents restart after the upgrade
+
+
+def test_upgrade_cilium_is_refused_for_a_cilium_the_operator_installed(cli):
+    assert cli("sim", "create", "c1", "--nodes", "3").code == 0
+    assert cli(*PLAN).code == 0
+    assert cli("apply", "p.yaml", "--yes").code == 0
+    r = cli("finalize", "p.yaml", "--yes", "--upgrade-cilium")
+    assert r.code == 2, r
+    assert "did not install it" in r.err
+    r = cli("finalize", "p.yaml", "--yes", "--helm", "/usr/bin/helm")
+    assert (r.code, r.err.strip()) == (2, "error: --helm is for --upgrade-cilium")
+    r = cli("finalize", "p.yaml", "--yes")
+    assert r.code == 0, r
+    assert "rollout restart daemonset/cilium" in r.out

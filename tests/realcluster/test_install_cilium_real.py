@@ -58,5 +58,24 @@ def test_apply_installs_the_real_chart_in_migration_mode_then_migrates(tmp_path)
         assert {n["state"] for n in status["nodes"]} == {"migrated"}
         # Every node's swap restarted the chart's agent there: its pods are newer than the install.
         assert sorted(node for node, what, _ in lab.agent.log if what == "agent-start") == sorted(lab.nodes * 2)
+
+        # finalize --upgrade-cilium: the same release, upgraded to the final values, then the
+        # agents restarted one node at a time to pick them up.
+        r = lab.cli("finalize", "p.yaml", "--yes", "--upgrade-cilium", "--helm", str(helm), timeout=900)
+        assert r.code == 0, r
+        assert r.out.splitlines()[0].startswith("upgrade-cilium: upgraded release kube-system/cilium")
+        config = lab.core.read_namespaced_config_map("cilium-config", "kube-system").data
+        assert (config["custom-cni-conf"], config["enable-policy"], config["cni-uninstall"]) == (
+            "false",
+            "default",
+            "true",
+        )
+        assert config["cluster-pool-ipv4-cidr"] == "10.245.0.0/16"  # --reuse-values kept the rest
+        releases = lab.core.list_namespaced_secret("kube-system", label_selector="owner=helm,name=cilium").items
+        assert sorted((s.metadata.labels["version"], s.metadata.labels["status"]) for s in releases) == [
+            ("1", "superseded"),
+            ("2", "deployed"),
+        ]
+        assert sorted(node for node, what, _ in lab.agent.log if what == "agent-start") == sorted(lab.nodes * 3)
     finally:
         lab.close()

@@ -64,6 +64,14 @@ def test_a_chart_name_comes_from_ciliums_repository_at_the_pinned_version(helm):
     assert message == "installed Cilium (cilium 1.18.4) in migration mode with helm, release kube-system/cilium"
 
 
+def test_finalize_upgrades_the_release_keeping_its_other_values(helm):
+    message = HelmInstaller.find(str(helm), chart="cilium", version="1.18.4").upgrade({"policyEnforcementMode": "x"})
+    args = calls(helm)[0]["args"]
+    assert args[:4] == ["upgrade", "--reuse-values", "cilium", "cilium"]
+    assert "--install" not in args
+    assert message == "upgraded release kube-system/cilium (cilium 1.18.4) to the final values with helm"
+
+
 def test_a_local_chart_is_used_as_it_is(helm, tmp_path):
     chart = tmp_path / "cilium-chart"
     chart.mkdir()
