@@ -259,6 +259,13 @@ def view(plan: Plan, plan_path: str, pods_per_node: Mapping[str, int] | None = N
                 ("evict bare pods (--force)", _yes(plan.options.force)),
                 ("delete emptyDir data (--delete-emptydir-data)", _yes(plan.options.delete_emptydir_data)),
                 ("Cilium pool CIDR", pool),
+                ("reboot nodes after the swap (--reboot-nodes)", _yes(plan.options.reboot)),
+                (
+                    "install Cilium with Helm first (--install-cilium)",
+                    f"yes: chart {plan.options.install_cilium_chart} {plan.options.install_cilium_version}"
+                    if plan.options.install_cilium_chart
+                    else "no: Cilium must already run in migration mode",
+                ),
             ],
         },
         "blocking": [_finding(f) for f in plan.blocking],
@@ -328,6 +335,13 @@ def _plan_flags(plan: Plan) -> str:
     flags += (
         [f"--cilium-pool-cidr {o.cilium_pool_cidr}"] if o.cilium_pool_cidr != PlanOptions().cilium_pool_cidr else []
     )
+    flags += ["--reboot-nodes"] if o.reboot else []
+    if o.install_cilium_chart:
+        flags += [
+            "--install-cilium",
+            f"--cilium-chart {shlex.quote(o.install_cilium_chart)}",
+            f"--cilium-version {shlex.quote(o.install_cilium_version)}",
+        ]
     return " ".join(flags)
 
 

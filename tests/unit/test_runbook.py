@@ -25,6 +25,7 @@ from migrate.runbook import (
     estimate,
     manual_commands,
     render_runbook,
+    view,
 )
 from migrate.steps.validate import CHECKS
 
@@ -123,6 +124,16 @@ def test_drain_command_carries_the_plan_flags():
     assert manual_commands(plan, node, StepKind.DRAIN) == [
         "kubectl drain w1 --ignore-daemonsets --delete-emptydir-data --force --timeout=300s"
     ]
+
+
+def test_the_replan_command_and_options_carry_reboots_and_the_cilium_install():
+    options = PlanOptions(reboot=True, install_cilium_chart="oci://mirror/cilium", install_cilium_version="1.18.4")
+    text = render_runbook(_plan(options), PLAN_PATH)
+    assert view(_plan(options), PLAN_PATH)["commands"]["plan"].endswith(
+        "--reboot-nodes --install-cilium --cilium-chart oci://mirror/cilium --cilium-version 1.18.4 -o plans/demo.yaml"
+    )
+    assert "| install Cilium with Helm first (--install-cilium) | yes: chart oci://mirror/cilium 1.18.4 |" in text
+    assert "| reboot nodes after the swap (--reboot-nodes) | yes |" in text
 
 
 def test_a_node_cordoned_before_the_run_is_left_cordoned():
