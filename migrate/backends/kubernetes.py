@@ -70,6 +70,7 @@ from migrate.ports import NodeTask, ProbeResult
 T = TypeVar("T")
 
 PAGE = 500
+PEER_PAGE = 20  # nodes read at a time while looking for a cross-node probe peer
 ROLE_LABEL = "cni-migrate.io/role"
 NODE_LABEL = "cni-migrate.io/node"
 TASK_LABEL = "cni-migrate.io/task"
@@ -311,6 +312,23 @@ class KubernetesCluster:
     def nodes(self) -> list[NodeInfo]:
         items, _ = self._list("list nodes", self.core.list_node)
         return sorted((_node(n) for n in items), key=lambda n: n.name)
+
+    def _first_ready_node(self, selector: str, exclude: str) -> str | None:
+        """The first Ready node (by name) matching a label selector, other than ``exclude``,
+        reading small pages until one is found: a constant cost per validated node in the usual
+        case, where listing every node would make validation O(nodes) each time."""
+        token = None
+        while True:
+            page = self._json(
+                f"list nodes {selector}", self.core.list_node, label_selector=selector, limit=PEER_PAGE, _continue=token
+            )
+            for item in page.get("items") or []:
+                candidate = _node(item)
+                if candidate.name != exclude and candidate.ready:
+                    return candidate.name
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return None
 
     def get_node(self, name: str) -> NodeInfo:
         return _node(self._json(f"get node {name}", self.core.read_node, name))
@@ -823,9 +841,8 @@ class KubernetesCluster:
         front of the peers, and connections node -> each peer, each peer -> node, node ->
         Service. The canary has only Calico peers, the last node only Cilium ones."""
         check = "cross-node"
-        others = [n for n in self.nodes() if n.name != node and n.ready]
-        cilium = next((n.name for n in others if n.labels.get(MIGRATION_LABEL) == "true"), None)
-        calico = next((n.name for n in others if n.labels.get(MIGRATION_LABEL) != "true"), None)
+        cilium = self._first_ready_node(f"{MIGRATION_LABEL}=true", node)
+        calico = self._first_ready_node(f"{MIGRATION_LABEL}!=true", node)
         peers = {name: cni for name, cni in ((calico, "calico"), (cilium, "cilium")) if name}
         if not peers:
             return ProbeResult(check, True, "no other Ready node to probe", "peers reachable both ways")
