@@ -1,12 +1,18 @@
-"""Benchmark: the cost of one step transition in the local journal (issue 8, item 4).
+"""Benchmark: the cost of one step transition in the journal (issue 8, item 4).
 
 For plans of 100 / 1,000 / 5,000 nodes, with every node's five forward steps recorded
-(the journal at its largest), time ``state.with_step(...)`` (the pure transition) and
-``LocalStore.save`` (serialise + write + fsync + rename + directory fsync). Reports
-min/median over repeats, the journal size, and the whole-run cost (10 transitions per node
-plus node states) that the per-transition time implies.
+(the journal at its largest), time ``state.with_step(...)`` (the pure transition) and a
+checkpoint of the next state (one node changed), in
 
-    python benchmarks/checkpoint_cost.py [--sizes 100,1000,5000] [--repeat 20]
+- the local journal (``LocalStore``: an appended, fsynced log line; the snapshot rewritten
+  every 500 lines or on a status change), and, with ``--incluster``,
+- the in-cluster journal (``ConfigMapStore``: the whole journal gzipped into a ConfigMap,
+  replaced with a resourceVersion precondition) on the test lab's real API server.
+
+Reports min/median over repeats, the journal size, API requests per save, and the
+whole-run cost (10 transitions per node plus node states) that the per-save time implies.
+
+    python benchmarks/checkpoint_cost.py [--sizes 100,1000,5000] [--repeat 20] [--incluster]
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,39 +49,79 @@ def full_state(nodes: int) -> RunState:
     return state
 
 
+def transitions(state: RunState, count: int) -> list[RunState]:
+    """``count`` successive states, each changing one node (as a run's saves do)."""
+    out = []
+    names = list(state.nodes)
+    for i in range(count):
+        node = names[i % len(names)]
+        state = state.with_step(node, f"{node}/cordon", FORWARD_STEPS[0], StepStatus.STARTED, NOW)
+        out.append(state)
+    return out
+
+
+def time_saves(store: Any, states: list[RunState]) -> list[float]:
+    store.save(states[0])  # the first save of a run writes everything
+    saves = []
+    for state in states[1:]:
+        start = time.perf_counter()
+        store.save(state)
+        saves.append(time.perf_counter() - start)
+    return saves
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--incluster", action="store_true", help="also the ConfigMap store on a real API server")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
+    cluster, lab = None, None
+    if args.incluster:
+        from migrate.backends.kubernetes import KubernetesCluster
+        from tests import labsupport
+
+        lab = labsupport.lab_module().Lab(Path(tempfile.mkdtemp(prefix="cni-migrate-bench-")), labsupport.bin_dir())
+        cluster = KubernetesCluster.connect(kubeconfig=str(lab.up(nodes=2, fixtures=False)))
     print(
-        f"{'nodes':>7} {'transition_ms':>14} {'save_ms_min':>12} {'save_ms_med':>12} {'journal_kb':>11} "
-        f"{'run_overhead_s':>15}"
+        f"{'store':>9} {'nodes':>6} {'transition_ms':>14} {'save_ms_min':>12} {'save_ms_med':>12} "
+        f"{'journal_kb':>11} {'requests/save':>14} {'run_overhead_s':>15}"
     )
-    for size in (int(s) for s in args.sizes.split(",")):
-        state = full_state(size)
-        node = next(iter(state.nodes))
-        kind = FORWARD_STEPS[0]
-        t = []
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            state.with_step(node, f"{node}/cordon", kind, StepStatus.STARTED, NOW)
-            t.append(time.perf_counter() - start)
-        with tempfile.TemporaryDirectory() as tmp:
-            store = LocalStore(Path(tmp))
-            saves = []
+    try:
+        for size in (int(s) for s in args.sizes.split(",")):
+            state = full_state(size)
+            t = []
             for _ in range(args.repeat):
                 start = time.perf_counter()
-                store.save(state)
-                saves.append(time.perf_counter() - start)
-            size_kb = store.path.stat().st_size / 1024
-        per = statistics.median(saves) + statistics.median(t)
-        transitions = size * 12
-        print(
-            f"{size:>7} {statistics.median(t) * 1000:>14.3f} {min(saves) * 1000:>12.2f} "
-            f"{statistics.median(saves) * 1000:>12.2f} {size_kb:>11.0f} {per * transitions:>15.1f}"
-        )
+                state.with_step(next(iter(state.nodes)), "x/cordon", FORWARD_STEPS[0], StepStatus.STARTED, NOW)
+                t.append(time.perf_counter() - start)
+            states = transitions(state, args.repeat + 1)
+            stores: list[tuple[str, Any]] = []
+            tmp = tempfile.TemporaryDirectory()
+            stores.append(("local", LocalStore(Path(tmp.name))))
+            if cluster is not None:
+                from migrate.checkpoints.incluster import ConfigMapStore
+
+                stores.append(("configmap", ConfigMapStore(cluster, f"sha256:{size:016x}{0:048x}")))
+            for name, store in stores:
+                before = cluster.requests if cluster is not None else 0
+                saves = time_saves(store, states)
+                requests = ((cluster.requests - before) / len(states)) if name == "configmap" and cluster else 0
+                if name == "local":
+                    size_kb = store.path.stat().st_size / 1024
+                else:
+                    size_kb = len(store._read()["binaryData"]["journal.json.gz"]) * 3 / 4 / 1024
+                per = statistics.median(saves) + statistics.median(t)
+                print(
+                    f"{name:>9} {size:>6} {statistics.median(t) * 1000:>14.3f} {min(saves) * 1000:>12.2f} "
+                    f"{statistics.median(saves) * 1000:>12.2f} {size_kb:>11.0f} {requests:>14.1f} "
+                    f"{per * size * 12:>15.1f}"
+                )
+            tmp.cleanup()
+    finally:
+        if lab is not None:
+            lab.down()
     return 0
 
 
