@@ -2,7 +2,9 @@
 
 Steps, each recorded in the journal before and after (``finalize/<step>``) and safe to run
 again: restart every Cilium agent one node at a time (so agents pick up the final
-configuration once it is installed), delete the ``cilium-default`` CiliumNodeConfig, and,
+configuration once it is installed), check that NetworkPolicy is enforced (an allowed and a
+denied client against a probe server; only once cilium-config enables policy, else the step
+waits for the next finalize), delete the ``cilium-default`` CiliumNodeConfig, and,
 only when asked, remove Calico (the Tigera ``Installation`` for operator installs, the
 calico-node DaemonSet and calico-kube-controllers for manifest installs). The final Helm
 values (migration settings off, policy enforcement back to ``default``) are written by
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate.cilium import NODE_CONFIG_NAME, final_config_problems, final_values
-from migrate.errors import BadInput, ClusterError, Interrupted, PermanentError
+from migrate.errors import BadInput, ClusterError, Interrupted, PermanentError, ValidationFailed
 from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import Plan
 from migrate.ports import CheckpointStore, Cluster, Event, EventSink, ExecutorLock
@@ -44,6 +46,7 @@ class Finalizer:
     lock: ExecutorLock
     emit: EventSink
     agent_timeout: float = 300.0
+    probe_timeout: float = 60.0
     # finalize --upgrade-cilium: upgrades the release apply installed to the final values
     # (Helm on a real cluster); None: the operator runs helm upgrade with the values file.
     cilium_upgrader: Callable[[dict[str, Any]], str] | None = None
@@ -67,6 +70,8 @@ class Finalizer:
                 steps.append(("upgrade-cilium", self._upgrade_cilium))  # before the restarts pick it up
             steps += [
                 ("restart-agents", self._restart_agents),
+                # Before anything is removed: a cluster that does not enforce policy stops here.
+                ("check-policy", self._check_policy),
                 ("delete-node-config", self._delete_node_config),
             ]
             if remove_calico:
@@ -75,11 +80,20 @@ class Finalizer:
                 if state.finalize.get(name) == "succeeded":
                     report.append(f"{name}: done earlier")
                     continue
+                if name == "check-policy" and not self._enforcing():
+                    report.append(
+                        f"{name}: not yet: Cilium does not enforce policy yet (enable-policy never in "
+                        "kube-system/cilium-config); after the helm upgrade to the final values, run finalize again"
+                    )
+                    continue
                 state = self._save(state.with_finalize(name, "started"))
                 try:
                     message = fn()
                 except ClusterError as exc:
                     raise Interrupted(f"finalize {name} stopped: {exc.message}; run finalize again") from exc
+                except ValidationFailed:
+                    self._save(state.with_finalize(name, "failed"))
+                    raise
                 state = self._save(state.with_finalize(name, "succeeded"))
                 self.emit(Event("finalize", self.plan.id, step=name, outcome="succeeded", message=message))
                 report.append(f"{name}: {message}")
@@ -98,6 +112,18 @@ class Finalizer:
         if problems:
             raise PermanentError(f"after the upgrade, cilium-config still says {'; '.join(problems)}")
         return message
+
+    def _enforcing(self) -> bool:
+        return self.cluster.cilium_config().get("enable-policy", "never").lower() != "never"
+
+    def _check_policy(self) -> str:
+        result = self.cluster.policy_probe(self.probe_timeout)
+        if not result.ok:
+            raise ValidationFailed(
+                f"finalize check-policy failed: {result.observed} (expected: {result.expected}); nothing is undone "
+                "after finalize: check Cilium's policy settings, then run finalize again"
+            )
+        return f"NetworkPolicy enforced: {result.observed}"
 
     def _restart_agents(self) -> str:
         restarted = 0

@@ -99,6 +99,11 @@ class Cluster(Protocol):
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
 
+    def policy_probe(self, timeout: float) -> ProbeResult:
+        """After finalize: an allowed and a denied client against a server behind a
+        NetworkPolicy; ok only if the first connects and the second is blocked."""
+        ...
+
     def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """Delete one object; True if it existed."""
         ...

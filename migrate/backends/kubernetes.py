@@ -78,6 +78,8 @@ CILIUM_SELECTOR = "k8s-app=cilium"
 DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
 PROBE_PORT = 8080
 PEER_LABEL = "cni-migrate.io/peer-of"  # probe servers on peer nodes, behind the probe Service
+POLICY_LABEL = "cni-migrate.io/policy-probe"  # the policy probe's pods and policies: its run id
+POLICY_ROLE = "cni-migrate.io/policy-role"  # server, allowed or denied
 DEFAULT_PROBE_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
 FORBIDDEN_UID = "unreadable"  # kube-system's UID when this identity may not read it
 EVICTION_PDB = re.compile(r"disruption budget (\S+?) needs")
@@ -762,7 +764,15 @@ class KubernetesCluster:
         )
         for obj in services:
             self._delete_helper(obj["metadata"]["name"], "service")
-        return len(items) + len(services)
+        net = client.NetworkingV1Api(self.api)
+        policies, _ = self._list(
+            "list probe networkpolicies", net.list_namespaced_network_policy, TOOL_NAMESPACE, label_selector=selector
+        )
+        for obj in policies:
+            with contextlib.suppress(NotFound):
+                name = obj["metadata"]["name"]
+                self._call(f"delete networkpolicy {name}", net.delete_namespaced_network_policy, name, TOOL_NAMESPACE)
+        return len(items) + len(services) + len(policies)
 
     def _run_pod(
         self,
@@ -896,6 +906,88 @@ class KubernetesCluster:
         reached = f"{len(outcomes) - len(failed)}/{len(outcomes)} connections"
         observed = f"{reached}" + (f"; {'; '.join(failed)}" if failed else f" ({', '.join(o[0] for o in outcomes)})")
         return ProbeResult(check, not failed, observed, "every peer reachable both ways and the Service")
+
+    def policy_probe(self, timeout: float) -> ProbeResult:
+        """After finalize: does Cilium enforce NetworkPolicy? A server pod behind two policies
+        of this probe alone (deny all ingress to its pods; allow the server from the
+        "allowed" client on the probe port), then two clients: the allowed one must connect
+        and the denied one must not. Policies first, so every probe pod starts under them."""
+        check = "policy-enforcement"
+        expected = "the allowed client connects and the denied client is blocked"
+        node = self._first_ready_node(f"{MIGRATION_LABEL}=true", "") or self._first_ready_node("", "")
+        if node is None:
+            return ProbeResult(check, False, "no Ready node to run the probe on", expected)
+        run = uuid.uuid4().hex[:8]
+        ours = {POLICY_LABEL: run}
+        policies = [
+            {"podSelector": {"matchLabels": ours}, "policyTypes": ["Ingress"]},
+            {
+                "podSelector": {"matchLabels": {**ours, POLICY_ROLE: "server"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"podSelector": {"matchLabels": {**ours, POLICY_ROLE: "allowed"}}}],
+                        "ports": [{"port": PROBE_PORT, "protocol": "TCP"}],
+                    }
+                ],
+            },
+        ]
+        net = client.NetworkingV1Api(self.api)
+        made: list[str] = []
+        kept: list[str] = []
+        outcomes: dict[str, tuple[bool, str]] = {}
+        try:
+            self._ensure_namespace()
+            for name, spec in zip((f"cni-migrate-deny-{run}", f"cni-migrate-allow-{run}"), policies, strict=True):
+                body = {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "NetworkPolicy",
+                    "metadata": {"name": name, "labels": {ROLE_LABEL: "probe", **ours}},
+                    "spec": spec,
+                }
+                self._call(f"create networkpolicy {name}", net.create_namespaced_network_policy, TOOL_NAMESPACE, body)
+                made.append(name)
+            server = {
+                "name": "probe",
+                "image": self.probe_image,
+                "command": ["/agnhost", "netexec", f"--http-port={PROBE_PORT}"],
+                "ports": [{"containerPort": PROBE_PORT}],
+            }
+            started = self._run_pod(
+                node,
+                "probe",
+                "policy-server",
+                server,
+                timeout,
+                until_running=True,
+                keep=kept,
+                labels={**ours, POLICY_ROLE: "server"},
+            )
+            ip = (started.get("status") or {}).get("podIP", "")
+            for role in ("allowed", "denied"):
+                connect = {
+                    "name": "probe",
+                    "image": self.probe_image,
+                    "command": ["/agnhost", "connect", f"{ip}:{PROBE_PORT}", "--timeout=5s"],
+                }
+                done = self._run_pod(
+                    node, "probe", "policy-client", connect, timeout, labels={**ours, POLICY_ROLE: role}
+                )
+                outcomes[role] = (done["status"]["phase"] == "Succeeded", _termination_message(done))
+        finally:
+            for name in kept:
+                self._delete_helper(name)
+            for name in made:
+                with contextlib.suppress(NotFound):
+                    self._call(
+                        f"delete networkpolicy {name}", net.delete_namespaced_network_policy, name, TOOL_NAMESPACE
+                    )
+        (allowed, why), (denied, _) = outcomes["allowed"], outcomes["denied"]
+        observed = (
+            f"on {node}: allowed client {'connected' if allowed else 'was blocked: ' + (why or 'failed')}; "
+            f"denied client {'connected: policy is not enforced' if denied else 'was blocked'}"
+        )
+        return ProbeResult(check, allowed and not denied, observed, expected)
 
     def _wait_pod(self, pod: dict[str, Any], timeout: float, until_running: bool) -> dict[str, Any]:
         name = pod["metadata"]["name"]

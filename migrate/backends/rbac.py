@@ -21,6 +21,8 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("create", "", "services", TOOL_NAMESPACE),
     ("list", "", "services", TOOL_NAMESPACE),
     ("delete", "", "services", TOOL_NAMESPACE),
+    ("create", "networking.k8s.io", "networkpolicies", TOOL_NAMESPACE),  # the policy probe after finalize
+    ("delete", "networking.k8s.io", "networkpolicies", TOOL_NAMESPACE),
     ("create", "", "events", ""),
     ("get", "", "configmaps", "kube-system"),
     ("get", "", "configmaps", TOOL_NAMESPACE),

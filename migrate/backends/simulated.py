@@ -388,6 +388,25 @@ class SimulatedCluster:
             )
 
     # -- validation probes ------------------------------------------------------------------
+    def policy_probe(self, timeout: float) -> ProbeResult:
+        """The simulated dataplane enforces policy when cilium-config says so (enable-policy
+        other than never), unless the world injects a policy failure (failValidation "*":
+        ["policy"])."""
+        with self._tx("policy-probe", write=True) as world:
+            config = w.cilium_config(world)
+            enforced = config.get("enable-policy", "never") != "never" and "policy" not in world["failValidation"].get(
+                "*", []
+            )
+            self._log(world, "policy-probe", "cni-migrate", False)
+        node = next(n for n in sorted(world["nodes"]) if world["nodes"][n]["ready"])
+        denied = "was blocked" if enforced else "connected: policy is not enforced"
+        return ProbeResult(
+            "policy-enforcement",
+            enforced,
+            f"on {node}: allowed client connected; denied client {denied}",
+            "the allowed client connects and the denied client is blocked",
+        )
+
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         with self._tx("probe", write=True) as world:
             n = self._node_dict(world, node)

@@ -7,7 +7,9 @@ run by the tests beside the lab, plays that part through the real API:
 - node-task pods (label ``cni-migrate.io/role=node-task``): apply the task to the node's
   simulated ``/etc/cni/net.d`` and finish the pod (Succeeded + termination message);
 - probe pods: ``pod-network`` goes Running with an address from the node's current CNI
-  pool; ``connectivity`` succeeds, unless the test injected a failure for the node;
+  pool; ``connectivity`` succeeds, unless the test injected a failure for the node; the
+  policy probe's clients connect as the NetworkPolicies would let them once cilium-config
+  enables policy (a model of the dataplane over the real API objects);
 - Cilium agent pods: a new agent on a node with the migration label rewrites the node's
   CNI directory as Cilium in migration mode does (``migrate.cniconf``);
 - starting pods: the lab runs kwok without its pod stages, and this agent starts every
@@ -61,6 +63,8 @@ class NodeAgent:
         self.failures: dict[str, set[str]] = defaultdict(set)
         self.reboots: dict[str, int] = defaultdict(int)
         self.server_ips: dict[str, str] = {}  # cross-node probe server IP -> its node
+        self.policy_servers: dict[str, dict[str, str]] = {}  # policy probe server IP -> its labels
+        self.ignore_policy = False  # True: a dataplane that lets everything through
         self.seen_agents: set[str] = set()
         self.handled: set[str] = set()
         self.log: list[tuple[str, str, str]] = []  # (node, what, detail)
@@ -334,12 +338,42 @@ class NodeAgent:
             broken = [n for n in ends if {"cross-node", "*"} & self.failures[n]]
             message = f"dial tcp {target}: i/o timeout" if broken else "connected"
             self._finish(pod, 1 if broken else 0, message)
+        elif check == "policy-server":
+            self.policy_servers[self._start(pod, node, cilium=self.cni(node) is Cni.CILIUM)] = pod["metadata"]["labels"]
+        elif check == "policy-client":
+            target = pod["spec"]["containers"][0]["command"][2].rsplit(":", 1)[0]
+            allowed = self._policy_allows(pod["metadata"]["labels"], self.policy_servers.get(target, {}))
+            self._finish(pod, 0 if allowed else 1, "connected" if allowed else f"dial tcp {target}: i/o timeout")
         elif check == "dns":
             ok = not failing and self.cni(node) is Cni.CILIUM
             self._finish(pod, 0 if ok else 1, "Address: 10.96.0.1" if ok else ";; connection timed out")
         else:
             ok = not failing and self.cni(node) is Cni.CILIUM
             self._finish(pod, 0 if ok else 1, "connected" if ok else "dial tcp 10.96.0.1:443: i/o timeout")
+
+    def _policy_allows(self, client_labels: dict[str, str], server_labels: dict[str, str]) -> bool:
+        """What a Cilium agent with the cluster's cilium-config would do with the connection:
+        no enforcement while enable-policy is never; otherwise the NetworkPolicies of the
+        namespace that select the server decide (matchLabels selectors, ingress only: all the
+        policy probe uses)."""
+        config = self.core.read_namespaced_config_map("cilium-config", "kube-system").data or {}
+        if config.get("enable-policy", "never") == "never" or self.ignore_policy:
+            return True
+        policies = client.NetworkingV1Api(self.core.api_client).list_namespaced_network_policy(NAMESPACE).items
+
+        def selects(selector: Any, labels: dict[str, str]) -> bool:
+            wanted = (selector.match_labels if selector else None) or {}
+            return all(labels.get(k) == v for k, v in wanted.items())
+
+        guarding = [p for p in policies if selects(p.spec.pod_selector, server_labels)]
+        if not guarding:
+            return True
+        return any(
+            selects(peer.pod_selector, client_labels)
+            for p in guarding
+            for rule in p.spec.ingress or []
+            for peer in rule._from or []
+        )
 
     def _container(self, pod: dict[str, Any], *, running: bool = False, code: int = 0, message: str = "") -> dict:
         c = pod["spec"]["containers"][0]

@@ -64,6 +64,8 @@ def test_apply_installs_the_real_chart_in_migration_mode_then_migrates(tmp_path)
         r = lab.cli("finalize", "p.yaml", "--yes", "--upgrade-cilium", "--helm", str(helm), timeout=900)
         assert r.code == 0, r
         assert r.out.splitlines()[0].startswith("upgrade-cilium: upgraded release kube-system/cilium")
+        # With the final values, policy is enforced: the allowed client connects, the denied one not.
+        assert "check-policy: NetworkPolicy enforced" in r.out
         config = lab.core.read_namespaced_config_map("cilium-config", "kube-system").data
         assert (config["custom-cni-conf"], config["enable-policy"], config["cni-uninstall"]) == (
             "false",

@@ -97,6 +97,8 @@ class Harness:
     def inject(self, op: str, nth: int, error: str) -> None: ...
     def injected(self) -> int: ...
     def set_cilium_config(self, key: str, value: str) -> None: ...
+    def ignore_policy(self) -> None:
+        """Make the dataplane ignore NetworkPolicy whatever cilium-config says."""
 
 
 class SimHarness(Harness):
@@ -131,6 +133,9 @@ class SimHarness(Harness):
         world = self.cluster.world()
         overrides = {**(world["cilium"].get("configOverrides") or {}), key: value}
         self.cluster.update(cilium={**world["cilium"], "configOverrides": overrides})
+
+    def ignore_policy(self) -> None:
+        self.cluster.update(failValidation={**self.cluster.world()["failValidation"], "*": ["policy"]})
 
     def injected(self) -> int:
         world = self.cluster.world()
@@ -232,6 +237,9 @@ class KubeHarness(Harness):
 
         api = client.CoreV1Api(config.new_client_from_config(str(self.lab.kubeconfig)))
         api.patch_namespaced_config_map("cilium-config", "kube-system", {"data": {key: value}})
+
+    def ignore_policy(self) -> None:
+        self.agent.ignore_policy = True
 
     def injected(self) -> int:
         proxy = getattr(self, "proxy", None)

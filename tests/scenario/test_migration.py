@@ -282,7 +282,9 @@ def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend
     ex.apply()
     report = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=True)
     assert report[0].startswith("restart-agents: restarted 6")
-    assert "deleted CiliumNodeConfig" in report[1] and "removed Calico (operator install)" in report[2]
+    # Cilium still runs with the migration values (no helm upgrade yet): the policy check waits.
+    assert report[1].startswith("check-policy: not yet: Cilium does not enforce policy yet")
+    assert "deleted CiliumNodeConfig" in report[2] and "removed Calico (operator install)" in report[3]
     assert (
         backend.cluster.delete_object(
             plan.cluster.node_config_api,
@@ -293,12 +295,45 @@ def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend
         is False
     )
     again = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit).run(remove_calico=True)
-    assert again[:3] == [
+    assert [again[0], *again[2:4]] == [
         "restart-agents: done earlier",
         "delete-node-config: done earlier",
         "remove-calico: done earlier",
     ]
     assert set(backend.node_view().values()) == {(Cni.CILIUM, False, "true")}
+
+
+def test_after_the_upgrade_finalize_proves_policy_is_enforced_allow_and_deny(backend):
+    from migrate.finalize import Finalizer
+
+    plan = backend.plan()
+    ex = backend.executor(plan)
+    ex.apply()
+    backend.set_cilium_config("enable-policy", "default")  # what the upgrade to the final values sets
+    report = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=False)
+    (line,) = [r for r in report if r.startswith("check-policy:")]
+    assert line.startswith("check-policy: NetworkPolicy enforced: on ")
+    assert line.endswith("allowed client connected; denied client was blocked")
+    assert ex.store.load().finalize["check-policy"] == "succeeded"
+    assert backend.cluster.cleanup_helper_pods() == 0  # probe pods and policies are gone
+
+
+def test_a_cilium_that_lets_the_denied_client_through_fails_finalize_before_calico_goes(backend):
+    from migrate.errors import ValidationFailed
+    from migrate.finalize import Finalizer
+
+    plan = backend.plan()
+    ex = backend.executor(plan)
+    ex.apply()
+    backend.set_cilium_config("enable-policy", "default")
+    backend.ignore_policy()
+    finalizer = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60)
+    with pytest.raises(ValidationFailed, match="denied client connected: policy is not enforced"):
+        finalizer.run(remove_calico=True)
+    state = ex.store.load()
+    assert state.finalize["check-policy"] == "failed"
+    assert "remove-calico" not in state.finalize and "delete-node-config" not in state.finalize
+    assert backend.cluster.inventory().calico_install == "operator"  # Calico is still there
 
 
 def test_operator_skips_a_node_then_rolls_back_the_canary_wave_then_resumes(backend):
