@@ -93,7 +93,7 @@ func stripCaps(caps map[string]any, missing map[string]bool) bool {
 
 // fixFile rewrites path in place; capsAt picks the capabilities object out
 // of the decoded document.
-func fixFile(path string, missing map[string]bool, capsAt func(map[string]any) map[string]any) error {
+func fixFile(path string, missing map[string]bool, capsAt func(map[string]any) map[string]any, extra func(map[string]any) bool) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -102,8 +102,14 @@ func fixFile(path string, missing map[string]bool, capsAt func(map[string]any) m
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	caps := capsAt(doc)
-	if caps == nil || !stripCaps(caps, missing) {
+	changed := false
+	if caps := capsAt(doc); caps != nil && stripCaps(caps, missing) {
+		changed = true
+	}
+	if extra != nil && extra(doc) {
+		changed = true
+	}
+	if !changed {
 		return nil
 	}
 	out, err := json.Marshal(doc)
@@ -119,6 +125,28 @@ func fixFile(path string, missing map[string]bool, capsAt func(map[string]any) m
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// clampOOMScoreAdj raises process.oomScoreAdj to this process' own value
+// when it asks for less (lowering needs CAP_SYS_RESOURCE).
+func clampOOMScoreAdj(process map[string]any) bool {
+	if process == nil {
+		return false
+	}
+	want, ok := process["oomScoreAdj"].(float64)
+	if !ok {
+		return false
+	}
+	data, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return false
+	}
+	own, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || int(want) >= own {
+		return false
+	}
+	process["oomScoreAdj"] = own
+	return true
 }
 
 func asMap(v any) map[string]any {
@@ -190,6 +218,11 @@ func fix(args []string) error {
 		}
 		return fixFile(filepath.Join(bundle, "config.json"), missing, func(d map[string]any) map[string]any {
 			return asMap(asMap(d["process"])["capabilities"])
+		}, func(d map[string]any) bool {
+			if !missing["CAP_SYS_RESOURCE"] {
+				return false
+			}
+			return clampOOMScoreAdj(asMap(d["process"]))
 		})
 	case "exec":
 		p := flagValue(rest, "--process", "-p")
@@ -202,7 +235,7 @@ func fix(args []string) error {
 		}
 		return fixFile(p, missing, func(d map[string]any) map[string]any {
 			return asMap(d["capabilities"])
-		})
+		}, nil)
 	}
 	return nil
 }
