@@ -10,7 +10,8 @@
 //	    (re-resolved every 5 s). Every failure is logged as one JSON line on
 //	    stdout with its timestamp; GET /stats answers per target: requests,
 //	    failures, the longest interruption (first failure to next success) and
-//	    the one in progress.
+//	    the one in progress; POST /reset starts the counts afresh (after the
+//	    warm-up: the first probes race DNS and endpoints).
 //
 // Pod identity comes from the downward API: POD_NAME, NODE_NAME, POD_IP.
 package main
@@ -123,6 +124,14 @@ func (p *prober) handleStats(w http.ResponseWriter, _ *http.Request) {
 	w.Write(data)
 }
 
+func (p *prober) handleReset(w http.ResponseWriter, _ *http.Request) {
+	p.mu.Lock()
+	p.stats = map[string]*targetStats{}
+	p.started = time.Now()
+	p.mu.Unlock()
+	w.Write([]byte("ok\n"))
+}
+
 type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
@@ -173,6 +182,7 @@ func run(ctx context.Context, args []string) error {
 			}},
 		}
 		mux.HandleFunc("/stats", p.handleStats)
+		mux.HandleFunc("POST /reset", p.handleReset)
 		go p.loop(ctx, *interval, targets, *peers, *peerPort)
 	default:
 		return fmt.Errorf("unknown command %q (serve|probe)", args[0])

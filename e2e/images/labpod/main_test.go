@@ -46,3 +46,13 @@ func TestProbeStatus(t *testing.T) {
 		t.Errorf("404 target: %+v", s)
 	}
 }
+
+func TestReset(t *testing.T) {
+	p := &prober{stats: map[string]*targetStats{}}
+	p.record("a", time.Now(), errors.New("x"))
+	rec := httptest.NewRecorder()
+	p.handleReset(rec, httptest.NewRequest(http.MethodPost, "/reset", nil))
+	if len(p.stats) != 0 || rec.Code != http.StatusOK {
+		t.Errorf("after reset: %d targets, status %d", len(p.stats), rec.Code)
+	}
+}
