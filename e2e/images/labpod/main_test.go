@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+func TestRecordLongestOutage(t *testing.T) {
+	p := &prober{stats: map[string]*targetStats{}}
+	t0 := time.Unix(1000, 0)
+	fail := errors.New("connection refused")
+	p.record("a", t0, nil)
+	p.record("a", t0.Add(200*time.Millisecond), fail)
+	p.record("a", t0.Add(400*time.Millisecond), fail)
+	p.record("a", t0.Add(600*time.Millisecond), nil) // outage 400 ms
+	p.record("a", t0.Add(800*time.Millisecond), fail)
+	p.record("a", t0.Add(1000*time.Millisecond), nil) // outage 200 ms
+	p.record("a", t0.Add(1200*time.Millisecond), fail)
+	s := p.stats["a"]
+	if s.Requests != 7 || s.Failures != 4 {
+		t.Fatalf("requests/failures = %d/%d, want 7/4", s.Requests, s.Failures)
+	}
+	if s.LongestOutageMs != 400 || !s.LongestFrom.Equal(t0.Add(200*time.Millisecond)) {
+		t.Errorf("longest = %d ms from %v, want 400 ms from t0+200ms", s.LongestOutageMs, s.LongestFrom)
+	}
+	if !s.OutageSince.Equal(t0.Add(1200 * time.Millisecond)) {
+		t.Errorf("outage in progress since %v", s.OutageSince)
+	}
+}
+
+func TestProbeStatus(t *testing.T) {
+	ok := httptest.NewServer(serveMux(identity{Pod: "p"}))
+	defer ok.Close()
+	bad := httptest.NewServer(http.NotFoundHandler())
+	defer bad.Close()
+	p := &prober{stats: map[string]*targetStats{}, client: &http.Client{Timeout: time.Second}}
+	p.probe(t.Context(), ok.URL+"/")
+	p.probe(t.Context(), bad.URL+"/")
+	if s := p.stats[ok.URL+"/"]; s.Failures != 0 {
+		t.Errorf("ok target failed: %+v", s)
+	}
+	if s := p.stats[bad.URL+"/"]; s.Failures != 1 || s.LastError != "status 404" {
+		t.Errorf("404 target: %+v", s)
+	}
+}
+
+func TestReset(t *testing.T) {
+	p := &prober{stats: map[string]*targetStats{}}
+	p.record("a", time.Now(), errors.New("x"))
+	rec := httptest.NewRecorder()
+	p.handleReset(rec, httptest.NewRequest(http.MethodPost, "/reset", nil))
+	if len(p.stats) != 0 || rec.Code != http.StatusOK {
+		t.Errorf("after reset: %d targets, status %d", len(p.stats), rec.Code)
+	}
+}

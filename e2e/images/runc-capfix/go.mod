@@ -1,0 +1,3 @@
+module cni-migrate/e2e/images/runc-capfix
+
+go 1.26.0
