@@ -162,6 +162,20 @@ def pdb_budgets(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) ->
     return findings
 
 
+def calico_installed(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    if inv.calico_install != "none":
+        return []
+    return [
+        Finding(
+            "calico-installed",
+            Severity.BLOCKING,
+            "no Calico install found (no operator.tigera.io Installation, no calico-node DaemonSet in "
+            "kube-system or calico-system): cni-migrate moves clusters from Calico to Cilium",
+            "check the kubeconfig context; a cluster on another CNI needs another procedure",
+        )
+    ]
+
+
 def calico_dataplane(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
     if inv.calico_dataplane.lower() != "bpf":
         return []
@@ -186,7 +200,9 @@ def cilium_state(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -
                 f"Cilium is not installed; apply installs it in migration mode before the first node "
                 f"(helm upgrade --install cilium, chart {opts.install_cilium_chart} "
                 f"{opts.install_cilium_version}, the values written next to the plan)",
-                "apply needs Helm 3 on PATH (or --helm PATH) and the chart reachable from where it runs",
+                "apply needs Helm 3 on PATH (or --helm PATH), the chart reachable from where it runs, and an "
+                "identity allowed to install it (ClusterRoles, a DaemonSet and Deployments in kube-system: more "
+                "than deploy/rbac.yaml grants)",
             )
         ]
     if not c.installed:
@@ -390,6 +406,7 @@ NODE_CHECKS: tuple[Check, ...] = (
     node_os,
     kernel_version,
     already_cordoned,
+    calico_installed,
     calico_dataplane,
     calico_bgp,
     calico_autodetection,

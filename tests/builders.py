@@ -77,6 +77,7 @@ def inventory(nodes: list[NodeInfo], pods: list[PodInfo] = (), pdbs: list[PDBInf
         pods=tuple(pods),
         pdbs=tuple(pdbs),
         cilium=CiliumState(installed=True, migration_mode=True, node_config_api="cilium.io/v2"),
+        calico_install="operator",  # a cluster to migrate runs Calico
     )
     fields.update(kw)
     return Inventory(**fields)  # type: ignore[arg-type]

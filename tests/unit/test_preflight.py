@@ -89,6 +89,25 @@ def test_calico_ebpf_dataplane_blocks():
     assert only(run(calico_dataplane, b.inventory([b.node("a")], calico_dataplane="bpf"))).severity is Severity.BLOCKING
 
 
+def test_a_cluster_without_calico_blocks():
+    from migrate.preflight import calico_installed
+
+    for install in ("operator", "manifest"):
+        assert run(calico_installed, b.inventory([b.node("a")], calico_install=install)) == []
+    f = only(run(calico_installed, b.inventory([b.node("a")], calico_install="none")))
+    assert f.severity is Severity.BLOCKING and "no Calico install found" in f.message
+
+
+def test_the_planned_install_turns_cilium_missing_into_a_note_of_what_apply_will_do():
+    opts = PlanOptions(install_cilium_chart="cilium", install_cilium_version="1.18.4")
+    f = only(run(cilium_state, b.inventory([b.node("a")], cilium=CiliumState()), opts))
+    assert f.severity is Severity.WARNING and "apply installs it in migration mode" in f.message
+    assert "chart cilium 1.18.4" in f.message
+    # A Cilium running outside migration mode still blocks: the install never upgrades it.
+    wrong = only(run(cilium_state, b.inventory([b.node("a")], cilium=CiliumState(installed=True)), opts))
+    assert wrong.severity is Severity.BLOCKING
+
+
 def test_cilium_missing_warns_and_cilium_outside_migration_mode_blocks():
     assert run(cilium_state, b.inventory([b.node("a")])) == []
     missing = only(run(cilium_state, b.inventory([b.node("a")], cilium=CiliumState())))
