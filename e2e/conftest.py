@@ -32,6 +32,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--keep", action="store_true", help="leave the kind cluster running for debugging")
     group.addoption("--reuse", action="store_true", help="reuse a running cluster of that name (left by --keep)")
+    group.addoption(
+        "--web-prestop",
+        type=int,
+        default=5,
+        help="seconds web pods keep serving after deletion (preStop sleep); 0 = exit at once on SIGTERM",
+    )
     group.addoption("--cluster-name", default="cni-migrate-e2e", help="kind cluster name")
     group.addoption(
         "--artifacts",
@@ -112,10 +118,10 @@ def cluster(request: pytest.FixtureRequest, lab: kindlab.Lab, artifacts: Path) -
 
 
 @pytest.fixture(scope="session")
-def workload(cluster: kindlab.Cluster) -> kindlab.Cluster:
+def workload(request: pytest.FixtureRequest, cluster: kindlab.Cluster) -> kindlab.Cluster:
     """labpod's workload (Deployment web, 3 replicas, PDB minAvailable 2) and the prober DaemonSet."""
     with Timer("workload + prober rollout"):
-        kindlab.deploy_labpod(cluster)
+        kindlab.deploy_labpod(cluster, prestop_seconds=request.config.getoption("--web-prestop"))
     return cluster
 
 

@@ -269,8 +269,17 @@ def wait_ready(cluster: Cluster, timeout: int = 240) -> None:
     )
 
 
-def deploy_labpod(cluster: Cluster, timeout: int = 180) -> None:
+PRESTOP = "lifecycle: {preStop: {sleep: {seconds: 5}}}"
+
+
+def deploy_labpod(cluster: Cluster, prestop_seconds: int = 5, timeout: int = 180) -> None:
+    """Apply labpod.yaml; prestop_seconds replaces web's preStop pause (0: none, to measure
+    what a workload that exits at once on SIGTERM loses in a drain)."""
     manifest = LABPOD_MANIFEST.read_text().replace("LABPOD_IMAGE", cluster.lab.labpod_image)
+    if PRESTOP not in manifest:
+        raise RuntimeError(f"{LABPOD_MANIFEST} lost web's preStop line ({PRESTOP})")
+    pause = f"lifecycle: {{preStop: {{sleep: {{seconds: {prestop_seconds}}}}}}}"
+    manifest = manifest.replace(PRESTOP, pause if prestop_seconds else "lifecycle: null")
     cluster.kubectl("apply", "-f", "-", input=manifest)
     cluster.kubectl("-n", "e2e", "rollout", "status", "deploy/web", f"--timeout={timeout}s", timeout=timeout + 30)
     cluster.kubectl("-n", "e2e", "rollout", "status", "ds/prober", f"--timeout={timeout}s", timeout=timeout + 30)
