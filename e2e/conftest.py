@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -44,6 +45,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("E2E_ARTIFACTS", "/tmp/cni-migrate-e2e"),
         help="directory for the kubeconfig, plans and reports",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A CI job killed with SIGTERM (its timeout) must still delete the cluster: make the
+    # signal a KeyboardInterrupt, which runs the session fixture's cleanup like Ctrl-C.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 class Timer:
