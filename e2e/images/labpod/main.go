@@ -9,7 +9,8 @@
 //	    http://<ip>:<port>/ for every address the -peers name resolves to
 //	    (re-resolved every 5 s). Every failure is logged as one JSON line on
 //	    stdout with its timestamp; GET /stats answers per target: requests,
-//	    failures, the longest interruption (first failure to next success) and
+//	    failures, the longest interruption (from sending a request that fails to
+//	    sending one that succeeds, timeouts counted from the send) and
 //	    the one in progress; POST /reset starts the counts afresh (after the
 //	    warm-up: the first probes race DNS and endpoints).
 //
@@ -49,12 +50,14 @@ func self() identity {
 
 // targetStats is what /stats reports per target.
 type targetStats struct {
-	Requests        int64     `json:"requests"`
-	Failures        int64     `json:"failures"`
-	LastError       string    `json:"last_error,omitempty"`
-	LongestOutageMs int64     `json:"longest_outage_ms"`
-	OutageSince     time.Time `json:"outage_since,omitzero"`
-	LongestFrom     time.Time `json:"longest_outage_from,omitzero"`
+	Requests        int64       `json:"requests"`
+	Failures        int64       `json:"failures"`
+	LastError       string      `json:"last_error,omitempty"`
+	LongestOutageMs int64       `json:"longest_outage_ms"`
+	OutageSince     time.Time   `json:"outage_since,omitzero"`
+	LongestFrom     time.Time   `json:"longest_outage_from,omitzero"`
+	lastOK          time.Time   // when the latest successful request was sent
+	pending         []time.Time // failed requests not yet followed by a success
 }
 
 type prober struct {
@@ -65,7 +68,13 @@ type prober struct {
 	id      identity
 }
 
-func (p *prober) record(target string, now time.Time, err error) {
+// record counts one request to target, sent at sent. An interruption runs from the
+// sending of a failed request to the sending of a later request that succeeds, so a
+// request that fails by timing out counts from when it was sent, not from when the
+// timeout fired. Requests run concurrently and are recorded as they end, out of order:
+// failures wait in pending until a success sent after them is recorded; a failure
+// recorded after a later success ends at the latest success (at most one timeout late).
+func (p *prober) record(target string, sent time.Time, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.stats[target]
@@ -77,26 +86,57 @@ func (p *prober) record(target string, now time.Time, err error) {
 	if err != nil {
 		s.Failures++
 		s.LastError = err.Error()
-		if s.OutageSince.IsZero() {
-			s.OutageSince = now
+		if !s.lastOK.IsZero() && sent.Before(s.lastOK) {
+			s.interruption(sent, s.lastOK)
+		} else {
+			s.pending = append(s.pending, sent)
 		}
+		s.OutageSince = earliest(s.pending)
 		line, _ := json.Marshal(map[string]any{
-			"ts": now.UTC().Format(time.RFC3339Nano), "event": "failure",
-			"from_pod": p.id.Pod, "from_node": p.id.Node, "target": target, "error": err.Error(),
+			"ts": sent.UTC().Format(time.RFC3339Nano), "event": "failure",
+			"failed_at": time.Now().UTC().Format(time.RFC3339Nano),
+			"from_pod":  p.id.Pod, "from_node": p.id.Node, "target": target, "error": err.Error(),
 		})
 		fmt.Println(string(line))
 		return
 	}
-	if !s.OutageSince.IsZero() {
-		if d := now.Sub(s.OutageSince).Milliseconds(); d > s.LongestOutageMs {
-			s.LongestOutageMs = d
-			s.LongestFrom = s.OutageSince
+	if sent.After(s.lastOK) {
+		s.lastOK = sent
+	}
+	var before, after []time.Time
+	for _, f := range s.pending {
+		if f.Before(sent) {
+			before = append(before, f)
+		} else {
+			after = append(after, f)
 		}
-		s.OutageSince = time.Time{}
+	}
+	if len(before) > 0 {
+		s.interruption(earliest(before), sent)
+	}
+	s.pending = after
+	s.OutageSince = earliest(after)
+}
+
+func earliest(ts []time.Time) time.Time {
+	var first time.Time
+	for _, t := range ts {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first
+}
+
+func (s *targetStats) interruption(from, to time.Time) {
+	if d := to.Sub(from).Milliseconds(); d > s.LongestOutageMs {
+		s.LongestOutageMs = d
+		s.LongestFrom = from
 	}
 }
 
 func (p *prober) probe(ctx context.Context, target string) {
+	sent := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err == nil {
 		var resp *http.Response
@@ -108,7 +148,7 @@ func (p *prober) probe(ctx context.Context, target string) {
 			}
 		}
 	}
-	p.record(target, time.Now(), err)
+	p.record(target, sent, err)
 }
 
 func (p *prober) handleStats(w http.ResponseWriter, _ *http.Request) {

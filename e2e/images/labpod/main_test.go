@@ -31,6 +31,37 @@ func TestRecordLongestOutage(t *testing.T) {
 	}
 }
 
+func TestRecordOutOfOrder(t *testing.T) {
+	// Requests overlap: one sent at 200 ms times out (recorded at 1.2 s) after one sent at
+	// 400 ms succeeded; the interruption is 200..400 ms, not from the timeout on.
+	p := &prober{stats: map[string]*targetStats{}}
+	t0 := time.Unix(1000, 0)
+	fail := errors.New("timeout")
+	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
+	p.record("a", ms(0), nil)
+	p.record("a", ms(400), nil)
+	p.record("a", ms(200), fail)
+	s := p.stats["a"]
+	if !s.OutageSince.IsZero() || s.LongestOutageMs != 200 || !s.LongestFrom.Equal(ms(200)) {
+		t.Fatalf("after a late timeout: since %v, longest %d ms from %v", s.OutageSince, s.LongestOutageMs, s.LongestFrom)
+	}
+	// Two failures recorded latest first; a success sent between them ends the first
+	// interruption (600..700), the second runs until a success sent after it (800..1100).
+	p.record("a", ms(800), fail)
+	p.record("a", ms(600), fail)
+	if !s.OutageSince.Equal(ms(600)) {
+		t.Fatalf("outage since %v, want t0+600ms", s.OutageSince)
+	}
+	p.record("a", ms(700), nil)
+	if !s.OutageSince.Equal(ms(800)) || s.LongestOutageMs != 200 {
+		t.Fatalf("after 700: since %v, longest %d ms", s.OutageSince, s.LongestOutageMs)
+	}
+	p.record("a", ms(1100), nil)
+	if s.LongestOutageMs != 300 || !s.LongestFrom.Equal(ms(800)) || !s.OutageSince.IsZero() {
+		t.Errorf("longest %d ms from %v, since %v", s.LongestOutageMs, s.LongestFrom, s.OutageSince)
+	}
+}
+
 func TestProbeStatus(t *testing.T) {
 	ok := httptest.NewServer(serveMux(identity{Pod: "p"}))
 	defer ok.Close()

@@ -1,0 +1,403 @@
+"""The e2e suite's plumbing: images.yaml, prerequisites, the kind cluster, kubectl, and
+the prober's summary (reusable by the migration tests of issue 11).
+
+Everything here shells out to the real tools (kind, kubectl, docker): the suite tests the
+cluster the way an operator sees it. Failures that are the machine's, not the code's
+(a missing tool, an image that is not there) become one line through ``Missing``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+E2E = Path(__file__).resolve().parent
+REPO = E2E.parent
+IMAGES_FILE = E2E / "images.yaml"
+LABPOD_MANIFEST = E2E / "manifests" / "labpod.yaml"
+LAB_BUILD = E2E / "images" / "build"
+LABPOD_BUILD = E2E / "images" / "labpod" / "build"
+LAB_CNI = E2E / "kind" / "lab-cni"
+MODES = ("local", "upstream")
+
+
+class Missing(Exception):
+    """A prerequisite is missing: one line each, no traceback."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+def images(mode: str) -> dict[str, Any]:
+    """images.yaml's column for ``mode``: {key: value}."""
+    data = yaml.safe_load(IMAGES_FILE.read_text())
+    return {key: (col or {}).get(mode) for key, col in data.items()}
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    out = lines[-1] if lines else ""
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    check: bool = True,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capture its output; on failure raise with the command and its last line."""
+    proc = subprocess.run(list(cmd), env=env, timeout=timeout, input=input, text=True, capture_output=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exit {proc.returncode}: {one_line(proc.stderr or proc.stdout)}")
+    return proc
+
+
+# -- tools and images ------------------------------------------------------------------------
+@dataclass
+class Lab:
+    """What the chosen image mode gives the suite: tool paths and image references."""
+
+    mode: str
+    kind: str
+    kubectl: str
+    helm: str
+    node_image: str
+    labpod_image: str
+    labpod_archive: str
+    cluster_config: Path
+    calico_images: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _kv_lines(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isupper():
+            out[key] = value
+    return out
+
+
+def _engine_answers() -> bool:
+    return shutil.which("docker") is not None and run(["docker", "info"], check=False, timeout=30).returncode == 0
+
+
+def _image_present(ref: str) -> bool:
+    return run(["docker", "image", "inspect", ref], check=False, timeout=60).returncode == 0
+
+
+def prepare_local() -> Lab:
+    """--images local: e2e/images/build (cached) builds or reuses the whole lab."""
+    missing = []
+    if os.geteuid() != 0:
+        missing.append("e2e --images local: must run as root (dockerd, debootstrap)")
+    if not LAB_BUILD.exists():
+        missing.append(f"e2e --images local: {LAB_BUILD} not found")
+    if missing:
+        raise Missing(missing)
+    start = time.monotonic()
+    proc = run(["nice", "-n", "10", str(LAB_BUILD)], check=False, timeout=3600)
+    took = time.monotonic() - start
+    if proc.returncode != 0:
+        # e2e/images/build prints one line per missing prerequisite, prefixed "images/build:".
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(("images/build:", "dockerd-up:"))]
+        raise Missing(lines or [f"e2e/images/build failed: {one_line(proc.stderr)}"])
+    kv = _kv_lines(proc.stdout)
+    col = images("local")
+    if kv.get("NODE_IMAGE") != col["node"]:
+        raise Missing([f"images.yaml says node image {col['node']}, e2e/images/build made {kv.get('NODE_IMAGE')}"])
+    lab = Lab(
+        mode="local",
+        kind=kv["KIND"],
+        kubectl=kv["KUBECTL"],
+        helm=kv["HELM"],
+        node_image=kv["NODE_IMAGE"],
+        labpod_image=kv["LABPOD_IMAGE"],
+        labpod_archive=kv["LABPOD_ARCHIVE"],
+        cluster_config=E2E / col["cluster_config"],
+        calico_images=list(col.get("calico") or []),
+    )
+    lab.timings["lab build (e2e/images/build)"] = took
+    return lab
+
+
+def prepare_upstream() -> Lab:
+    """--images upstream: kind, kubectl, helm from PATH (or $KIND/$KUBECTL/$HELM), the pinned
+    kindest/node pulled if absent; labpod still built here (there is no upstream labpod)."""
+    col = images("upstream")
+    missing = []
+    tools = {}
+    for name in ("kind", "kubectl", "helm", "go"):
+        path = os.environ.get(name.upper()) or shutil.which(name)
+        if not path:
+            missing.append(f"e2e --images upstream: {name} not found in PATH (or ${name.upper()})")
+        tools[name] = path or ""
+    if not _engine_answers():
+        missing.append("e2e: no Docker engine answers `docker info` (start one; here: e2e/images/dockerd-up)")
+    if missing:
+        raise Missing(missing)
+    node = col["node"]
+    start = time.monotonic()
+    if not _image_present(node) and run(["docker", "pull", node], check=False, timeout=1200).returncode != 0:
+        raise Missing([f"e2e --images upstream: cannot pull {node} (no registry access? use --images local)"])
+    proc = run(["nice", "-n", "10", str(LABPOD_BUILD)], check=False, timeout=600)
+    if proc.returncode != 0:
+        raise Missing([f"e2e: labpod build failed: {one_line(proc.stderr)}"])
+    kv = _kv_lines(proc.stdout)
+    lab = Lab(
+        mode="upstream",
+        kind=tools["kind"],
+        kubectl=tools["kubectl"],
+        helm=tools["helm"],
+        node_image=node,
+        labpod_image=kv["LABPOD_IMAGE"],
+        labpod_archive=kv["LABPOD_ARCHIVE"],
+        cluster_config=E2E / col["cluster_config"],
+        calico_images=list(col.get("calico") or []),
+    )
+    lab.timings["images (pull if absent + labpod build)"] = time.monotonic() - start
+    return lab
+
+
+def calico_images_available(lab: Lab) -> bool:
+    """True when every Calico image of the mode is in the local engine (pulled or built)."""
+    return bool(lab.calico_images) and all(_image_present(ref) for ref in lab.calico_images)
+
+
+# -- the cluster -------------------------------------------------------------------------------
+@dataclass
+class Cluster:
+    name: str
+    kubeconfig: Path
+    lab: Lab
+
+    @property
+    def context(self) -> str:
+        return f"kind-{self.name}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBECTL": self.lab.kubectl}
+
+    def kubectl(self, *args: str, timeout: float = 120, check: bool = True, input: str | None = None) -> str:
+        cmd = [self.lab.kubectl, "--kubeconfig", str(self.kubeconfig), "--context", self.context, *args]
+        return run(cmd, timeout=timeout, check=check, input=input).stdout
+
+    def json(self, *args: str) -> dict[str, Any]:
+        return json.loads(self.kubectl(*args, "-o", "json"))
+
+    def raw(self, path: str) -> Any:
+        return json.loads(self.kubectl("get", "--raw", path))
+
+    def post_raw(self, path: str) -> str:
+        return self.kubectl("create", "--raw", path, "-f", "-", input="")
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.json("get", "nodes")["items"]
+
+    def workers(self) -> list[str]:
+        return sorted(
+            n["metadata"]["name"]
+            for n in self.nodes()
+            if "node-role.kubernetes.io/control-plane" not in n["metadata"].get("labels", {})
+        )
+
+    def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        args = ["get", "pods", "-n", namespace]
+        if selector:
+            args += ["-l", selector]
+        return self.json(*args)["items"]
+
+
+def kind_clusters(lab: Lab) -> list[str]:
+    return run([lab.kind, "get", "clusters"], timeout=60).stdout.split()
+
+
+def create_cluster(lab: Lab, name: str, kubeconfig: Path) -> Cluster:
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            lab.kind,
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--image",
+            lab.node_image,
+            "--config",
+            str(lab.cluster_config),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--wait",
+            "0s",
+        ],
+        timeout=900,
+    )
+    return Cluster(name, kubeconfig, lab)
+
+
+def delete_cluster(lab: Lab, name: str, kubeconfig: Path) -> None:
+    run([lab.kind, "delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig)], timeout=300, check=False)
+
+
+def load_archive(cluster: Cluster, archive: str) -> None:
+    run([cluster.lab.kind, "load", "image-archive", "--name", cluster.name, archive], timeout=600)
+
+
+def install_stand_in_cni(cluster: Cluster) -> None:
+    run([str(LAB_CNI), cluster.name], env=cluster.env(), timeout=300)
+
+
+def wait_ready(cluster: Cluster, timeout: int = 240) -> None:
+    cluster.kubectl("wait", "--for=condition=Ready", "nodes", "--all", f"--timeout={timeout}s", timeout=timeout + 30)
+    cluster.kubectl(
+        "-n", "kube-system", "rollout", "status", "deploy/coredns", f"--timeout={timeout}s", timeout=timeout + 30
+    )
+
+
+PRESTOP = "lifecycle: {preStop: {sleep: {seconds: 5}}}"
+
+
+def deploy_labpod(cluster: Cluster, prestop_seconds: int = 5, timeout: int = 180) -> None:
+    """Apply labpod.yaml; prestop_seconds replaces web's preStop pause (0: none, to measure
+    what a workload that exits at once on SIGTERM loses in a drain)."""
+    manifest = LABPOD_MANIFEST.read_text().replace("LABPOD_IMAGE", cluster.lab.labpod_image)
+    if PRESTOP not in manifest:
+        raise RuntimeError(f"{LABPOD_MANIFEST} lost web's preStop line ({PRESTOP})")
+    pause = f"lifecycle: {{preStop: {{sleep: {{seconds: {prestop_seconds}}}}}}}"
+    manifest = manifest.replace(PRESTOP, pause if prestop_seconds else "lifecycle: null")
+    cluster.kubectl("apply", "-f", "-", input=manifest)
+    cluster.kubectl("-n", "e2e", "rollout", "status", "deploy/web", f"--timeout={timeout}s", timeout=timeout + 30)
+    cluster.kubectl("-n", "e2e", "rollout", "status", "ds/prober", f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+# -- the prober's summary ----------------------------------------------------------------------
+def target_kind(target: str) -> str:
+    """'dns' (the peers' name did not resolve), 'peer' (a prober pod by IP) or 'service'."""
+    if target.startswith("dns:"):
+        return "dns"
+    host = urlsplit(target).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return "service"
+    return "peer"
+
+
+@dataclass(frozen=True)
+class TargetStats:
+    target: str
+    kind: str
+    requests: int
+    failures: int
+    longest_ms: int  # longest interruption, including one still in progress
+    last_error: str
+
+
+@dataclass(frozen=True)
+class ProberReport:
+    pod: str
+    node: str
+    targets: tuple[TargetStats, ...]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Every prober's /stats at one moment."""
+
+    reports: tuple[ProberReport, ...]
+
+    def select(
+        self, kinds: Iterable[str] = ("service", "peer", "dns"), exclude_nodes: Iterable[str] = ()
+    ) -> list[tuple[str, TargetStats]]:
+        kinds, skip = set(kinds), set(exclude_nodes)
+        return [(r.node, t) for r in self.reports if r.node not in skip for t in r.targets if t.kind in kinds]
+
+    def requests(self, **kw: Any) -> int:
+        return sum(t.requests for _, t in self.select(**kw))
+
+    def failed(self, **kw: Any) -> int:
+        """Total failed requests."""
+        return sum(t.failures for _, t in self.select(**kw))
+
+    def longest_by_node(self, **kw: Any) -> dict[str, int]:
+        """Per prober node: the longest interruption (ms) over its targets."""
+        out = {r.node: 0 for r in self.reports if r.node not in set(kw.get("exclude_nodes", ()))}
+        for node, t in self.select(**kw):
+            out[node] = max(out[node], t.longest_ms)
+        return out
+
+    def failures_lines(self, **kw: Any) -> list[str]:
+        return [
+            f"{node} -> {t.target}: {t.failures}/{t.requests} failed, longest {t.longest_ms} ms ({t.last_error})"
+            for node, t in self.select(**kw)
+            if t.failures
+        ]
+
+    def table(self) -> str:
+        rows = [f"{'from node':<28} {'target':<44} {'req':>6} {'fail':>5} {'longest ms':>10}"]
+        for r in sorted(self.reports, key=lambda r: r.node):
+            for t in sorted(r.targets, key=lambda t: (t.kind, t.target)):
+                rows.append(f"{r.node:<28} {t.target:<44} {t.requests:>6} {t.failures:>5} {t.longest_ms:>10}")
+        return "\n".join(rows)
+
+
+def _parse_time(value: str) -> float:
+    # Go's RFC 3339 with nanoseconds: keep microseconds for Python.
+    from datetime import datetime
+
+    value = value.replace("Z", "+00:00")
+    head, _, rest = value.partition(".")
+    if rest:
+        digits = "".join(c for c in rest if c.isdigit())
+        tz = rest[len(digits) :]
+        value = f"{head}.{digits[:6]}{tz}"
+    return datetime.fromisoformat(value).timestamp()
+
+
+def prober_pods(cluster: Cluster) -> list[dict[str, Any]]:
+    return [p for p in cluster.pods("e2e", "app=prober") if p["status"].get("phase") == "Running"]
+
+
+def prober_summary(cluster: Cluster) -> Summary:
+    reports = []
+    now = time.time()
+    for pod in prober_pods(cluster):
+        name = pod["metadata"]["name"]
+        data = cluster.raw(f"/api/v1/namespaces/e2e/pods/{name}:8080/proxy/stats")
+        targets = []
+        for target, s in sorted((data.get("targets") or {}).items()):
+            longest = int(s.get("longest_outage_ms", 0))
+            if s.get("outage_since"):
+                longest = max(longest, int((now - _parse_time(s["outage_since"])) * 1000))
+            targets.append(
+                TargetStats(
+                    target,
+                    target_kind(target),
+                    int(s.get("requests", 0)),
+                    int(s.get("failures", 0)),
+                    longest,
+                    s.get("last_error", ""),
+                )
+            )
+        reports.append(ProberReport(name, pod["spec"]["nodeName"], tuple(targets)))
+    return Summary(tuple(reports))
+
+
+def reset_probers(cluster: Cluster) -> None:
+    for pod in prober_pods(cluster):
+        cluster.post_raw(f"/api/v1/namespaces/e2e/pods/{pod['metadata']['name']}:8080/proxy/reset")

@@ -1,0 +1,148 @@
+"""Drain a worker while the prober runs: what does a node's drain cost the workload?
+
+Two code paths, one worker each: ``kubectl drain`` (Eviction API, the operator's way) and
+cni-migrate's own cordon -> drain -> uncordon steps (``migrate.steps``) on the real kind
+cluster through ``KubernetesCluster`` (what ``apply`` runs per node before the CNI swap,
+without the swap: that needs Cilium). The prober measures, from every node, the web
+Service (3 replicas, PDB minAvailable 2), the cluster DNS it resolves through, and the
+other probers by pod IP. The goal: 0 failed requests to Services whose remaining
+backends run on other nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import kindlab
+import pytest
+
+SETTLE = 5.0  # seconds of probing after the drain and the workload's recovery
+
+
+def _node_of(cluster: kindlab.Cluster, namespace: str, selector: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pod in cluster.pods(namespace, selector):
+        node = pod["spec"].get("nodeName")
+        if node and pod["metadata"].get("deletionTimestamp") is None:
+            out[node] = out.get(node, 0) + 1
+    return out
+
+
+def _pick_worker(cluster: kindlab.Cluster, avoid: set[str]) -> str:
+    """The worker (not yet drained) with the most web pods, then CoreDNS pods."""
+    web = _node_of(cluster, "e2e", "app=web")
+    dns = _node_of(cluster, "kube-system", "k8s-app=kube-dns")
+    candidates = [w for w in cluster.workers() if w not in avoid]
+    return max(candidates, key=lambda w: (web.get(w, 0), dns.get(w, 0), w))
+
+
+def _wait_no_terminating(cluster: kindlab.Cluster, timeout: float = 60) -> None:
+    """A rollout just before (a changed manifest, an earlier drain) must not count here."""
+    deadline = time.monotonic() + timeout
+    while any(p["metadata"].get("deletionTimestamp") for p in cluster.pods("e2e", "app=web")):
+        assert time.monotonic() < deadline, "web pods still terminating"
+        time.sleep(1)
+
+
+def _measure(
+    cluster: kindlab.Cluster, artifacts: Path, label: str, node: str, drain: Callable[[], None]
+) -> dict[str, object]:
+    before = {
+        "web": _node_of(cluster, "e2e", "app=web"),
+        "coredns": _node_of(cluster, "kube-system", "k8s-app=kube-dns"),
+    }
+    _wait_no_terminating(cluster)
+    kindlab.reset_probers(cluster)
+    time.sleep(2)
+    start = time.monotonic()
+    try:
+        drain()
+        drained = time.monotonic() - start
+        cluster.kubectl("-n", "e2e", "rollout", "status", "deploy/web", "--timeout=180s", timeout=210)
+        cluster.kubectl("-n", "kube-system", "rollout", "status", "deploy/coredns", "--timeout=180s", timeout=210)
+        recovered = time.monotonic() - start
+        time.sleep(SETTLE)
+        summary = kindlab.prober_summary(cluster)
+    finally:
+        cluster.kubectl("uncordon", node, check=False)
+    others = {"exclude_nodes": [node]}
+    result = {
+        "path": label,
+        "node": node,
+        "pods_before": before,
+        "pods_after": {
+            "web": _node_of(cluster, "e2e", "app=web"),
+            "coredns": _node_of(cluster, "kube-system", "k8s-app=kube-dns"),
+        },
+        "drain_seconds": round(drained, 1),
+        "recovered_seconds": round(recovered, 1),
+        "service_failed_from_other_nodes": summary.failed(kinds=("service",), **others),
+        "service_requests_from_other_nodes": summary.requests(kinds=("service",), **others),
+        "service_longest_ms_by_node": summary.longest_by_node(kinds=("service",)),
+        "peer_failed": summary.failed(kinds=("peer",)),
+        "dns_failed": summary.failed(kinds=("dns",)),
+        "all_failed": summary.failed(),
+        "longest_ms_by_node": summary.longest_by_node(),
+        "failures": summary.failures_lines(),
+    }
+    (artifacts / f"drain-{label}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (artifacts / f"drain-{label}.txt").write_text(summary.table() + "\n")
+    print(f"\n{label}: drained {node} in {drained:.1f}s, workload back in {recovered:.1f}s")
+    print(json.dumps(result, indent=2))
+    print(summary.table())
+    return result
+
+
+DRAINED: set[str] = set()
+
+
+def test_drain_kubectl(workload: kindlab.Cluster, artifacts: Path) -> None:
+    node = _pick_worker(workload, DRAINED)
+    DRAINED.add(node)
+
+    def drain() -> None:
+        workload.kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=180s", timeout=210)
+
+    result = _measure(workload, artifacts, "kubectl", node, drain)
+    assert result["service_requests_from_other_nodes"] > 0
+    assert result["service_failed_from_other_nodes"] == 0, result["failures"]
+
+
+def test_drain_cni_migrate_steps(workload: kindlab.Cluster, artifacts: Path) -> None:
+    """cni-migrate's cordon and drain steps (Eviction API, PDB retry) on the real cluster."""
+    from migrate.backends.kubernetes import KubernetesCluster
+    from migrate.plan import NodePlan, PlanOptions
+    from migrate.ports import StopFlag, SystemClock
+    from migrate.steps import StepContext, cordon
+    from migrate.steps import drain as drain_step
+
+    node = _pick_worker(workload, DRAINED)
+    DRAINED.add(node)
+    try:
+        backend = KubernetesCluster.connect(kubeconfig=str(workload.kubeconfig), context=workload.context)
+    except Exception as exc:  # noqa: BLE001 - one line, the suite is not about the client
+        pytest.fail(f"cni-migrate cannot connect to the kind cluster: {exc}")
+    events: list[str] = []
+    ctx = StepContext(
+        cluster=backend,
+        options=PlanOptions(drain_timeout_seconds=180),
+        clock=SystemClock(),
+        stop=StopFlag(),
+        emit=lambda e: events.append(e.message),
+        plan_id="e2e-drain",
+    )
+    messages: list[str] = []
+
+    def drain() -> None:
+        messages.append(cordon.run(ctx, NodePlan(node)))
+        messages.append(drain_step.run(ctx, NodePlan(node)))
+
+    result = _measure(workload, artifacts, "cni-migrate", node, drain)
+    print("steps:", messages, "events:", events)
+    assert messages[0] == "cordoned"
+    assert messages[1].startswith(("evicted", "nothing to evict"))
+    assert result["service_requests_from_other_nodes"] > 0
+    assert result["service_failed_from_other_nodes"] == 0, result["failures"]
