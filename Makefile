@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install demo test test-fast lint kube bench bench-real soak clean
+.PHONY: install demo test test-fast lint kube bench bench-real soak e2e clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ bench-real: install kube
 	$(BIN)/python benchmarks/checkpoint_cost.py --incluster --repeat 10
 	$(BIN)/python benchmarks/inventory_real.py --json benchmarks/inventory_real.json
 	$(BIN)/python benchmarks/migrate_real.py --json benchmarks/migrate_real.json
+
+# End-to-end on a kind cluster (1 control-plane + 3 workers; as root): builds the local lab
+# (Docker engine, kind, node image; cached) unless E2E_ARGS="--images upstream".
+# About 2 minutes with a cached lab; see e2e/README.md.
+e2e: install
+	$(BIN)/pytest e2e -v $(E2E_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
