@@ -241,13 +241,18 @@ class KubernetesCluster:
         response = self._call(what, fn, *args, _preload_content=False, **kwargs)
         return json.loads(response.data)  # type: ignore[no-any-return]
 
-    def _list(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], str]:
-        """All items of a list call, a page at a time; returns (items, resourceVersion)."""
-        items: list[dict[str, Any]] = []
+    def _list(
+        self, what: str, fn: Callable[..., Any], *args: Any, convert: Callable[[Any], Any] | None = None, **kwargs: Any
+    ) -> tuple[list[Any], str]:
+        """All items of a list call, a page at a time; returns (items, resourceVersion).
+        ``convert`` turns each page's items into smaller objects as they arrive, so only one
+        page of raw JSON is held at a time (30,000 raw pods are most of a plan's memory)."""
+        items: list[Any] = []
         token = None
         while True:
             page = self._json(what, fn, *args, limit=PAGE, _continue=token, **kwargs)
-            items.extend(page.get("items") or [])
+            raw = page.get("items") or []
+            items.extend(map(convert, raw) if convert else raw)
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return items, (page.get("metadata") or {}).get("resourceVersion", "")
@@ -312,8 +317,8 @@ class KubernetesCluster:
         return self._identity
 
     def nodes(self) -> list[NodeInfo]:
-        items, _ = self._list("list nodes", self.core.list_node)
-        return sorted((_node(n) for n in items), key=lambda n: n.name)
+        items, _ = self._list("list nodes", self.core.list_node, convert=_node)
+        return sorted(items, key=lambda n: n.name)
 
     def _first_ready_node(self, selector: str, exclude: str) -> str | None:
         """The first Ready node (by name) matching a label selector, other than ``exclude``,
@@ -367,7 +372,10 @@ class KubernetesCluster:
         no_config: dict[str, str] = {}
 
         nodes = read(self.nodes, no_nodes)
-        pods = listed("list pods", self.core.list_pod_for_all_namespaces)
+        no_pods: list[PodInfo] = []
+        pod_infos = tuple(
+            read(lambda: self._list("list pods", self.core.list_pod_for_all_namespaces, convert=_pod)[0], no_pods)
+        )
         pdbs = listed(
             "list poddisruptionbudgets", client.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces
         )
@@ -391,7 +399,6 @@ class KubernetesCluster:
         for inst in installations:
             if ((inst.get("spec") or {}).get("calicoNetwork") or {}).get("linuxDataplane", "").lower() == "bpf":
                 dataplane = "bpf"
-        pod_infos = tuple(_pod(p) for p in pods)
         agents = [p for p in pod_infos if p.namespace == "kube-system" and p.labels.get("k8s-app") == "cilium"]
         calico_ds = next(
             (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) in CALICO_NODE_DS), None
