@@ -35,6 +35,9 @@ def migration_values(options: PlanOptions) -> dict[str, Any]:
     }
 
 
+# The journal's cluster-level step for apply --install-cilium (``RunState.prepare``).
+INSTALL_CILIUM = "install-cilium"
+
 # cilium-config keys the Helm chart renders from ``migration_values``, and what they must say.
 MIGRATION_CONFIG = {
     "custom-cni-conf": "true",  # cni.customConf: leave the nodes' CNI config to the node config

@@ -28,7 +28,7 @@ from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validat
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import final_values, migration_values
-from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
+from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, exit_code
 from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable
 from migrate.finalize import Finalizer
 from migrate.helm import CILIUM_CHART, CILIUM_VERSION, HelmInstaller
@@ -663,6 +663,8 @@ def finalize(
                 f"-n kube-system --reuse-values -f {values}, then restart the agents: "
                 "kubectl -n kube-system rollout restart daemonset/cilium"
             )
+        if finalizer.held_back:
+            raise PreflightBlocked(finalizer.held_back)
         return 0
 
     run_cli(body)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from migrate.cilium import live_config_problems, migration_values, node_config
+from migrate.cilium import INSTALL_CILIUM, live_config_problems, migration_values, node_config
 from migrate.errors import (
     BadInput,
     ClusterError,
@@ -47,7 +47,6 @@ from migrate.steps import StepContext, StepFn, registry
 
 MANUAL = "manual"
 SKIPPED = "skipped by the operator"
-INSTALL_CILIUM = "install-cilium"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from migrate.cilium import NODE_CONFIG_NAME, final_config_problems, final_values
+from migrate.cilium import INSTALL_CILIUM, NODE_CONFIG_NAME, final_config_problems, final_values
 from migrate.errors import BadInput, ClusterError, Interrupted, PermanentError, ValidationFailed
 from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import Plan
@@ -50,6 +50,7 @@ class Finalizer:
     # finalize --upgrade-cilium: upgrades the release apply installed to the final values
     # (Helm on a real cluster); None: the operator runs helm upgrade with the values file.
     cilium_upgrader: Callable[[dict[str, Any]], str] | None = None
+    held_back: str = ""  # set by run(): what was asked for and not done, and why
 
     def _admit(self, state: RunState | None) -> RunState:
         if state is None or state.plan_id != self.plan.id:
@@ -57,6 +58,12 @@ class Finalizer:
         pending = sorted(n for n, r in state.nodes.items() if r.state is not NodeState.MIGRATED)
         if pending:
             raise BadInput(f"finalize needs every node migrated; not yet: {', '.join(pending)}")
+        if self.cilium_upgrader is not None and state.prepare.get(INSTALL_CILIUM) != "succeeded":
+            raise BadInput(
+                "--upgrade-cilium upgrades only a Cilium that this run installed; apply found Cilium already "
+                "running and installed nothing: upgrade your release with the final values finalize writes "
+                "next to the plan"
+            )
         return state
 
     def run(self, remove_calico: bool) -> list[str]:
@@ -64,6 +71,7 @@ class Finalizer:
         self._admit(self.store.load())  # refuse before the lock: taking it is a cluster write
         with self.lock.hold():
             state = self._admit(self.store.load())
+            self.cluster.cleanup_helper_pods()  # a killed finalize's policy probe, if any
             report: list[str] = []
             steps: list[tuple[str, Callable[[], str]]] = []
             if self.cilium_upgrader is not None:
@@ -76,8 +84,13 @@ class Finalizer:
             ]
             if remove_calico:
                 steps.append(("remove-calico", self._remove_calico))
+            upgraded = False
+            self.held_back = ""
             for name, fn in steps:
-                if state.finalize.get(name) == "succeeded":
+                # Agents read cilium-config when they start: an upgrade in this run means they
+                # restart again, and the policy check is made again, whatever an earlier run did.
+                redo = upgraded and name in ("restart-agents", "check-policy")
+                if state.finalize.get(name) == "succeeded" and not redo:
                     report.append(f"{name}: done earlier")
                     continue
                 if name == "check-policy" and not self._enforcing():
@@ -86,6 +99,15 @@ class Finalizer:
                         "kube-system/cilium-config); after the helm upgrade to the final values, run finalize again"
                     )
                     continue
+                if name == "remove-calico" and state.finalize.get("check-policy") != "succeeded":
+                    self.held_back = (
+                        "Calico was not removed: Cilium's policy enforcement is not proven yet (check-policy); "
+                        "upgrade Cilium to the final values, restart its agents, then finalize --remove-calico again"
+                    )
+                    report.append(f"{name}: not yet: {self.held_back}")
+                    continue
+                if name == "upgrade-cilium":
+                    upgraded = True
                 state = self._save(state.with_finalize(name, "started"))
                 try:
                     message = fn()
@@ -97,7 +119,8 @@ class Finalizer:
                 state = self._save(state.with_finalize(name, "succeeded"))
                 self.emit(Event("finalize", self.plan.id, step=name, outcome="succeeded", message=message))
                 report.append(f"{name}: {message}")
-            self._save(state.with_status(RunStatus.COMPLETED))
+            if not self.held_back:
+                self._save(state.with_status(RunStatus.COMPLETED))
             report.append(f"left on the nodes: {LEFTOVERS}")
             return report
 

@@ -228,10 +228,22 @@ def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
     assert cli("finalize", "p.yaml", "--yes").code == 2  # nothing migrated yet
     assert cli("apply", "p.yaml", "--yes").code == 0
+    # Cilium still runs with the migration values: Calico stays until policy is proven enforced.
     r = cli("finalize", "p.yaml", "--remove-calico", "--yes")
-    assert r.code == 0, r.err
+    assert r.code == 3, r
+    assert r.err.strip().startswith("error: Calico was not removed: Cilium's policy enforcement is not proven yet")
+    assert "rollout restart daemonset/cilium" in r.out
+    assert any(p["namespace"] == "calico-system" for p in cli.world("c1")["pods"].values())
     values = yaml.safe_load((cli.cwd / "p.cilium-final-values.yaml").read_text())
     assert values["policyEnforcementMode"] == "default" and values["cni"]["customConf"] is False
+    # The operator's helm upgrade to those values (and agent restart), then finalize again.
+    world_path = cli.cwd / "home" / "sims" / "c1" / "world.json"
+    world = json.loads(world_path.read_text())
+    world["cilium"]["migrationMode"] = False
+    world_path.write_text(json.dumps(world))
+    r = cli("finalize", "p.yaml", "--remove-calico", "--yes")
+    assert r.code == 0, r
+    assert "check-policy: NetworkPolicy enforced" in r.out and "restart-agents: done earlier" in r.out
     world = cli.world("c1")
     assert not any(p["namespace"] == "calico-system" for p in world["pods"].values())
     assert "reboot" in r.out

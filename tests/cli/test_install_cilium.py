@@ -114,3 +114,26 @@ def test_upgrade_cilium_is_refused_for_a_cilium_the_operator_installed(cli):
     r = cli("finalize", "p.yaml", "--yes")
     assert r.code == 0, r
     assert "rollout restart daemonset/cilium" in r.out
+
+
+def test_upgrade_cilium_is_refused_when_apply_found_cilium_running_and_installed_nothing(cli):
+    assert cli("sim", "create", "c1", "--nodes", "3").code == 0  # Cilium already in migration mode
+    assert cli(*PLAN, "--install-cilium").code == 0
+    assert cli("apply", "p.yaml", "--yes").code == 0
+    assert prepare(cli) == {}  # nothing to install
+    r = cli("finalize", "p.yaml", "--yes", "--upgrade-cilium")
+    assert r.code == 2, r
+    assert "apply found Cilium already running and installed nothing" in r.err
+    assert installs(cli) == []
+
+
+def test_an_upgrade_after_an_earlier_finalize_restarts_the_agents_again(bare):
+    assert bare(*PLAN, "--install-cilium").code == 0
+    assert bare("apply", "p.yaml", "--yes").code == 0
+    first = bare("finalize", "p.yaml", "--yes")
+    assert first.code == 0 and "check-policy: not yet" in first.out
+    r = bare("finalize", "p.yaml", "--yes", "--upgrade-cilium")
+    assert r.code == 0, r
+    # Agents read cilium-config when they start: the upgrade restarts them again.
+    assert "restart-agents: restarted 3 Cilium agent(s)" in r.out
+    assert "check-policy: NetworkPolicy enforced" in r.out

@@ -280,11 +280,18 @@ def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend
     plan = backend.plan()
     ex = backend.executor(plan)
     ex.apply()
-    report = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=True)
+
+    def finalize() -> list[str]:
+        return Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=True)
+
+    report = finalize()
     assert report[0].startswith("restart-agents: restarted 6")
-    # Cilium still runs with the migration values (no helm upgrade yet): the policy check waits.
+    # Cilium still runs with the migration values (no helm upgrade yet): the policy check
+    # waits, and so does Calico's removal.
     assert report[1].startswith("check-policy: not yet: Cilium does not enforce policy yet")
-    assert "deleted CiliumNodeConfig" in report[2] and "removed Calico (operator install)" in report[3]
+    assert "deleted CiliumNodeConfig" in report[2]
+    assert report[3].startswith("remove-calico: not yet: Calico was not removed")
+    assert backend.cluster.inventory().calico_install == "operator"
     assert (
         backend.cluster.delete_object(
             plan.cluster.node_config_api,
@@ -294,12 +301,23 @@ def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend
         )
         is False
     )
-    again = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit).run(remove_calico=True)
-    assert [again[0], *again[2:4]] == [
+    backend.set_cilium_config("enable-policy", "default")  # the operator's upgrade to the final values
+    report = finalize()
+    assert report[:3] == [
         "restart-agents: done earlier",
+        report[1],
+        "delete-node-config: done earlier",
+    ]
+    assert report[1].startswith("check-policy: NetworkPolicy enforced")
+    assert "removed Calico (operator install)" in report[3]
+    again = finalize()
+    assert again[:4] == [
+        "restart-agents: done earlier",
+        "check-policy: done earlier",
         "delete-node-config: done earlier",
         "remove-calico: done earlier",
     ]
+    assert ex.store.load().status is RunStatus.COMPLETED
     assert set(backend.node_view().values()) == {(Cni.CILIUM, False, "true")}
 
 
