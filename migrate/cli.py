@@ -27,11 +27,11 @@ from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validation_failure
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
-from migrate.cilium import final_values, migration_values
+from migrate.cilium import INSTALL_CILIUM, final_values, migration_values
 from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, exit_code
 from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable
 from migrate.finalize import Finalizer
-from migrate.helm import CILIUM_CHART, CILIUM_VERSION, HelmInstaller
+from migrate.helm import CILIUM_CHART, CILIUM_VERSION, HelmInstaller, chart_reference
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
@@ -342,8 +342,13 @@ def plan(
             exclude_nodes=tuple(exclude_node or ()),
             cilium_pool_cidr=cilium_pool_cidr,
             reboot=reboot_nodes,
-            install_cilium_chart=cilium_chart if install_cilium else "",
-            install_cilium_version=cilium_version if install_cilium else "",
+            **dict(
+                zip(
+                    ("install_cilium_chart", "install_cilium_version"),
+                    chart_reference(cilium_chart, cilium_version) if install_cilium else ("", ""),
+                    strict=True,
+                )
+            ),
         )
         target, cluster = choose_target(sim, kubeconfig, context)
         result = build_plan(cluster.inventory(), options, target)
@@ -514,7 +519,6 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
     cluster = connect(
         the_plan.target, opts.kubeconfig, opts.context, probe_image=opts.probe_image, node_image=opts.node_image
     )
-    installer = cilium_installer(the_plan, cluster, opts)
     steps = sum(len(n.steps) for n in the_plan.nodes)
     with output.Console(steps, live=False if opts.guided else None) as console:
         executor = make_executor(the_plan, cluster, opts.log_format, console, hooks)
@@ -525,7 +529,12 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
         executor.pause_after_canary = opts.pause_after_canary
         executor.soak_seconds = soak
-        executor.cilium_installer = installer
+        # Helm is needed until this run's install has succeeded, not on every later resume.
+        state = executor.store.load()
+        installed = (
+            state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
+        )
+        executor.cilium_installer = None if installed else cilium_installer(the_plan, cluster, opts)
         executor.verify(to_apply=True)
         verb = "Resume" if resume else "Apply"
         confirm(

@@ -122,7 +122,14 @@ class Executor:
         running = existing is not None and existing.status is RunStatus.RUNNING
         admitted = None if running else self._admit(existing, resume)
         install = False
-        if admitted is None or admitted.status is not RunStatus.COMPLETED:
+        cut_short = (
+            existing is not None
+            and existing.plan_id == self.plan.id
+            and existing.prepare.get(INSTALL_CILIUM) == "started"
+        )
+        if cut_short and self.cilium_installer:
+            install = True  # this run's own install was cut short: finish it, whatever it left
+        elif admitted is None or admitted.status is not RunStatus.COMPLETED:
             install = self._check_cilium(may_install=self.cilium_installer is not None)
         with self.lock.hold():
             state = self._open(resume)
@@ -178,7 +185,7 @@ class Executor:
             self._save(state.with_status(RunStatus.INTERRUPTED))
             raise Interrupted(
                 f"installing Cilium stopped: {exc.message}; no node was touched; "
-                "fix it and run 'cni-migrate resume --install-cilium'"
+                "fix it and run 'cni-migrate resume PLANFILE' (with --helm PATH if helm is not on PATH)"
             ) from exc
         try:
             self._check_cilium()

@@ -971,30 +971,45 @@ class KubernetesCluster:
                 labels={**ours, POLICY_ROLE: "server"},
             )
             ip = (started.get("status") or {}).get("podIP", "")
-            for role in ("allowed", "denied"):
+            # The allowed client once more after the denied one: the server still answers, so the
+            # denial was the policy's and not a server gone away.
+            for role in ("allowed", "denied", "allowed-again"):
                 connect = {
                     "name": "probe",
                     "image": self.probe_image,
                     "command": ["/agnhost", "connect", f"{ip}:{PROBE_PORT}", "--timeout=5s"],
                 }
+                label = role.removesuffix("-again")
                 done = self._run_pod(
-                    node, "probe", "policy-client", connect, timeout, labels={**ours, POLICY_ROLE: role}
+                    node, "probe", "policy-client", connect, timeout, labels={**ours, POLICY_ROLE: label}
                 )
                 outcomes[role] = (done["status"]["phase"] == "Succeeded", _termination_message(done))
         finally:
+            # Every clean-up is tried, and none hides the error that got us here.
             for name in kept:
-                self._delete_helper(name)
+                with contextlib.suppress(ClusterError):
+                    self._delete_helper(name)
             for name in made:
-                with contextlib.suppress(NotFound):
+                with contextlib.suppress(ClusterError):
                     self._call(
                         f"delete networkpolicy {name}", net.delete_namespaced_network_policy, name, TOOL_NAMESPACE
                     )
-        (allowed, why), (denied, _) = outcomes["allowed"], outcomes["denied"]
+        (allowed, why), (denied, denial) = outcomes["allowed"], outcomes["denied"]
+        again, why_again = outcomes["allowed-again"]
+        # A policy drop shows as a timeout; a refusal or another error is not proof of policy.
+        dropped = not denied and "timeout" in denial.lower()
+        if denied:
+            verdict = "connected: policy is not enforced"
+        elif dropped:
+            verdict = "was blocked (timed out)"
+        else:
+            verdict = f"failed without a timeout, not proof of policy: {denial or 'no message'}"
         observed = (
             f"on {node}: allowed client {'connected' if allowed else 'was blocked: ' + (why or 'failed')}; "
-            f"denied client {'connected: policy is not enforced' if denied else 'was blocked'}"
+            f"denied client {verdict}"
+            + ("" if again else f"; allowed client afterwards failed: {why_again or 'failed'}")
         )
-        return ProbeResult(check, allowed and not denied, observed, expected)
+        return ProbeResult(check, allowed and dropped and again, observed, expected)
 
     def _wait_pod(self, pod: dict[str, Any], timeout: float, until_running: bool) -> dict[str, Any]:
         name = pod["metadata"]["name"]

@@ -399,7 +399,7 @@ class SimulatedCluster:
             )
             self._log(world, "policy-probe", "cni-migrate", False)
         node = next(n for n in sorted(world["nodes"]) if world["nodes"][n]["ready"])
-        denied = "was blocked" if enforced else "connected: policy is not enforced"
+        denied = "was blocked (timed out)" if enforced else "connected: policy is not enforced"
         return ProbeResult(
             "policy-enforcement",
             enforced,

@@ -137,3 +137,16 @@ def test_an_upgrade_after_an_earlier_finalize_restarts_the_agents_again(bare):
     # Agents read cilium-config when they start: the upgrade restarts them again.
     assert "restart-agents: restarted 3 Cilium agent(s)" in r.out
     assert "check-policy: NetworkPolicy enforced" in r.out
+
+
+def test_an_install_cut_short_is_finished_on_resume_whatever_it_left_behind(bare):
+    assert bare(*PLAN, "--install-cilium").code == 0
+    assert bare("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": "after-save:2"}).code == -9
+    # The killed install left a half-made Cilium: installed, not yet in migration mode.
+    world_path = bare.cwd / "home" / "sims" / "c1" / "world.json"
+    world = json.loads(world_path.read_text())
+    world["cilium"].update(installed=True, migrationMode=False)
+    world_path.write_text(json.dumps(world))
+    r = bare("resume", "p.yaml", "--yes")
+    assert r.code == 0, r  # not "installs Cilium only where none runs": this run's own install
+    assert prepare(bare) == {"install-cilium": "succeeded"} and len(installs(bare)) == 1

@@ -331,7 +331,7 @@ def test_after_the_upgrade_finalize_proves_policy_is_enforced_allow_and_deny(bac
     report = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=False)
     (line,) = [r for r in report if r.startswith("check-policy:")]
     assert line.startswith("check-policy: NetworkPolicy enforced: on ")
-    assert line.endswith("allowed client connected; denied client was blocked")
+    assert line.endswith("allowed client connected; denied client was blocked (timed out)")
     assert ex.store.load().finalize["check-policy"] == "succeeded"
     assert backend.cluster.cleanup_helper_pods() == 0  # probe pods and policies are gone
 
