@@ -529,13 +529,13 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
         executor.pause_after_canary = opts.pause_after_canary
         executor.soak_seconds = soak
+        executor.verify(to_apply=True)  # first: an identity without the rights is told so in one line
         # Helm is needed until this run's install has succeeded, not on every later resume.
         state = executor.store.load()
         installed = (
             state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
         )
         executor.cilium_installer = None if installed else cilium_installer(the_plan, cluster, opts)
-        executor.verify(to_apply=True)
         verb = "Resume" if resume else "Apply"
         confirm(
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
