@@ -273,7 +273,8 @@ PRESTOP = "lifecycle: {preStop: {sleep: {seconds: 5}}}"
 
 
 def deploy_labpod(cluster: Cluster, prestop_seconds: int = 5, timeout: int = 180) -> None:
-    """Apply labpod.yaml; prestop_seconds replaces web's preStop pause (0: none, to measure
+    """Apply labpod.yaml (web Deployment + PDB, db StatefulSet + PDB, prober DaemonSet);
+    prestop_seconds replaces web's preStop pause (0: none, to measure
     what a workload that exits at once on SIGTERM loses in a drain)."""
     manifest = LABPOD_MANIFEST.read_text().replace("LABPOD_IMAGE", cluster.lab.labpod_image)
     if PRESTOP not in manifest:
@@ -283,6 +284,7 @@ def deploy_labpod(cluster: Cluster, prestop_seconds: int = 5, timeout: int = 180
     cluster.kubectl("apply", "-f", "-", input=manifest)
     cluster.kubectl("-n", "e2e", "rollout", "status", "deploy/web", f"--timeout={timeout}s", timeout=timeout + 30)
     cluster.kubectl("-n", "e2e", "rollout", "status", "ds/prober", f"--timeout={timeout}s", timeout=timeout + 30)
+    cluster.kubectl("-n", "e2e", "rollout", "status", "sts/db", f"--timeout={timeout}s", timeout=timeout + 30)
 
 
 # -- the prober's summary ----------------------------------------------------------------------
