@@ -329,6 +329,12 @@ def plan(
         str, typer.Option(help="With --install-cilium: a chart in helm.cilium.io, a local chart, or oci://.")
     ] = CILIUM_CHART,
     cilium_version: Annotated[str, typer.Option(help="With --install-cilium: the chart version.")] = CILIUM_VERSION,
+    node_parallelism: Annotated[
+        int,
+        typer.Option(
+            help="Nodes of a wave drained, swapped and validated at once (0: the whole wave; 1: one after another)."
+        ),
+    ] = 0,
 ) -> None:
     """Dry run: inspect the cluster, run preflight checks, write a reviewable plan file."""
 
@@ -342,6 +348,7 @@ def plan(
             exclude_nodes=tuple(exclude_node or ()),
             cilium_pool_cidr=cilium_pool_cidr,
             reboot=reboot_nodes,
+            node_parallelism=node_parallelism,
             **dict(
                 zip(
                     ("install_cilium_chart", "install_cilium_version"),

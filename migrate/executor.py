@@ -13,6 +13,8 @@ The executor reports through ``EventSink`` and never prints.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -90,12 +92,16 @@ class Executor:
 
     def __post_init__(self) -> None:
         self._steps: dict[StepKind, StepFn] = registry()
+        self._state: RunState | None = None
+        self._mutex = threading.Lock()
+        self._report_lock = threading.Lock()
+        self._halt = threading.Event()  # set when one node of a wave stops: the others stop too
         self._ctx = StepContext(
             cluster=self.cluster,
             options=self.plan.options,
             clock=self.clock,
             stop=self.stop,
-            emit=self.emit,
+            emit=self._report,
             plan_id=self.plan.id,
             agent_timeout=self.agent_timeout,
             probe_timeout=self.probe_timeout,
@@ -139,8 +145,8 @@ class Executor:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
             if install or (self.cilium_installer and state.prepare.get(INSTALL_CILIUM) == "started"):
-                state = self._install_cilium(state)
-            return self._forward(state)
+                self._install_cilium()
+            return self._forward()
 
     def _check_permissions(self) -> None:
         """Refuse, before any write, an identity that could not finish the run."""
@@ -172,17 +178,17 @@ class Executor:
             )
         return False
 
-    def _install_cilium(self, state: RunState) -> RunState:
+    def _install_cilium(self) -> None:
         """Install Cilium in migration mode before the first node, recorded in the journal as
         started and succeeded (an interrupted install is run again on resume: it is an
         idempotent ``helm upgrade --install``); then check the live configuration it made."""
         assert self.cilium_installer is not None
-        state = self._save(state.with_prepare(INSTALL_CILIUM, "started"))
-        self.emit(Event("prepare", self.plan.id, step=INSTALL_CILIUM, message="installing Cilium in migration mode"))
+        self._commit(lambda s: s.with_prepare(INSTALL_CILIUM, "started"))
+        self._report(Event("prepare", self.plan.id, step=INSTALL_CILIUM, message="installing Cilium in migration mode"))
         try:
             message = self.cilium_installer(migration_values(self.plan.options))
         except ClusterError as exc:
-            self._save(state.with_status(RunStatus.INTERRUPTED))
+            self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
             raise Interrupted(
                 f"installing Cilium stopped: {exc.message}; no node was touched; "
                 "fix it and run 'cni-migrate resume PLANFILE' (with --helm PATH if helm is not on PATH)"
@@ -190,11 +196,10 @@ class Executor:
         try:
             self._check_cilium()
         except PreflightBlocked:
-            self._save(state.with_status(RunStatus.INTERRUPTED))
+            self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
             raise
-        state = self._save(state.with_prepare(INSTALL_CILIUM, "succeeded"))
-        self.emit(Event("prepare", self.plan.id, step=INSTALL_CILIUM, outcome="succeeded", message=message))
-        return state
+        self._commit(lambda s: s.with_prepare(INSTALL_CILIUM, "succeeded"))
+        self._report(Event("prepare", self.plan.id, step=INSTALL_CILIUM, outcome="succeeded", message=message))
 
     def rollback(self, nodes: Sequence[str] = ()) -> RunState:
         self.verify()
@@ -203,25 +208,39 @@ class Executor:
             raise BadInput(f"--node names node(s) not in plan {self.plan.id}: {', '.join(unknown)}")
         self._rollback_journal(self.store.load())  # refuse before the lock, as apply does
         with self.lock.hold():
-            state = self._rollback_journal(self.store.load())
-            chosen = list(nodes) or state.touched
+            self._state = self._rollback_journal(self.store.load())
+            chosen = list(nodes) or self._state.touched
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
-            state = self._save(state.with_status(RunStatus.RUNNING))
-            self.emit(Event("run-started", self.plan.id, phase="rollback"))
+            self._commit(lambda s: s.with_status(RunStatus.RUNNING))
+            self._report(Event("run-started", self.plan.id, phase="rollback"))
             for node in order:
-                run = state.nodes[node.name]
+                run = self._state.nodes[node.name]
                 if run.state in (NodeState.PENDING, NodeState.FAILED, NodeState.ROLLED_BACK):
                     continue
-                state = self._put_back(state, node, MANUAL if run.state is not NodeState.ROLLING_BACK else run.reason)
-            left = [n for n, r in state.nodes.items() if r.state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)]
-            state = self._save(state.with_status(RunStatus.INTERRUPTED if left else RunStatus.ROLLED_BACK))
-            self.emit(Event("run-finished", self.plan.id, phase="rollback", outcome=state.status.value))
+                self._put_back(node, MANUAL if run.state is not NodeState.ROLLING_BACK else run.reason)
+            left = [n for n, r in self._state.nodes.items() if r.state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)]
+            state = self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED if left else RunStatus.ROLLED_BACK))
+            self._report(Event("run-finished", self.plan.id, phase="rollback", outcome=state.status.value))
             return state
 
     # -- journal ----------------------------------------------------------------------------
-    def _save(self, state: RunState) -> RunState:
-        self.store.save(state)
-        return state
+    def _commit(self, change: Callable[[RunState], RunState]) -> RunState:
+        """Apply one transition to the run's state and checkpoint it. The nodes of a wave
+        run in threads: each changes only its own node's record (and the run's status), so
+        transitions are applied one at a time to the latest state, never to a stale copy."""
+        with self._mutex:
+            assert self._state is not None
+            self._state = change(self._state)
+            self.store.save(self._state)
+            return self._state
+
+    def _node_state(self, name: str, state: NodeState, *, message: str = "", reason: str | None = None) -> None:
+        self._commit(lambda s: s.with_node_state(name, state, self._now(), message=message, reason=reason))
+
+    @property
+    def _current(self) -> RunState:
+        assert self._state is not None
+        return self._state
 
     def _check_journal(self, state: RunState) -> None:
         if state.fingerprint != self.plan.cluster.fingerprint:
@@ -264,91 +283,98 @@ class Executor:
         existing = self.store.load()
         admitted = self._admit(existing, resume)
         if admitted is not None:
+            self._state = admitted
             return admitted
         if existing is not None:
             self.store.archive()
-        return self._save(RunState.new(self.plan))
+        self._state = RunState.new(self.plan)
+        self.store.save(self._state)
+        return self._state
 
     # -- forward ----------------------------------------------------------------------------
     def _hook(self, point: str, **context: object) -> list[str]:
         return self.hooks(point, {"plan_id": self.plan.id, **context})
 
-    def _forward(self, state: RunState) -> RunState:
+    def _report(self, event: Event) -> None:
+        """The one way events leave the executor: the sinks see one event at a time, also
+        when the nodes of a wave report from their threads."""
+        with self._report_lock:
+            self.emit(event)
+
+    def _forward(self) -> RunState:
         failures = self._hook("pre-run", step="", node="")
         if failures:
             raise PreflightBlocked(f"pre-run hook failed, nothing was changed: {failures[0]}")
-        state = self._save(state.with_status(RunStatus.RUNNING))
-        self.emit(Event("run-started", self.plan.id, phase="apply"))
-        if any(r.state is not NodeState.MIGRATED for r in state.nodes.values()):
+        self._commit(lambda s: s.with_status(RunStatus.RUNNING))
+        self._report(Event("run-started", self.plan.id, phase="apply"))
+        if any(r.state is not NodeState.MIGRATED for r in self._current.nodes.values()):
             try:
                 if self.cluster.ensure_object(node_config(self.plan.cluster.node_config_api)):
-                    self.emit(Event("prepared", self.plan.id, message="created CiliumNodeConfig cilium-default"))
+                    self._report(Event("prepared", self.plan.id, message="created CiliumNodeConfig cilium-default"))
             except ClusterError as exc:
-                self._save(state.with_status(RunStatus.INTERRUPTED))
+                self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
                 raise Interrupted(f"cannot create CiliumNodeConfig cilium-default: {exc.message}") from exc
         for node in self.plan.nodes:
-            run = state.nodes[node.name]
+            run = self._current.nodes[node.name]
             if run.state is NodeState.ROLLING_BACK:
                 # A put-back was interrupted: finish it, and end the run as it would have.
-                state = self._put_back(state, node, run.reason)
-                state = self._release_peers(state, node)
-                raise self._failure(state, node.name)
+                self._put_back(node, run.reason)
+                self._release_peers(node)
+                raise self._failure(node.name)
         skipped: list[str] = []
         ran = 0  # waves run by this process
         for wave in self.plan.waves:
-            todo = [n for n in wave.nodes if state.nodes[n.name].state is not NodeState.MIGRATED]
+            todo = [n for n in wave.nodes if self._current.nodes[n.name].state is not NodeState.MIGRATED]
             if not todo:
                 continue
-            state = self._check_stop(state)
+            self._check_stop()
             if ran and self.soak_seconds > 0:
-                state = self._soak(state, wave)
-            answer = self._ask(state, wave, self.wave_gate, wave, state)
+                self._soak(wave)
+            answer = self._ask(wave, self.wave_gate, wave, self._current)
             if answer.rollback_wave is not None:
-                self._rollback_wave(state, answer.rollback_wave)
-            skipped += [n for n in answer.skip if skippable(state, n)]
+                self._rollback_wave(answer.rollback_wave)
+            skipped += [n for n in answer.skip if skippable(self._current, n)]
             todo = [n for n in todo if n.name not in skipped]
             if self.node_gate is not None:
                 for node in list(todo):
-                    if state.nodes[node.name].state is NodeState.IN_PROGRESS:
+                    if self._current.nodes[node.name].state is NodeState.IN_PROGRESS:
                         continue  # already under way: asking now would leave it half-done
-                    if node.name in self._ask(state, wave, self.node_gate, wave, node, state).skip:
+                    if node.name in self._ask(wave, self.node_gate, wave, node, self._current).skip:
                         skipped.append(node.name)
                         todo.remove(node)
             for name in skipped:
-                if state.nodes[name].message != SKIPPED:
-                    state = self._save(state.with_node_state(name, NodeState.PENDING, self._now(), message=SKIPPED))
-                    self.emit(Event("node-state", self.plan.id, node=name, wave=wave.index, outcome="skipped"))
+                if self._current.nodes[name].message != SKIPPED:
+                    self._node_state(name, NodeState.PENDING, message=SKIPPED)
+                    self._report(Event("node-state", self.plan.id, node=name, wave=wave.index, outcome="skipped"))
             if not todo:
                 continue
-            state = self._check_stop(state)
-            self.emit(Event("wave-started", self.plan.id, wave=wave.index, message=", ".join(n.name for n in todo)))
-            state = self._run_wave(state, wave, todo)
+            self._check_stop()
+            self._report(Event("wave-started", self.plan.id, wave=wave.index, message=", ".join(n.name for n in todo)))
+            self._run_wave(wave, todo)
             ran += 1
             later = any(
-                state.nodes[n.name].state is not NodeState.MIGRATED and n.name not in skipped
+                self._current.nodes[n.name].state is not NodeState.MIGRATED and n.name not in skipped
                 for w in self.plan.waves[wave.index :]
                 for n in w.nodes
             )
             if wave.canary and self.pause_after_canary and later:
                 self._stop_at_boundary(
-                    state,
                     wave,
                     f"paused after the canary wave {wave.index} ({', '.join(n.name for n in todo)}): check it, "
                     "then continue with 'cni-migrate resume'",
                 )
         if skipped:
             self._stop_at_boundary(
-                state,
                 None,
                 f"{len(skipped)} node(s) skipped by the operator ({', '.join(skipped)}); every other node is "
                 "migrated; 'cni-migrate resume' migrates the skipped ones",
             )
-        state = self._save(state.with_status(RunStatus.COMPLETED))
-        self.emit(Event("run-finished", self.plan.id, phase="apply", outcome="completed"))
+        state = self._commit(lambda s: s.with_status(RunStatus.COMPLETED))
+        self._report(Event("run-finished", self.plan.id, phase="apply", outcome="completed"))
         self._hook("post-run", outcome="completed")  # reported by the hook runner only
         return state
 
-    def _ask(self, state: RunState, wave: Wave, gate: Callable[..., Answer] | None, *args: Any) -> GateAnswer:
+    def _ask(self, wave: Wave, gate: Callable[..., Answer] | None, *args: Any) -> GateAnswer:
         """Put a question to a gate; a gate that stops the run ends it at this boundary."""
         if gate is None:
             return CONTINUE
@@ -356,129 +382,177 @@ class Executor:
             return gate(*args) or CONTINUE
         except Interrupted as exc:
             # Paused or aborted by the operator, or the window's end: a clean boundary.
-            self._stop_at_boundary(self._release_wave(state, wave), wave, exc.message)
+            self._release_wave(wave)
+            self._stop_at_boundary(wave, exc.message)
 
-    def _stop_at_boundary(self, state: RunState, wave: Wave | None, message: str) -> NoReturn:
-        self._save(state.with_status(RunStatus.INTERRUPTED))
+    def _stop_at_boundary(self, wave: Wave | None, message: str) -> NoReturn:
+        self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
         index = wave.index if wave else 0
-        self.emit(Event("run-finished", self.plan.id, wave=index, outcome="interrupted", message=message))
+        self._report(Event("run-finished", self.plan.id, wave=index, outcome="interrupted", message=message))
         raise Interrupted(message)
 
-    def _soak(self, state: RunState, wave: Wave) -> RunState:
+    def _soak(self, wave: Wave) -> None:
         """Let the last wave run on Cilium for a while before touching the next one."""
         message = f"soaking {self.soak_seconds:g}s before wave {wave.index}"
-        self.emit(Event("soak", self.plan.id, wave=wave.index, message=message))
+        self._report(Event("soak", self.plan.id, wave=wave.index, message=message))
         self.stop.wait(self.soak_seconds)
-        return self._check_stop(state)
+        self._check_stop()
 
-    def _rollback_wave(self, state: RunState, index: int) -> NoReturn:
+    def _rollback_wave(self, index: int) -> NoReturn:
         """The operator's 'roll back that wave': put its migrated nodes back, then stop."""
         wave = next((w for w in self.plan.waves if w.index == index), None)
         if wave is None:
             raise BadInput(f"plan {self.plan.id} has no wave {index}")
-        done = [n for n in wave.nodes if state.nodes[n.name].state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)]
+        done = [
+            n for n in wave.nodes if self._current.nodes[n.name].state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)
+        ]
         for node in reversed(done):
-            state = self._put_back(state, node, MANUAL)
+            self._put_back(node, MANUAL)
         names = ", ".join(n.name for n in done) or "no migrated node"
         self._stop_at_boundary(
-            state,
             wave,
             f"rolled back wave {index} ({names}) on the operator's request; "
             "'cni-migrate resume' migrates it again, 'cni-migrate rollback' undoes the rest",
         )
 
-    def _run_wave(self, state: RunState, wave: Wave, todo: list[NodePlan]) -> RunState:
+    def _run_wave(self, wave: Wave, todo: list[NodePlan]) -> None:
         # Cordon the whole wave first, so pods evicted from one node never land on another
         # node of the same wave.
         for node in todo:
-            if state.nodes[node.name].state is not NodeState.IN_PROGRESS:
+            if self._current.nodes[node.name].state is not NodeState.IN_PROGRESS:
                 failures = self._hook("pre-node", node=node.name, wave=wave.index)
                 if failures:
-                    state = self._release_wave(state, wave)
-                    state = self._save(state.with_status(RunStatus.INTERRUPTED))
+                    self._release_wave(wave)
+                    self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
                     raise Interrupted(
                         f"pre-node hook for {node.name} failed: {failures[0]}; "
                         "fix it and continue with 'cni-migrate resume'",
                         node=node.name,
                     )
-                state = self._save(state.with_node_state(node.name, NodeState.IN_PROGRESS, self._now()))
-            state = self._step(state, node, StepKind.CORDON, "apply", wave)
-        for node in todo:
-            for kind in FORWARD_STEPS[1:]:
-                state = self._check_stop(state)
-                try:
-                    state = self._step(state, node, kind, "apply", wave)
-                except (StepFailed, ValidationFailed) as exc:
-                    state = self._put_back(state, node, kind.value, message=exc.message)
-                    state = self._release_peers(state, node)
-                    raise
-            state = self._save(state.with_node_state(node.name, NodeState.MIGRATED, self._now(), message="migrated"))
-            self.emit(Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome="migrated"))
-            failures = self._hook("post-node", node=node.name, wave=wave.index)
-            if failures:
-                state = self._release_wave(state, wave)
-                state = self._save(state.with_status(RunStatus.INTERRUPTED))
-                raise Interrupted(
-                    f"post-node hook for {node.name} failed: {failures[0]}; the node stays migrated; "
-                    "continue with 'cni-migrate resume' or roll it back",
-                    node=node.name,
-                )
-        return state
+                self._node_state(node.name, NodeState.IN_PROGRESS)
+            self._step(node, StepKind.CORDON, "apply", wave)
+        self._pipelines(wave, todo)
 
-    def _release_wave(self, state: RunState, wave: Wave) -> RunState:
+    def _pipelines(self, wave: Wave, todo: list[NodePlan]) -> None:
+        """Drain, swap, validate and uncordon the wave's nodes, the plan's ``node_parallelism``
+        at a time (0: all of them at once, as max-unavailable allows; 1: one after another).
+        After a node fails (it is put back) or stops, no further node starts. Those already
+        under way go on after a failure, so it leaves no peer half-done; a stop (signal,
+        window end, lost API) halts them all at their next step."""
+        queue = deque(todo)
+        failed: list[MigrateError] = []
+        stopped: list[Interrupted] = []
+        crashed: list[Exception] = []
+        guard = threading.Lock()
+        self._halt.clear()
+
+        def worker() -> None:
+            while True:
+                with guard:
+                    if failed or stopped or crashed or not queue:
+                        return
+                    node = queue.popleft()
+                try:
+                    self._pipeline(node, wave)
+                except (StepFailed, ValidationFailed) as exc:
+                    with guard:
+                        failed.append(exc)
+                except Interrupted as exc:
+                    self._halt.set()
+                    with guard:
+                        stopped.append(exc)
+                except Exception as exc:  # noqa: BLE001 - a bug in one thread: stop the others, re-raised below
+                    self._halt.set()
+                    with guard:
+                        crashed.append(exc)
+
+        width = min(self.plan.options.node_parallelism or len(todo), len(todo))
+        if width <= 1:
+            worker()
+        else:
+            threads = [threading.Thread(target=worker, name=f"{wave.index}-{i}", daemon=True) for i in range(width)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if crashed:
+            raise crashed[0]
+        if failed or any(isinstance(exc, _HookStop) for exc in stopped):
+            # Peers whose turn never came go back to service.
+            self._release_wave(wave)
+        if failed:
+            first = failed[0]
+            self._commit(lambda s: s.with_status(RunStatus.FAILED))
+            if len(failed) + len(stopped) > 1:
+                others = [str(e.context.get("node", "?")) for e in failed[1:]]
+                halted = [str(e.context["node"]) for e in stopped if e.context.get("node")]
+                more = []
+                if others:
+                    more.append(f"also failed and put back: {', '.join(others)}")
+                if halted:
+                    more.append(f"stopped mid-way: {', '.join(halted)}")
+                first.message = f"{first.message} ({'; '.join(more)})"
+            raise first
+        if stopped:
+            self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
+            raise stopped[0]
+
+    def _pipeline(self, node: NodePlan, wave: Wave) -> None:
+        """One node, from drain to migrated; a failed step puts it back and re-raises."""
+        for kind in FORWARD_STEPS[1:]:
+            self._check_stop()
+            try:
+                self._step(node, kind, "apply", wave)
+            except (StepFailed, ValidationFailed) as exc:
+                self._put_back(node, kind.value, message=exc.message)
+                raise
+        self._node_state(node.name, NodeState.MIGRATED, message="migrated")
+        self._report(Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome="migrated"))
+        failures = self._hook("post-node", node=node.name, wave=wave.index)
+        if failures:
+            raise _HookStop(
+                f"post-node hook for {node.name} failed: {failures[0]}; the node stays migrated; "
+                "continue with 'cni-migrate resume' or roll it back",
+                node=node.name,
+            )
+
+    def _release_wave(self, wave: Wave) -> None:
         """Uncordon the wave's in-progress nodes whose drain never started; mark them pending."""
         for node in wave.nodes:
-            run = state.nodes[node.name]
+            run = self._current.nodes[node.name]
             if run.state is NodeState.IN_PROGRESS and step_id(node.name, StepKind.DRAIN) not in run.steps:
-                state = self._step(state, node, StepKind.UNCORDON, "release", wave)
-                state = self._save(
-                    state.with_node_state(
-                        node.name, NodeState.PENDING, self._now(), message="not started: the run stopped in its wave"
-                    )
-                )
-        return state
+                self._step(node, StepKind.UNCORDON, "release", wave)
+                self._node_state(node.name, NodeState.PENDING, message="not started: the run stopped in its wave")
 
-    def _release_peers(self, state: RunState, failed: NodePlan) -> RunState:
+    def _release_peers(self, failed: NodePlan) -> None:
         """Uncordon the wave peers of a failed node whose turn never came; mark them pending."""
         wave = self._wave(failed)
         for node in wave.nodes:
-            if node is failed or state.nodes[node.name].state is not NodeState.IN_PROGRESS:
+            if node is failed or self._current.nodes[node.name].state is not NodeState.IN_PROGRESS:
                 continue
-            state = self._step(state, node, StepKind.UNCORDON, "release", wave)
-            state = self._save(
-                state.with_node_state(
-                    node.name,
-                    NodeState.PENDING,
-                    self._now(),
-                    message="not started: the run stopped earlier in its wave",
-                )
-            )
-        return state
+            self._step(node, StepKind.UNCORDON, "release", wave)
+            self._node_state(node.name, NodeState.PENDING, message="not started: the run stopped earlier in its wave")
 
     def _wave(self, node: NodePlan) -> Wave:
         return next(w for w in self.plan.waves if node in w.nodes)
 
     # -- backward ---------------------------------------------------------------------------
-    def _put_back(self, state: RunState, node: NodePlan, reason: str, message: str = "") -> RunState:
-        run = state.nodes[node.name]
-        if run.state is not NodeState.ROLLING_BACK:
-            state = self._save(
-                state.with_node_state(node.name, NodeState.ROLLING_BACK, self._now(), reason=reason, message=message)
-            )
-        run = state.nodes[node.name]
+    def _put_back(self, node: NodePlan, reason: str, message: str = "") -> None:
+        if self._current.nodes[node.name].state is not NodeState.ROLLING_BACK:
+            self._node_state(node.name, NodeState.ROLLING_BACK, reason=reason, message=message)
+        run = self._current.nodes[node.name]
         wave = self._wave(node)
         for kind in self._undo_steps(node, run.reason, run.steps):
-            state = self._step(state, node, kind, "rollback", wave)
+            self._step(node, kind, "rollback", wave)
         final = NodeState.ROLLED_BACK if run.reason == MANUAL else NodeState.FAILED
-        state = self._save(state.with_node_state(node.name, final, self._now(), message=run.message))
+        self._node_state(node.name, final, message=run.message)
         if final is NodeState.FAILED:
-            state = self._save(state.with_status(RunStatus.FAILED))
-        self.emit(
+            self._commit(lambda s: s.with_status(RunStatus.FAILED))
+        self._report(
             Event("node-state", self.plan.id, node=node.name, wave=wave.index, outcome=final.value, message=run.message)
         )
         if final is NodeState.FAILED:
             self._hook("on-failure", node=node.name, wave=wave.index, step=run.reason, message=run.message)
-        return state
 
     def _undo_steps(self, node: NodePlan, reason: str, records: Mapping[str, object]) -> tuple[StepKind, ...]:
         """Manual rollback: the full rollback sequence. Automatic: the inverse of every
@@ -492,38 +566,37 @@ class Executor:
                 undo.append(inverse)
         return tuple(undo)
 
-    def _failure(self, state: RunState, node: str) -> MigrateError:
-        run = state.nodes[node]
+    def _failure(self, node: str) -> MigrateError:
+        run = self._current.nodes[node]
         if run.reason == StepKind.VALIDATE.value:
             return ValidationFailed(run.message or f"validation of {node} failed", node=node)
         return StepFailed(run.message or f"{run.reason} of {node} failed", node=node)
 
     # -- one step ---------------------------------------------------------------------------
-    def _step(self, state: RunState, node: NodePlan, kind: StepKind, phase: str, wave: Wave) -> RunState:
+    def _step(self, node: NodePlan, kind: StepKind, phase: str, wave: Wave) -> None:
         sid = step_id(node.name, kind, phase)
-        if state.nodes[node.name].succeeded(sid):
-            return state
-        state = self._save(state.with_step(node.name, sid, kind, StepStatus.STARTED, self._now()))
-        self.emit(Event("step-started", self.plan.id, node=node.name, wave=wave.index, step=kind.value, phase=phase))
+        if self._current.nodes[node.name].succeeded(sid):
+            return
+        self._commit(lambda s: s.with_step(node.name, sid, kind, StepStatus.STARTED, self._now()))
+        self._report(Event("step-started", self.plan.id, node=node.name, wave=wave.index, step=kind.value, phase=phase))
         started = self.clock.monotonic()
         try:
             message = self._steps[kind](self._ctx, node)
         except Interrupted as exc:
-            state = self._interrupted(state, node, sid, kind, exc.message)
+            self._interrupted(node, sid, kind, exc.message)
             raise
         except (StepFailed, ValidationFailed) as exc:
-            self._finished(state, node, sid, kind, wave, phase, StepStatus.FAILED, exc.message, started)
+            self._finished(node, sid, kind, wave, phase, StepStatus.FAILED, exc.message, started)
             raise
         except ClusterError as exc:
             # The API is unreachable or refuses us: stop, resumable; never roll back for it.
             message = f"{kind.value} of {node.name} stopped: {exc.message}"
-            self._interrupted(state, node, sid, kind, message)
+            self._interrupted(node, sid, kind, message)
             raise Interrupted(message + "; resume when the cluster answers again", node=node.name) from exc
-        return self._finished(state, node, sid, kind, wave, phase, StepStatus.SUCCEEDED, message, started)
+        self._finished(node, sid, kind, wave, phase, StepStatus.SUCCEEDED, message, started)
 
     def _finished(
         self,
-        state: RunState,
         node: NodePlan,
         sid: str,
         kind: StepKind,
@@ -532,10 +605,10 @@ class Executor:
         status: StepStatus,
         message: str,
         started: float,
-    ) -> RunState:
+    ) -> None:
         """Record a step's end, then report it."""
-        state = self._save(state.with_step(node.name, sid, kind, status, self._now(), message))
-        self.emit(
+        self._commit(lambda s: s.with_step(node.name, sid, kind, status, self._now(), message))
+        self._report(
             Event(
                 "step-finished",
                 self.plan.id,
@@ -548,23 +621,32 @@ class Executor:
                 duration=self.clock.monotonic() - started,
             )
         )
-        return state
 
-    def _interrupted(self, state: RunState, node: NodePlan, sid: str, kind: StepKind, message: str) -> RunState:
-        state = state.with_step(node.name, sid, kind, StepStatus.INTERRUPTED, self._now(), message)
-        state = self._save(state.with_status(RunStatus.INTERRUPTED))
-        self.emit(Event("run-finished", self.plan.id, node=node.name, outcome="interrupted", message=message))
-        return state
+    def _interrupted(self, node: NodePlan, sid: str, kind: StepKind, message: str) -> None:
+        self._commit(
+            lambda s: s.with_step(node.name, sid, kind, StepStatus.INTERRUPTED, self._now(), message).with_status(
+                RunStatus.INTERRUPTED
+            )
+        )
+        self._report(Event("run-finished", self.plan.id, node=node.name, outcome="interrupted", message=message))
 
-    def _check_stop(self, state: RunState) -> RunState:
-        if not self.stop.is_set():
-            return state
-        self._save(state.with_status(RunStatus.INTERRUPTED))
-        self.emit(Event("run-finished", self.plan.id, outcome="interrupted", message=self.stop.reason))
-        raise Interrupted(f"stopped: {self.stop.reason}; continue with 'cni-migrate resume'")
+    def _check_stop(self) -> None:
+        """Between steps: the operator's stop (signal, prompt, window end), or another node of
+        the wave that stopped (its own step reported why)."""
+        if self.stop.is_set():
+            self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
+            self._report(Event("run-finished", self.plan.id, outcome="interrupted", message=self.stop.reason))
+            raise Interrupted(f"stopped: {self.stop.reason}; continue with 'cni-migrate resume'")
+        if self._halt.is_set():
+            raise Interrupted("stopped: another node of the wave stopped; continue with 'cni-migrate resume'")
 
     def _now(self) -> str:
         return self.clock.now().isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _HookStop(Interrupted):
+    """A post-node hook failed: the run stops, and the wave's nodes not yet started are
+    released (an operator's check said no, unlike a signal, which keeps the wave cordoned)."""
 
 
 def skippable(state: RunState, node: str) -> bool:

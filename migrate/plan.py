@@ -122,10 +122,15 @@ class PlanOptions:
     # Cilium's repository, a local chart, or oci://) and version; "" = Cilium runs already.
     install_cilium_chart: str = ""
     install_cilium_version: str = ""
+    # How many nodes of a wave go through drain..uncordon at once: 0 is the whole wave (as
+    # many as max-unavailable lets out of service together), 1 is one after another.
+    node_parallelism: int = 0
 
     def __post_init__(self) -> None:
         if self.max_unavailable < 1:
             raise BadInput("--max-unavailable must be at least 1")
+        if self.node_parallelism < 0:
+            raise BadInput("--node-parallelism must not be negative (0: the whole wave at once)")
         if self.canary < 0:
             raise BadInput("--canary must not be negative")
         if self.drain_timeout_seconds < 1:
@@ -152,6 +157,7 @@ class PlanOptions:
                 if self.install_cilium_chart
                 else {}
             ),
+            **({"nodeParallelism": self.node_parallelism} if self.node_parallelism else {}),
         }
 
     @classmethod
@@ -167,6 +173,7 @@ class PlanOptions:
             reboot=bool(r.get("reboot", False)),
             install_cilium_chart=str((r.get("installCilium") or {}).get("chart", "")),
             install_cilium_version=str((r.get("installCilium") or {}).get("version", "")),
+            node_parallelism=int(r.get("nodeParallelism", 0)),
         )
 
 

@@ -17,8 +17,9 @@ drain constants below): each step costs a fixed number of seconds, and a drain a
 ``DRAIN_SECONDS_PER_POD`` per pod on the node. The plan does not record pod counts, so the
 caller may pass them (``pods_per_node``, e.g. from the inventory the plan was built from);
 without them every node is assumed to carry ``ASSUMED_PODS_PER_NODE`` pods, and the
-runbook says so. Nodes of a wave are migrated one after another, so a wave takes the sum
-of its nodes and the run the sum of its waves.
+runbook says so. A wave's nodes are cordoned one by one, then go through the other steps
+``node_parallelism`` at a time (the whole wave by default), each batch as long as its
+slowest node; the run takes the sum of its waves.
 """
 
 from __future__ import annotations
@@ -147,7 +148,15 @@ def estimate(plan: Plan, pods_per_node: Mapping[str, int] | None = None) -> Esti
 
     fixed = sum(STEP_SECONDS[k] for k in FORWARD_STEPS)
     nodes = {n.name: fixed + DRAIN_SECONDS_PER_POD * pods(n) for n in plan.nodes}
-    waves = {w.index: sum(nodes[n.name] for n in w.nodes) for w in plan.waves}
+    cordon = STEP_SECONDS[StepKind.CORDON]
+    waves = {}
+    for w in plan.waves:
+        # The wave is cordoned node by node, then its nodes go through the rest
+        # ``node_parallelism`` at a time: each batch lasts as long as its slowest node.
+        width = plan.options.node_parallelism or len(w.nodes)
+        rest = [nodes[n.name] - cordon for n in w.nodes]
+        batches = [rest[i : i + width] for i in range(0, len(rest), width)]
+        waves[w.index] = cordon * len(w.nodes) + sum(max(b) for b in batches)
     return Estimate(nodes=nodes, waves=waves, total=sum(waves.values()), assumed_pods=pods_per_node is None)
 
 
@@ -261,6 +270,10 @@ def view(plan: Plan, plan_path: str, pods_per_node: Mapping[str, int] | None = N
                 ("Cilium pool CIDR", pool),
                 ("reboot nodes after the swap (--reboot-nodes)", _yes(plan.options.reboot)),
                 (
+                    "nodes of a wave at once (--node-parallelism)",
+                    str(plan.options.node_parallelism) if plan.options.node_parallelism else "the whole wave",
+                ),
+                (
                     "install Cilium with Helm first (--install-cilium)",
                     f"yes: chart {plan.options.install_cilium_chart} {plan.options.install_cilium_version}"
                     if plan.options.install_cilium_chart
@@ -271,6 +284,7 @@ def view(plan: Plan, plan_path: str, pods_per_node: Mapping[str, int] | None = N
         "blocking": [_finding(f) for f in plan.blocking],
         "warnings": [_finding(f) for f in plan.findings if f.severity is Severity.WARNING],
         "policy_subjects": [s for f in policy for s in f.subjects],
+        "parallelism": plan.options.node_parallelism,
         "estimate": {
             "total": duration(est.total),
             "assumed_pods": est.assumed_pods,
@@ -336,6 +350,7 @@ def _plan_flags(plan: Plan) -> str:
         [f"--cilium-pool-cidr {o.cilium_pool_cidr}"] if o.cilium_pool_cidr != PlanOptions().cilium_pool_cidr else []
     )
     flags += ["--reboot-nodes"] if o.reboot else []
+    flags += [f"--node-parallelism {o.node_parallelism}"] if o.node_parallelism else []
     if o.install_cilium_chart:
         flags += [
             "--install-cilium",

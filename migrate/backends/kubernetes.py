@@ -70,6 +70,7 @@ from migrate.ports import NodeTask, ProbeResult
 T = TypeVar("T")
 
 PAGE = 500
+POOL_SIZE = 64  # HTTP connections kept to the API server (urllib3's default: 5 per core)
 PEER_PAGE = 20  # nodes read at a time while looking for a cross-node probe peer
 ROLE_LABEL = "cni-migrate.io/role"
 NODE_LABEL = "cni-migrate.io/node"
@@ -163,6 +164,7 @@ class KubernetesCluster:
         self.node_image = node_image
         self.probe_image = probe_image
         self.requests = 0  # API requests made, for benchmarks and tests
+        self._requests_lock = threading.Lock()  # the nodes of a wave call from their own threads
         self._identity: ClusterIdentity | None = None
 
     @classmethod
@@ -173,6 +175,7 @@ class KubernetesCluster:
             if kubeconfig is None and not os.environ.get("KUBECONFIG") and _in_cluster():
                 configuration = client.Configuration()
                 config.load_incluster_config(client_configuration=configuration)
+                configuration.connection_pool_maxsize = POOL_SIZE
                 return cls(client.ApiClient(configuration), "in-cluster", **kw)
             path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
             if path is not None and not os.path.exists(os.path.expanduser(path)):
@@ -185,6 +188,9 @@ class KubernetesCluster:
             configuration = client.Configuration()
             config.load_kube_config(config_file=path, context=chosen, client_configuration=configuration)
             configuration.retries = 0  # tenacity does the retrying, with backoff we control
+            # The nodes of a wave work at once, each with a watch open at times: keep their
+            # connections instead of opening and discarding one per request.
+            configuration.connection_pool_maxsize = POOL_SIZE
             cluster = cls(client.ApiClient(configuration), chosen, **kw)
         except ConfigException as exc:
             raise BadInput(f"kubeconfig is unusable: {str(exc).splitlines()[0]}") from None
@@ -209,6 +215,10 @@ class KubernetesCluster:
             raise BadInput(f"cannot use the API server {self.server}: {exc.message}") from None
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _count(self) -> None:
+        with self._requests_lock:
+            self.requests += 1
+
     def _call(
         self,
         what: str,
@@ -221,7 +231,7 @@ class KubernetesCluster:
         kwargs.setdefault("_request_timeout", self.request_timeout)
 
         def once() -> T:
-            self.requests += 1
+            self._count()
             try:
                 return fn(*args, **kwargs)
             except TRANSPORT_ERRORS as exc:
@@ -272,7 +282,7 @@ class KubernetesCluster:
         """Events after ``resource_version`` until ``timeout``; raises NotFound-like 410 as
         TemporaryError("expired") so callers re-list."""
         w = watch.Watch()
-        self.requests += 1
+        self._count()
         try:
             for event in w.stream(
                 fn,
@@ -321,9 +331,10 @@ class KubernetesCluster:
         return sorted(items, key=lambda n: n.name)
 
     def _first_ready_node(self, selector: str, exclude: str) -> str | None:
-        """The first Ready node (by name) matching a label selector, other than ``exclude``,
-        reading small pages until one is found: a constant cost per validated node in the usual
-        case, where listing every node would make validation O(nodes) each time."""
+        """The first Ready, schedulable node (by name) matching a label selector, other than
+        ``exclude``, reading small pages until one is found: a constant cost per validated node
+        in the usual case, where listing every node would make validation O(nodes) each time.
+        Cordoned nodes are left out: the others of a wave may be mid-swap, no peer to judge by."""
         token = None
         while True:
             page = self._json(
@@ -331,7 +342,7 @@ class KubernetesCluster:
             )
             for item in page.get("items") or []:
                 candidate = _node(item)
-                if candidate.name != exclude and candidate.ready:
+                if candidate.name != exclude and candidate.ready and not candidate.unschedulable:
                     return candidate.name
             token = (page.get("metadata") or {}).get("continue")
             if not token:

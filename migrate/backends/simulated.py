@@ -451,7 +451,13 @@ class SimulatedCluster:
                     f"{len(peers)}/{len(peers)} peer nodes",
                 )
             if check == "cross-node":
-                others = sorted(name for name, other in world["nodes"].items() if name != node and other["ready"])
+                # As on a real cluster: Ready nodes in service, not the wave's other (cordoned,
+                # maybe mid-swap) nodes.
+                others = sorted(
+                    name
+                    for name, other in world["nodes"].items()
+                    if name != node and other["ready"] and not other["unschedulable"]
+                )
                 found: dict[str, str] = {}
                 for cni in ("calico", "cilium"):
                     peer = next((o for o in others if w.node_cni(world, o) == cni), None)

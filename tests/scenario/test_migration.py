@@ -15,7 +15,7 @@ from migrate.errors import (
     ValidationFailed,
 )
 from migrate.executor import GateAnswer
-from migrate.journal import NodeState, RunStatus
+from migrate.journal import NodeState, RunStatus, StepStatus
 from migrate.model import Cni
 from migrate.plan import StepKind
 from migrate.ports import StopFlag
@@ -98,7 +98,8 @@ def test_running_a_step_twice_changes_nothing_the_second_time(backend, kind):
 
 
 def test_failed_validation_rolls_the_node_back_and_stops_the_run(backend):
-    plan = backend.plan(max_unavailable=2)
+    """One node at a time: the failed node's wave peer never starts and is free again."""
+    plan = backend.plan(max_unavailable=2, node_parallelism=1)
     victim = plan.waves[1].nodes[0].name
     backend.fail_validation(victim, "connectivity")
     with pytest.raises(ValidationFailed, match=f"{victim}.*connectivity"):
@@ -107,12 +108,39 @@ def test_failed_validation_rolls_the_node_back_and_stops_the_run(backend):
     assert view[victim] == (Cni.CALICO, False, None)
     state = backend.store().load()
     assert state.nodes[victim].state is NodeState.FAILED
+    assert state.status is RunStatus.FAILED
     assert "connectivity" in state.nodes[victim].message
     # The canary stays migrated; the failed node's wave peer was never started and is free again.
     assert view[plan.waves[0].nodes[0].name][0] is Cni.CILIUM
     for peer in plan.waves[1].nodes[1:]:
         assert view[peer.name] == (Cni.CALICO, False, None)
         assert state.nodes[peer.name].state is NodeState.PENDING
+    pdbs_satisfied(backend)
+
+
+def test_in_a_parallel_wave_a_failed_node_is_put_back_while_its_peer_finishes(backend):
+    """The whole wave at once: the peer was already under way when its neighbour failed; it
+    finishes (validated), the failed node goes back to Calico, no later wave starts."""
+    plan = backend.plan(max_unavailable=2)
+    victim, peer = (n.name for n in plan.waves[1].nodes[:2])
+    backend.fail_validation(victim, "connectivity")
+    with pytest.raises(ValidationFailed, match=f"{victim}.*connectivity"):
+        backend.executor(plan).apply()
+    view = backend.node_view()
+    state = backend.store().load()
+    assert view[victim] == (Cni.CALICO, False, None)
+    assert state.nodes[victim].state is NodeState.FAILED
+    assert view[peer] == (Cni.CILIUM, False, "true")
+    assert state.nodes[peer].state is NodeState.MIGRATED
+    assert state.nodes[peer].steps[f"{peer}/validate"].status is StepStatus.SUCCEEDED
+    assert state.status is RunStatus.FAILED
+    for later in (n for w in plan.waves[2:] for n in w.nodes):
+        assert state.nodes[later.name].state is NodeState.PENDING
+        assert view[later.name] == (Cni.CALICO, False, None)
+    # The two pipelines really overlapped: the peer's drain started before the victim's
+    # validation ended.
+    order = [(e.node, e.step, e.kind) for e in backend.events if e.step in ("drain", "validate")]
+    assert order.index((peer, "drain", "step-started")) < order.index((victim, "validate", "step-finished"))
     pdbs_satisfied(backend)
 
 

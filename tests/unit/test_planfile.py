@@ -107,3 +107,12 @@ def test_options_added_later_are_written_only_when_set_so_older_plans_keep_their
     assert "reboot" not in PlanOptions().to_record()
     assert PlanOptions(reboot=True).to_record()["reboot"] is True
     assert PlanOptions.from_record(PlanOptions().to_record()) == PlanOptions()
+    assert "nodeParallelism" not in PlanOptions().to_record()
+    assert PlanOptions.from_record(PlanOptions(node_parallelism=3).to_record()).node_parallelism == 3
+
+
+def test_a_negative_node_parallelism_is_refused():
+    from migrate.plan import PlanOptions
+
+    with pytest.raises(BadInput, match="--node-parallelism"):
+        PlanOptions(node_parallelism=-1)

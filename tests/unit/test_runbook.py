@@ -150,17 +150,26 @@ def test_odd_names_are_shell_quoted_in_commands():
     assert "cni-migrate rollback 'my plans/p.yaml' --node 'w1;reboot' --yes" in text
 
 
-def test_estimate_is_fixed_steps_plus_pods_and_sums_per_wave():
+def test_estimate_is_fixed_steps_plus_pods_and_a_wave_lasts_as_its_slowest_node():
     plan = _plan()
     fixed = sum(STEP_SECONDS.values())
+    cordon = STEP_SECONDS[StepKind.CORDON]
     assumed = estimate(plan)
     assert assumed.assumed_pods and assumed.nodes["w1"] == fixed + DRAIN_SECONDS_PER_POD * ASSUMED_PODS_PER_NODE
     counted = estimate(plan, {"w1": 3, "w2": 0})
     assert not counted.assumed_pods
     assert counted.nodes == {"w1": fixed + 3 * DRAIN_SECONDS_PER_POD, "w2": fixed}
-    assert counted.waves == {1: counted.nodes["w1"] + counted.nodes["w2"]}
+    # The whole wave at once (the default): both cordons, then the slower node's other steps.
+    assert counted.waves == {1: cordon + counted.nodes["w1"]}
     assert counted.total == sum(counted.waves.values())
     assert "assuming" not in render_runbook(plan, "p.yaml", pods_per_node={"w1": 3, "w2": 0})
+    # One node at a time: the sum of the nodes.
+    serial = estimate(_plan(PlanOptions(node_parallelism=1)), {"w1": 3, "w2": 0})
+    assert serial.waves == {1: counted.nodes["w1"] + counted.nodes["w2"]}
+    assert "each node in turn is drained" in render_runbook(_plan(PlanOptions(node_parallelism=1)), "p.yaml")
+    assert "| nodes of a wave at once (--node-parallelism) | 1 |" in render_runbook(
+        _plan(PlanOptions(node_parallelism=1)), "p.yaml"
+    )
 
 
 @pytest.mark.parametrize(
