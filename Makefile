@@ -50,7 +50,7 @@ bench: install
 # in-cluster checkpoint store, reading 1,000 nodes / 30,000 pods, and 50 nodes migrated by
 # cni-migrate and by a kubectl loop.
 bench-real: install kube
-	$(BIN)/python benchmarks/checkpoint_cost.py --incluster --repeat 10
+	$(BIN)/python benchmarks/checkpoint_cost.py --incluster --repeat 200
 	$(BIN)/python benchmarks/inventory_real.py --json benchmarks/inventory_real.json
 	$(BIN)/python benchmarks/migrate_real.py --json benchmarks/migrate_real.json
 

@@ -143,3 +143,70 @@ def test_a_status_change_and_every_n_lines_rewrite_the_snapshot(tmp_path, monkey
     import json
 
     assert RunState.from_record(json.loads(store.path.read_text())) == state
+
+
+def test_a_long_run_of_saves_over_many_nodes_and_status_changes_reloads_exactly(make_store, monkeypatch):
+    # Small compaction thresholds, so both stores rewrite their snapshot several times.
+    from migrate.checkpoints import incluster, local
+
+    monkeypatch.setattr(local, "COMPACT_EVERY", 5)
+    monkeypatch.setattr(incluster, "COMPACT_NODES", 2)
+    plan = build_plan(
+        b.inventory([b.node("cp", control_plane=True), *(b.node(f"w{i}") for i in range(1, 7))]),
+        PlanOptions(max_unavailable=3),
+        Target("sim", "t", ""),
+    )
+    store = make_store()
+    state = RunState.new(plan)
+    store.save(state)
+    for i, node in enumerate(plan.nodes):
+        state = state.with_node_state(node.name, NodeState.IN_PROGRESS, "2026-11-28T22:00:00Z")
+        store.save(state)
+        for step in node.steps:
+            state = state.with_step(node.name, step.id, step.kind, StepStatus.SUCCEEDED, "2026-11-28T22:00:01Z", "ok")
+            store.save(state)
+        if i == 3:
+            state = state.with_status(RunStatus.INTERRUPTED)
+            store.save(state)
+            assert make_store().load() == state
+            state = state.with_status(RunStatus.RUNNING)
+            store.save(state)
+        assert make_store().load() == state
+
+
+@pytest.mark.realcluster
+def test_an_in_cluster_save_rewrites_only_the_small_delta(lab_cluster):
+    from migrate.checkpoints.incluster import ConfigMapStore
+
+    fingerprint = "sha256:" + "de17a0" * 5 + "00"
+    store = ConfigMapStore(lab_cluster, fingerprint)
+    state = RunState.new(PLAN)
+    store.save(state)
+    state = state.with_node_state("w2", NodeState.IN_PROGRESS, "2026-11-28T22:00:00Z")
+    store.save(state)  # creates the delta
+    snapshot_version = store._read(store.name)["metadata"]["resourceVersion"]
+    before = lab_cluster.requests
+    state = advanced(state)
+    store.save(state)
+    assert lab_cluster.requests - before == 1  # one replace of the delta ConfigMap
+    assert store._read(store.name)["metadata"]["resourceVersion"] == snapshot_version
+    assert ConfigMapStore(lab_cluster, fingerprint).load() == state
+
+
+@pytest.mark.realcluster
+def test_a_delta_older_than_its_snapshot_is_ignored(lab_cluster):
+    """Killed between a new snapshot and the next delta: the old delta is in the snapshot
+    already, and must not be replayed over it."""
+    from migrate.checkpoints.incluster import ConfigMapStore
+
+    fingerprint = "sha256:" + "0dde17" * 5 + "00"
+    store = ConfigMapStore(lab_cluster, fingerprint)
+    state = RunState.new(PLAN)
+    store.save(state)
+    state = advanced(state)
+    store.save(state)  # delta: w1 cordoned
+    state = state.with_node_state("w1", NodeState.PENDING, "2026-11-28T22:00:03Z").with_status(RunStatus.INTERRUPTED)
+    store.save(state)  # snapshot (status changed); the delta still says w1 is in progress
+    assert store._read(store.delta_name) is not None
+    loaded = ConfigMapStore(lab_cluster, fingerprint).load()
+    assert loaded == state and loaded.nodes["w1"].state is NodeState.PENDING
