@@ -83,8 +83,16 @@ def inventory(nodes: list[NodeInfo], pods: list[PodInfo] = (), pdbs: list[PDBInf
     return Inventory(**fields)  # type: ignore[arg-type]
 
 
-def synthetic(nodes: int, pods_per_node: int = 30, pdbs: int = 0, seed: int = 0, control_planes: int = 3) -> Inventory:
-    """A large, realistic-looking inventory: workloads spread over nodes, PDBs over apps."""
+def synthetic(
+    nodes: int,
+    pods_per_node: int = 30,
+    pdbs: int = 0,
+    seed: int = 0,
+    control_planes: int = 3,
+    zero_budget: float = 0.0,
+) -> Inventory:
+    """A large, realistic-looking inventory: workloads spread over nodes, PDBs over apps;
+    ``zero_budget`` of the PDBs allow no disruption (as single-replica apps' PDBs do)."""
     rng = random.Random(seed)
     node_list = [node(f"cp-{i}", control_plane=True) for i in range(1, min(control_planes, nodes) + 1)]
     node_list += [
@@ -104,7 +112,12 @@ def synthetic(nodes: int, pods_per_node: int = 30, pdbs: int = 0, seed: int = 0,
             )
         )
     pdb_list = [
-        pdb(f"app-{a}", f"app-{a}", ns=app_ns[f"app-{a}"], allowed=rng.choice([1, 1, 2, 3]))
+        pdb(
+            f"app-{a}",
+            f"app-{a}",
+            ns=app_ns[f"app-{a}"],
+            allowed=0 if zero_budget and rng.random() < zero_budget else rng.choice([1, 1, 2, 3]),
+        )
         for a in range(min(pdbs, apps))
     ]
     return inventory(node_list, pod_list, pdb_list)
