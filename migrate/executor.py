@@ -458,13 +458,13 @@ class Executor:
                     with guard:
                         failed.append(exc)
                 except Interrupted as exc:
-                    self._halt.set()
                     with guard:
-                        stopped.append(exc)
-                except Exception as exc:  # noqa: BLE001 - a bug in one thread: stop the others, re-raised below
+                        stopped.append(exc)  # before the halt: the first stop is the one reported
                     self._halt.set()
+                except Exception as exc:  # noqa: BLE001 - a bug in one thread: stop the others, re-raised below
                     with guard:
                         crashed.append(exc)
+                    self._halt.set()
 
         width = min(self.plan.options.node_parallelism or len(todo), len(todo))
         if width <= 1:

@@ -211,6 +211,29 @@ def test_stop_request_interrupts_at_a_step_boundary_and_resume_finishes(backend)
     assert state.status is RunStatus.COMPLETED
 
 
+def test_an_api_refusal_in_a_parallel_wave_stops_every_node_resumably(backend):
+    """Two nodes go through the wave at once; the API refuses the first swap's label write
+    (403). That node stops (the API refuses us: never a rollback), its peer stops at its
+    next step boundary, and a resume finishes both."""
+    if backend.name != "simulated":
+        pytest.skip("the fault proxy has a rule for evictions only; this is the executor's logic")
+    plan = backend.plan(max_unavailable=2, canary=0)
+    assert len(plan.waves[0].nodes) == 2
+    backend.inject("patch-node", 3, "403")  # after the two cordons
+    with pytest.raises(Interrupted, match="swap-cni of .* stopped"):
+        backend.executor(plan).apply()
+    state = backend.store().load()
+    assert state.status is RunStatus.INTERRUPTED
+    assert not [n for n, r in state.nodes.items() if r.state in (NodeState.FAILED, NodeState.ROLLING_BACK)]
+    stopped = [n.name for n in plan.waves[0].nodes if state.nodes[n.name].state is NodeState.IN_PROGRESS]
+    assert stopped, "the refused node is left in progress, for resume"
+    assert all(state.nodes[n.name].state is NodeState.PENDING for w in plan.waves[1:] for n in w.nodes)
+    state = backend.executor(plan).apply(resume=True)
+    assert state.status is RunStatus.COMPLETED
+    assert all(v == (Cni.CILIUM, False, "true") for v in backend.node_view().values())
+    pdbs_satisfied(backend)
+
+
 def test_apply_on_an_interrupted_run_points_to_resume(backend):
     plan = backend.plan()
     stop = StopFlag()
