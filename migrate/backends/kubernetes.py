@@ -79,6 +79,7 @@ CILIUM_SELECTOR = "k8s-app=cilium"
 DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
 PROBE_PORT = 8080
 PEER_LABEL = "cni-migrate.io/peer-of"  # probe servers on peer nodes, behind the probe Service
+FOR_LABEL = "cni-migrate.io/for"  # the node whose check a helper pod serves (it may run on a peer)
 POLICY_LABEL = "cni-migrate.io/policy-probe"  # the policy probe's pods and policies: its run id
 POLICY_ROLE = "cni-migrate.io/policy-role"  # server, allowed or denied
 DEFAULT_PROBE_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
@@ -804,19 +805,19 @@ class KubernetesCluster:
         until_running: bool = False,
         keep: list[str] | None = None,
         labels: dict[str, str] | None = None,
+        for_node: str = "",
     ) -> dict[str, Any]:
         """Create a pinned helper pod, wait for it to finish (or run), return it; delete it,
-        unless ``keep`` is given: then its name goes there and the caller deletes it."""
+        unless ``keep`` is given: then its name goes there and the caller deletes it.
+        ``for_node``: the node whose check this pod serves (default ``node``); a peer node
+        may host pods of several nodes' checks at once (a parallel wave)."""
         self._ensure_namespace()
+        owner = for_node or node
         for stale in self._helper_pods(node, role):
-            if stale["metadata"].get("labels", {}).get(TASK_LABEL) == name_hint:
-                self._call(
-                    "delete stale pod",
-                    self.core.delete_namespaced_pod,
-                    stale["metadata"]["name"],
-                    TOOL_NAMESPACE,
-                    grace_period_seconds=0,
-                )
+            marks = stale["metadata"].get("labels", {})
+            # Left by an earlier attempt of this very check; never another node's check.
+            if marks.get(TASK_LABEL) == name_hint and marks.get(FOR_LABEL, node) == owner:
+                self._delete_helper(stale["metadata"]["name"])
         name = f"cni-migrate-{role}-{uuid.uuid4().hex[:8]}"
         pod: dict[str, Any] = {
             "apiVersion": "v1",
@@ -824,7 +825,13 @@ class KubernetesCluster:
             "metadata": {
                 "name": name,
                 "namespace": TOOL_NAMESPACE,
-                "labels": {ROLE_LABEL: role, NODE_LABEL: node, TASK_LABEL: name_hint, **(labels or {})},
+                "labels": {
+                    ROLE_LABEL: role,
+                    NODE_LABEL: node,
+                    TASK_LABEL: name_hint,
+                    FOR_LABEL: owner,
+                    **(labels or {}),
+                },
             },
             "spec": {
                 "nodeName": node,
@@ -888,7 +895,15 @@ class KubernetesCluster:
             for name in [node, *peers]:
                 extra = {PEER_LABEL: node} if name != node else {}
                 started = self._run_pod(
-                    name, "probe", "cross-node-server", server, timeout, until_running=True, keep=kept, labels=extra
+                    name,
+                    "probe",
+                    "cross-node-server",
+                    server,
+                    timeout,
+                    until_running=True,
+                    keep=kept,
+                    labels=extra,
+                    for_node=node,
                 )
                 ips[name] = (started.get("status") or {}).get("podIP", "")
             body = {
@@ -912,7 +927,7 @@ class KubernetesCluster:
                     "image": self.probe_image,
                     "command": ["/agnhost", "connect", f"{ip}:{PROBE_PORT}", "--timeout=5s"],
                 }
-                done = self._run_pod(source, "probe", "cross-node-client", client_container, timeout)
+                done = self._run_pod(source, "probe", "cross-node-client", client_container, timeout, for_node=node)
                 ok = done["status"]["phase"] == "Succeeded"
                 outcomes.append((label, ok, _termination_message(done)))
         finally:

@@ -533,3 +533,21 @@ def test_a_node_its_peers_cannot_reach_is_rolled_back(backend):
     with pytest.raises(ValidationFailed, match=f"{victim} failed: cross-node: observed 0/5 connections"):
         backend.executor(plan).apply()
     assert backend.node_view()[victim] == (Cni.CALICO, False, None)
+
+
+def test_nodes_validated_at_once_share_peers_without_touching_each_others_probes(backend):
+    """A parallel wave's nodes pick the same peer nodes: each check's pods there are its own
+    (an earlier attempt's leftovers are cleaned, never a neighbour's running probe)."""
+    import concurrent.futures
+
+    plan = backend.plan(max_unavailable=3, canary=0)
+    wave = [n.name for n in plan.waves[0].nodes]
+    assert len(wave) >= 2  # the planner keeps room for the evicted pods: 2 of the 5 workers here
+    ctx = step_context(backend, plan)
+    for name in wave:
+        for kind in (StepKind.CORDON, StepKind.DRAIN, StepKind.SWAP_CNI):
+            registry()[kind](ctx, plan.node(name))
+    for _ in range(2):
+        with concurrent.futures.ThreadPoolExecutor(len(wave)) as pool:
+            results = list(pool.map(lambda n: backend.cluster.probe(n, "cross-node", 60.0), wave))
+        assert all(r.ok for r in results), [r.observed for r in results]
