@@ -66,7 +66,7 @@ class CliLab:
             self.core = client.CoreV1Api(self.api)
             self.apps = client.AppsV1Api(self.api)
             self.policy = client.PolicyV1Api(self.api)
-            self.wait_settled(timeout=120)
+            self.wait_settled(timeout=120 + nodes // 2)  # 1,000 nodes: about 2,000 DaemonSet pods to start
         except BaseException:
             self.close()
             raise

@@ -134,7 +134,7 @@ class NodeSpec:
     memory: str = "16Gi"
     pods: str = "110"
     internal_ip: str | None = None  # None: allocated by the lab
-    pod_cidr: str | None = None  # None: allocated by the lab (192.168.<i>.0/24)
+    pod_cidr: str | None = None  # None: allocated by the lab (192.168.<i>.0/24, see manifest)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     taints: list[dict[str, str]] | None = None  # None: control-plane taint on CP nodes
@@ -142,7 +142,11 @@ class NodeSpec:
 
     def manifest(self, *, index: int, default_kubelet_version: str) -> dict[str, Any]:
         ip = self.internal_ip or str(NODE_IP_BASE + index)
-        pod_cidr = self.pod_cidr or f"192.168.{index}.0/24"
+        # 192.168.<i>.0/24 inside the Calico pool for the first 256 nodes; larger labs (the
+        # 1,000-node benchmarks) continue in 10.64.0.0/10, as inventory_real.py's nodes do.
+        pod_cidr = self.pod_cidr or (
+            f"192.168.{index}.0/24" if index < 256 else f"10.{64 + index // 256}.{index % 256}.0/24"
+        )
         labels = {
             "kubernetes.io/hostname": self.name,
             "kubernetes.io/os": self.operating_system,
