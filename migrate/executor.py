@@ -96,6 +96,7 @@ class Executor:
         self._mutex = threading.Lock()
         self._report_lock = threading.Lock()
         self._halt = threading.Event()  # set when one node of a wave stops: the others stop too
+        self._stop_reported = False  # the operator's stop is reported once, not once per node thread
         self._ctx = StepContext(
             cluster=self.cluster,
             options=self.plan.options,
@@ -314,13 +315,26 @@ class Executor:
             except ClusterError as exc:
                 self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
                 raise Interrupted(f"cannot create CiliumNodeConfig cilium-default: {exc.message}") from exc
-        for node in self.plan.nodes:
-            run = self._current.nodes[node.name]
-            if run.state is NodeState.ROLLING_BACK:
-                # A put-back was interrupted: finish it, and end the run as it would have.
-                self._put_back(node, run.reason)
-                self._release_peers(node)
-                raise self._failure(node.name)
+        rolling = [n for n in self.plan.nodes if self._current.nodes[n.name].state is NodeState.ROLLING_BACK]
+        if rolling:
+            # Put-backs were interrupted: finish them, and end the run as it would have. In a
+            # parallel wave a peer may have been under way (drained, swapped): it finishes,
+            # validated, as it would have; only peers whose drain never started are released.
+            for node in rolling:
+                self._put_back(node, self._current.nodes[node.name].reason)
+            for wave in self.plan.waves:
+                if not any(n in wave.nodes for n in rolling):
+                    continue
+                under_way = [
+                    n
+                    for n in wave.nodes
+                    if self._current.nodes[n.name].state is NodeState.IN_PROGRESS
+                    and step_id(n.name, StepKind.DRAIN) in self._current.nodes[n.name].steps
+                ]
+                if under_way:
+                    self._pipelines(wave, under_way)
+                self._release_wave(wave)
+            raise self._failure(rolling[0].name)
         skipped: list[str] = []
         ran = 0  # waves run by this process
         for wave in self.plan.waves:
@@ -524,15 +538,6 @@ class Executor:
                 self._step(node, StepKind.UNCORDON, "release", wave)
                 self._node_state(node.name, NodeState.PENDING, message="not started: the run stopped in its wave")
 
-    def _release_peers(self, failed: NodePlan) -> None:
-        """Uncordon the wave peers of a failed node whose turn never came; mark them pending."""
-        wave = self._wave(failed)
-        for node in wave.nodes:
-            if node is failed or self._current.nodes[node.name].state is not NodeState.IN_PROGRESS:
-                continue
-            self._step(node, StepKind.UNCORDON, "release", wave)
-            self._node_state(node.name, NodeState.PENDING, message="not started: the run stopped earlier in its wave")
-
     def _wave(self, node: NodePlan) -> Wave:
         return next(w for w in self.plan.waves if node in w.nodes)
 
@@ -634,8 +639,11 @@ class Executor:
         """Between steps: the operator's stop (signal, prompt, window end), or another node of
         the wave that stopped (its own step reported why)."""
         if self.stop.is_set():
-            self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
-            self._report(Event("run-finished", self.plan.id, outcome="interrupted", message=self.stop.reason))
+            with self._mutex:
+                first, self._stop_reported = not self._stop_reported, True
+            if first:
+                self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
+                self._report(Event("run-finished", self.plan.id, outcome="interrupted", message=self.stop.reason))
             raise Interrupted(f"stopped: {self.stop.reason}; continue with 'cni-migrate resume'")
         if self._halt.is_set():
             raise Interrupted("stopped: another node of the wave stopped; continue with 'cni-migrate resume'")

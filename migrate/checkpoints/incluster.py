@@ -88,11 +88,13 @@ class ConfigMapStore:
             return None
         self._base = int(record["seq"])
         delta = self._unpack(delta_cm, DELTA_KEY) if delta_cm else None
+        # A delta holds every node changed since its base, so it also counts over a newer
+        # snapshot it is newer than: written by an executor that loaded between another's
+        # delta write and snapshot rewrite (that one is fenced at its next delta write).
         if (
             delta is not None
             and delta.get("planId") == record.get("planId")
-            and delta.get("base") == self._base
-            and int(delta["seq"]) > self._base
+            and int(delta.get("base", -1)) <= self._base < int(delta["seq"])
         ):
             record["nodes"].update(delta["nodes"])
             record["status"], record["seq"], record["finalize"] = delta["status"], delta["seq"], delta["finalize"]
