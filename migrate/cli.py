@@ -22,7 +22,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from migrate import failpoints, output, planfile, policy
+from migrate import failpoints, output, planfile, policy, traffic
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validation_failure
 from migrate.checkpoints import AllLocks
@@ -490,6 +490,8 @@ class RunOptions:
     probe_image: str | None = None
     node_image: str | None = None
     helm: str | None = None
+    traffic_watch: bool = False
+    max_probe_failures: int | None = None
 
 
 def cilium_installer(the_plan: Plan, cluster: Cluster, opts: RunOptions) -> Callable[[dict[str, Any]], str] | None:
@@ -519,6 +521,10 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
     clock = SystemClock()
     end = parse_window_end(opts.window_end, clock.now()) if opts.window_end else None
     soak = parse_duration(opts.soak, "--soak") if opts.soak else 0.0
+    if opts.max_probe_failures is not None and not opts.traffic_watch:
+        raise BadInput("--max-probe-failures is a threshold of the traffic watch: use it with --traffic-watch")
+    if opts.max_probe_failures is not None and opts.max_probe_failures < 0:
+        raise BadInput("--max-probe-failures must not be negative")
     if opts.confirm_each_node and not opts.guided:
         raise BadInput("--confirm-each-node asks at a terminal: use it with --guided")
     if opts.guided and not sys.stdin.isatty():
@@ -536,6 +542,9 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
         executor.pause_after_canary = opts.pause_after_canary
         executor.soak_seconds = soak
+        executor.traffic_watch = opts.traffic_watch
+        if opts.max_probe_failures is not None:
+            executor.max_probe_failures = opts.max_probe_failures
         executor.verify(to_apply=True)  # first: an identity without the rights is told so in one line
         # Helm is needed until this run's install has succeeded, not on every later resume.
         state = executor.store.load()
@@ -573,6 +582,17 @@ GuidedOpt = Annotated[
 EachNodeOpt = Annotated[bool, typer.Option(help="With --guided, also ask before each node.")]
 CanaryPauseOpt = Annotated[bool, typer.Option(help="Stop (resumable) after the canary wave, to inspect it.")]
 SoakOpt = Annotated[Optional[str], typer.Option(help="Wait this long after each wave before the next (e.g. 2m).")]
+TrafficWatchOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Run a prober on every node for the run (the probe image's netexec and curl); a node whose "
+        "swap and validation saw more than --max-probe-failures failed requests fails validation."
+    ),
+]
+MaxProbeFailuresOpt = Annotated[
+    Optional[int],
+    typer.Option(help=f"Failed probe requests a node's window may see (default {traffic.DEFAULT_MAX_FAILURES})."),
+]
 ProbeImageOpt = Annotated[
     Optional[str], typer.Option(help="Image of the validation probe pods (default: the agnhost e2e image).")
 ]
@@ -602,6 +622,8 @@ def apply(
     probe_image: ProbeImageOpt = None,
     node_image: NodeImageOpt = None,
     helm: HelmOpt = None,
+    traffic_watch: TrafficWatchOpt = False,
+    max_probe_failures: MaxProbeFailuresOpt = None,
 ) -> None:
     """Execute a reviewed plan, checkpointing every step."""
     opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})
@@ -625,6 +647,8 @@ def resume(
     probe_image: ProbeImageOpt = None,
     node_image: NodeImageOpt = None,
     helm: HelmOpt = None,
+    traffic_watch: TrafficWatchOpt = False,
+    max_probe_failures: MaxProbeFailuresOpt = None,
 ) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
     opts = RunOptions(**{k: v for k, v in locals().items() if k != "planpath"})

@@ -16,9 +16,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
+from migrate import traffic
 from migrate.cilium import INSTALL_CILIUM, live_config_problems, migration_values, node_config
 from migrate.errors import (
     BadInput,
@@ -89,6 +90,11 @@ class Executor:
     # apply --install-cilium: installs Cilium with the plan's migration values (Helm on a real
     # cluster); None: Cilium must already run in migration mode.
     cilium_installer: Callable[[dict[str, Any]], str] | None = None
+    # apply --traffic-watch: probers on every node for the run; a node whose window saw more
+    # than max_probe_failures failed requests fails its validation.
+    traffic_watch: bool = False
+    max_probe_failures: int = traffic.DEFAULT_MAX_FAILURES
+    traffic_start_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         self._steps: dict[StepKind, StepFn] = registry()
@@ -97,6 +103,7 @@ class Executor:
         self._report_lock = threading.Lock()
         self._halt = threading.Event()  # set when one node of a wave stops: the others stop too
         self._stop_reported = False  # the operator's stop is reported once, not once per node thread
+        self._traffic: traffic.TrafficWatch | None = None
         self._ctx = StepContext(
             cluster=self.cluster,
             options=self.plan.options,
@@ -147,11 +154,19 @@ class Executor:
                 self.cluster.cleanup_helper_pods()
             if install or (self.cilium_installer and state.prepare.get(INSTALL_CILIUM) == "started"):
                 self._install_cilium()
-            return self._forward()
+            if self.traffic_watch:
+                self._start_traffic()
+            elif resume:
+                self._remove_traffic()  # a killed run's watch, not asked for this time
+            try:
+                return self._forward()
+            finally:
+                if self.traffic_watch:
+                    self._remove_traffic()
 
     def _check_permissions(self) -> None:
         """Refuse, before any write, an identity that could not finish the run."""
-        missing = self.cluster.missing_permissions()
+        missing = self.cluster.missing_permissions(traffic.PERMISSIONS if self.traffic_watch else ())
         if missing:
             raise BadInput(
                 f"this identity lacks {len(missing)} permission(s) the run needs ({', '.join(missing[:5])}"
@@ -202,6 +217,49 @@ class Executor:
         self._commit(lambda s: s.with_prepare(INSTALL_CILIUM, "succeeded"))
         self._report(Event("prepare", self.plan.id, step=INSTALL_CILIUM, outcome="succeeded", message=message))
 
+    def _start_traffic(self) -> None:
+        """Deploy the traffic watch before the first node and let the validate step read it;
+        a watch that does not report stops the run before any node is touched (a silent
+        prober would fail every node's validation)."""
+        try:
+            message = self.cluster.start_traffic_watch(self.traffic_start_timeout)
+        except ClusterError as exc:
+            self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
+            self._remove_traffic()
+            raise Interrupted(
+                f"the traffic watch did not start: {exc.message}; no node was touched; fix it (or leave out "
+                "--traffic-watch) and run 'cni-migrate resume PLANFILE'"
+            ) from exc
+        self._report(Event("prepare", self.plan.id, step=traffic.CHECK, message=message))
+        self._traffic = traffic.TrafficWatch(
+            read=self.cluster.traffic_reports, now=self.clock.now, max_failures=self.max_probe_failures
+        )
+        self._ctx = replace(self._ctx, traffic=self._traffic, started=self._started_at)
+
+    def _remove_traffic(self) -> None:
+        """Report what the watch saw per node, then remove it; a cluster that refuses is told
+        to the operator, never allowed to mask how the run ended."""
+        if self._traffic is not None:
+            for node, seen in sorted(self._traffic.seen.items()):
+                self._report(
+                    Event("prepare", self.plan.id, node=node, step=traffic.CHECK, message=f"{node}: {seen.describe()}")
+                )
+        try:
+            removed = self.cluster.stop_traffic_watch()
+        except ClusterError as exc:
+            # The run's outcome stands; the probers are harmless and the next run removes them.
+            message = (
+                f"could not remove the traffic watch ({exc.message}); delete namespace {traffic.NAMESPACE}'s objects"
+            )
+            self._report(Event("prepare", self.plan.id, step=traffic.CHECK, message=message))
+            return
+        if removed:
+            self._report(Event("prepare", self.plan.id, step=traffic.CHECK, message="traffic watch removed"))
+
+    def _started_at(self, node: str, kind: StepKind) -> str:
+        record = self._current.nodes[node].steps.get(step_id(node, kind))
+        return record.started_at if record is not None else ""
+
     def rollback(self, nodes: Sequence[str] = ()) -> RunState:
         self.verify()
         unknown = sorted(set(nodes) - {n.name for n in self.plan.nodes})
@@ -210,6 +268,7 @@ class Executor:
         self._rollback_journal(self.store.load())  # refuse before the lock, as apply does
         with self.lock.hold():
             self._state = self._rollback_journal(self.store.load())
+            self._remove_traffic()  # a killed apply's watch
             chosen = list(nodes) or self._state.touched
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
             self._commit(lambda s: s.with_status(RunStatus.RUNNING))
@@ -456,7 +515,7 @@ class Executor:
         queue = deque(todo)
         failed: list[MigrateError] = []
         stopped: list[Interrupted] = []
-        crashed: list[Exception] = []
+        crashed: list[BaseException] = []
         guard = threading.Lock()
         self._halt.clear()
 
@@ -475,7 +534,7 @@ class Executor:
                     with guard:
                         stopped.append(exc)  # before the halt: the first stop is the one reported
                     self._halt.set()
-                except Exception as exc:  # noqa: BLE001 - a bug in one thread: stop the others, re-raised below
+                except BaseException as exc:  # noqa: BLE001 - a bug (or SystemExit) in one thread: stop the others, re-raised below
                     with guard:
                         crashed.append(exc)
                     self._halt.set()

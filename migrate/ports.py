@@ -47,8 +47,9 @@ class Cluster(Protocol):
 
     def inventory(self) -> Inventory: ...
 
-    def missing_permissions(self) -> tuple[str, ...]:
-        """The permissions the run needs that this identity lacks (empty: all granted)."""
+    def missing_permissions(self, extra: Sequence[tuple[str, str, str, str]] = ()) -> tuple[str, ...]:
+        """The permissions the run needs (plus ``extra``, e.g. the traffic watch's) that this
+        identity lacks (empty: all granted)."""
         ...
 
     def cilium_config(self) -> dict[str, str]:
@@ -113,6 +114,22 @@ class Cluster(Protocol):
         ...
 
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None: ...
+
+    def start_traffic_watch(self, timeout: float) -> str:
+        """Deploy the traffic watch (``migrate.traffic.manifests`` with the probe image), or
+        leave it as it is; wait until every prober has reported once. Returns a summary;
+        raises ``TemporaryError`` naming the silent probers when some never report."""
+        ...
+
+    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
+        """The probers' reports (``migrate.traffic.Report``), read once every prober has
+        reported again (within ``timeout``) after epoch second ``after``; and the nodes whose
+        prober did not."""
+        ...
+
+    def stop_traffic_watch(self) -> bool:
+        """Remove the traffic watch (its namespace); False if there was none."""
+        ...
 
     def cleanup_helper_pods(self, node: str | None = None) -> int:
         """Delete probe and node-task pods a killed run left behind; how many there were."""

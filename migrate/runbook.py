@@ -47,6 +47,7 @@ from migrate.plan import (
     step_id,
 )
 from migrate.steps.validate import CHECKS
+from migrate.traffic import CHECK as TRAFFIC_CHECK
 
 TEMPLATE = "runbook.md.j2"
 TEMPLATES_ENV = "CNI_MIGRATE_RUNBOOK_TEMPLATES"  # overrides the template folder (e.g. a wheel install)
@@ -71,6 +72,8 @@ CHECK_DESCRIPTIONS: Mapping[str, str] = {
     "connectivity": "a probe pod on the node reaches the API server through the kubernetes Service",
     "cross-node": "probe pods on the node and on a Calico and a Cilium peer node reach each other both ways, "
     "and the node reaches a ClusterIP Service backed by the peers",
+    "traffic-watch": "with `apply --traffic-watch`: the probers on every node saw no more than "
+    "`--max-probe-failures` failed requests between the start of this node's swap and now",
 }
 
 # What each exit code asks of the operator; the meaning comes from the error's docstring.
@@ -304,7 +307,7 @@ def view(plan: Plan, plan_path: str, pods_per_node: Mapping[str, int] | None = N
             for w in plan.waves
         ],
         "rollback_steps": [k.value for k in ROLLBACK_STEPS],
-        "checks": [(c, CHECK_DESCRIPTIONS[c].format(pool=pool)) for c in CHECKS],
+        "checks": [(c, CHECK_DESCRIPTIONS[c].format(pool=pool)) for c in (*CHECKS, TRAFFIC_CHECK)],
         "exit_codes": [(0, "Done: every node of the plan is on Cilium (or the rollback finished).", "nothing")]
         + [(cls.exit_code, _doc(cls), action) for cls, action in EXIT_ACTIONS],
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "migrate"
-CORE = ["model", "plan", "planner", "preflight", "drain", "journal", "ports", "executor", "errors", "steps"]
+CORE = ["model", "plan", "planner", "preflight", "drain", "journal", "ports", "executor", "errors", "steps", "traffic"]
 FORBIDDEN = (
     "kubernetes",
     "migrate.backends",

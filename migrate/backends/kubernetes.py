@@ -37,6 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils import parse_quantity
 
+from migrate import traffic
 from migrate.backends.rbac import PERMISSIONS, TOOL_NAMESPACE, describe
 from migrate.cniconf import cni_from_files
 from migrate.errors import (
@@ -504,11 +505,12 @@ class KubernetesCluster:
             return f"{group}/{version}"
         return None
 
-    def missing_permissions(self) -> tuple[str, ...]:
-        """Permissions from rbac.PERMISSIONS this identity lacks (SelfSubjectAccessReview)."""
+    def missing_permissions(self, extra: Sequence[tuple[str, str, str, str]] = ()) -> tuple[str, ...]:
+        """Permissions from rbac.PERMISSIONS (and ``extra``) this identity lacks
+        (SelfSubjectAccessReview)."""
         authz = client.AuthorizationV1Api(self.api)
         missing = []
-        for permission in PERMISSIONS:
+        for permission in (*PERMISSIONS, *extra):
             verb, group, resource, namespace = permission
             sub = None
             if "/" in resource:
@@ -792,6 +794,150 @@ class KubernetesCluster:
                 name = obj["metadata"]["name"]
                 self._call(f"delete networkpolicy {name}", net.delete_namespaced_network_policy, name, TOOL_NAMESPACE)
         return len(items) + len(services) + len(policies)
+
+    # -- the traffic watch (apply --traffic-watch) ---------------------------------------------
+    def _traffic_api(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """(create, delete) of a traffic-watch object kind, both namespaced."""
+        apps, rbac = client.AppsV1Api(self.api), client.RbacAuthorizationV1Api(self.api)
+        apis: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "ServiceAccount": (
+                self.core.create_namespaced_service_account,
+                self.core.delete_namespaced_service_account,
+            ),
+            "Role": (rbac.create_namespaced_role, rbac.delete_namespaced_role),
+            "RoleBinding": (rbac.create_namespaced_role_binding, rbac.delete_namespaced_role_binding),
+            "Service": (self.core.create_namespaced_service, self.core.delete_namespaced_service),
+            "DaemonSet": (apps.create_namespaced_daemon_set, apps.delete_namespaced_daemon_set),
+        }
+        return apis[kind]
+
+    def start_traffic_watch(self, timeout: float) -> str:
+        """Create the watch's objects (kept as they are when present; the DaemonSet's probe
+        image is brought in line), then wait until every prober pod has written a report."""
+        objects = traffic.manifests(self.probe_image)
+        try:
+            self._call("get namespace", self.core.read_namespace, traffic.NAMESPACE)
+        except NotFound:
+            with contextlib.suppress(Conflict):  # created meanwhile
+                self._call("create namespace", self.core.create_namespace, objects[0])
+        for obj in objects[1:]:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            create, _ = self._traffic_api(kind)
+            try:
+                self._call(f"create {kind} {traffic.NAMESPACE}/{name}", create, traffic.NAMESPACE, obj)
+            except Conflict:
+                if kind == "DaemonSet":
+                    # A watch left by a killed run: same objects, perhaps another image.
+                    apps = client.AppsV1Api(self.api)
+                    self._call(
+                        f"patch DaemonSet {traffic.NAMESPACE}/{name}",
+                        apps.patch_namespaced_daemon_set,
+                        name,
+                        traffic.NAMESPACE,
+                        {"spec": obj["spec"]},
+                    )
+        deadline = time.monotonic() + timeout
+        while True:
+            probers = self._probers()
+            reports, rv = self._traffic_list()
+            silent = sorted(set(probers) - {r.node for r in reports})
+            if probers and not silent:
+                return f"{len(probers)}/{len(probers)} probers reporting"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                named = ", ".join(silent[:5]) + (", ..." if len(silent) > 5 else "")
+                raise TemporaryError(
+                    f"{len(silent)} of {len(probers)} probers sent no report within {timeout:.0f}s"
+                    + (f" (on {named})" if silent else " (no prober pod runs)")
+                    + f"; see 'kubectl -n {traffic.NAMESPACE} logs ds/{traffic.NAME} -c prober'"
+                )
+            self._traffic_wait(rv, min(left, traffic.REPORT_EVERY), lambda _obj: True)
+
+    def _probers(self) -> dict[str, str]:
+        """Prober pods, starting or running: node -> pod name. One that is still starting
+        counts: its node's report is waited for like the others'."""
+        items, _ = self._list(
+            "list traffic probers",
+            self.core.list_namespaced_pod,
+            traffic.NAMESPACE,
+            label_selector=f"{traffic.APP_LABEL}={traffic.NAME}",
+        )
+        return {
+            o["spec"]["nodeName"]: o["metadata"]["name"]
+            for o in items
+            if (o.get("status") or {}).get("phase", "Pending") in ("Pending", "Running")
+            and o["spec"].get("nodeName")
+            and not o["metadata"].get("deletionTimestamp")
+        }
+
+    def _traffic_list(self) -> tuple[list[traffic.Report], str]:
+        items, rv = self._list(
+            "list traffic reports",
+            self.core.list_namespaced_config_map,
+            traffic.NAMESPACE,
+            label_selector=f"{traffic.REPORT_LABEL}=true",
+        )
+        return [traffic.Report.from_data(o.get("data") or {}) for o in items], rv
+
+    def _traffic_wait(self, rv: str, timeout: float, done: Callable[[dict[str, Any]], bool]) -> None:
+        """Watch the reports after ``rv`` until ``done(configmap)`` says so or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                for _kind, obj in self._watch(
+                    "watch traffic reports",
+                    self.core.list_namespaced_config_map,
+                    traffic.NAMESPACE,
+                    resource_version=rv,
+                    timeout=left,
+                    label_selector=f"{traffic.REPORT_LABEL}=true",
+                ):
+                    rv = obj["metadata"].get("resourceVersion", rv)
+                    if done(obj) or time.monotonic() >= deadline:
+                        return
+                return
+            except TemporaryError:
+                _, rv = self._traffic_list()  # watch expired or dropped: re-list and watch again
+
+    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
+        """Every prober's report once each has written again after our list (a write after
+        the window's end covers it: no clock is compared); the nodes whose prober did not."""
+        probers = self._probers()
+        _, rv = self._traffic_list()
+        waiting = set(probers)
+
+        def fresh(obj: dict[str, Any]) -> bool:
+            waiting.discard((obj.get("data") or {}).get("node", ""))
+            return not waiting
+
+        if waiting:
+            self._traffic_wait(rv, timeout, fresh)
+        reports, _ = self._traffic_list()
+        return [r for r in reports if r.node in probers], sorted(waiting)
+
+    def stop_traffic_watch(self) -> bool:
+        """Delete the DaemonSet first (no prober writes afterwards), then the rest and every
+        report. The namespace stays: deploy/rbac.yaml's Role there is what allows all this."""
+        apps = client.AppsV1Api(self.api)
+        try:
+            self._call("get traffic watch", apps.read_namespaced_daemon_set, traffic.NAME, traffic.NAMESPACE)
+        except NotFound:
+            return False  # none: nothing to remove (and no rights needed to find that out)
+        for obj in reversed(traffic.manifests(self.probe_image)[1:]):
+            _, delete = self._traffic_api(obj["kind"])
+            with contextlib.suppress(NotFound):  # gone already
+                self._call(f"delete {obj['kind']} {traffic.NAME}", delete, traffic.NAME, traffic.NAMESPACE)
+        reports, _ = self._list(
+            "list traffic reports",
+            self.core.list_namespaced_config_map,
+            traffic.NAMESPACE,
+            label_selector=f"{traffic.REPORT_LABEL}=true",
+        )
+        for obj in reports:
+            with contextlib.suppress(NotFound):
+                name = obj["metadata"]["name"]
+                self._call(f"delete report {name}", self.core.delete_namespaced_config_map, name, traffic.NAMESPACE)
+        return True
 
     def _run_pod(
         self,

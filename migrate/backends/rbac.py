@@ -4,6 +4,9 @@ in step). Each entry: (verb, API group, resource, namespace or "" for cluster-wi
 
 from __future__ import annotations
 
+from migrate.traffic import NAMESPACE as TRAFFIC_WATCH_NAMESPACE
+from migrate.traffic import PERMISSIONS as TRAFFIC_WATCH_PERMISSIONS
+
 TOOL_NAMESPACE = "cni-migrate"
 
 PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -52,6 +55,10 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("list", "cilium.io", "ciliumnodes", ""),
     ("get", "cilium.io", "ciliumnodes", ""),
 )
+
+# apply --traffic-watch only (checked when it is asked for): see migrate.traffic.PERMISSIONS.
+TRAFFIC_NAMESPACE = TRAFFIC_WATCH_NAMESPACE
+TRAFFIC_PERMISSIONS = TRAFFIC_WATCH_PERMISSIONS
 
 
 def describe(permission: tuple[str, str, str, str]) -> str:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from migrate import traffic
 from migrate.backends import simworld as w
 from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, PermanentError, TemporaryError
 from migrate.model import (
@@ -108,8 +109,9 @@ def parse_validation_failure(spec: str) -> tuple[str, str]:
     (a transient start-up failure); without, it always fails."""
     node, _, rest = spec.partition(":")
     check, _, times = rest.partition(":")
-    if check and check != "*" and check not in CHECKS:
-        raise BadInput(f"--fail-validation-on {spec!r}: unknown check {check!r} (one of {', '.join(CHECKS)})")
+    known = (*CHECKS, traffic.CHECK)
+    if check and check != "*" and check not in known:
+        raise BadInput(f"--fail-validation-on {spec!r}: unknown check {check!r} (one of {', '.join(known)})")
     if not node:
         raise BadInput(f"--fail-validation-on {spec!r}: no node named")
     if times and (not times.isdigit() or int(times) < 1):
@@ -234,7 +236,7 @@ class SimulatedCluster:
                 policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
             )
 
-    def missing_permissions(self) -> tuple[str, ...]:
+    def missing_permissions(self, extra: Sequence[tuple[str, str, str, str]] = ()) -> tuple[str, ...]:
         return ()  # a simulated cluster has no RBAC
 
     def cilium_config(self) -> dict[str, str]:
@@ -353,6 +355,42 @@ class SimulatedCluster:
 
     def cleanup_helper_pods(self, node: str | None = None) -> int:
         return 0  # the simulation's probes and node tasks leave no pods behind
+
+    # -- the traffic watch --------------------------------------------------------------------
+    def start_traffic_watch(self, timeout: float) -> str:
+        """The simulated probers: one per Ready node, reporting at once."""
+        with self._tx("traffic-watch", write=True) as world:
+            changed = not world.get("trafficWatch")
+            world["trafficWatch"] = True
+            self._log(world, "apply", f"DaemonSet/{traffic.NAMESPACE}/{traffic.NAME}", changed)
+            probers = sum(1 for n in world["nodes"].values() if n["ready"])
+        return f"{probers}/{probers} probers reporting"
+
+    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
+        """What the simulated probers saw: nothing failed, except on a swapped node whose
+        validation is made to fail with check ``traffic-watch``: its prober's requests all
+        failed in the second ``after`` (so the failure lies inside the window that asked)."""
+        with self._tx("traffic-reports") as world:
+            if not world.get("trafficWatch"):
+                return [], []
+            reports = []
+            for name, n in sorted(world["nodes"].items()):
+                if not n["ready"]:
+                    continue
+                flagged = world["failValidation"].get(name, [])
+                broken = w.node_cni(world, name) == "cilium" and any(
+                    e.partition(":")[0] in (traffic.CHECK, "*") for e in flagged
+                )
+                buckets = ((after, 12, 0),) if broken else ()
+                reports.append(traffic.Report(name, after, 600, 12 if broken else 0, buckets, f"prober-{name}"))
+            return reports, []
+
+    def stop_traffic_watch(self) -> bool:
+        with self._tx("traffic-watch", write=True) as world:
+            existed = bool(world.pop("trafficWatch", False))
+            if existed:
+                self._log(world, "delete", f"DaemonSet/{traffic.NAMESPACE}/{traffic.NAME}", existed)
+            return existed
 
     def ensure_object(self, obj: dict[str, Any]) -> bool:
         key = f"{obj['kind']}/{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"

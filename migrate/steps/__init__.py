@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from migrate.errors import Interrupted
 from migrate.plan import NodePlan, PlanOptions, StepKind
 from migrate.ports import Clock, Cluster, EventSink, HookCaller, StopFlag, no_hooks
+from migrate.traffic import TrafficWatch
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class StepContext:
     probe_timeout: float = 60.0
     probe_retry_gap: float = 5.0  # seconds between attempts of a failing validation check
     hooks: HookCaller = no_hooks
+    # apply --traffic-watch: the probers' evidence, checked at the end of each validation
+    traffic: TrafficWatch | None = None
+    # when a node's step last started (RFC 3339, from the journal), "" if never
+    started: Callable[[str, StepKind], str] = lambda node, kind: ""
 
     def check_stop(self, node: str) -> None:
         if self.stop.is_set():

@@ -1,14 +1,17 @@
 """Validate: prove the swapped node works before pods come back to it.
 
-Runs each named check through the backend's probes, then the operator's ``post-swap``
-hooks, and fails with the first failing check's name, node, observed and expected values
-(or the failing hook's summary); the executor then rolls the node back.
+Runs each named check through the backend's probes; with ``apply --traffic-watch``, what
+the probers saw since the node's swap started (``migrate.traffic``); then the operator's
+``post-swap`` hooks. Fails with the first failing check's name, node, observed and expected
+values (or the failing hook's summary); the executor then rolls the node back.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from migrate.errors import ValidationFailed
-from migrate.plan import NodePlan
+from migrate.plan import NodePlan, StepKind
 from migrate.ports import Event
 from migrate.steps import StepContext
 
@@ -53,6 +56,20 @@ def run(ctx: StepContext, node: NodePlan) -> str:
             )
         retried = f", attempt {attempt}" if attempt > 1 else ""
         passed.append(f"{check} ({result.observed}{retried})" if result.observed else check)
+    if ctx.traffic is not None:
+        # Not retried: what the probers saw is history, and asking again cannot change it.
+        ctx.check_stop(node.name)
+        started = ctx.started(node.name, StepKind.SWAP_CNI)
+        since = datetime.fromisoformat(started) if started else ctx.clock.now()
+        result = ctx.traffic.check(node.name, since)
+        if not result.ok:
+            raise ValidationFailed(
+                f"validation of {node.name} failed: {result.check}: observed {result.observed}, "
+                f"expected {result.expected}",
+                node=node.name,
+                check=result.check,
+            )
+        passed.append(f"{result.check} ({result.observed})")
     failures = ctx.hooks("post-swap", {"plan_id": ctx.plan_id, "node": node.name, "step": "validate"})
     if failures:
         raise ValidationFailed(

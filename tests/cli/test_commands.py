@@ -65,6 +65,22 @@ def test_failed_validation_exits_4_and_status_names_the_check(cli):
     assert yaml.safe_load(cli("status", "p.yaml", "-o", "yaml").out) == status
 
 
+def test_traffic_watch_failure_is_exit_4_and_status_shows_the_evidence(cli):
+    cli("sim", "create", "c1", "--nodes", "4", "--fail-validation-on", "worker-2:traffic-watch")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("apply", "p.yaml", "--yes", "--traffic-watch")
+    assert r.code == 4, (r.out, r.err)
+    assert "validation of worker-2 failed: traffic-watch: observed 12 failed probe request(s)" in r.err
+    assert "traffic-watch: 4/4 probers reporting" in r.out
+    assert "traffic-watch: worker-2: 12 failed probe request(s)" in r.out  # the run's report
+    assert "traffic watch removed" in r.out
+    by_name = {n["name"]: n for n in json.loads(cli("status", "p.yaml", "-o", "json").out)["nodes"]}
+    assert by_name["worker-2"]["state"] == "failed"
+    assert "traffic-watch" in by_name["worker-2"]["message"]
+    actions = [a["target"] for a in cli.world("c1")["actions"] if "traffic" in a["target"]]
+    assert actions == ["DaemonSet/cni-migrate-traffic/cni-migrate-traffic-watch"] * 2  # deployed, removed
+
+
 def test_rollback_of_one_node_and_then_everything(cli):
     cli("sim", "create", "c1", "--nodes", "4")
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
@@ -99,6 +115,8 @@ def test_rollback_of_one_node_and_then_everything(cli):
         (("apply", "good.yaml", "--yes", "--soak", "two minutes"), "is not a duration"),
         (("apply", "good.yaml", "--yes", "--soak", "-5m"), "is not a duration"),
         (("apply", "good.yaml", "--yes", "--window-end", "25:00"), "not a time of day"),
+        (("apply", "good.yaml", "--yes", "--max-probe-failures", "3"), "use it with --traffic-watch"),
+        (("apply", "good.yaml", "--yes", "--traffic-watch", "--max-probe-failures", "-1"), "must not be negative"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, message):

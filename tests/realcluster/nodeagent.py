@@ -16,6 +16,9 @@ run by the tests beside the lab, plays that part through the real API:
   pod instead, with an address from the node's current CNI: Calico's pool, or Cilium's
   once the node was swapped (so "which pods still need a restart" means the same here as
   on a real cluster);
+- the traffic watch's probers (``migrate.traffic``): every half second, each running prober
+  pod's report ConfigMap is written as its script would, with failed requests in every
+  second while the node is on Cilium and the test makes its ``traffic-watch`` check fail;
 - removing terminating pods: ``delete_delay`` seconds after a scheduled pod is marked for
   deletion, the agent deletes it with grace 0 and a UID precondition, as a kubelet does.
   kwok's pod-delete stage deleted by name, and a stale event could make it delete a
@@ -37,6 +40,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from migrate import traffic
 from migrate.backends.kubernetes import NODE_LABEL, ROLE_LABEL, TASK_LABEL
 from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_from_files
 from migrate.model import MIGRATION_LABEL, Cni
@@ -79,7 +83,7 @@ class NodeAgent:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> NodeAgent:
-        for target in (self._watch_helpers, self._watch_agents, self._watch_pods):
+        for target in (self._watch_helpers, self._watch_agents, self._watch_pods, self._probe_traffic):
             t = threading.Thread(target=target, daemon=True, name=target.__name__)
             t.start()
             self._threads.append(t)
@@ -114,6 +118,48 @@ class NodeAgent:
                 self.log.append(("-", "loop-error", repr(exc)[:300]))
                 if self._stop.wait(0.2):
                     return
+
+    # -- the traffic watch's probers -------------------------------------------------------------
+    def _probe_traffic(self) -> None:
+        counts: dict[str, tuple[int, int, list[tuple[int, int, int]]]] = {}  # pod uid -> requests, failed, buckets
+        while not self._stop.wait(0.5):
+            try:
+                pods = self.core.list_namespaced_pod(
+                    traffic.NAMESPACE, label_selector=f"{traffic.APP_LABEL}={traffic.NAME}"
+                ).items
+            except Exception as exc:  # noqa: BLE001 - a test helper: keep probing across API hiccups
+                self.log.append(("-", "traffic-error", repr(exc)[:300]))
+                continue
+            now = int(datetime.now(UTC).timestamp())
+            for pod in pods:
+                if pod.status.phase != "Running" or pod.metadata.deletion_timestamp:
+                    continue
+                node, uid = pod.spec.node_name, pod.metadata.uid
+                requests, failed, buckets = counts.get(uid, (0, 0, []))
+                # A node made to fail its traffic check breaks traffic once it is on Cilium.
+                broken = bool({traffic.CHECK, "*"} & self.failures[node]) and self.cni(node) is Cni.CILIUM
+                requests += 2
+                if broken:
+                    failed += 2
+                    buckets = [*buckets, (now, 2, 0)][-traffic.KEEP_BUCKETS :]
+                counts[uid] = (requests, failed, buckets)
+                report = traffic.Report(node, now, requests, failed, tuple(buckets), pod.metadata.name)
+                self._write_report(node, report.to_data())
+
+    def _write_report(self, node: str, data: dict[str, str]) -> None:
+        name = f"traffic-{node}"
+        try:
+            self.core.patch_namespaced_config_map(name, traffic.NAMESPACE, {"data": data})
+        except client.exceptions.ApiException as exc:
+            if exc.status != 404:
+                self.log.append((node, "traffic-error", repr(exc)[:300]))
+                return
+            body = {"metadata": {"name": name, "labels": {traffic.REPORT_LABEL: "true"}}, "data": data}
+            try:
+                self.core.create_namespaced_config_map(traffic.NAMESPACE, body)
+            except client.exceptions.ApiException as again:
+                if again.status != 409:  # written meanwhile: the next round patches it
+                    self.log.append((node, "traffic-error", repr(again)[:300]))
 
     def _watch_helpers(self) -> None:
         self._loop(self.core.list_namespaced_pod, NAMESPACE, handler=self._helper, label_selector=ROLE_LABEL)

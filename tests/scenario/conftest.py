@@ -73,6 +73,17 @@ class Harness:
             **kw,
         )
 
+    def stopping_after(self, step: str) -> tuple[StopFlag, Any]:
+        """A stop flag and an event sink that sets it when the first ``step`` finishes."""
+        stop = StopFlag()
+
+        def emit(event: Event) -> None:
+            self.events.append(event)
+            if event.kind == "step-finished" and event.step == step:
+                stop.set("test asked to stop")
+
+        return stop, emit
+
     def store(self) -> LocalStore:
         return LocalStore(self.tmp / "runs")
 
@@ -99,6 +110,8 @@ class Harness:
     def set_cilium_config(self, key: str, value: str) -> None: ...
     def ignore_policy(self) -> None:
         """Make the dataplane ignore NetworkPolicy whatever cilium-config says."""
+
+    def traffic_watch_deployed(self) -> bool: ...
 
 
 class SimHarness(Harness):
@@ -136,6 +149,9 @@ class SimHarness(Harness):
 
     def ignore_policy(self) -> None:
         self.cluster.update(failValidation={**self.cluster.world()["failValidation"], "*": ["policy"]})
+
+    def traffic_watch_deployed(self) -> bool:
+        return bool(self.cluster.world().get("trafficWatch"))
 
     def injected(self) -> int:
         world = self.cluster.world()
@@ -195,6 +211,15 @@ class KubeHarness(Harness):
 
     def cni(self, node: str) -> Cni:
         return self.agent.cni(node)
+
+    def traffic_watch_deployed(self) -> bool:
+        from kubernetes import client
+
+        from migrate import traffic
+
+        apps = client.AppsV1Api(self.cluster.api)
+        names = [d.metadata.name for d in apps.list_namespaced_daemon_set(traffic.NAMESPACE).items]
+        return traffic.NAME in names
 
     def fail_validation(self, node: str, check: str) -> None:
         self.agent.failures[node].add(check)

@@ -195,15 +195,9 @@ def test_a_pdb_allowing_no_disruption_fails_the_drain_naming_it_and_uncordons(ba
 
 def test_stop_request_interrupts_at_a_step_boundary_and_resume_finishes(backend):
     plan = backend.plan()
-    stop = StopFlag()
-
-    def stop_after_first_drain(event):
-        backend.events.append(event)
-        if event.kind == "step-finished" and event.step == "drain":
-            stop.set("test asked to stop")
-
+    stop, emit = backend.stopping_after("drain")
     ex = backend.executor(plan, stop=stop)
-    ex.emit = stop_after_first_drain
+    ex.emit = emit
     with pytest.raises(Interrupted):
         ex.apply()
     assert backend.store().load().status is RunStatus.INTERRUPTED

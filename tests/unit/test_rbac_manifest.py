@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from migrate.backends.rbac import PERMISSIONS, TOOL_NAMESPACE
+from migrate.backends.rbac import PERMISSIONS, TOOL_NAMESPACE, TRAFFIC_NAMESPACE, TRAFFIC_PERMISSIONS
 
 MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
 SUBJECT = {"kind": "ServiceAccount", "name": "cni-migrate", "namespace": TOOL_NAMESPACE}
@@ -66,9 +66,10 @@ def granted(docs: list[dict[str, Any]]) -> tuple[list[Permission], set[tuple[str
 
 def test_grants_exactly_the_permissions_cni_migrate_checks(docs: list[dict[str, Any]]) -> None:
     permissions, _ = granted(docs)
-    extra = sorted(set(permissions) - set(PERMISSIONS))
-    missing = sorted(set(PERMISSIONS) - set(permissions))
-    assert not extra, f"deploy/rbac.yaml grants more than rbac.PERMISSIONS: {extra}"
+    checked = set(PERMISSIONS) | set(TRAFFIC_PERMISSIONS)
+    extra = sorted(set(permissions) - checked)
+    missing = sorted(checked - set(permissions))
+    assert not extra, f"deploy/rbac.yaml grants more than rbac.PERMISSIONS + TRAFFIC_PERMISSIONS: {extra}"
     assert not missing, f"deploy/rbac.yaml lacks permissions cni-migrate needs: {missing}"
     repeated = sorted(p for p, n in Counter(permissions).items() if n > 1)
     assert not repeated, f"granted twice (keep one rule per permission): {repeated}"
@@ -88,3 +89,4 @@ def test_ships_the_namespace_and_service_account_it_binds(docs: list[dict[str, A
     kinds = {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in docs}
     assert ("Namespace", "", TOOL_NAMESPACE) in kinds
     assert ("ServiceAccount", TOOL_NAMESPACE, "cni-migrate") in kinds
+    assert ("Namespace", "", TRAFFIC_NAMESPACE) in kinds  # the traffic watch's Role lives there
