@@ -299,7 +299,7 @@ def test_plan_as_a_read_only_identity_lists_exactly_the_missing_permissions(lab4
     assert not audit(lab4)
 
 
-def test_least_privilege_role_from_deploy_plans_clean_and_migrates(lab4: CliLab) -> None:
+def test_least_privilege_role_from_deploy_plans_clean_and_migrates_with_the_traffic_watch(lab4: CliLab) -> None:
     lab4.lab.apply_manifest(yaml.safe_load_all((REPO / "deploy" / "rbac.yaml").read_text()))
     kubeconfig = lab4.service_account_kubeconfig(NAMESPACE, "cni-migrate", lab4.tmp / "cni-migrate.kubeconfig")
 
@@ -310,11 +310,16 @@ def test_least_privilege_role_from_deploy_plans_clean_and_migrates(lab4: CliLab)
     findings = yaml.safe_load((lab4.tmp / "p.yaml").read_text())["findings"]
     assert [f["check"] for f in findings if f["check"] == "rbac"] == []
 
-    apply = lab4.cli("apply", "p.yaml", "--yes", kubeconfig=kubeconfig)
+    # with the traffic watch: granting its probers' Role passes RBAC's escalation check
+    apply = lab4.cli("apply", "p.yaml", "--yes", "--traffic-watch", kubeconfig=kubeconfig)
 
     assert apply.code == 0, apply
     assert_all_migrated(lab4)
     assert (lab4.lease() or {})["spec"].get("holderIdentity", "") == ""
+    assert "traffic-watch: 4/4 probers reporting" in apply.out, apply
+    assert "traffic watch removed" in apply.out
+    apps = client.AppsV1Api(lab4.api)
+    assert not apps.list_namespaced_daemon_set("cni-migrate-traffic").items
 
 
 def test_probe_and_node_images_can_be_overridden_for_a_mirror(lab4: CliLab) -> None:
