@@ -157,7 +157,7 @@ class Executor:
             if self.traffic_watch:
                 self._start_traffic()
             elif resume:
-                self._remove_traffic()  # a killed run's watch, not asked for this time
+                self._remove_traffic(leftover=True)  # a killed run's watch, not asked for this time
             try:
                 return self._forward()
             finally:
@@ -236,9 +236,10 @@ class Executor:
         )
         self._ctx = replace(self._ctx, traffic=self._traffic, started=self._started_at)
 
-    def _remove_traffic(self) -> None:
+    def _remove_traffic(self, *, leftover: bool = False) -> None:
         """Report what the watch saw per node, then remove it; a cluster that refuses is told
-        to the operator, never allowed to mask how the run ended."""
+        to the operator, never allowed to mask how the run ended. ``leftover``: only a killed
+        run's watch, if any, is looked for (quietly: this identity may have no rights there)."""
         if self._traffic is not None:
             for node, seen in sorted(self._traffic.seen.items()):
                 self._report(
@@ -247,6 +248,8 @@ class Executor:
         try:
             removed = self.cluster.stop_traffic_watch()
         except ClusterError as exc:
+            if leftover:
+                return  # looking for a watch this run never asked for: not worth a word
             # The run's outcome stands; the probers are harmless and the next run removes them.
             message = (
                 f"could not remove the traffic watch ({exc.message}); delete namespace {traffic.NAMESPACE}'s objects"
@@ -268,7 +271,7 @@ class Executor:
         self._rollback_journal(self.store.load())  # refuse before the lock, as apply does
         with self.lock.hold():
             self._state = self._rollback_journal(self.store.load())
-            self._remove_traffic()  # a killed apply's watch
+            self._remove_traffic(leftover=True)  # a killed apply's watch
             chosen = list(nodes) or self._state.touched
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
             self._commit(lambda s: s.with_status(RunStatus.RUNNING))
