@@ -23,9 +23,9 @@ Times are the nodes' clocks in whole seconds: the watch assumes the cluster's cl
 within a second or two of this machine's, as NTP keeps them.
 
 Cost: every prober writes its ConfigMap every ``REPORT_EVERY`` seconds (N nodes: N/5
-writes a second), and each validation lists the probers and their reports once, so a
-run's reads grow with nodes x nodes validated. Meant for clusters of up to a few hundred
-nodes; beyond that the next step is one shared informer for the run.
+writes a second, which is what bounds the watch: meant for up to a few hundred nodes);
+cni-migrate follows the reports and probers with one watch each for the run, so a
+validation adds no request.
 """
 
 from __future__ import annotations

@@ -168,6 +168,7 @@ class KubernetesCluster:
         self.requests = 0  # API requests made, for benchmarks and tests
         self._requests_lock = threading.Lock()  # the nodes of a wave call from their own threads
         self._identity: ClusterIdentity | None = None
+        self._traffic: TrafficCache | None = None  # apply --traffic-watch: its reports and probers
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, **kw: Any) -> KubernetesCluster:
@@ -836,88 +837,32 @@ class KubernetesCluster:
                         traffic.NAMESPACE,
                         {"spec": obj["spec"]},
                     )
-        deadline = time.monotonic() + timeout
-        while True:
-            probers = self._probers()
-            reports, rv = self._traffic_list()
-            silent = sorted(set(probers) - {r.node for r in reports})
-            if probers and not silent:
-                return f"{len(probers)}/{len(probers)} probers reporting"
-            left = deadline - time.monotonic()
-            if left <= 0:
-                named = ", ".join(silent[:5]) + (", ..." if len(silent) > 5 else "")
-                raise TemporaryError(
-                    f"{len(silent)} of {len(probers)} probers sent no report within {timeout:.0f}s"
-                    + (f" (on {named})" if silent else " (no prober pod runs)")
-                    + f"; see 'kubectl -n {traffic.NAMESPACE} logs ds/{traffic.NAME} -c prober'"
-                )
-            self._traffic_wait(rv, min(left, traffic.REPORT_EVERY), lambda _obj: True)
-
-    def _probers(self) -> dict[str, str]:
-        """Prober pods, starting or running: node -> pod name. One that is still starting
-        counts: its node's report is waited for like the others'."""
-        items, _ = self._list(
-            "list traffic probers",
-            self.core.list_namespaced_pod,
-            traffic.NAMESPACE,
-            label_selector=f"{traffic.APP_LABEL}={traffic.NAME}",
+        if self._traffic is None:
+            self._traffic = TrafficCache(self)
+        probers, silent = self._traffic.first_reports(timeout)
+        if probers and not silent:
+            return f"{len(probers)}/{len(probers)} probers reporting"
+        named = ", ".join(silent[:5]) + (", ..." if len(silent) > 5 else "")
+        raise TemporaryError(
+            f"{len(silent)} of {len(probers)} probers sent no report within {timeout:.0f}s"
+            + (f" (on {named})" if silent else " (no prober pod runs)")
+            + f"; see 'kubectl -n {traffic.NAMESPACE} logs ds/{traffic.NAME} -c prober'"
         )
-        return {
-            o["spec"]["nodeName"]: o["metadata"]["name"]
-            for o in items
-            if (o.get("status") or {}).get("phase", "Pending") in ("Pending", "Running")
-            and o["spec"].get("nodeName")
-            and not o["metadata"].get("deletionTimestamp")
-        }
-
-    def _traffic_list(self) -> tuple[list[traffic.Report], str]:
-        items, rv = self._list(
-            "list traffic reports",
-            self.core.list_namespaced_config_map,
-            traffic.NAMESPACE,
-            label_selector=f"{traffic.REPORT_LABEL}=true",
-        )
-        return [traffic.Report.from_data(o.get("data") or {}) for o in items], rv
-
-    def _traffic_wait(self, rv: str, timeout: float, done: Callable[[dict[str, Any]], bool]) -> None:
-        """Watch the reports after ``rv`` until ``done(configmap)`` says so or ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                for _kind, obj in self._watch(
-                    "watch traffic reports",
-                    self.core.list_namespaced_config_map,
-                    traffic.NAMESPACE,
-                    resource_version=rv,
-                    timeout=left,
-                    label_selector=f"{traffic.REPORT_LABEL}=true",
-                ):
-                    rv = obj["metadata"].get("resourceVersion", rv)
-                    if done(obj) or time.monotonic() >= deadline:
-                        return
-                return
-            except TemporaryError:
-                _, rv = self._traffic_list()  # watch expired or dropped: re-list and watch again
 
     def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
-        """Every prober's report once each has written again after our list (a write after
-        the window's end covers it: no clock is compared); the nodes whose prober did not."""
-        probers = self._probers()
-        _, rv = self._traffic_list()
-        waiting = set(probers)
-
-        def fresh(obj: dict[str, Any]) -> bool:
-            waiting.discard((obj.get("data") or {}).get("node", ""))
-            return not waiting
-
-        if waiting:
-            self._traffic_wait(rv, timeout, fresh)
-        reports, _ = self._traffic_list()
-        return [r for r in reports if r.node in probers], sorted(waiting)
+        """Every prober's report once each has written again after this call began (a write
+        after the window's end covers it: no clock is compared); and the nodes whose prober
+        did not. Read from the run's shared cache: no request per validated node."""
+        if self._traffic is None:
+            self._traffic = TrafficCache(self)
+        return self._traffic.fresh_reports(timeout)
 
     def stop_traffic_watch(self) -> bool:
         """Delete the DaemonSet first (no prober writes afterwards), then the rest and every
         report. The namespace stays: deploy/rbac.yaml's Role there is what allows all this."""
+        if self._traffic is not None:
+            self._traffic.close()
+            self._traffic = None
         apps = client.AppsV1Api(self.api)
         try:
             self._call("get traffic watch", apps.read_namespaced_daemon_set, traffic.NAME, traffic.NAMESPACE)
@@ -1321,6 +1266,106 @@ class KubernetesCluster:
     # -- the executor lock -------------------------------------------------------------------------
     def lease(self, holder: str | None = None, duration: int = 30) -> LeaseLock:
         return LeaseLock(self, holder or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}", duration)
+
+
+class TrafficCache:
+    """The traffic watch's probers and reports, kept by one list + watch each for the whole
+    run (an informer), so a validation costs no request: it waits until every prober that
+    runs has written again, or its timeout. Watch threads are daemons that re-list when a
+    watch expires or drops, and end within ``WATCH_SECONDS`` of ``close``."""
+
+    WATCH_SECONDS = 10
+
+    def __init__(self, cluster: KubernetesCluster) -> None:
+        self.cluster = cluster
+        self.changed = threading.Condition()
+        self.reports: dict[str, tuple[traffic.Report, int]] = {}  # node -> (report, writes seen)
+        self.probers: dict[str, str] = {}  # node -> prober pod, starting or running
+        self.listed = {"reports": False, "probers": False}
+        self._closed = threading.Event()
+        core = cluster.core
+        follows: list[tuple[str, Callable[..., Any], str, Callable[[str, dict[str, Any]], None]]] = [
+            ("reports", core.list_namespaced_config_map, f"{traffic.REPORT_LABEL}=true", self._report),
+            ("probers", core.list_namespaced_pod, f"{traffic.APP_LABEL}={traffic.NAME}", self._prober),
+        ]
+        for follow in follows:
+            threading.Thread(target=self._follow, args=follow, name=f"traffic-{follow[0]}", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _follow(
+        self, what: str, fn: Callable[..., Any], selector: str, apply: Callable[[str, dict[str, Any]], None]
+    ) -> None:
+        c = self.cluster
+        while not self._closed.is_set():
+            try:
+                items, rv = c._list(f"list traffic {what}", fn, traffic.NAMESPACE, label_selector=selector)
+                with self.changed:
+                    (self.reports if what == "reports" else self.probers).clear()
+                    for obj in items:
+                        apply("ADDED", obj)
+                    self.listed[what] = True
+                    self.changed.notify_all()
+                while not self._closed.is_set():
+                    for kind, obj in c._watch(
+                        f"watch traffic {what}",
+                        fn,
+                        traffic.NAMESPACE,
+                        resource_version=rv,
+                        timeout=self.WATCH_SECONDS,
+                        label_selector=selector,
+                    ):
+                        rv = obj["metadata"].get("resourceVersion", rv)
+                        with self.changed:
+                            apply(kind, obj)
+                            self.changed.notify_all()
+            except ClusterError:
+                # Expired, dropped or refused: re-list after a moment. Waiters keep their own
+                # timeout, and a prober that stays unseen is reported silent.
+                self._closed.wait(0.5)
+
+    def _report(self, kind: str, obj: dict[str, Any]) -> None:
+        report = traffic.Report.from_data(obj.get("data") or {})
+        if kind == "DELETED":
+            self.reports.pop(report.node, None)
+        else:
+            seen = self.reports.get(report.node, (report, 0))[1]
+            self.reports[report.node] = (report, seen + 1)
+
+    def _prober(self, kind: str, obj: dict[str, Any]) -> None:
+        node, name = (obj.get("spec") or {}).get("nodeName"), obj["metadata"]["name"]
+        if not node:
+            return
+        alive = (obj.get("status") or {}).get("phase", "Pending") in ("Pending", "Running")
+        if kind != "DELETED" and alive and not obj["metadata"].get("deletionTimestamp"):
+            self.probers[node] = name
+        elif self.probers.get(node) == name:
+            del self.probers[node]
+
+    def _wait(self, timeout: float, done: Callable[[], bool]) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: all(self.listed.values()) and done(), timeout)
+
+    def first_reports(self, timeout: float) -> tuple[dict[str, str], list[str]]:
+        """Wait until every prober has reported once: (probers, nodes still silent)."""
+        self._wait(timeout, lambda: bool(self.probers) and set(self.probers) <= set(self.reports))
+        with self.changed:
+            return dict(self.probers), sorted(set(self.probers) - set(self.reports))
+
+    def fresh_reports(self, timeout: float) -> tuple[list[traffic.Report], list[str]]:
+        """Wait until every prober has written again since now (or ``timeout``): (reports of
+        the running probers, nodes whose prober did not write)."""
+        with self.changed:
+            before = {n: seen for n, (_, seen) in self.reports.items()}
+
+        def written(node: str) -> bool:
+            return self.reports.get(node, (None, 0))[1] > before.get(node, 0)
+
+        self._wait(timeout, lambda: all(written(n) for n in self.probers))
+        with self.changed:
+            silent = sorted(n for n in self.probers if not written(n))
+            return [r for n, (r, _) in sorted(self.reports.items()) if n in self.probers], silent
 
 
 class LeaseLock:
