@@ -63,7 +63,7 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = tuple(
         ("", "services", ("create", "delete")),
         ("apps", "daemonsets", ("get", "create", "patch", "delete")),
         ("", "pods", ("list",)),
-        ("", "configmaps", ("get", "create", "patch", "list", "watch", "delete")),
+        ("", "configmaps", ("get", "create", "patch", "list", "watch", "deletecollection")),
     )
     for verb in verbs
 )

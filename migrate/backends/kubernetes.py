@@ -865,23 +865,23 @@ class KubernetesCluster:
             self._traffic = None
         apps = client.AppsV1Api(self.api)
         try:
-            self._call("get traffic watch", apps.read_namespaced_daemon_set, traffic.NAME, traffic.NAMESPACE)
+            # Briefly: this runs as a run ends, maybe because the API server went away, and
+            # must not hold the operator's exit for the usual two minutes of retries.
+            self._call(
+                "get traffic watch", apps.read_namespaced_daemon_set, traffic.NAME, traffic.NAMESPACE, retry_seconds=5
+            )
         except NotFound:
             return False  # none: nothing to remove (and no rights needed to find that out)
         for obj in reversed(traffic.manifests(self.probe_image)[1:]):
             _, delete = self._traffic_api(obj["kind"])
             with contextlib.suppress(NotFound):  # gone already
                 self._call(f"delete {obj['kind']} {traffic.NAME}", delete, traffic.NAME, traffic.NAMESPACE)
-        reports, _ = self._list(
-            "list traffic reports",
-            self.core.list_namespaced_config_map,
+        self._call(
+            "delete traffic reports",
+            self.core.delete_collection_namespaced_config_map,
             traffic.NAMESPACE,
             label_selector=f"{traffic.REPORT_LABEL}=true",
         )
-        for obj in reports:
-            with contextlib.suppress(NotFound):
-                name = obj["metadata"]["name"]
-                self._call(f"delete report {name}", self.core.delete_namespaced_config_map, name, traffic.NAMESPACE)
         return True
 
     def _run_pod(
