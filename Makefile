@@ -54,10 +54,12 @@ bench-real: install kube
 	$(BIN)/python benchmarks/inventory_real.py --json benchmarks/inventory_real.json
 	$(BIN)/python benchmarks/migrate_real.py --json benchmarks/migrate_real.json
 
-# End-to-end on a kind cluster (1 control-plane + 3 workers; as root): builds the local lab
-# (Docker engine, kind, node image; cached) unless E2E_ARGS="--images upstream".
+# End-to-end on a kind cluster (1 control-plane + 3 workers; as root): installs the lab's
+# Debian packages when missing, builds the local lab (Docker engine, kind, node image;
+# cached) unless E2E_ARGS="--images upstream".
 # About 2 minutes with a cached lab; see e2e/README.md.
 e2e: install
+	e2e/images/prereqs
 	$(BIN)/pytest e2e -v $(E2E_ARGS)
 
 clean:

@@ -106,8 +106,10 @@ def cluster(request: pytest.FixtureRequest, lab: kindlab.Lab, artifacts: Path) -
                 kindlab.delete_cluster(lab, name, kubeconfig)
             with Timer("kind create cluster (1+3 nodes)"):
                 c = kindlab.create_cluster(lab, name, kubeconfig)
-            with Timer("kind load image-archive labpod"):
+            with Timer("kind load image-archive labpod (+ probe)"):
                 kindlab.load_archive(c, lab.labpod_archive)
+                if lab.probe_archive:
+                    kindlab.load_archive(c, lab.probe_archive)
             with Timer("CNI install"):
                 if kindlab.calico_images_available(lab):
                     # Issue 11 installs Calico here; until then every run uses the stand-in.

@@ -81,6 +81,11 @@ class Lab:
     labpod_archive: str
     cluster_config: Path
     calico_images: list[str] = field(default_factory=list)
+    # cni-migrate's validation pods (apply --probe-image/--node-image): one lab image holds
+    # agnhost and busybox; upstream, cni-migrate's defaults are pulled by the nodes.
+    probe_image: str = ""
+    node_task_image: str = ""
+    probe_archive: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -131,6 +136,9 @@ def prepare_local() -> Lab:
         labpod_archive=kv["LABPOD_ARCHIVE"],
         cluster_config=E2E / col["cluster_config"],
         calico_images=list(col.get("calico") or []),
+        probe_image=kv["PROBE_IMAGE"],
+        node_task_image=kv["PROBE_IMAGE"],
+        probe_archive=kv["PROBE_ARCHIVE"],
     )
     lab.timings["lab build (e2e/images/build)"] = took
     return lab
@@ -169,6 +177,8 @@ def prepare_upstream() -> Lab:
         labpod_archive=kv["LABPOD_ARCHIVE"],
         cluster_config=E2E / col["cluster_config"],
         calico_images=list(col.get("calico") or []),
+        probe_image=col["probe"]["probe_image"],
+        node_task_image=col["probe"]["node_image"],
     )
     lab.timings["images (pull if absent + labpod build)"] = time.monotonic() - start
     return lab
@@ -273,7 +283,8 @@ PRESTOP = "lifecycle: {preStop: {sleep: {seconds: 5}}}"
 
 
 def deploy_labpod(cluster: Cluster, prestop_seconds: int = 5, timeout: int = 180) -> None:
-    """Apply labpod.yaml (web Deployment + PDB, db StatefulSet + PDB, prober DaemonSet);
+    """Apply labpod.yaml (web Deployment + PDB, db StatefulSet + PDB, prober DaemonSet, the
+    policy pair: a target behind a NetworkPolicy and an allowed and a denied client);
     prestop_seconds replaces web's preStop pause (0: none, to measure
     what a workload that exits at once on SIGTERM loses in a drain)."""
     manifest = LABPOD_MANIFEST.read_text().replace("LABPOD_IMAGE", cluster.lab.labpod_image)
@@ -285,6 +296,10 @@ def deploy_labpod(cluster: Cluster, prestop_seconds: int = 5, timeout: int = 180
     cluster.kubectl("-n", "e2e", "rollout", "status", "deploy/web", f"--timeout={timeout}s", timeout=timeout + 30)
     cluster.kubectl("-n", "e2e", "rollout", "status", "ds/prober", f"--timeout={timeout}s", timeout=timeout + 30)
     cluster.kubectl("-n", "e2e", "rollout", "status", "sts/db", f"--timeout={timeout}s", timeout=timeout + 30)
+    for deploy in ("policy-target", "client-allowed", "client-denied"):
+        cluster.kubectl(
+            "-n", "e2e", "rollout", "status", f"deploy/{deploy}", f"--timeout={timeout}s", timeout=timeout + 30
+        )
 
 
 # -- the prober's summary ----------------------------------------------------------------------
@@ -398,6 +413,30 @@ def prober_summary(cluster: Cluster) -> Summary:
             )
         reports.append(ProberReport(name, pod["spec"]["nodeName"], tuple(targets)))
     return Summary(tuple(reports))
+
+
+def runs_calico(cluster: Cluster) -> bool:
+    """Whether the cluster's CNI is Calico (its calico-node DaemonSet), not the stand-in."""
+    return bool(cluster.kubectl("get", "daemonsets", "-A", "-l", "k8s-app=calico-node", "-o", "name").strip())
+
+
+def policy_clients(cluster: Cluster) -> dict[str, TargetStats]:
+    """The policy pair's clients: role (allowed-client, denied-client) -> their one target."""
+    out = {}
+    for pod in cluster.pods("e2e", "app=policy-client"):
+        if pod["status"].get("phase") != "Running":
+            continue
+        data = cluster.raw(f"/api/v1/namespaces/e2e/pods/{pod['metadata']['name']}:8080/proxy/stats")
+        for target, s in (data.get("targets") or {}).items():
+            out[pod["metadata"]["labels"]["role"]] = TargetStats(
+                target,
+                target_kind(target),
+                int(s.get("requests", 0)),
+                int(s.get("failures", 0)),
+                int(s.get("longest_outage_ms", 0)),
+                s.get("last_error", ""),
+            )
+    return out
 
 
 def reset_probers(cluster: Cluster) -> None:

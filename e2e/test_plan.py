@@ -33,11 +33,14 @@ def test_plan_blocks_without_calico(workload: kindlab.Cluster, artifacts: Path) 
     plan = yaml.safe_load(out.read_text())
     findings = {f["check"]: f for f in plan["findings"]}
     # The stand-in CNI is not Calico: nothing to migrate from, the one blocker; Cilium is
-    # not installed either, a warning. Nothing else (PDB budgets, permissions, nodes) is off.
+    # not installed either, a warning; the policy pair's NetworkPolicy is listed as not
+    # enforced during the window. Nothing else (PDB budgets, permissions, nodes) is off.
     assert {c: f["severity"] for c, f in findings.items()} == {
         "calico-installed": "blocking",
         "cilium-installed": "warning",
+        "network-policy": "warning",  # the workload's policy pair: not enforced during the window
     }, findings
+    assert findings["network-policy"]["subjects"] == ["NetworkPolicy e2e/policy-target"]
     planned = sorted(n["name"] for w in plan["waves"] for n in w["nodes"])
     excluded = sorted(e["name"] for e in plan["excluded"])
     assert sorted(planned + excluded) == sorted(n["metadata"]["name"] for n in workload.nodes())

@@ -51,3 +51,21 @@ def test_prober_zero_failures(workload: kindlab.Cluster) -> None:
     assert summary.requests(kinds=("service",)) > 4 * 80
     assert summary.failed() == 0, summary.failures_lines()
     assert max(summary.longest_by_node().values()) == 0
+
+
+def test_policy_pair_allowed_client_gets_through(workload: kindlab.Cluster) -> None:
+    """The policy pair is in place: the allowed client reaches the policy target. The denied
+    one is denied only where a CNI enforces NetworkPolicy (Calico, issue 11); the lab's
+    stand-in CNI enforces nothing, so here its result is only reported."""
+    deadline = time.monotonic() + 30
+    while True:
+        clients = kindlab.policy_clients(workload)
+        allowed = clients.get("allowed-client")
+        if allowed and allowed.requests - allowed.failures >= 5 and "denied-client" in clients:
+            break
+        assert time.monotonic() < deadline, f"the allowed client did not get through: {clients}"
+        time.sleep(1)
+    denied = clients["denied-client"]
+    print(f"\ndenied client: {denied.failures}/{denied.requests} failed ({denied.last_error or 'no error'})")
+    if kindlab.runs_calico(workload):
+        assert denied.requests and denied.failures == denied.requests, denied
