@@ -1,7 +1,7 @@
 """Session fixtures of the e2e suite: one kind cluster (1 control-plane + 3 workers) per run,
 created from a checked-in config and deleted afterwards, also when a test fails.
 
-    pytest e2e [--images local|upstream] [--keep] [--reuse] [--cluster-name NAME]
+    pytest e2e [--images local|upstream] [--cni auto|calico|stand-in] [--keep] [--reuse] [--cluster-name NAME]
 
 --keep leaves the cluster (and prints how to reach it); --reuse takes a cluster of that name
 left by --keep instead of creating one (it is still deleted at the end unless --keep).
@@ -30,6 +30,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=kindlab.MODES,
         default="local",
         help="local: the lab built here (e2e/images/build); upstream: pinned upstream tags",
+    )
+    group.addoption(
+        "--cni",
+        choices=("auto", "calico", "stand-in"),
+        default="auto",
+        help="auto (default): Calico when its images and manifest are available, else the stand-in CNI",
     )
     group.addoption("--keep", action="store_true", help="leave the kind cluster running for debugging")
     group.addoption("--reuse", action="store_true", help="reuse a running cluster of that name (left by --keep)")
@@ -97,6 +103,10 @@ def cluster(request: pytest.FixtureRequest, lab: kindlab.Lab, artifacts: Path) -
     if others:
         sys.stderr.write(f"\ne2e: other kind clusters are running: {', '.join(others)} (2 cores: one at a time)\n")
     reuse = request.config.getoption("--reuse") and name in running
+    cni = request.config.getoption("--cni")
+    calico = cni != "stand-in" and kindlab.calico_images_available(lab)
+    if cni == "calico" and not calico:
+        pytest.exit("e2e --cni calico: no Calico images/manifest (e2e/images/build's CALICO_ lines)", returncode=4)
     try:
         if reuse:
             kindlab.run([lab.kind, "export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig)])
@@ -110,13 +120,22 @@ def cluster(request: pytest.FixtureRequest, lab: kindlab.Lab, artifacts: Path) -
                 kindlab.load_archive(c, lab.labpod_archive)
                 if lab.probe_archive:
                     kindlab.load_archive(c, lab.probe_archive)
-            with Timer("CNI install"):
-                if kindlab.calico_images_available(lab):
-                    # Issue 11 installs Calico here; until then every run uses the stand-in.
-                    sys.stderr.write("\ne2e: Calico images present but no Calico install yet: stand-in CNI\n")
-                kindlab.install_stand_in_cni(c)
+            if calico:
+                with Timer("kind load image-archive calico"):
+                    kindlab.load_archive(c, lab.calico_archive)
+                with Timer("CNI install (Calico)"):
+                    kindlab.install_calico(c)
+                with Timer("calico-node Ready on every node"):
+                    kindlab.wait_calico(c)
+            else:
+                if cni == "auto":
+                    sys.stderr.write("\ne2e: no Calico images available: stand-in CNI (e2e/kind/lab-cni)\n")
+                with Timer("CNI install (stand-in)"):
+                    kindlab.install_stand_in_cni(c)
             with Timer("nodes Ready + CoreDNS available"):
                 kindlab.wait_ready(c)
+        if reuse:
+            c.cni = kindlab.detect_cni(c)
         yield c
     finally:
         if keep:

@@ -86,6 +86,8 @@ class Lab:
     probe_image: str = ""
     node_task_image: str = ""
     probe_archive: str = ""
+    calico_archive: str = ""  # local: e2e/images/calico/build's archive of calico_images
+    calico_manifest: str = ""  # the module's calico-vxlan.yaml + e2e/manifests/calico (rendered)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -126,6 +128,10 @@ def prepare_local() -> Lab:
     col = images("local")
     if kv.get("NODE_IMAGE") != col["node"]:
         raise Missing([f"images.yaml says node image {col['node']}, e2e/images/build made {kv.get('NODE_IMAGE')}"])
+    calico_keys = ("CALICO_NODE_IMAGE", "CALICO_CNI_IMAGE", "CALICO_KUBE_CONTROLLERS_IMAGE")
+    calico = sorted(kv[k] for k in calico_keys if k in kv)
+    if calico and calico != sorted(col.get("calico") or []):
+        raise Missing([f"images.yaml says Calico images {col.get('calico')}, e2e/images/build made {calico}"])
     lab = Lab(
         mode="local",
         kind=kv["KIND"],
@@ -135,7 +141,10 @@ def prepare_local() -> Lab:
         labpod_image=kv["LABPOD_IMAGE"],
         labpod_archive=kv["LABPOD_ARCHIVE"],
         cluster_config=E2E / col["cluster_config"],
-        calico_images=list(col.get("calico") or []),
+        # no CALICO_* lines: e2e/images/build skipped or failed Calico (said on stderr)
+        calico_images=calico,
+        calico_archive=kv.get("CALICO_ARCHIVE", ""),
+        calico_manifest=kv.get("CALICO_MANIFEST", ""),
         probe_image=kv["PROBE_IMAGE"],
         node_task_image=kv["PROBE_IMAGE"],
         probe_archive=kv["PROBE_ARCHIVE"],
@@ -185,8 +194,14 @@ def prepare_upstream() -> Lab:
 
 
 def calico_images_available(lab: Lab) -> bool:
-    """True when every Calico image of the mode is in the local engine (pulled or built)."""
-    return bool(lab.calico_images) and all(_image_present(ref) for ref in lab.calico_images)
+    """True when every Calico image of the mode is in the local engine (pulled or built) and
+    there is a manifest for them. Only --images local has one so far (e2e/images/calico/build
+    renders it); upstream mode keeps the stand-in CNI."""
+    return (
+        bool(lab.calico_images and lab.calico_manifest)
+        and Path(lab.calico_manifest).is_file()
+        and all(_image_present(ref) for ref in lab.calico_images)
+    )
 
 
 # -- the cluster -------------------------------------------------------------------------------
@@ -195,6 +210,7 @@ class Cluster:
     name: str
     kubeconfig: Path
     lab: Lab
+    cni: str = "stand-in"  # or "calico"
 
     @property
     def context(self) -> str:
@@ -270,6 +286,27 @@ def load_archive(cluster: Cluster, archive: str) -> None:
 
 def install_stand_in_cni(cluster: Cluster) -> None:
     run([str(LAB_CNI), cluster.name], env=cluster.env(), timeout=300)
+    cluster.cni = "stand-in"
+
+
+def install_calico(cluster: Cluster) -> None:
+    """Apply the rendered Calico manifest. Server-side: its CRDs are too large for the
+    last-applied annotation of a client-side apply. The images must be on the nodes already
+    (load_archive of lab.calico_archive)."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", cluster.lab.calico_manifest, timeout=300)
+    cluster.cni = "calico"
+
+
+def wait_calico(cluster: Cluster, timeout: int = 300) -> None:
+    """calico-node Ready on every node (the DaemonSet fully available), kube-controllers too."""
+    for what in ("ds/calico-node", "deploy/calico-kube-controllers"):
+        cluster.kubectl("-n", "kube-system", "rollout", "status", what, f"--timeout={timeout}s", timeout=timeout + 30)
+
+
+def detect_cni(cluster: Cluster) -> str:
+    """For --reuse: 'calico' when the cluster runs calico-node, else 'stand-in'."""
+    out = cluster.kubectl("-n", "kube-system", "get", "ds", "-o", "name", check=False)
+    return "calico" if "daemonset.apps/calico-node" in out.split() else "stand-in"
 
 
 def wait_ready(cluster: Cluster, timeout: int = 240) -> None:
@@ -415,11 +452,6 @@ def prober_summary(cluster: Cluster) -> Summary:
     return Summary(tuple(reports))
 
 
-def runs_calico(cluster: Cluster) -> bool:
-    """Whether the cluster's CNI is Calico (its calico-node DaemonSet), not the stand-in."""
-    return bool(cluster.kubectl("get", "daemonsets", "-A", "-l", "k8s-app=calico-node", "-o", "name").strip())
-
-
 def policy_clients(cluster: Cluster) -> dict[str, TargetStats]:
     """The policy pair's clients: role (allowed-client, denied-client) -> their one target."""
     out = {}
@@ -442,3 +474,7 @@ def policy_clients(cluster: Cluster) -> dict[str, TargetStats]:
 def reset_probers(cluster: Cluster) -> None:
     for pod in prober_pods(cluster):
         cluster.post_raw(f"/api/v1/namespaces/e2e/pods/{pod['metadata']['name']}:8080/proxy/reset")
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod["status"].get("conditions") or [])
