@@ -421,7 +421,14 @@ class KubernetesCluster:
             (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) == ("kube-system", "cilium")),
             None,
         )
-        bgp, autodetection = _calico_routing(installations, calico_ds)
+
+        def configmap(namespace: str, name: str) -> dict[str, str]:
+            try:
+                return self._configmap(namespace, name)
+            except PermanentError:
+                return {}  # not ours to read: Calico's defaults stand in
+
+        bgp, autodetection = _calico_routing(installations, calico_ds, configmap)
         felix_default = next((f for f in felix if f["metadata"]["name"] == "default"), {})
         return Inventory(
             identity=self.identity(),
@@ -1551,10 +1558,15 @@ AUTODETECTION_KEYS = {
 }
 
 
-def _calico_routing(installations: list[dict[str, Any]], calico_ds: dict[str, Any] | None) -> tuple[bool, str]:
+def _calico_routing(
+    installations: list[dict[str, Any]],
+    calico_ds: dict[str, Any] | None,
+    configmap: Callable[[str, str], dict[str, str]] = lambda namespace, name: {},
+) -> tuple[bool, str]:
     """(BGP in use, node address autodetection method), from the Tigera Installation when
-    the operator installed Calico, else from calico-node's environment; Calico's defaults
-    (BGP on, first-found) where neither says."""
+    the operator installed Calico, else from calico-node's environment, whose values may come
+    from a ConfigMap (the manifest install's ``calico_backend`` in ``calico-config``: read with
+    ``configmap(namespace, name)``); Calico's defaults (BGP on, first-found) where none says."""
     if installations:
         network = (installations[0].get("spec") or {}).get("calicoNetwork") or {}
         bgp = str(network.get("bgp", "Enabled")).lower() != "disabled"
@@ -1571,11 +1583,22 @@ def _calico_routing(installations: list[dict[str, Any]], calico_ds: dict[str, An
                 method = f"{name}={','.join(value) if isinstance(value, list) else value}"
         return bgp, method
     env: dict[str, str] = {}
+    namespace = ((calico_ds or {}).get("metadata") or {}).get("namespace", "kube-system")
     for container in (((calico_ds or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get(
         "containers"
     ) or []:
-        if container.get("name") == "calico-node":
-            env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
+        if container.get("name") != "calico-node":
+            continue
+        for e in container.get("env") or []:
+            if "name" not in e:
+                continue
+            if "value" in e:
+                env[e["name"]] = str(e["value"])
+                continue
+            ref = (e.get("valueFrom") or {}).get("configMapKeyRef") or {}
+            value = configmap(namespace, ref["name"]).get(ref["key"]) if ref.get("name") and ref.get("key") else None
+            if value is not None:  # unresolved: the default applies, as for an unset variable
+                env[e["name"]] = value
     backend = env.get("CALICO_NETWORKING_BACKEND", "bird").lower()
     return backend == "bird", env.get("IP_AUTODETECTION_METHOD", "first-found") or "first-found"
 
