@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
-import yaml
 
+from migrate import yamltext
 from migrate.errors import BadInput, JournalUnwritable
 from migrate.journal import NodeState, RunState
 from migrate.plan import Plan, Severity
@@ -34,7 +34,7 @@ def render(data: Any, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=False)
     if fmt == "yaml":
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+        return yamltext.dump(data)
     raise ValueError(fmt)
 
 

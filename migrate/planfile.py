@@ -7,17 +7,17 @@ from pathlib import Path
 
 import yaml
 
+from migrate import yamltext
 from migrate.errors import BadInput
 from migrate.plan import Plan
 
 MAX_PLAN_BYTES = 64 * 2**20
-# libyaml's C emitter/parser when PyYAML has it (the wheels do): 5,000-node plans are big.
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# libyaml's C parser when PyYAML has it (the wheels do): 5,000-node plans are big.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def dump(plan: Plan) -> str:
-    return yaml.dump(plan.to_record(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+    return yamltext.dump(plan.to_record())
 
 
 def write(plan: Plan, path: Path) -> None:

@@ -75,6 +75,8 @@ def _waves(inv: Inventory, nodes: Sequence[NodeInfo], options: PlanOptions) -> l
     selected: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
 
     def pdbs_of(pod: PodInfo) -> tuple[str, ...]:
+        if pod.namespace not in pdbs_by_ns:
+            return ()
         # Pods of one workload share namespace and labels: match each combination once.
         key = (pod.namespace, tuple(pod.labels.items()))
         if key not in selected:
