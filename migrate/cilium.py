@@ -11,8 +11,10 @@ the label selected by ``cilium-default`` and its agent restarts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from migrate.errors import BadInput
 from migrate.model import MIGRATION_LABEL
 from migrate.plan import PlanOptions
 
@@ -23,6 +25,11 @@ CILIUM_DEFAULT_VXLAN_PORT = 8472  # what an installed Cilium uses when tunnel-po
 
 
 def migration_values(options: PlanOptions) -> dict[str, Any]:
+    """The values for migration mode: the site's (``plan --cilium-values``) with ours over them."""
+    return _merge(options.install_cilium_values, _migration(options))
+
+
+def _migration(options: PlanOptions) -> dict[str, Any]:
     return {
         "operator": {"unmanagedPodWatcher": {"restart": False}},
         "routingMode": "tunnel",
@@ -101,10 +108,53 @@ def node_config(api_version: str) -> dict[str, Any]:
 
 
 def final_values(options: PlanOptions) -> dict[str, Any]:
-    """Values after finalize: the same IPAM and tunnel, migration settings off."""
-    values = migration_values(options)
-    values["cni"] = {"customConf": False, "uninstall": True}
-    values["operator"] = {"unmanagedPodWatcher": {"restart": True}}
-    values["policyEnforcementMode"] = "default"
-    values["bpf"] = {"hostLegacyRouting": False}
-    return values
+    """Values after finalize: the same IPAM, tunnel and site values, migration settings off."""
+    return _merge(
+        migration_values(options),
+        {
+            "cni": {"customConf": False, "uninstall": True},
+            "operator": {"unmanagedPodWatcher": {"restart": True}},
+            "policyEnforcementMode": "default",
+            "bpf": {"hostLegacyRouting": False},
+        },
+    )
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, mappings merged key by key (Helm's rule for -f files)."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = _merge(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _paths(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of the leaves (a non-empty mapping is no leaf)."""
+    paths: list[str] = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        paths += _paths(value, path + ".") if isinstance(value, Mapping) and value else [path]
+    return paths
+
+
+def site_values(values: Any, source: str) -> dict[str, Any]:
+    """Check ``plan --cilium-values``: a mapping that leaves every key of migration mode and
+    of finalize to cni-migrate (they decide whether traffic keeps flowing during the window)."""
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+        raise BadInput(f"--cilium-values {source} is not a mapping of Helm values")
+    # Every leaf we set, and the whole of cni and ipam: how nodes get their CNI config and
+    # their addresses is the migration itself (cni.exclusive would remove Calico's config).
+    ours = {*_paths(_migration(PlanOptions())), *_paths(final_values(PlanOptions())), "cni", "ipam"}
+    taken = sorted(
+        p for p in _paths(values) if any(p == o or o.startswith(p + ".") or p.startswith(o + ".") for o in ours)
+    )
+    if taken:
+        raise BadInput(
+            f"--cilium-values {source} sets {', '.join(taken)}: cni-migrate sets these for the migration; "
+            "remove them (the plan's own options cover the pool: --cilium-pool-cidr)"
+        )
+    return dict(values)

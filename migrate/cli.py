@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+import yaml
 
 from migrate import failpoints, output, planfile, policy, traffic
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validation_failure
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
-from migrate.cilium import INSTALL_CILIUM, final_values, migration_values
+from migrate.cilium import INSTALL_CILIUM, final_values, migration_values, site_values
 from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, exit_code
 from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable
 from migrate.finalize import Finalizer
@@ -329,6 +330,13 @@ def plan(
         str, typer.Option(help="With --install-cilium: a chart in helm.cilium.io, a local chart, or oci://.")
     ] = CILIUM_CHART,
     cilium_version: Annotated[str, typer.Option(help="With --install-cilium: the chart version.")] = CILIUM_VERSION,
+    cilium_values: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="With --install-cilium: your own Helm values (image mirrors, resources...) under cni-migrate's; "
+            "recorded in the plan."
+        ),
+    ] = None,
     node_parallelism: Annotated[
         int,
         typer.Option(
@@ -356,6 +364,7 @@ def plan(
                     strict=True,
                 )
             ),
+            install_cilium_values=read_site_values(cilium_values, install_cilium),
         )
         target, cluster = choose_target(sim, kubeconfig, context)
         result = build_plan(cluster.inventory(), options, target)
@@ -492,6 +501,26 @@ class RunOptions:
     helm: str | None = None
     traffic_watch: bool = False
     max_probe_failures: int | None = None
+
+
+def read_site_values(path: Path | None, install: bool) -> dict[str, Any]:
+    if path is None:
+        return {}
+    if not install:
+        raise BadInput("--cilium-values are values for the install: use it with --install-cilium")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"--cilium-values {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"--cilium-values {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise BadInput(f"--cilium-values {path} is not valid YAML{line}") from None
+    return site_values({} if values is None else values, str(path))
 
 
 def cilium_installer(the_plan: Plan, cluster: Cluster, opts: RunOptions) -> Callable[[dict[str, Any]], str] | None:

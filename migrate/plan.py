@@ -28,7 +28,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -123,6 +123,9 @@ class PlanOptions:
     # Cilium's repository, a local chart, or oci://) and version; "" = Cilium runs already.
     install_cilium_chart: str = ""
     install_cilium_version: str = ""
+    # The site's own Helm values under cni-migrate's (plan --cilium-values): image mirrors,
+    # resources, operator replicas. Never a key the migration sets (cilium.site_values).
+    install_cilium_values: Mapping[str, Any] = field(default_factory=dict, hash=False)
     # How many nodes of a wave go through drain..uncordon at once: 0 is the whole wave (as
     # many as max-unavailable lets out of service together), 1 is one after another.
     node_parallelism: int = 0
@@ -154,7 +157,13 @@ class PlanOptions:
             # plan files made before them keep their checksum (and id) with this version.
             **({"reboot": True} if self.reboot else {}),
             **(
-                {"installCilium": {"chart": self.install_cilium_chart, "version": self.install_cilium_version}}
+                {
+                    "installCilium": {
+                        "chart": self.install_cilium_chart,
+                        "version": self.install_cilium_version,
+                        **({"values": dict(self.install_cilium_values)} if self.install_cilium_values else {}),
+                    }
+                }
                 if self.install_cilium_chart
                 else {}
             ),
@@ -174,6 +183,7 @@ class PlanOptions:
             reboot=bool(r.get("reboot", False)),
             install_cilium_chart=str((r.get("installCilium") or {}).get("chart", "")),
             install_cilium_version=str((r.get("installCilium") or {}).get("version", "")),
+            install_cilium_values=_values_record((r.get("installCilium") or {}).get("values") or {}),
             node_parallelism=int(r.get("nodeParallelism", 0)),
         )
 
@@ -387,3 +397,9 @@ def _str(value: Any) -> str:
 def checksum(body: Mapping[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _values_record(values: Any) -> dict[str, Any]:
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) for k in values):
+        raise BadInput("plan's installCilium.values is not a mapping of Helm values")
+    return dict(values)

@@ -360,6 +360,7 @@ def _plan_flags(plan: Plan) -> str:
             f"--cilium-chart {shlex.quote(o.install_cilium_chart)}",
             f"--cilium-version {shlex.quote(o.install_cilium_version)}",
         ]
+        flags += ["--cilium-values FILE (the plan's installCilium.values)"] if o.install_cilium_values else []
     return " ".join(flags)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
 
@@ -150,3 +151,41 @@ def test_an_install_cut_short_is_finished_on_resume_whatever_it_left_behind(bare
     r = bare("resume", "p.yaml", "--yes")
     assert r.code == 0, r  # not "installs Cilium only where none runs": this run's own install
     assert prepare(bare) == {"install-cilium": "succeeded"} and len(installs(bare)) == 1
+
+
+def test_site_values_are_checked_recorded_and_written_with_ours(bare):
+    (bare.cwd / "site.yaml").write_text("image:\n  override: mirror.example/cilium:v1.18.4\noperator:\n  replicas: 1\n")
+    r = bare(*PLAN, "--install-cilium", "--cilium-values", "site.yaml")
+    assert r.code == 0, r
+    plan = yaml.safe_load((bare.cwd / "p.yaml").read_text())
+    assert plan["options"]["installCilium"]["values"] == {
+        "image": {"override": "mirror.example/cilium:v1.18.4"},
+        "operator": {"replicas": 1},
+    }
+    values = yaml.safe_load((bare.cwd / "p.cilium-values.yaml").read_text())
+    assert values["image"] == {"override": "mirror.example/cilium:v1.18.4"}
+    assert values["operator"] == {"replicas": 1, "unmanagedPodWatcher": {"restart": False}}
+    assert values["policyEnforcementMode"] == "never"
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "error"),
+    [
+        ("image: {}\n", (), "--cilium-values are values for the install: use it with --install-cilium"),
+        (None, ("--install-cilium",), "--cilium-values site.yaml does not exist"),
+        ("image: [\n", ("--install-cilium",), "--cilium-values site.yaml is not valid YAML (line 2)"),
+        ("- a\n", ("--install-cilium",), "--cilium-values site.yaml is not a mapping of Helm values"),
+        (
+            "tunnelPort: 4789\n",
+            ("--install-cilium",),
+            "--cilium-values site.yaml sets tunnelPort: cni-migrate sets these for the migration; remove them",
+        ),
+    ],
+)
+def test_bad_site_values_are_one_line_and_write_no_plan(bare, content, extra, error):
+    if content is not None:
+        (bare.cwd / "site.yaml").write_text(content)
+    r = bare(*PLAN, *extra, "--cilium-values", "site.yaml")
+    assert r.code == 2, r
+    assert error in r.err and len(r.err.strip().splitlines()) == 1
+    assert not (bare.cwd / "p.yaml").exists()
