@@ -106,15 +106,27 @@ def populate(lab: Any, nodes: list[str], pods: int) -> None:
             },
         )
 
+    start = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(pdb, range((pods + PODS_PER_APP - 1) // PODS_PER_APP)))
         list(pool.map(pod, range(pods)))
+    print(f"created {pods} pods in {time.monotonic() - start:.0f} s", flush=True)
 
+    # kwok starts them; on two cores it can miss one now and then (a run ended with 1 of
+    # 30,000 never Running). The benchmark reads objects, not containers: a handful of
+    # stragglers that stop moving for 2 minutes are reported and the run goes on.
     deadline = time.monotonic() + 900
+    last, since = -1, time.monotonic()
     while True:
         pending = core.list_pod_for_all_namespaces(field_selector="status.phase!=Running", limit=1)
         left = (pending.metadata.remaining_item_count or 0) + len(pending.items)
         if not left:
+            print(f"all pods Running {time.monotonic() - start:.0f} s after the first was created", flush=True)
+            return
+        if left != last:
+            last, since = left, time.monotonic()
+        if left <= max(pods // 1000, 1) and time.monotonic() - since > 120:
+            print(f"{left} pod(s) not Running and not moving for 2 min: going on without them", flush=True)
             return
         if time.monotonic() > deadline:
             raise SystemExit(f"{left} pods still not Running after 15 min")

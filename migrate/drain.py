@@ -85,11 +85,7 @@ FILTERS: tuple[Filter, ...] = (_mirror, _daemonset, _deleting, _bare, _emptydir,
 
 def verdict_for(pod: PodInfo, options: DrainOptions) -> PodVerdict:
     """The verdict for one pod: skip and refuse win; warnings are joined."""
-    if (
-        pod.owner is not None
-        and pod.owner.kind != "DaemonSet"
-        and not (pod.mirror or pod.deleting or pod.emptydir or pod.local_pv)
-    ):
+    if _plain(pod):
         return PodVerdict(pod, Verdict.EVICT)  # the common case: no filter has an opinion
     warnings: list[str] = []
     for check in FILTERS:
@@ -107,6 +103,22 @@ def verdict_for(pod: PodInfo, options: DrainOptions) -> PodVerdict:
 def classify(pods: Iterable[PodInfo], options: DrainOptions) -> list[PodVerdict]:
     """Verdicts for every pod, in the order given."""
     return [verdict_for(pod, options) for pod in pods]
+
+
+def _plain(pod: PodInfo) -> bool:
+    """No filter has an opinion: evicted without a word (verdict_for's fast path)."""
+    return (
+        pod.owner is not None
+        and pod.owner.kind != "DaemonSet"
+        and not (pod.mirror or pod.deleting or pod.emptydir or pod.local_pv)
+    )
+
+
+def noteworthy(pods: Iterable[PodInfo], options: DrainOptions) -> list[PodVerdict]:
+    """The verdicts that are not a plain eviction (skip, refuse, warn), in the order given:
+    what a plan reports, without a verdict object for each of 150,000 ordinary pods."""
+    verdicts = (verdict_for(pod, options) for pod in pods if not _plain(pod))
+    return [v for v in verdicts if v.verdict is not Verdict.EVICT]
 
 
 def to_evict(verdicts: Iterable[PodVerdict]) -> list[PodInfo]:

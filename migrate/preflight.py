@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 from migrate.cilium import CILIUM_DEFAULT_VXLAN_PORT, CILIUM_TUNNEL_PORT
-from migrate.drain import DrainOptions, Verdict, classify
+from migrate.drain import DrainOptions, Verdict, noteworthy
 from migrate.model import Inventory, NodeInfo, PodInfo
 from migrate.plan import Finding, PlanOptions, Severity
 
@@ -115,7 +115,7 @@ def drain_verdicts(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions)
     refused: dict[str, list[str]] = {}
     warned: dict[str, list[str]] = {}
     for node in nodes:
-        for v in classify(inv.pods_on(node.name), drain_opts):
+        for v in noteworthy(inv.pods_on(node.name), drain_opts):
             if v.verdict is Verdict.REFUSE:
                 refused.setdefault(v.message, []).append(v.pod.key)
             elif v.verdict is Verdict.WARN:
@@ -141,12 +141,15 @@ def _fix(message: str) -> str:
 
 def pdb_budgets(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
     drained = {n.name for n in nodes}
+    blocked = {pdb.namespace for pdb in inv.pdbs if pdb.disruptions_allowed <= 0}
+    if not blocked:
+        return []
     # A PDB selects by namespace and labels only, and a workload's pods share both: group the
     # pods once, so 2,000 zero-budget PDBs do not each scan every pod of the cluster (30 s of
     # a 1,000-node / 30,000-pod plan with 2,000 such PDBs before this; the whole plan 0.9 s after).
     groups: dict[str, dict[tuple[tuple[str, str], ...], list[PodInfo]]] = {}
     for pod in inv.pods:
-        if pod.node in drained and not pod.daemonset and not pod.mirror:
+        if pod.namespace in blocked and pod.node in drained and not pod.daemonset and not pod.mirror:
             labels = tuple(sorted(pod.labels.items()))
             groups.setdefault(pod.namespace, {}).setdefault(labels, []).append(pod)
     findings = []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from migrate.drain import DrainOptions, Verdict, classify, to_evict, verdict_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from migrate.drain import DrainOptions, Verdict, classify, noteworthy, to_evict, verdict_for
 from tests import builders as b
 
 
@@ -44,3 +47,24 @@ def test_warnings_from_several_filters_are_joined():
     verdict = verdict_for(pod, DrainOptions(force=True, delete_emptydir_data=True))
     assert verdict.verdict is Verdict.WARN
     assert "bare pod" in verdict.message and "emptyDir" in verdict.message and "local" in verdict.message
+
+
+PODS = st.builds(
+    lambda i, owner, mirror, emptydir, local_pv, deleting, phase: b.pod(
+        f"p{i}", "n1", owner=owner, mirror=mirror, emptydir=emptydir, local_pv=local_pv, deleting=deleting, phase=phase
+    ),
+    st.integers(0, 99),
+    st.sampled_from([None, "ReplicaSet", "DaemonSet", "StatefulSet", "Node"]),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["Running", "Pending", "Succeeded", "Failed"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PODS, max_size=12), st.booleans(), st.booleans())
+def test_noteworthy_is_classify_without_the_plain_evictions(pods, force, emptydir):
+    options = DrainOptions(force=force, delete_emptydir_data=emptydir)
+    assert noteworthy(pods, options) == [v for v in classify(pods, options) if v.verdict is not Verdict.EVICT]
