@@ -161,7 +161,7 @@ def main() -> int:
         try:
             t0 = time.monotonic()
             populate(lab, [s.name for s in specs[1:]], args.pods)
-            print(f"populated: {args.pods} pods Running in {time.monotonic() - t0:.0f} s")
+            print(f"populated: {args.pods} pods in {time.monotonic() - t0:.0f} s")
             rows = []
             for what in ("inventory", "plan"):
                 runs = [
