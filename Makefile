@@ -26,9 +26,11 @@ kube:
 	tools/kube/build
 
 # The default test run: lint, types, unit, CLI, the crash matrix, and the scenarios on
-# both backends (simulated and a real apiserver with kwok nodes).
+# both backends (simulated and a real apiserver with kwok nodes). Two pytest workers: most
+# real-API time is waiting on controllers, and each worker starts its own control planes.
+TEST_WORKERS ?= 2
 test: lint kube
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=25
 
 # Without the real control plane and the crash matrix: a quick loop while editing.
 test-fast: lint
