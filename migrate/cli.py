@@ -696,6 +696,8 @@ def finalize(
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    probe_image: ProbeImageOpt = None,
+    node_image: NodeImageOpt = None,
 ) -> None:
     """After every node is migrated: leave migration mode (and optionally remove Calico)."""
 
@@ -708,7 +710,8 @@ def finalize(
                 f"--upgrade-cilium upgrades the Cilium that apply installed; plan {the_plan.id} did not install it: "
                 "upgrade your release with the final values finalize writes next to the plan"
             )
-        cluster = connect(the_plan.target, kubeconfig, context)
+        # The policy check's probe pods need the same (mirrored) images as apply's.
+        cluster = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
         upgrader = None
         if upgrade_cilium:
             installer = cilium_installer(
@@ -767,12 +770,16 @@ def rollback(
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
+    probe_image: ProbeImageOpt = None,
+    node_image: NodeImageOpt = None,
 ) -> None:
     """Put nodes back on Calico (default: every node the run touched), last first."""
 
     def body() -> int:
         the_plan = load_plan(planpath)
-        cluster = connect(the_plan.target, kubeconfig, context)
+        # Rollback runs node tasks (restore the CNI config) and probes: an air-gapped site's
+        # mirrored images must reach them as they reached apply's.
+        cluster = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
         with output.Console(0, live=False) as console:
             executor = make_executor(the_plan, cluster, log_format, console)
             executor.verify()

@@ -1146,6 +1146,7 @@ class KubernetesCluster:
             )
 
         rv = pod["metadata"]["resourceVersion"]
+        current = pod
         while time.monotonic() < deadline:
             current = self._json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
             if done(current):
@@ -1162,9 +1163,10 @@ class KubernetesCluster:
                 ):
                     if done(obj):
                         return obj
+                    current = obj
             except TemporaryError:
                 continue  # re-read
-        raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s")
+        raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s{_pod_waiting(current)}")
 
     def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
         container = {"name": "task", "image": self.node_image, "command": ["sh", "-c", TASK_SCRIPTS[task]]}
@@ -1500,6 +1502,22 @@ def _in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
     )
+
+
+def _pod_waiting(pod: dict[str, Any]) -> str:
+    """Why a pod is not done yet, as the kubelet says: ``: waiting: ImagePullBackOff (…)``, or
+    ``: not scheduled: …``, or nothing when the pod says nothing."""
+    status = pod.get("status") or {}
+    for container in status.get("containerStatuses") or status.get("initContainerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            detail = " ".join(str(waiting.get("message", "")).split())[:200]
+            return f": waiting: {waiting['reason']}" + (f" ({detail})" if detail else "")
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f": not scheduled: {condition.get('message') or condition.get('reason') or 'unknown'}"
+    phase = status.get("phase")
+    return f" (phase {phase})" if phase else ""
 
 
 def _termination_message(pod: dict[str, Any]) -> str:
