@@ -156,11 +156,11 @@ def workload(request: pytest.FixtureRequest, cluster: kindlab.Cluster) -> kindla
     return cluster
 
 
-ORDER = ("test_smoke.py", "test_plan.py", "test_drain.py")
+ORDER = ("test_smoke.py", "test_plan.py", "test_drain.py", "test_migrate.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Smoke first (a broken cluster fails there), then plan, then the disruptive drain."""
+    """Smoke first (a broken cluster fails there), then plan, the disruptive drain, the migration."""
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name

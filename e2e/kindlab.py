@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,11 @@ class Lab:
     probe_archive: str = ""
     calico_archive: str = ""  # local: e2e/images/calico/build's archive of calico_images
     calico_manifest: str = ""  # the module's calico-vxlan.yaml + e2e/manifests/calico (rendered)
+    # local: e2e/images/cilium/build's agent and operator images (archives to kind load), the
+    # chart from the pinned module and the lab's values (plan --cilium-chart/--cilium-values)
+    cilium_archives: list[str] = field(default_factory=list)
+    cilium_chart: str = ""
+    cilium_values: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -148,6 +154,9 @@ def prepare_local() -> Lab:
         probe_image=kv["PROBE_IMAGE"],
         node_task_image=kv["PROBE_IMAGE"],
         probe_archive=kv["PROBE_ARCHIVE"],
+        cilium_archives=[kv[k] for k in ("CILIUM_ARCHIVE", "CILIUM_OPERATOR_ARCHIVE") if kv.get(k)],
+        cilium_chart=kv.get("CILIUM_CHART", ""),
+        cilium_values=kv.get("CILIUM_VALUES", ""),
     )
     lab.timings["lab build (e2e/images/build)"] = took
     return lab
@@ -201,6 +210,16 @@ def calico_images_available(lab: Lab) -> bool:
         bool(lab.calico_images and lab.calico_manifest)
         and Path(lab.calico_manifest).is_file()
         and all(_image_present(ref) for ref in lab.calico_images)
+    )
+
+
+def cilium_available(lab: Lab) -> bool:
+    """True when e2e/images/cilium/build made both images, and the chart and values exist."""
+    return (
+        len(lab.cilium_archives) == 2
+        and all(Path(a).is_file() for a in lab.cilium_archives)
+        and Path(lab.cilium_chart, "Chart.yaml").is_file()
+        and Path(lab.cilium_values).is_file()
     )
 
 
@@ -478,3 +497,16 @@ def reset_probers(cluster: Cluster) -> None:
 
 def pod_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in pod["status"].get("conditions") or [])
+
+
+def cni_migrate(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The CLI from this checkout (python -m migrate.cli with the repo on PYTHONPATH)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "migrate.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        cwd=REPO,
+    )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import kindlab
@@ -12,22 +10,11 @@ import pytest
 import yaml
 
 
-def cni_migrate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI from this checkout (python -m migrate.cli with the repo on PYTHONPATH)."""
-    env = {**(env or os.environ), "PYTHONPATH": str(kindlab.REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "migrate.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=300,
-        cwd=kindlab.REPO,
-    )
-
-
 def run_plan(workload: kindlab.Cluster, artifacts: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = artifacts / "plan.yaml"
-    proc = cni_migrate("plan", "--kubeconfig", str(workload.kubeconfig), "--context", workload.context, "-o", str(out))
+    proc = kindlab.cni_migrate(
+        "plan", "--kubeconfig", str(workload.kubeconfig), "--context", workload.context, "-o", str(out)
+    )
     (artifacts / "plan.txt").write_text(proc.stdout + proc.stderr)
     print("\n" + proc.stdout + proc.stderr)
     return proc, yaml.safe_load(out.read_text())
