@@ -27,10 +27,12 @@ kube:
 
 # The default test run: lint, types, unit, CLI, the crash matrix, and the scenarios on
 # both backends (simulated and a real apiserver with kwok nodes). Two pytest workers: most
-# real-API time is waiting on controllers, and each worker starts its own control planes.
+# real-API time is waiting on controllers, and each worker starts its own control planes;
+# worksteal: an idle worker takes queued tests from the busy one (with plain "load" the
+# fault tests, queued together, ran on one worker while the other sat idle for 20 min).
 TEST_WORKERS ?= 2
 test: lint kube
-	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=25
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # Without the real control plane and the crash matrix: a quick loop while editing.
 test-fast: lint
