@@ -315,11 +315,14 @@ class Plan:
         }
 
     def to_record(self) -> dict[str, Any]:
+        body = self._body()
+        if "checksum" not in self.__dict__:  # the first record of a new plan: one body, not two
+            self.__dict__["checksum"] = checksum(body)
         return {
             "apiVersion": self.schema,
             "kind": KIND,
             "metadata": {"id": self.id, "checksum": self.checksum},
-            **self._body(),
+            **body,
         }
 
     @classmethod

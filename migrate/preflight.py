@@ -455,23 +455,37 @@ def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
         and n.operating_system.lower() == "linux"
         and not any(t.effect in ("NoSchedule", "NoExecute") for t in n.taints)
     ]
-    free_cpu = {n.name: n.cpu_millis - sum(p.cpu_millis for p in inv.pods_on(n.name)) for n in usable}
-    free_mem = {n.name: n.memory_bytes - sum(p.memory_bytes for p in inv.pods_on(n.name)) for n in usable}
-    free_pods = {n.name: n.max_pods - len(inv.pods_on(n.name)) for n in usable}
-    total_cpu, total_mem, total_pods = sum(free_cpu.values()), sum(free_mem.values()), sum(free_pods.values())
+    # One pass over each node's pods (at 5,000 nodes there are 150,000): what it has free,
+    # and what its drain would move (pods with an owner to re-create them elsewhere).
+    free: dict[str, tuple[int, int, int]] = {}
+    for n in usable:
+        pods = inv.pods_on(n.name)
+        used_cpu = used_mem = 0
+        for p in pods:
+            used_cpu += p.cpu_millis
+            used_mem += p.memory_bytes
+        free[n.name] = (n.cpu_millis - used_cpu, n.memory_bytes - used_mem, n.max_pods - len(pods))
+    total_cpu = sum(f[0] for f in free.values())
+    total_mem = sum(f[1] for f in free.values())
+    total_pods = sum(f[2] for f in free.values())
+    nothing = (0, 0, 0)
     short: list[str] = []
     short_nodes: set[str] = set()
     for wave in waves:
-        moving = [p for name in wave for p in inv.evictable_on(name) if p.owner is not None]
-        need_cpu = sum(p.cpu_millis for p in moving)
-        need_mem = sum(p.memory_bytes for p in moving)
-        have_cpu = total_cpu - sum(free_cpu.get(name, 0) for name in wave)
-        have_mem = total_mem - sum(free_mem.get(name, 0) for name in wave)
-        have_pods = total_pods - sum(free_pods.get(name, 0) for name in wave)
-        if need_cpu > have_cpu or need_mem > have_mem or len(moving) > have_pods:
+        need_cpu = need_mem = moving = 0
+        for name in wave:
+            for p in inv.evictable_on(name):
+                if p.owner is not None:
+                    need_cpu += p.cpu_millis
+                    need_mem += p.memory_bytes
+                    moving += 1
+        have_cpu = total_cpu - sum(free.get(name, nothing)[0] for name in wave)
+        have_mem = total_mem - sum(free.get(name, nothing)[1] for name in wave)
+        have_pods = total_pods - sum(free.get(name, nothing)[2] for name in wave)
+        if need_cpu > have_cpu or need_mem > have_mem or moving > have_pods:
             short.append(
                 f"{'+'.join(wave)} (needs {need_cpu}m CPU/{need_mem // 2**20}Mi, "
-                f"{len(moving)} pods; free elsewhere {max(have_cpu, 0)}m/"
+                f"{moving} pods; free elsewhere {max(have_cpu, 0)}m/"
                 f"{max(have_mem, 0) // 2**20}Mi, {max(have_pods, 0)} pods)"
             )
             short_nodes.update(wave)

@@ -30,6 +30,11 @@ _STR_TAG = "tag:yaml.org,2002:str"
 # Plain-safe: starts with a letter, digit or one of _./( and holds only printable ASCII
 # without the characters that start YAML syntax inside a block scalar line.
 _PLAIN = re.compile(r"[A-Za-z0-9_./(][A-Za-z0-9 _./()=+,;:<>~@%$^'-]*\Z")
+# Most strings of a plan (names, step ids, kinds) are identifiers: a letter first, then
+# letters, digits and _./- . YAML's resolver reads those as strings unless they are one of
+# its bool or null words, so they skip it (and those words, in any case, take the slow path).
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*\Z")
+_WORDS = frozenset(("yes", "no", "true", "false", "on", "off", "null", "y", "n"))
 # Double-quoted by JSON's rules is valid YAML when every character is printable ASCII.
 _JSON_SAFE = re.compile(r"[\x00-\x7e]*\Z")
 
@@ -96,6 +101,8 @@ def _scalar(value: Any) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _string(s: str) -> str:
+    if _IDENT.match(s) and s.lower() not in _WORDS:
+        return s
     if (
         _PLAIN.match(s)
         and not s.endswith((" ", ":"))
