@@ -27,17 +27,25 @@ run by the tests beside the lab, plays that part through the real API:
 kwok's pod stages ignore pods with the role label (see tools/kube/manifests/kwok-stages.yaml),
 so nobody races this agent for their status. The node's files live in this process.
 Start the agent before creating workloads, so every pod is started by it.
+
+Like real kubelets, nodes do not wait for each other: the watches only pick out the pods
+that need an answer, and a pool of workers answers them, one node at a time per node (its
+lock: an agent start and a pod start on one node never interleave) and many nodes at once.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client, config, watch
 
 from migrate import traffic
@@ -46,6 +54,7 @@ from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_f
 from migrate.model import MIGRATION_LABEL, Cni
 
 NAMESPACE = "cni-migrate"
+RETRIES = 30  # answers of one pod before the agent gives up on it (logged each time)
 
 
 class NodeAgent:
@@ -56,10 +65,17 @@ class NodeAgent:
         calico_pool: str = "192.168.0.0/16",
         *,
         delete_delay: float = 0.0,
+        workers: int = 8,
     ):
         configuration = client.Configuration()
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        self.core = client.CoreV1Api(client.ApiClient(configuration))
+        configuration.connection_pool_maxsize = workers + 8  # the workers, the watches, the probers
+        api = client.ApiClient(configuration)
+        # Every request of this agent is bounded, as a kubelet's are: a call caught by an API
+        # server restart fails (and the next listing retries it) instead of hanging the node.
+        # Watches end on the server's side every 2 s, well inside the read timeout.
+        api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(connect=5, read=30)
+        self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(self.core.api_client)
         self.cilium_pool = ipaddress.ip_network(cilium_pool)
         self.calico_pool = ipaddress.ip_network(calico_pool)
@@ -72,7 +88,10 @@ class NodeAgent:
         self.seen_agents: set[str] = set()
         self.handled: set[str] = set()
         self.log: list[tuple[str, str, str]] = []  # (node, what, detail)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the shared records below, held only briefly
+        self._node_locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nodeagent")
+        self._inflight: set[str] = set()  # answer/pod UID, queued or being answered
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ips: dict[str, int] = defaultdict(int)
@@ -93,6 +112,41 @@ class NodeAgent:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, uid: str, fn: Callable[[dict[str, Any]], None], pod: dict[str, Any], attempt: int = 1) -> None:
+        """Answer a pod on the pool, once at a time per pod (an event that sees it again
+        meanwhile adds nothing); a failed answer (the API away) is tried again a second later."""
+        key = f"{fn.__name__}/{uid}"  # a Cilium agent pod is both started and applied
+        with self._lock:
+            if key in self._inflight or self._stop.is_set():
+                return
+            self._inflight.add(key)
+
+        def answer() -> None:
+            failed = False
+            try:
+                fn(pod)
+            except Exception as exc:  # noqa: BLE001 - a test helper: answer again in a second
+                self.log.append(("-", f"{fn.__name__}-error", repr(exc)[:300]))
+                failed = True
+            finally:
+                with self._lock:
+                    self._inflight.discard(key)
+            if failed and attempt < RETRIES and not self._stop.is_set():
+                timer = threading.Timer(1.0, self._submit, args=(uid, fn, pod, attempt + 1))
+                timer.daemon = True
+                timer.start()
+
+        try:
+            self._pool.submit(answer)
+        except RuntimeError:  # shut down: stopping
+            with self._lock:
+                self._inflight.discard(key)
+
+    def _node_lock(self, node: str) -> threading.RLock:
+        with self._lock:
+            return self._node_locks[node]
 
     def cni(self, node: str) -> Cni:
         with self._lock:
@@ -100,22 +154,35 @@ class NodeAgent:
 
     # -- watches ---------------------------------------------------------------------------------
     def _loop(self, fn: Any, *args: Any, handler: Any, **kw: Any) -> None:
+        """List once, then watch from that resourceVersion, as an informer does; list
+        again only when the watch's version expired (410) or the API failed. (Listing
+        every few seconds instead made this agent, not the tool, the API server's biggest
+        client at 30,000 pods.)"""
+        version = ""
         while not self._stop.is_set():
             try:
-                listing = fn(*args, **kw)
-                for item in listing.items:
-                    handler(client.ApiClient().sanitize_for_serialization(item))
+                if not version:
+                    listing = json.loads(fn(*args, _preload_content=False, **kw).data)
+                    for item in listing.get("items") or []:
+                        handler(item)
+                    version = listing["metadata"]["resourceVersion"]
                 w = watch.Watch()
                 for event in w.stream(
-                    fn, *args, resource_version=listing.metadata.resource_version, timeout_seconds=2, **kw
+                    fn, *args, resource_version=version, timeout_seconds=30, allow_watch_bookmarks=True, **kw
                 ):
                     if self._stop.is_set():
                         w.stop()
                         return
+                    obj = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        version = ""  # expired: list again
+                        break
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
                     if event["type"] in ("ADDED", "MODIFIED"):
-                        handler(event["raw_object"])
+                        handler(obj)
             except Exception as exc:  # noqa: BLE001 - a test helper: keep serving across API hiccups
                 self.log.append(("-", "loop-error", repr(exc)[:300]))
+                version = ""
                 if self._stop.wait(0.2):
                     return
 
@@ -162,19 +229,43 @@ class NodeAgent:
                     self.log.append((node, "traffic-error", repr(again)[:300]))
 
     def _watch_helpers(self) -> None:
-        self._loop(self.core.list_namespaced_pod, NAMESPACE, handler=self._helper, label_selector=ROLE_LABEL)
+        self._loop(self.core.list_namespaced_pod, NAMESPACE, handler=self._on_helper, label_selector=ROLE_LABEL)
 
     def _watch_agents(self) -> None:
-        self._loop(self.core.list_namespaced_pod, "kube-system", handler=self._agent, label_selector="k8s-app=cilium")
+        self._loop(
+            self.core.list_namespaced_pod, "kube-system", handler=self._on_agent, label_selector="k8s-app=cilium"
+        )
 
     def _watch_pods(self) -> None:
         self._loop(self.core.list_pod_for_all_namespaces, handler=self._on_pod)
 
     def _on_pod(self, pod: dict[str, Any]) -> None:
-        if pod["metadata"].get("deletionTimestamp"):
+        meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+        if meta.get("deletionTimestamp"):
             self._terminate(pod)
-        else:
-            self._address(pod)
+        elif (
+            spec.get("nodeName")
+            and status.get("phase", "Pending") == "Pending"
+            and ROLE_LABEL not in (meta.get("labels") or {})
+            and meta["uid"] not in self.started
+        ):
+            self._submit(meta["uid"], self._address, pod)
+
+    def _on_helper(self, pod: dict[str, Any]) -> None:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        if meta.get("deletionTimestamp") or status.get("phase") in ("Running", "Succeeded", "Failed"):
+            return
+        if meta["uid"] not in self.handled:
+            self._submit(meta["uid"], self._helper, pod)
+
+    def _on_agent(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        if (
+            (pod.get("spec") or {}).get("nodeName")
+            and not meta.get("deletionTimestamp")
+            and meta["uid"] not in self.seen_agents
+        ):
+            self._submit(meta["uid"], self._agent, pod)
 
     # -- removing terminating pods, as a kubelet does -----------------------------------------
     def _terminate(self, pod: dict[str, Any]) -> None:
@@ -221,14 +312,13 @@ class NodeAgent:
             return
         if ROLE_LABEL in (meta.get("labels") or {}):
             return  # node tasks and probes are answered by _helper
-        with self._lock:
+        with self._node_lock(node):
             if meta["uid"] in self.started:
                 return
             if spec.get("hostNetwork"):
                 ip = self._node_ip(node)
             else:
                 self._sync_agents(node)  # the agent watch may lag behind this one
-                self._ips[node] += 1
                 ip = self._ip(self.cilium_pool if self.cni(node) is Cni.CILIUM else self.calico_pool, node)
             now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
             conditions = [
@@ -266,7 +356,8 @@ class NodeAgent:
                 if exc.status != 404:  # deleted meanwhile: nothing to start
                     raise
                 return
-            self.started.add(meta["uid"])
+            with self._lock:
+                self.started.add(meta["uid"])
 
     def _node_ip(self, node: str) -> str:
         if node not in self._node_ips:
@@ -275,6 +366,8 @@ class NodeAgent:
         return self._node_ips[node]
 
     def _ip(self, pool: ipaddress.IPv4Network | ipaddress.IPv6Network, node: str) -> str:
+        """The node's next address in ``pool`` (called with the node's lock held)."""
+        self._ips[node] += 1
         index = sum(ord(c) for c in node) % 200
         return str(pool.network_address + index * 256 + 2 + self._ips[node] % 250)
 
@@ -284,15 +377,15 @@ class NodeAgent:
         uid = pod["metadata"]["uid"]
         if not node or pod["metadata"].get("deletionTimestamp"):
             return
-        with self._lock:
+        with self._node_lock(node):
             if uid in self.seen_agents:
                 return
-            self.seen_agents.add(uid)
             labels = self.core.read_node(node).metadata.labels or {}
             self._ensure_cilium_node(node)
-            before = self.files[node]
-            self.files[node] = after_agent_start(before, labels.get(MIGRATION_LABEL) == "true")
-            self.log.append((node, "agent-start", ",".join(self.files[node])))
+            with self._lock:
+                self.seen_agents.add(uid)
+                self.files[node] = after_agent_start(self.files[node], labels.get(MIGRATION_LABEL) == "true")
+                self.log.append((node, "agent-start", ",".join(self.files[node])))
 
     def _ensure_cilium_node(self, node: str) -> None:
         """What a Cilium agent (with the operator's cluster-pool IPAM) leaves behind: a
@@ -325,7 +418,7 @@ class NodeAgent:
             return
         labels = meta.get("labels") or {}
         node, role, task = labels.get(NODE_LABEL, ""), labels.get(ROLE_LABEL), labels.get(TASK_LABEL, "")
-        with self._lock:
+        with self._node_lock(node):
             if meta["uid"] in self.handled:
                 return
             try:
@@ -336,7 +429,8 @@ class NodeAgent:
                 self._task(pod, node, task)
             elif role == "probe":
                 self._probe(pod, node, task)
-            self.handled.add(meta["uid"])
+            with self._lock:
+                self.handled.add(meta["uid"])
 
     def _task(self, pod: dict[str, Any], node: str, task: str) -> None:
         if task == "reboot":
@@ -348,14 +442,14 @@ class NodeAgent:
             self._finish(pod, 0, "rebooting")
             return
         if task == "restore-calico-cni":
-            self.files[node] = after_restore(self.files[node])
+            with self._lock:
+                self.files[node] = after_restore(self.files[node])
         message = "\n".join(["."] + [".."] + self.files[node])
         self.log.append((node, task, ",".join(self.files[node])))
         self._finish(pod, 0, message)
 
     def _start(self, pod: dict[str, Any], node: str, *, cilium: bool) -> str:
         """Mark a probe pod Running and Ready with the next address of a pool; return it."""
-        self._ips[node] += 1
         ip = self._ip(self.cilium_pool if cilium else self.calico_pool, node)
         self._patch(
             pod,
