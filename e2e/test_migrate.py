@@ -1,11 +1,21 @@
 """Real Calico -> real Cilium on the kind cluster, by cni-migrate (issue 11).
 
-On the lab's Calico (e2e/images/calico/build) with the workload and probers running:
-``plan --install-cilium`` with the chart of the pinned Cilium module and the lab's values
-(``--cilium-values``: local images, no Envoy), ``apply --yes`` (Helm installs Cilium in
-migration mode, then every node: cordon, drain, swap, validate, uncordon), then
-``finalize --upgrade-cilium --remove-calico``. The tests run in this order and share the
-run; each checks what a platform engineer would look at after that stage.
+On the lab's Calico (e2e/images/calico/build) with the workload and probers running, the
+tests run in this order and share one cluster; each checks what a platform engineer would
+look at after that stage:
+
+1. ``plan --install-cilium`` with the chart of the pinned Cilium module and the lab's values
+   (``--cilium-values``: local images, no Envoy);
+2. ``apply --yes --pause-after-canary`` (Helm installs Cilium in migration mode, then the
+   canary: cordon, drain, swap, validate, uncordon), killed with SIGKILL in the middle of the
+   canary's swap; ``resume`` finishes the canary and pauses as the plan asked;
+3. a broken node: a CiliumNodeConfig of ours that sets ``enable-policy: always`` on the
+   second node once it is labelled for migration (Cilium then drops its pods' traffic);
+   ``resume`` swaps it, its validation fails, it goes back to Calico on its own: exit 4;
+4. ``rollback``: the canary back on Calico too, the whole cluster on Calico again;
+5. a second plan (the same install: Helm re-applies the release), ``apply --yes`` over
+   every node without a stop;
+6. ``finalize --upgrade-cilium --remove-calico``: policy enforced again, Calico gone.
 
 Needs the Calico lab (``--cni auto`` with Calico built, or ``--cni calico``) and Cilium's
 images (e2e/images/cilium/build, part of e2e/images/build); skipped otherwise.
@@ -15,7 +25,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
+import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +38,63 @@ import yaml
 
 POOL = ipaddress.ip_network("10.245.0.0/16")  # the plan's default Cilium pool
 CALICO_POOL = ipaddress.ip_network("192.168.0.0/16")
+MIGRATION_LABEL = "io.cilium.migration/cilium-default"  # what swap-cni sets (Cilium's guide)
+BREAK_LABEL = "e2e.cni-migrate.io/break-cilium"
+BREAK_CONFIG = "e2e-break-policy"
+
+
+@dataclass
+class Run:
+    """The migration's shared record: the cluster, where the CLI keeps its state, the plan
+    files, and what each stage saw."""
+
+    workload: kindlab.Cluster
+    lab: kindlab.Lab
+    artifacts: Path
+    home: Path
+    plan: Path
+    seen: dict[str, Any] = field(default_factory=dict)
+
+    def cli(self, label: str, *args: str, timeout: float = 300, local: bool = False) -> Any:
+        """cni-migrate against the kind cluster; ``local`` for commands that read only this
+        machine's journal (status)."""
+        proc = kindlab.cni_migrate(*args, *self._where(local), timeout=timeout, home=self.home)
+        self._record(label, args, proc.returncode, proc.stdout + proc.stderr)
+        return proc
+
+    def popen(self, label: str, *args: str) -> Any:
+        return kindlab.cni_migrate_popen(*args, *self._where(False), home=self.home, log=self._log(label))
+
+    def _where(self, local: bool) -> tuple[str, ...]:
+        return () if local else ("--kubeconfig", str(self.workload.kubeconfig), "--context", self.workload.context)
+
+    def _log(self, label: str) -> Path:
+        return self.artifacts / f"migrate-{label}.txt"
+
+    def _record(self, label: str, args: tuple[str, ...], code: int, output: str) -> None:
+        self._log(label).write_text(f"$ cni-migrate {' '.join(args)}\n{output}")
+        print(f"\n--- cni-migrate {label} (exit {code})\n{output}")
+
+    def status(self, plan: Path | None = None) -> dict[str, str]:
+        proc = self.cli("status", "status", str(plan or self.plan), "-o", "json", local=True)
+        assert proc.returncode == 0, proc.stderr
+        return {n["name"]: n["state"] for n in json.loads(proc.stdout)["nodes"]}
+
+    def planned(self, plan: Path | None = None) -> list[str]:
+        """The plan's nodes in the order it migrates them."""
+        record = yaml.safe_load((plan or self.plan).read_text())
+        return [n["name"] for w in record["waves"] for n in w["nodes"]]
+
+    def steps(self, node: str, step: str, event: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in kindlab.audit(self.home)
+            if e.get("node") == node and e.get("step") == step and e.get("event") == event
+        ]
 
 
 @pytest.fixture(scope="module")
-def run(workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path) -> dict[str, Any]:
-    """The migration's shared record: the plan path and what each stage saw."""
+def run(workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path) -> Run:
     if workload.cni != "calico":
         pytest.skip(f"CNI is {workload.cni}: the migration needs the lab's Calico")
     if not kindlab.cilium_available(lab):
@@ -39,19 +104,9 @@ def run(workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path) -> dict[st
     with Timer("kind load image-archive cilium (agent + operator)"):
         for archive in lab.cilium_archives:
             kindlab.load_archive(workload, archive)
-    return {"plan": artifacts / "migrate-plan.yaml"}
-
-
-def cli(
-    workload: kindlab.Cluster, artifacts: Path, label: str, *args: str, timeout: float = 300, local: bool = False
-) -> Any:
-    """cni-migrate against the kind cluster; ``local`` for commands that read only this
-    machine's journal (status)."""
-    where = () if local else ("--kubeconfig", str(workload.kubeconfig), "--context", workload.context)
-    proc = kindlab.cni_migrate(*args, *where, timeout=timeout)
-    (artifacts / f"migrate-{label}.txt").write_text(f"$ cni-migrate {' '.join(args)}\n{proc.stdout}{proc.stderr}")
-    print(f"\n--- cni-migrate {label} (exit {proc.returncode})\n{proc.stdout}{proc.stderr}")
-    return proc
+    home = artifacts / "migrate-state"  # this cluster's journals and audit log only
+    shutil.rmtree(home, ignore_errors=True)
+    return Run(workload, lab, artifacts, home, artifacts / "migrate-plan.yaml")
 
 
 def images(lab: kindlab.Lab) -> tuple[str, ...]:
@@ -59,12 +114,59 @@ def images(lab: kindlab.Lab) -> tuple[str, ...]:
     return ("--probe-image", lab.probe_image, "--node-image", lab.node_task_image)
 
 
-def pod_ips(cluster: kindlab.Cluster, namespace: str) -> dict[str, str]:
+def pod_ips(cluster: kindlab.Cluster, namespace: str, node: str = "") -> dict[str, str]:
     return {
         p["metadata"]["name"]: p["status"].get("podIP", "")
         for p in cluster.pods(namespace)
-        if not p["spec"].get("hostNetwork") and p["status"].get("phase") == "Running"
+        if not p["spec"].get("hostNetwork")
+        and p["status"].get("phase") == "Running"
+        and not p["metadata"].get("deletionTimestamp")
+        and (not node or p["spec"].get("nodeName") == node)
     }
+
+
+def in_pool(ips: dict[str, str], pool: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    return bool(ips) and all(ip and ipaddress.ip_address(ip) in pool for ip in ips.values())
+
+
+def node_pods_settle(
+    cluster: kindlab.Cluster, node: str, pool: ipaddress.IPv4Network | ipaddress.IPv6Network, timeout: float = 180
+) -> dict[str, str]:
+    """The e2e pods on ``node`` once all run with an address from ``pool``. The swap and the
+    rollback delete the pods of the other CNI; their controllers re-create them meanwhile
+    (the DaemonSet's prober comes back on its own node a few seconds after the step)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ips = pod_ips(cluster, "e2e", node)
+        pending = [
+            p["metadata"]["name"]
+            for p in cluster.pods("e2e")
+            if p["spec"].get("nodeName") == node and p["status"].get("phase") == "Pending"
+        ]
+        if in_pool(ips, pool) and not pending:
+            return ips
+        assert time.monotonic() < deadline, f"pods on {node} not all on {pool} after {timeout:g} s: {ips}, {pending}"
+        time.sleep(2)
+
+
+def node_labels(cluster: kindlab.Cluster) -> dict[str, dict[str, str]]:
+    return {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in cluster.nodes()}
+
+
+def probers_settle(run: Run, label: str, seconds: float = 15) -> kindlab.Summary:
+    """Reset the probers, let them probe for ``seconds``, and return what they saw."""
+    kindlab.reset_probers(run.workload)
+    time.sleep(seconds)
+    seen = kindlab.prober_summary(run.workload)
+    (run.artifacts / f"migrate-probers-{label}.txt").write_text(seen.table())
+    print(f"\nprobers, {seconds:g} s {label}:\n{seen.table()}")
+    return seen
+
+
+def cluster_pods_settle(cluster: kindlab.Cluster, pool: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+    """Every node's e2e pods (a prober on each) run with an address from ``pool``."""
+    for node in cluster.nodes():
+        node_pods_settle(cluster, node["metadata"]["name"], pool)
 
 
 def policy_window(cluster: kindlab.Cluster, seconds: float = 10) -> dict[str, tuple[int, int]]:
@@ -79,10 +181,9 @@ def policy_window(cluster: kindlab.Cluster, seconds: float = 10) -> dict[str, tu
     }
 
 
-def test_plan_names_the_install(run: dict[str, Any], workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path):
-    proc = cli(
-        workload,
-        artifacts,
+def test_plan_names_the_install(run: Run):
+    lab, workload = run.lab, run.workload
+    proc = run.cli(
         "plan",
         "plan",
         "--install-cilium",
@@ -91,10 +192,10 @@ def test_plan_names_the_install(run: dict[str, Any], workload: kindlab.Cluster, 
         "--cilium-values",
         lab.cilium_values,
         "-o",
-        str(run["plan"]),
+        str(run.plan),
     )
     assert proc.returncode == 0, proc.stderr
-    plan = yaml.safe_load(run["plan"].read_text())
+    plan = yaml.safe_load(run.plan.read_text())
     install = plan["options"]["installCilium"]
     assert install["chart"] == lab.cilium_chart
     assert install["values"]["image"]["override"].startswith("cni-migrate/cilium:")
@@ -103,79 +204,171 @@ def test_plan_names_the_install(run: dict[str, Any], workload: kindlab.Cluster, 
     assert findings["cilium-installed"]["severity"] == "warning"
     assert "apply installs it in migration mode" in findings["cilium-installed"]["message"]
     assert not [f for f in plan["findings"] if f["severity"] == "blocking"]
-    planned = [n["name"] for w in plan["waves"] for n in w["nodes"]]
-    assert sorted(planned) == sorted(n["metadata"]["name"] for n in workload.nodes())
+    assert sorted(run.planned()) == sorted(n["metadata"]["name"] for n in workload.nodes())
+    assert len(plan["waves"]) > 1 and plan["waves"][0]["canary"], "the tests below need a canary and a second wave"
+    run.seen["planned"] = True
 
 
-def test_apply_moves_every_node_to_cilium(
-    run: dict[str, Any], workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path
-):
-    before = pod_ips(workload, "e2e")
-    assert before and all(ipaddress.ip_address(ip) in CALICO_POOL for ip in before.values()), before
+def test_kill_mid_swap_then_resume_finishes_the_canary(run: Run):
+    """Scenario 2: SIGKILL in the middle of the canary's swap-cni; resume completes it."""
+    if not run.seen.get("planned"):
+        pytest.skip("no plan")
+    workload, lab = run.workload, run.lab
+    canary = run.planned()[0]
+    assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
+    kindlab.reset_probers(workload)
+    args = ("--yes", "--pause-after-canary", "--helm", lab.helm, *images(lab))
+    apply = run.popen("apply-killed", "apply", str(run.plan), *args)
+    try:
+        deadline = time.monotonic() + 900  # Helm's install, then the canary's cordon and drain
+        while not run.steps(canary, "swap-cni", "step-started"):
+            assert apply.poll() is None, (run.artifacts / "migrate-apply-killed.txt").read_text()
+            assert time.monotonic() < deadline, "the canary's swap never started"
+            time.sleep(0.2)
+        time.sleep(5)  # the label is set and the agent restarting: a swap takes 30-50 s here
+    finally:
+        apply.send_signal(signal.SIGKILL)
+        apply.wait(timeout=30)
+    assert apply.returncode == -signal.SIGKILL
+    assert not run.steps(canary, "swap-cni", "step-finished"), "the kill did not land mid-swap"
+    assert run.status()[canary] == "in-progress"
+
+    resumed = run.cli("resume", "resume", str(run.plan), *args, timeout=1800)
+    assert resumed.returncode == 5, resumed.stderr  # paused after the canary, resumable
+    assert "paused after the canary wave" in resumed.stdout + resumed.stderr
+    states = run.status()
+    assert states[canary] == "migrated" and all(s == "pending" for n, s in states.items() if n != canary), states
+    # The end state of an uninterrupted canary: swapped once, on Cilium, back in service.
+    assert len(run.steps(canary, "swap-cni", "step-finished")) == 1
+    node = next(n for n in workload.nodes() if n["metadata"]["name"] == canary)
+    assert not node["spec"].get("unschedulable") and node["metadata"]["labels"].get(MIGRATION_LABEL) == "true"
+    node_pods_settle(workload, canary, POOL)
+    during = kindlab.prober_summary(workload)
+    (run.artifacts / "migrate-probers-canary.txt").write_text(during.table())
+    print(f"\nprobers during the killed apply and its resume:\n{during.table()}")
+    run.seen["canary"] = canary
+
+
+def break_config(node_label: str) -> str:
+    """Ours, not Cilium's: on a node labelled for migration and with ``node_label``, the
+    agent enforces policy always; with no policy allowing it, its pods' traffic is dropped."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNodeConfig",
+            "metadata": {"name": BREAK_CONFIG, "namespace": "kube-system"},
+            "spec": {
+                "nodeSelector": {"matchLabels": {MIGRATION_LABEL: "true", node_label: "true"}},
+                "defaults": {"enable-policy": "always"},
+            },
+        }
+    )
+
+
+def test_failed_validation_rolls_the_node_back(run: Run):
+    """Scenario 3: the second node's Cilium is broken; validation fails, it goes back to Calico."""
+    if not run.seen.get("canary"):
+        pytest.skip("the canary was not migrated")
+    workload, lab = run.workload, run.lab
+    target = run.planned()[1]
+    workload.kubectl("label", "node", target, f"{BREAK_LABEL}=true", "--overwrite")
+    workload.kubectl("apply", "-f", "-", input=break_config(BREAK_LABEL))
+    try:
+        proc = run.cli("resume-broken", "resume", str(run.plan), "--yes", *images(lab), timeout=1800)
+    finally:
+        workload.kubectl("-n", "kube-system", "delete", "ciliumnodeconfig", BREAK_CONFIG, "--ignore-not-found")
+        workload.kubectl("label", "node", target, f"{BREAK_LABEL}-")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 4, output
+    assert f"validation of {target} failed" in output, output
+    states = run.status()
+    assert states[run.seen["canary"]] == "migrated" and states[target] == "failed", states
+    # Put back on its own: uncordoned, unlabelled, its pods on Calico addresses again.
+    node = next(n for n in workload.nodes() if n["metadata"]["name"] == target)
+    assert not node["spec"].get("unschedulable") and MIGRATION_LABEL not in node["metadata"]["labels"]
+    node_pods_settle(workload, target, CALICO_POOL)
+    assert len(run.steps(target, "restore-cni", "step-finished")) == 1
+    settled = probers_settle(run, "after-failed-validation")
+    assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
+    run.seen["failed"] = target
+
+
+def test_rollback_puts_every_node_back_on_calico(run: Run):
+    """Scenario 4: after the partial run, ``rollback`` undoes the canary too."""
+    if not run.seen.get("failed"):
+        pytest.skip("the partial run did not happen")
+    workload, lab = run.workload, run.lab
+    proc = run.cli("rollback", "rollback", str(run.plan), "--yes", *images(lab), timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    states = run.status()
+    assert states[run.seen["canary"]] == "rolled-back", states
+    assert not {n: s for n, s in states.items() if s in ("migrated", "in-progress")}, states
+    labels = node_labels(workload)
+    assert not [n for n, marks in labels.items() if MIGRATION_LABEL in marks], labels
+    assert not any(n["spec"].get("unschedulable") for n in workload.nodes())
+    cluster_pods_settle(workload, CALICO_POOL)
+    settled = probers_settle(run, "after-rollback")
+    assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
+    run.seen["rolled-back"] = True
+
+
+def test_apply_moves_every_node_to_cilium(run: Run):
+    """Scenario 1: a new plan, applied over every node without a stop. It names the same
+    install: Helm then re-applies the release the first run installed (no change), and the
+    run owns it, so finalize may upgrade it."""
+    if not run.seen.get("rolled-back"):
+        pytest.skip("the cluster is not back on Calico")
+    workload, lab = run.workload, run.lab
+    run.plan = run.artifacts / "migrate-plan-2.yaml"
+    install = ("--install-cilium", "--cilium-chart", lab.cilium_chart, "--cilium-values", lab.cilium_values)
+    proc = run.cli("plan-2", "plan", *install, "-o", str(run.plan))
+    assert proc.returncode == 0, proc.stderr
+    assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     kindlab.reset_probers(workload)
     start = time.monotonic()
-    proc = cli(
-        workload,
-        artifacts,
-        "apply",
-        "apply",
-        str(run["plan"]),
-        "--yes",
-        "--helm",
-        lab.helm,
-        *images(lab),
-        timeout=3600,
-    )
+    proc = run.cli("apply", "apply", str(run.plan), "--yes", "--helm", lab.helm, *images(lab), timeout=3600)
     took = time.monotonic() - start
     during = kindlab.prober_summary(workload)
-    (artifacts / "migrate-probers.txt").write_text(during.table())
+    (run.artifacts / "migrate-probers.txt").write_text(during.table())
     print(f"\napply took {took:.0f} s; the probers during the run:\n{during.table()}")
     assert proc.returncode == 0, proc.stderr
 
-    status = json.loads(cli(workload, artifacts, "status", "status", str(run["plan"]), "-o", "json", local=True).stdout)
-    assert {n["name"]: n["state"] for n in status["nodes"]} == {
-        n["metadata"]["name"]: "migrated" for n in workload.nodes()
+    assert run.status() == {n["metadata"]["name"]: "migrated" for n in workload.nodes()}
+    assert json.loads(run.cli("status", "status", str(run.plan), "-o", "json", local=True).stdout)["prepare"] == {
+        "install-cilium": "succeeded"
     }
-    assert status["prepare"] == {"install-cilium": "succeeded"}
     # Cilium's agents own every node now: a CiliumNode with a block of the plan's pool each,
     # and every pod of the workload was restarted onto an address from it.
     for node in workload.json("get", "ciliumnodes")["items"]:
         cidrs = node["spec"]["ipam"].get("podCIDRs") or []
         assert cidrs and all(ipaddress.ip_network(c).subnet_of(POOL) for c in cidrs), node["metadata"]["name"]
-    after = pod_ips(workload, "e2e")
-    assert after and all(ipaddress.ip_address(ip) in POOL for ip in after.values()), after
     assert not any(n["spec"].get("unschedulable") for n in workload.nodes())
+    cluster_pods_settle(workload, POOL)
     # And traffic flows on Cilium alone: every prober reaches the web Service, its peers and
     # the cluster DNS for 15 s without one failed request.
-    kindlab.reset_probers(workload)
-    time.sleep(15)
-    settled = kindlab.prober_summary(workload)
-    print(f"\nafter the run:\n{settled.table()}")
+    settled = probers_settle(run, "after-apply")
     assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
-    run["migrated"] = True
+    run.seen["migrated"] = True
 
 
-def test_policy_is_not_enforced_during_the_window(run: dict[str, Any], workload: kindlab.Cluster):
+def test_policy_is_not_enforced_during_the_window(run: Run):
     """What the plan warned about: Cilium runs with policyEnforcementMode never until finalize."""
-    if not run.get("migrated"):
+    if not run.seen.get("migrated"):
         pytest.skip("apply did not finish")
-    window = policy_window(workload)
+    window = policy_window(run.workload)
     print(f"\npolicy clients before finalize (requests, failures): {window}")
     assert window["allowed-client"][0] > 0 and window["allowed-client"][1] == 0, window
     assert window["denied-client"][0] > 0 and window["denied-client"][1] == 0, window
 
 
-def test_finalize_enforces_policy_and_removes_calico(
-    run: dict[str, Any], workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path
-):
-    if not run.get("migrated"):
+def test_finalize_enforces_policy_and_removes_calico(run: Run):
+    if not run.seen.get("migrated"):
         pytest.skip("apply did not finish")
-    proc = cli(
-        workload,
-        artifacts,
+    workload, lab = run.workload, run.lab
+    proc = run.cli(
         "finalize",
         "finalize",
-        str(run["plan"]),
+        str(run.plan),
         "--upgrade-cilium",
         "--remove-calico",
         "--helm",
@@ -198,7 +391,5 @@ def test_finalize_enforces_policy_and_removes_calico(
             break
         assert time.monotonic() < deadline, f"policy not enforced after finalize: {window}"
     print(f"\npolicy clients after finalize (requests, failures): {window}")
-    kindlab.reset_probers(workload)
-    time.sleep(10)
-    settled = kindlab.prober_summary(workload)
+    settled = probers_settle(run, "after-finalize", 10)
     assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
