@@ -13,9 +13,11 @@ look at after that stage:
    second node once it is labelled for migration (Cilium then drops its pods' traffic);
    ``resume`` swaps it, its validation fails, it goes back to Calico on its own: exit 4;
 4. ``rollback``: the canary back on Calico too, the whole cluster on Calico again;
-5. a second plan (the same install: Helm re-applies the release), ``apply --yes`` over
-   every node without a stop;
-6. ``finalize --upgrade-cilium --remove-calico``: policy enforced again, Calico gone.
+5. a second plan (Cilium runs now: nothing to install), ``apply --yes`` over every node
+   without a stop;
+6. finalize the operator's way for a Cilium its run did not install: ``finalize`` (writes
+   the final values), ``helm upgrade`` with them and an agent restart, then ``finalize
+   --remove-calico``: policy enforced again, Calico gone.
 
 Needs the Calico lab (``--cni auto`` with Calico built, or ``--cni calico``) and Cilium's
 images (e2e/images/cilium/build, part of e2e/images/build); skipped otherwise.
@@ -313,20 +315,18 @@ def test_rollback_puts_every_node_back_on_calico(run: Run):
 
 
 def test_apply_moves_every_node_to_cilium(run: Run):
-    """Scenario 1: a new plan, applied over every node without a stop. It names the same
-    install: Helm then re-applies the release the first run installed (no change), and the
-    run owns it, so finalize may upgrade it."""
+    """Scenario 1: a new plan (Cilium runs in migration mode since the first run), applied
+    over every node without a stop."""
     if not run.seen.get("rolled-back"):
         pytest.skip("the cluster is not back on Calico")
     workload, lab = run.workload, run.lab
     run.plan = run.artifacts / "migrate-plan-2.yaml"
-    install = ("--install-cilium", "--cilium-chart", lab.cilium_chart, "--cilium-values", lab.cilium_values)
-    proc = run.cli("plan-2", "plan", *install, "-o", str(run.plan))
+    proc = run.cli("plan-2", "plan", "-o", str(run.plan))
     assert proc.returncode == 0, proc.stderr
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     kindlab.reset_probers(workload)
     start = time.monotonic()
-    proc = run.cli("apply", "apply", str(run.plan), "--yes", "--helm", lab.helm, *images(lab), timeout=3600)
+    proc = run.cli("apply", "apply", str(run.plan), "--yes", *images(lab), timeout=3600)
     took = time.monotonic() - start
     during = kindlab.prober_summary(workload)
     (run.artifacts / "migrate-probers.txt").write_text(during.table())
@@ -334,9 +334,6 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     assert proc.returncode == 0, proc.stderr
 
     assert run.status() == {n["metadata"]["name"]: "migrated" for n in workload.nodes()}
-    assert json.loads(run.cli("status", "status", str(run.plan), "-o", "json", local=True).stdout)["prepare"] == {
-        "install-cilium": "succeeded"
-    }
     # Cilium's agents own every node now: a CiliumNode with a block of the plan's pool each,
     # and every pod of the workload was restarted onto an address from it.
     for node in workload.json("get", "ciliumnodes")["items"]:
@@ -362,22 +359,30 @@ def test_policy_is_not_enforced_during_the_window(run: Run):
 
 
 def test_finalize_enforces_policy_and_removes_calico(run: Run):
+    """The second plan's run installed nothing, so finalize takes the operator's path for a
+    Cilium it did not install (``--upgrade-cilium`` upgrades only its own run's install):
+    finalize writes the final values and holds the policy check back; the operator upgrades
+    the release with them and restarts the agents; ``finalize --remove-calico`` then proves
+    policy is enforced and removes Calico."""
     if not run.seen.get("migrated"):
         pytest.skip("apply did not finish")
     workload, lab = run.workload, run.lab
-    proc = run.cli(
-        "finalize",
-        "finalize",
-        str(run.plan),
-        "--upgrade-cilium",
-        "--remove-calico",
-        "--helm",
-        lab.helm,
-        *images(lab),
-        "--yes",
-        timeout=1800,
-    )
+    proc = run.cli("finalize", "finalize", str(run.plan), *images(lab), "--yes", timeout=1800)
     assert proc.returncode == 0, proc.stderr
+    assert "check-policy: not yet" in proc.stdout, proc.stdout
+    values = run.plan.with_name(run.plan.stem + ".cilium-final-values.yaml")
+    final = yaml.safe_load(values.read_text())
+    assert final["policyEnforcementMode"] == "default" and final["cni"]["customConf"] is False, final
+    kindlab.run(
+        [lab.helm, "upgrade", "cilium", lab.cilium_chart, "-n", "kube-system", "--reuse-values", "-f", str(values)],
+        env=workload.env(),
+        timeout=600,
+    )
+    workload.kubectl("-n", "kube-system", "rollout", "restart", "daemonset/cilium")
+    workload.kubectl("-n", "kube-system", "rollout", "status", "daemonset/cilium", "--timeout=600s", timeout=660)
+    proc = run.cli("finalize-remove", "finalize", str(run.plan), "--remove-calico", *images(lab), "--yes", timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    assert "check-policy: NetworkPolicy enforced" in proc.stdout and "remove-calico: removed Calico" in proc.stdout
     config = workload.json("-n", "kube-system", "get", "configmap", "cilium-config")["data"]
     assert config["enable-policy"] == "default" and config["custom-cni-conf"] == "false", config
     daemonsets = {d["metadata"]["name"] for d in workload.json("-n", "kube-system", "get", "daemonsets")["items"]}
