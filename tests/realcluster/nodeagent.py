@@ -54,7 +54,7 @@ from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_f
 from migrate.model import MIGRATION_LABEL, Cni
 
 NAMESPACE = "cni-migrate"
-RETRIES = 30  # answers of one pod before the agent gives up on it (logged each time)
+RETRIES = 300  # answers of one pod, a second apart, before the agent gives up on it (each logged)
 
 
 class NodeAgent:

@@ -10,6 +10,7 @@ desiredHealthy, and a journal that matches the cluster.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,7 +39,18 @@ def test_apiserver_restart_mid_run_is_ridden_out(tmp_path: Path) -> None:
         # kwok gives up on pod stages that failed while the API was away (kubelets resync
         # after an outage); restarting it makes it re-list and finish terminating pods.
         lab.lab.restart("kwok")
-        out, err = proc.communicate(timeout=300)
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            # Say what the run was waiting for: the pods not running, and what the node
+            # agent (the kubelets' stand-in) last did; the lab's logs stay under tmp_path.
+            proc.kill()
+            out, err = proc.communicate()
+            pods = lab.core.list_pod_for_all_namespaces().items
+            stuck = [(p.metadata.namespace, p.metadata.name, p.spec.node_name, p.status.phase) for p in pods]
+            stuck = [s for s in stuck if s[3] != "Running"]
+            log = lab.agent.log[-25:] if lab.agent is not None else []
+            pytest.fail(f"apply hung after the outage\n{out[-1500:]}\n{err[-1500:]}\npods: {stuck}\nagent: {log}")
         if proc.returncode != 0:
             print(err)
         assert proc.returncode == 0, (proc.returncode, out[-2000:], err[-2000:])
