@@ -155,14 +155,18 @@ def node_labels(cluster: kindlab.Cluster) -> dict[str, dict[str, str]]:
     return {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in cluster.nodes()}
 
 
-def probers_settle(run: Run, label: str, seconds: float = 15) -> kindlab.Summary:
-    """Reset the probers, let them probe for ``seconds``, and return what they saw."""
+def assert_probers_clean(run: Run, label: str, seconds: float = 15) -> None:
+    """Reset the probers, let them probe for ``seconds``: requests, and not one failure."""
     kindlab.reset_probers(run.workload)
     time.sleep(seconds)
     seen = kindlab.prober_summary(run.workload)
     (run.artifacts / f"migrate-probers-{label}.txt").write_text(seen.table())
     print(f"\nprobers, {seconds:g} s {label}:\n{seen.table()}")
-    return seen
+    assert seen.requests() > 0 and seen.failed() == 0, seen.failures_lines()
+
+
+def node_named(cluster: kindlab.Cluster, name: str) -> dict[str, Any]:
+    return next(n for n in cluster.nodes() if n["metadata"]["name"] == name)
 
 
 def cluster_pods_settle(cluster: kindlab.Cluster, pool: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
@@ -242,7 +246,7 @@ def test_kill_mid_swap_then_resume_finishes_the_canary(run: Run):
     assert states[canary] == "migrated" and all(s == "pending" for n, s in states.items() if n != canary), states
     # The end state of an uninterrupted canary: swapped once, on Cilium, back in service.
     assert len(run.steps(canary, "swap-cni", "step-finished")) == 1
-    node = next(n for n in workload.nodes() if n["metadata"]["name"] == canary)
+    node = node_named(workload, canary)
     assert not node["spec"].get("unschedulable") and node["metadata"]["labels"].get(MIGRATION_LABEL) == "true"
     node_pods_settle(workload, canary, POOL)
     during = kindlab.prober_summary(workload)
@@ -286,12 +290,11 @@ def test_failed_validation_rolls_the_node_back(run: Run):
     states = run.status()
     assert states[run.seen["canary"]] == "migrated" and states[target] == "failed", states
     # Put back on its own: uncordoned, unlabelled, its pods on Calico addresses again.
-    node = next(n for n in workload.nodes() if n["metadata"]["name"] == target)
+    node = node_named(workload, target)
     assert not node["spec"].get("unschedulable") and MIGRATION_LABEL not in node["metadata"]["labels"]
     node_pods_settle(workload, target, CALICO_POOL)
     assert len(run.steps(target, "restore-cni", "step-finished")) == 1
-    settled = probers_settle(run, "after-failed-validation")
-    assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
+    assert_probers_clean(run, "after-failed-validation")
     run.seen["failed"] = target
 
 
@@ -309,8 +312,7 @@ def test_rollback_puts_every_node_back_on_calico(run: Run):
     assert not [n for n, marks in labels.items() if MIGRATION_LABEL in marks], labels
     assert not any(n["spec"].get("unschedulable") for n in workload.nodes())
     cluster_pods_settle(workload, CALICO_POOL)
-    settled = probers_settle(run, "after-rollback")
-    assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
+    assert_probers_clean(run, "after-rollback")
     run.seen["rolled-back"] = True
 
 
@@ -343,8 +345,7 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     cluster_pods_settle(workload, POOL)
     # And traffic flows on Cilium alone: every prober reaches the web Service, its peers and
     # the cluster DNS for 15 s without one failed request.
-    settled = probers_settle(run, "after-apply")
-    assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
+    assert_probers_clean(run, "after-apply")
     run.seen["migrated"] = True
 
 
@@ -396,5 +397,4 @@ def test_finalize_enforces_policy_and_removes_calico(run: Run):
             break
         assert time.monotonic() < deadline, f"policy not enforced after finalize: {window}"
     print(f"\npolicy clients after finalize (requests, failures): {window}")
-    settled = probers_settle(run, "after-finalize", 10)
-    assert settled.requests() > 0 and settled.failed() == 0, settled.failures_lines()
+    assert_probers_clean(run, "after-finalize", 10)
