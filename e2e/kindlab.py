@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -429,7 +430,7 @@ class Summary:
         return "\n".join(rows)
 
 
-def _parse_time(value: str) -> float:
+def parse_time(value: str) -> float:
     # Go's RFC 3339 with nanoseconds: keep microseconds for Python.
     from datetime import datetime
 
@@ -456,7 +457,7 @@ def prober_summary(cluster: Cluster) -> Summary:
         for target, s in sorted((data.get("targets") or {}).items()):
             longest = int(s.get("longest_outage_ms", 0))
             if s.get("outage_since"):
-                longest = max(longest, int((now - _parse_time(s["outage_since"])) * 1000))
+                longest = max(longest, int((now - parse_time(s["outage_since"])) * 1000))
             targets.append(
                 TargetStats(
                     target,
@@ -469,6 +470,144 @@ def prober_summary(cluster: Cluster) -> Summary:
             )
         reports.append(ProberReport(name, pod["spec"]["nodeName"], tuple(targets)))
     return Summary(tuple(reports))
+
+
+class ProberLogs:
+    """Follows every prober pod's log while a scenario runs (``with ProberLogs(...) as logs``).
+
+    Each failed request is one JSON line on a prober's stdout; a run restarts the probers
+    (they are DaemonSet pods on the nodes it moves), and a deleted pod's log and /stats go
+    with it, so this keeps following new prober pods (polled every 2 s) and keeps what
+    every one of them said: ``failures()`` are all of the scenario's failed requests.
+    """
+
+    def __init__(self, cluster: Cluster, directory: Path, poll: float = 2.0) -> None:
+        self.cluster, self.dir, self.poll = cluster, directory, poll
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._files: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> ProberLogs:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        time.sleep(1)  # the last lines in flight
+        for proc in self._procs.values():
+            proc.terminate()
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                pods = prober_pods(self.cluster)
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError):
+                pods = []  # the API server is busy or restarting: ask again
+            for pod in pods:
+                name = pod["metadata"]["name"]
+                if name in self._procs and self._procs[name].poll() is None:
+                    continue
+                # A pod seen before whose follower ended (its container restarted, or the
+                # API server dropped the stream): follow it again, into a fresh file.
+                self._files[name] = self._files.get(name, 0) + 1
+                out = (self.dir / f"{name}.{self._files[name]}.log").open("wb")
+                cmd = [self.cluster.lab.kubectl, "--kubeconfig", str(self.cluster.kubeconfig)]
+                cmd += ["--context", self.cluster.context, "-n", "e2e", "logs", "-f", name]
+                self._procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL)
+            self._stop.wait(self.poll)
+
+    def failures(self) -> list[dict[str, Any]]:
+        """Every failure line seen, once each (a re-followed log repeats its start), by send time."""
+        seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for path in sorted(self.dir.glob("*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(item, dict) and item.get("event") == "failure":
+                    seen[(item.get("from_pod", ""), item.get("target", ""), item.get("ts", ""))] = item
+        return sorted(seen.values(), key=lambda f: parse_time(f["ts"]))
+
+
+def failure_counts(failures: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Failed requests per target kind (service, peer, dns)."""
+    out = {"service": 0, "peer": 0, "dns": 0}
+    for f in failures:
+        kind = target_kind(f.get("target", ""))
+        out[kind] = out.get(kind, 0) + 1
+    return out
+
+
+def failure_timeline(failures: Iterable[dict[str, Any]], audit: Iterable[dict[str, Any]]) -> str:
+    """The run's steps (from its audit log) and the probers' failed requests in one timeline;
+    a burst of failures of one prober to one target with one error (each within 1.5 s of the
+    last) is one line with its count and span."""
+    rows: list[tuple[float, str]] = []
+    for ev in audit:
+        if ev.get("event") in ("step-started", "step-finished", "prepare", "run-started", "run-finished"):
+            what = " ".join(str(ev.get(k, "")) for k in ("event", "step", "outcome") if ev.get(k))
+            rows.append((parse_time(ev["timestamp"]), f"{short_node(ev.get('node', '')):<14} {what}"))
+    open_bursts: dict[str, list[float]] = {}  # label -> [first send, last send, count]
+
+    def close(label: str) -> None:
+        first, last, n = open_bursts.pop(label)
+        span = f" x{n:.0f} over {last - first:.1f} s" if n > 1 else ""
+        rows.append((first, f"  FAIL {label}{span}"))
+
+    for f in failures:
+        sent = parse_time(f["ts"])
+        error = short_error(f.get("error", ""))
+        label = f"{short_node(f.get('from_node', '')):<14} -> {f.get('target', '')}: {error}"
+        for other in [k for k, v in open_bursts.items() if sent - v[1] >= 1.5]:
+            close(other)
+        if label in open_bursts:
+            open_bursts[label][1:] = [sent, open_bursts[label][2] + 1]
+        else:
+            open_bursts[label] = [sent, sent, 1]
+    for label in list(open_bursts):
+        close(label)
+    if not rows:
+        return ""
+    rows.sort(key=lambda r: r[0])
+    t0 = rows[0][0]
+    return "\n".join(f"{clock(t)} +{t - t0:7.1f} s  {text}" for t, text in rows)
+
+
+def clock(t: float) -> str:
+    """UTC wall clock to the tenth of a second: 05:41:07.3."""
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 10) % 10}"
+
+
+ERRORS = {
+    "Client.Timeout": "timeout",
+    "i/o timeout": "timeout",
+    "connection refused": "connection refused",
+    "no route to host": "no route to host",
+    "no such host": "no such host",
+    "server misbehaving": "DNS server misbehaving",
+    "connection reset": "connection reset",
+}
+
+
+def short_error(error: str) -> str:
+    """A prober's error in a few words (Go's errors name the whole request first)."""
+    for needle, short in ERRORS.items():
+        if needle in error:
+            return short
+    return error[-60:]
+
+
+def short_node(name: str) -> str:
+    return name.removeprefix("cni-migrate-e2e-")
 
 
 def policy_clients(cluster: Cluster) -> dict[str, TargetStats]:

@@ -25,11 +25,13 @@ images (e2e/images/cilium/build, part of e2e/images/build); skipped otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,21 @@ class Run:
         """The plan's nodes in the order it migrates them."""
         record = yaml.safe_load((plan or self.plan).read_text())
         return [n["name"] for w in record["waves"] for n in w["nodes"]]
+
+    @contextlib.contextmanager
+    def traced(self, label: str) -> Iterator[kindlab.ProberLogs]:
+        """Follow the probers' logs while a stage runs, then write its timeline: the run's
+        steps (audit log) and every failed probe request, to migrate-<label>-timeline.txt."""
+        start = time.time()
+        try:
+            with kindlab.ProberLogs(self.workload, self.artifacts / f"prober-logs-{label}") as logs:
+                yield logs
+        finally:
+            end = time.time()
+            events = [e for e in kindlab.audit(self.home) if start <= kindlab.parse_time(e["timestamp"]) <= end]
+            failures = [f for f in logs.failures() if start <= kindlab.parse_time(f["ts"]) <= end]
+            timeline = kindlab.failure_timeline(failures, events)
+            (self.artifacts / f"migrate-{label}-timeline.txt").write_text(timeline + "\n")
 
     def steps(self, node: str, step: str, event: str) -> list[dict[str, Any]]:
         return [
@@ -224,22 +241,23 @@ def test_kill_mid_swap_then_resume_finishes_the_canary(run: Run):
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     kindlab.reset_probers(workload)
     args = ("--yes", "--pause-after-canary", "--helm", lab.helm, *images(lab))
-    apply = run.popen("apply-killed", "apply", str(run.plan), *args)
-    try:
-        deadline = time.monotonic() + 900  # Helm's install, then the canary's cordon and drain
-        while not run.steps(canary, "swap-cni", "step-started"):
-            assert apply.poll() is None, (run.artifacts / "migrate-apply-killed.txt").read_text()
-            assert time.monotonic() < deadline, "the canary's swap never started"
-            time.sleep(0.2)
-        time.sleep(5)  # the label is set and the agent restarting: a swap takes 30-50 s here
-    finally:
-        apply.send_signal(signal.SIGKILL)
-        apply.wait(timeout=30)
-    assert apply.returncode == -signal.SIGKILL
-    assert not run.steps(canary, "swap-cni", "step-finished"), "the kill did not land mid-swap"
-    assert run.status()[canary] == "in-progress"
+    with run.traced("canary"):
+        apply = run.popen("apply-killed", "apply", str(run.plan), *args)
+        try:
+            deadline = time.monotonic() + 900  # Helm's install, then the canary's cordon and drain
+            while not run.steps(canary, "swap-cni", "step-started"):
+                assert apply.poll() is None, (run.artifacts / "migrate-apply-killed.txt").read_text()
+                assert time.monotonic() < deadline, "the canary's swap never started"
+                time.sleep(0.2)
+            time.sleep(5)  # the label is set and the agent restarting: a swap takes 30-50 s here
+        finally:
+            apply.send_signal(signal.SIGKILL)
+            apply.wait(timeout=30)
+        assert apply.returncode == -signal.SIGKILL
+        assert not run.steps(canary, "swap-cni", "step-finished"), "the kill did not land mid-swap"
+        assert run.status()[canary] == "in-progress"
 
-    resumed = run.cli("resume", "resume", str(run.plan), *args, timeout=1800)
+        resumed = run.cli("resume", "resume", str(run.plan), *args, timeout=1800)
     assert resumed.returncode == 5, resumed.stderr  # paused after the canary, resumable
     assert "paused after the canary wave" in resumed.stdout + resumed.stderr
     states = run.status()
@@ -328,11 +346,14 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     kindlab.reset_probers(workload)
     start = time.monotonic()
-    proc = run.cli("apply", "apply", str(run.plan), "--yes", *images(lab), timeout=3600)
+    with run.traced("apply") as logs:
+        proc = run.cli("apply", "apply", str(run.plan), "--yes", *images(lab), timeout=3600)
     took = time.monotonic() - start
     during = kindlab.prober_summary(workload)
     (run.artifacts / "migrate-probers.txt").write_text(during.table())
-    print(f"\napply took {took:.0f} s; the probers during the run:\n{during.table()}")
+    print(f"\napply took {took:.0f} s; the probers during the run (since each one's restart):\n{during.table()}")
+    counts = kindlab.failure_counts(logs.failures())
+    print(f"failed requests in the probers' logs (every prober pod of the run): {counts}")
     assert proc.returncode == 0, proc.stderr
 
     assert run.status() == {n["metadata"]["name"]: "migrated" for n in workload.nodes()}

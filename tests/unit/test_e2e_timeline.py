@@ -1,0 +1,82 @@
+"""The e2e suite's reading of the probers' logs (e2e/kindlab.py): every failed request of
+every prober pod, once each, and the timeline that puts them beside the run's steps."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e"))
+import kindlab  # noqa: E402
+
+WEB = "http://web.e2e.svc.cluster.local/"
+TIMEOUT = f'Get "{WEB}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+
+
+def failure(
+    ts: str, target: str = "http://web.e2e.svc.cluster.local/", error: str = TIMEOUT, **kw: str
+) -> dict[str, Any]:
+    return {
+        "event": "failure",
+        "ts": ts,
+        "target": target,
+        "error": error,
+        "from_node": kw.get("node", "cni-migrate-e2e-worker"),
+        "from_pod": kw.get("pod", "prober-a"),
+    }
+
+
+def step(ts: str, event: str, name: str, node: str = "cni-migrate-e2e-worker2") -> dict[str, Any]:
+    return {"event": event, "step": name, "node": node, "timestamp": ts}
+
+
+def write_log(path: Path, lines: list[Any]) -> None:
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
+
+
+def test_failures_are_read_once_each_from_every_followed_log(tmp_path: Path) -> None:
+    first = failure("2026-12-02T05:00:01.100000000Z")
+    second = failure("2026-12-02T05:00:00.900000000Z", pod="prober-b", node="cni-migrate-e2e-worker3")
+    # A log followed again after its stream ended repeats its start; other lines are not failures.
+    write_log(tmp_path / "prober-a.1.log", ["listening on :8080", first])
+    write_log(tmp_path / "prober-a.2.log", [first, {"event": "started"}, "{not json"])
+    write_log(tmp_path / "prober-b.1.log", [second])
+    logs = kindlab.ProberLogs(None, tmp_path)  # type: ignore[arg-type]
+    assert logs.failures() == [second, first]  # by send time
+
+
+def test_a_burst_is_one_line_and_steps_are_interleaved() -> None:
+    sends = ((10, 0), (10, 200), (11, 400), (11, 600))
+    failures = [failure(f"2026-12-02T05:00:{s:02d}.{ms:03d}Z") for s, ms in sends]
+    failures.append(failure("2026-12-02T05:00:20.000Z"))  # more than 1.5 s after the burst: its own line
+    failures.append(
+        failure("2026-12-02T05:00:10.100Z", target="http://10.245.1.7:8080/", error="connect: no route to host")
+    )
+    audit = [
+        step("2026-12-02T05:00:05Z", "step-started", "swap-cni"),
+        step("2026-12-02T05:00:15Z", "step-finished", "swap-cni"),
+        {"event": "node-event", "timestamp": "2026-12-02T05:00:16Z"},  # not a step: left out
+    ]
+    lines = kindlab.failure_timeline(failures, audit).splitlines()
+    assert [line.split(" s  ", 1)[1].strip() for line in lines] == [
+        "worker2        step-started swap-cni",
+        "FAIL worker         -> http://web.e2e.svc.cluster.local/: timeout x4 over 1.6 s",
+        "FAIL worker         -> http://10.245.1.7:8080/: no route to host",
+        "worker2        step-finished swap-cni",
+        "FAIL worker         -> http://web.e2e.svc.cluster.local/: timeout",
+    ]
+    assert lines[0].startswith("05:00:05.0 +    0.0 s")
+    assert lines[-1].startswith("05:00:20.0 +   15.0 s")
+
+
+@pytest.mark.parametrize(
+    "target, kind",
+    [("http://web.e2e.svc.cluster.local/", "service"), ("http://10.245.0.4:8080/", "peer"), ("dns:prober.e2e", "dns")],
+)
+def test_failures_are_counted_by_target_kind(target: str, kind: str) -> None:
+    counts = kindlab.failure_counts([failure("2026-12-02T05:00:00Z", target=target)] * 2)
+    assert counts[kind] == 2 and sum(counts.values()) == 2
