@@ -396,10 +396,26 @@ class Summary:
     reports: tuple[ProberReport, ...]
 
     def select(
-        self, kinds: Iterable[str] = ("service", "peer", "dns"), exclude_nodes: Iterable[str] = ()
+        self,
+        kinds: Iterable[str] = ("service", "peer", "dns"),
+        exclude_nodes: Iterable[str] = (),
+        exclude_targets: Iterable[str] = (),
     ) -> list[tuple[str, TargetStats]]:
-        kinds, skip = set(kinds), set(exclude_nodes)
-        return [(r.node, t) for r in self.reports if r.node not in skip for t in r.targets if t.kind in kinds]
+        kinds, skip, gone = set(kinds), set(exclude_nodes), set(exclude_targets)
+        return [
+            (r.node, t)
+            for r in self.reports
+            if r.node not in skip
+            for t in r.targets
+            if t.kind in kinds and t.target not in gone
+        ]
+
+    def departed(self, live: Iterable[str]) -> list[str]:
+        """Peer targets whose address no running prober has any more (``live``: their IPs):
+        pods restarted onto new addresses or deleted, which a prober keeps probing until its
+        next lookup of the peers' name (every 5 s); their failures are no interruption."""
+        alive = set(live)
+        return sorted({t.target for _, t in self.select(kinds=("peer",)) if urlsplit(t.target).hostname not in alive})
 
     def requests(self, **kw: Any) -> int:
         return sum(t.requests for _, t in self.select(**kw))
@@ -445,6 +461,10 @@ def parse_time(value: str) -> float:
 
 def prober_pods(cluster: Cluster) -> list[dict[str, Any]]:
     return [p for p in cluster.pods("e2e", "app=prober") if p["status"].get("phase") == "Running"]
+
+
+def prober_ips(cluster: Cluster) -> set[str]:
+    return {p["status"]["podIP"] for p in prober_pods(cluster) if p["status"].get("podIP")}
 
 
 def prober_summary(cluster: Cluster) -> Summary:

@@ -173,13 +173,16 @@ def node_labels(cluster: kindlab.Cluster) -> dict[str, dict[str, str]]:
 
 
 def assert_probers_clean(run: Run, label: str, seconds: float = 15) -> None:
-    """Reset the probers, let them probe for ``seconds``: requests, and not one failure."""
+    """Reset the probers, let them probe for ``seconds``: requests, and not one failure (to a
+    peer that is gone by then, e.g. the old address of a prober the last step restarted, a
+    failed request is expected and not counted)."""
     kindlab.reset_probers(run.workload)
     time.sleep(seconds)
     seen = kindlab.prober_summary(run.workload)
+    gone = seen.departed(kindlab.prober_ips(run.workload))
     (run.artifacts / f"migrate-probers-{label}.txt").write_text(seen.table())
-    print(f"\nprobers, {seconds:g} s {label}:\n{seen.table()}")
-    assert seen.requests() > 0 and seen.failed() == 0, seen.failures_lines()
+    print(f"\nprobers, {seconds:g} s {label}:\n{seen.table()}\npeers gone meanwhile (not counted): {gone}")
+    assert seen.requests() > 0 and seen.failed(exclude_targets=gone) == 0, seen.failures_lines(exclude_targets=gone)
 
 
 def node_named(cluster: kindlab.Cluster, name: str) -> dict[str, Any]:

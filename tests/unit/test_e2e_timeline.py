@@ -80,3 +80,15 @@ def test_a_burst_is_one_line_and_steps_are_interleaved() -> None:
 def test_failures_are_counted_by_target_kind(target: str, kind: str) -> None:
     counts = kindlab.failure_counts([failure("2026-12-02T05:00:00Z", target=target)] * 2)
     assert counts[kind] == 2 and sum(counts.values()) == 2
+
+
+def test_peers_no_prober_has_any_more_are_told_apart() -> None:
+    def stats(target: str, failures: int) -> kindlab.TargetStats:
+        return kindlab.TargetStats(target, kindlab.target_kind(target), 10, failures, 0, "")
+
+    old, new = "http://192.168.4.2:8080/", "http://10.245.1.9:8080/"
+    report = kindlab.ProberReport("prober-a", "worker", (stats(WEB, 0), stats(old, 3), stats(new, 0)))
+    seen = kindlab.Summary((report,))
+    gone = seen.departed({"10.245.1.9"})
+    assert gone == [old]
+    assert seen.failed() == 3 and seen.failed(exclude_targets=gone) == 0
