@@ -567,6 +567,38 @@ def failure_counts(failures: Iterable[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+def step_windows(audit: Iterable[dict[str, Any]]) -> list[tuple[str, str, float, float]]:
+    """(node, step, start, end) of every finished step in an audit log, in order; a step
+    started again after a kill runs from its first start to its finish."""
+    started: dict[tuple[str, str], float] = {}
+    out = []
+    for ev in audit:
+        key = (ev.get("node", ""), ev.get("step", ""))
+        if ev.get("event") == "step-started":
+            started.setdefault(key, parse_time(ev["timestamp"]))
+        elif ev.get("event") == "step-finished" and key in started:
+            out.append((*key, started.pop(key), parse_time(ev["timestamp"])))
+    return out
+
+
+def failures_by_step(
+    failures: Sequence[dict[str, Any]], audit: Iterable[dict[str, Any]], kind: str = "service"
+) -> list[tuple[str, str, int]]:
+    """(node, step, failed requests of ``kind``, from probers on other nodes) per finished
+    step: e.g. how many requests to the web Service failed while each node drained."""
+    out = []
+    for node, step, start, end in step_windows(audit):
+        n = sum(
+            1
+            for f in failures
+            if target_kind(f.get("target", "")) == kind
+            and f.get("from_node") != node
+            and start <= parse_time(f["ts"]) <= end
+        )
+        out.append((node, step, n))
+    return out
+
+
 def failure_timeline(failures: Iterable[dict[str, Any]], audit: Iterable[dict[str, Any]]) -> str:
     """The run's steps (from its audit log) and the probers' failed requests in one timeline;
     a burst of failures of one prober to one target with one error (each within 1.5 s of the

@@ -101,8 +101,14 @@ class Run:
             end = time.time()
             events = [e for e in kindlab.audit(self.home) if start <= kindlab.parse_time(e["timestamp"]) <= end]
             failures = [f for f in logs.failures() if start <= kindlab.parse_time(f["ts"]) <= end]
+            by_step = kindlab.failures_by_step(failures, events)
+            head = ["failed requests to the web Service from the probers on other nodes, per step:"]
+            head += [f"  {kindlab.short_node(node):<14} {step:<12} {n}" for node, step, n in by_step]
+            counts = kindlab.failure_counts(failures)
+            head.append(f"every failed request (all prober pods, restarted ones too): {counts}")
             timeline = kindlab.failure_timeline(failures, events)
-            (self.artifacts / f"migrate-{label}-timeline.txt").write_text(timeline + "\n")
+            (self.artifacts / f"migrate-{label}-timeline.txt").write_text("\n".join([*head, "", timeline, ""]))
+            print("\n".join(head))
 
     def steps(self, node: str, step: str, event: str) -> list[dict[str, Any]]:
         return [
@@ -349,14 +355,12 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     kindlab.reset_probers(workload)
     start = time.monotonic()
-    with run.traced("apply") as logs:
+    with run.traced("apply"):
         proc = run.cli("apply", "apply", str(run.plan), "--yes", *images(lab), timeout=3600)
     took = time.monotonic() - start
     during = kindlab.prober_summary(workload)
     (run.artifacts / "migrate-probers.txt").write_text(during.table())
     print(f"\napply took {took:.0f} s; the probers during the run (since each one's restart):\n{during.table()}")
-    counts = kindlab.failure_counts(logs.failures())
-    print(f"failed requests in the probers' logs (every prober pod of the run): {counts}")
     assert proc.returncode == 0, proc.stderr
 
     assert run.status() == {n["metadata"]["name"]: "migrated" for n in workload.nodes()}

@@ -92,3 +92,21 @@ def test_peers_no_prober_has_any_more_are_told_apart() -> None:
     gone = seen.departed({"10.245.1.9"})
     assert gone == [old]
     assert seen.failed() == 3 and seen.failed(exclude_targets=gone) == 0
+
+
+def test_service_failures_are_counted_per_step_from_the_other_nodes() -> None:
+    audit = [
+        step("2026-12-02T05:00:00Z", "step-started", "drain"),
+        step("2026-12-02T05:00:05Z", "step-started", "drain"),  # resumed after a kill: the first start counts
+        step("2026-12-02T05:00:10Z", "step-finished", "drain"),
+        step("2026-12-02T05:00:10Z", "step-started", "swap-cni"),
+        step("2026-12-02T05:00:30Z", "step-started", "validate"),  # never finished: no window
+    ]
+    failures = [
+        failure("2026-12-02T05:00:02Z"),  # from worker, during worker2's drain
+        failure("2026-12-02T05:00:03Z", node="cni-migrate-e2e-worker2"),  # from the draining node itself
+        failure("2026-12-02T05:00:04Z", target="http://10.245.1.7:8080/"),  # a peer, not the Service
+        failure("2026-12-02T05:00:40Z"),  # after every finished step
+    ]
+    assert kindlab.step_windows(audit)[0][:2] == ("cni-migrate-e2e-worker2", "drain")
+    assert kindlab.failures_by_step(failures, audit) == [("cni-migrate-e2e-worker2", "drain", 1)]
