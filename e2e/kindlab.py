@@ -567,6 +567,74 @@ def failure_counts(failures: Iterable[dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+class CpuSampler:
+    """What the machine's CPUs did while a scenario ran (``with CpuSampler() as cpu``): every
+    ``interval`` s, how busy they were, how many tasks waited to run, and the commands that
+    used the most CPU. The kind nodes are containers on this one kernel, so /proc shows
+    every node's processes: the lab's 4 nodes share the machine's cores, which a real
+    cluster's nodes do not."""
+
+    def __init__(self, interval: float = 5.0, top: int = 4) -> None:
+        self.interval, self.top = interval, top
+        self.samples: list[tuple[float, float, int, list[tuple[str, float]]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    @staticmethod
+    def _totals() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # all jiffies, idle + iowait
+
+    @staticmethod
+    def _per_process() -> dict[str, tuple[str, int]]:
+        """pid -> (command, CPU jiffies so far); kernel workers all count as "kworker"."""
+        out: dict[str, tuple[str, int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue  # the process ended
+            comm, rest = text[text.find("(") + 1 : text.rfind(")")], text[text.rfind(")") + 2 :].split()
+            if comm.startswith("kworker/"):
+                comm = "kworker"  # its name says the work item of the moment
+            out[stat.parent.name] = (comm, int(rest[11]) + int(rest[12]))  # utime + stime
+        return out
+
+    def _sample(self) -> None:
+        total, idle = self._totals()
+        procs = self._per_process()
+        cores = os.cpu_count() or 1
+        while not self._stop.wait(self.interval):
+            total2, idle2 = self._totals()
+            procs2 = self._per_process()
+            span = max(total2 - total, 1)
+            busy = 100.0 * (1 - (idle2 - idle) / span)
+            used: dict[str, float] = {}
+            for pid, (comm, jiffies) in procs2.items():
+                before = procs.get(pid)
+                delta = jiffies - before[1] if before and before[0] == comm else jiffies
+                used[comm] = used.get(comm, 0.0) + 100.0 * cores * delta / span  # % of one core
+            ranked = sorted(used.items(), key=lambda x: -x[1])
+            runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+            self.samples.append((time.time(), busy, runnable, [(c, u) for c, u in ranked[: self.top] if u >= 1]))
+            total, idle, procs = total2, idle2, procs2
+
+    def lines(self) -> list[tuple[float, str]]:
+        """Timeline rows: (time, "cpu 97% busy, 14 runnable: clang 61%, cilium-agent 38%, ...")."""
+        return [
+            (t, f"{'':14} cpu {busy:3.0f}% busy, {runnable:2d} runnable: " + ", ".join(f"{c} {u:.0f}%" for c, u in top))
+            for t, busy, runnable, top in self.samples
+        ]
+
+
 def step_windows(audit: Iterable[dict[str, Any]]) -> list[tuple[str, str, float, float]]:
     """(node, step, start, end) of every finished step in an audit log, in order; a step
     started again after a kill runs from its first start to its finish."""
@@ -599,11 +667,14 @@ def failures_by_step(
     return out
 
 
-def failure_timeline(failures: Iterable[dict[str, Any]], audit: Iterable[dict[str, Any]]) -> str:
+def failure_timeline(
+    failures: Iterable[dict[str, Any]], audit: Iterable[dict[str, Any]], extra: Iterable[tuple[float, str]] = ()
+) -> str:
     """The run's steps (from its audit log) and the probers' failed requests in one timeline;
     a burst of failures of one prober to one target with one error (each within 1.5 s of the
-    last) is one line with its count and span."""
-    rows: list[tuple[float, str]] = []
+    last) is one line with its count and span; ``extra``: more (time, text) rows, e.g. the
+    CPU samples."""
+    rows: list[tuple[float, str]] = list(extra)
     for ev in audit:
         if ev.get("event") in ("step-started", "step-finished", "prepare", "run-started", "run-finished"):
             what = " ".join(str(ev.get(k, "")) for k in ("event", "step", "outcome") if ev.get(k))

@@ -91,11 +91,15 @@ class Run:
 
     @contextlib.contextmanager
     def traced(self, label: str) -> Iterator[kindlab.ProberLogs]:
-        """Follow the probers' logs while a stage runs, then write its timeline: the run's
-        steps (audit log) and every failed probe request, to migrate-<label>-timeline.txt."""
+        """Follow the probers' logs (and sample the machine's CPU) while a stage runs, then
+        write its timeline: the run's steps (audit log), every failed probe request and the
+        CPU's load, to migrate-<label>-timeline.txt."""
         start = time.time()
         try:
-            with kindlab.ProberLogs(self.workload, self.artifacts / f"prober-logs-{label}") as logs:
+            with (
+                kindlab.CpuSampler() as cpu,
+                kindlab.ProberLogs(self.workload, self.artifacts / f"prober-logs-{label}") as logs,
+            ):
                 yield logs
         finally:
             end = time.time()
@@ -106,7 +110,7 @@ class Run:
             head += [f"  {kindlab.short_node(node):<14} {step:<12} {n}" for node, step, n in by_step]
             counts = kindlab.failure_counts(failures)
             head.append(f"every failed request (all prober pods, restarted ones too): {counts}")
-            timeline = kindlab.failure_timeline(failures, events)
+            timeline = kindlab.failure_timeline(failures, events, cpu.lines())
             (self.artifacts / f"migrate-{label}-timeline.txt").write_text("\n".join([*head, "", timeline, ""]))
             print("\n".join(head))
 
