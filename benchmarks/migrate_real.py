@@ -77,8 +77,11 @@ def run_cni_migrate(lab: CliLab, concurrency: int) -> dict[str, Any]:
     cordons: dict[int, float] = defaultdict(float)
     rest: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     nodes = set()
+    calls: dict[str, int] = {}
     for line in next((lab.home / "runs").glob("*/audit.jsonl")).read_text().splitlines():
         event = json.loads(line)
+        if event.get("event") == "api-requests":  # apply's requests by client method
+            calls = {name: int(n) for name, n in (part.rsplit(" ", 1) for part in event["message"].split(", "))}
         if event.get("event") == "step-finished" and event.get("phase") == "apply":
             seconds = event.get("duration", 0.0)
             per_kind[event["step"]] += seconds
@@ -97,7 +100,15 @@ def run_cni_migrate(lab: CliLab, concurrency: int) -> dict[str, Any]:
         "requests_per_node": round(requests / len(nodes), 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "steps_s": {k: round(v, 2) for k, v in sorted(per_kind.items())},
+        # the ten client methods it called most, per node migrated
+        "calls_per_node": {
+            name: round(n / len(nodes), 1) for name, n in sorted(calls.items(), key=lambda x: -x[1])[:10]
+        },
     }
+
+
+def top(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]
 
 
 def run_baseline(lab: CliLab, concurrency: int, kubectl: str) -> dict[str, Any]:
@@ -172,6 +183,9 @@ def main() -> int:
             f"{base['wall_s']:>10} {r['ratio_same_ops']:>8} {r['ratio_whole_apply']:>6} "
             f"{ours['requests_per_node']:>8} {base['requests_per_node']:>16} {ours['peak_rss_mb']:>7}"
         )
+    for r in rows:
+        calls = ", ".join(f"{k} {v}" for k, v in r["cni-migrate"]["calls_per_node"].items())
+        print(f"cni-migrate's API calls per node at --max-unavailable {r['max_unavailable']}: {calls}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

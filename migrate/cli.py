@@ -39,7 +39,7 @@ from migrate.hooks import failed as failed_hooks
 from migrate.journal import NodeState, RunState
 from migrate.plan import NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.planner import build_plan
-from migrate.ports import CheckpointStore, Cluster, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
+from migrate.ports import CheckpointStore, Cluster, Event, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
 from migrate.runbook import duration, estimate, render_runbook
 from migrate.window import parse_duration, parse_window_end, remaining, wave_fits
 
@@ -588,7 +588,13 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
             opts.yes or opts.guided,
         )
         with stop_on_signals(executor.stop):
-            state = executor.apply(resume=resume)
+            try:
+                state = executor.apply(resume=resume)
+            finally:
+                calls = getattr(cluster, "calls", None)  # the Kubernetes backend's API calls by method
+                if calls:
+                    tally = ", ".join(f"{name} {n}" for name, n in calls.most_common())
+                    executor.emit(Event("api-requests", the_plan.id, message=tally))
     done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
     requests = getattr(cluster, "requests", None)  # the Kubernetes backend counts its API calls
     load = f" ({requests} API requests)" if requests is not None else ""

@@ -15,6 +15,7 @@ termination message, and the pod is always deleted.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
 import json
@@ -166,6 +167,7 @@ class KubernetesCluster:
         self.node_image = node_image
         self.probe_image = probe_image
         self.requests = 0  # API requests made, for benchmarks and tests
+        self.calls: collections.Counter[str] = collections.Counter()  # the same, by client method
         self._requests_lock = threading.Lock()  # the nodes of a wave call from their own threads
         self._identity: ClusterIdentity | None = None
         self._traffic: TrafficCache | None = None  # apply --traffic-watch: its reports and probers
@@ -218,9 +220,10 @@ class KubernetesCluster:
             raise BadInput(f"cannot use the API server {self.server}: {exc.message}") from None
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _count(self) -> None:
+    def _count(self, call: str) -> None:
         with self._requests_lock:
             self.requests += 1
+            self.calls[call] += 1
 
     def _call(
         self,
@@ -234,7 +237,7 @@ class KubernetesCluster:
         kwargs.setdefault("_request_timeout", self.request_timeout)
 
         def once() -> T:
-            self._count()
+            self._count(getattr(fn, "__name__", "call"))
             try:
                 return fn(*args, **kwargs)
             except TRANSPORT_ERRORS as exc:
@@ -285,7 +288,7 @@ class KubernetesCluster:
         """Events after ``resource_version`` until ``timeout``; raises NotFound-like 410 as
         TemporaryError("expired") so callers re-list."""
         w = watch.Watch()
-        self._count()
+        self._count("watch " + getattr(fn, "__name__", "call"))
         try:
             for event in w.stream(
                 fn,

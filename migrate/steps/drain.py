@@ -74,5 +74,12 @@ def run(ctx: StepContext, node: NodePlan) -> str:
         if left:
             names = ", ".join(sorted(p.key for p in left))
             raise StepFailed(f"evicted pods did not terminate in time on {node.name}: {names}", node=node.name)
-        return f"evicted {len(evicted)} pod(s)"
+        return f"evicted {len(evicted)} pod(s): {named(sorted(p.key for p in evicted.values()))}"
     return "nothing to evict"
+
+
+def named(keys: list[str], limit: int = 10) -> str:
+    """The pods a drain evicted, for the audit log and the node's Event (which a change board
+    reads: which workloads moved); a node of a hundred pods names its first ``limit``."""
+    more = f", and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more

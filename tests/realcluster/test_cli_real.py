@@ -9,6 +9,7 @@ are on exit codes, the one-line messages, and the cluster as the API server repo
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from kubernetes import client
 
 from migrate.backends.rbac import PERMISSIONS, describe
 from migrate.model import Cni
+from migrate.steps.drain import named
 from tests.labsupport import wait_for
 from tests.realcluster.clilab import CliLab, Watcher
 
@@ -89,6 +91,14 @@ def test_ten_node_migration_never_takes_a_pdb_below_its_desired_healthy(tmp_path
         finally:
             pdbs.stop()
         print(f"\n10-node apply (1 cp + 9 workers, max-unavailable 3): {wall:.1f}s wall time")
+        # The audit log says what load the run put on the API server: its requests by client
+        # method, adding up to the count apply printed.
+        match = re.search(r"\((\d+) API requests\)", result.out)
+        assert match, result.out
+        (tally,) = [e["message"] for e in audit(lab) if e["event"] == "api-requests"]
+        calls = {name: int(n) for name, n in (part.rsplit(" ", 1) for part in tally.split(", "))}
+        assert sum(calls.values()) == int(match.group(1)), tally
+        assert calls["create_namespaced_pod_eviction"] >= 1 and calls["patch_node"] >= 20, tally
 
         # The invariant the Eviction API promises: it never lets a budget go below what it
         # protects. The disruption controller's status only counts Ready pods that are not
@@ -177,7 +187,9 @@ def test_resume_after_kill_during_drain_evicts_each_pod_once(slow_lab: CliLab) -
         drains = [e["event"] for e in audit(lab) if e.get("step") == "drain" and e.get("node") == canary]
         assert drains == ["step-started"], "the kill did not land mid-drain"
         # What the killed run evicted: the canary's pods now terminating or gone (a fresh read).
-        left = {uid for uid, p in drainable().items() if p.metadata.deletion_timestamp is None}
+        still = {uid: p for uid, p in drainable().items() if p.metadata.deletion_timestamp is None}
+        left = set(still)
+        left_keys = sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in still.values())
         evicted_by_killed_run = set(on_canary) - left
         assert evicted_by_killed_run, "the watch saw an eviction the API server does not show"
 
@@ -204,7 +216,7 @@ def test_resume_after_kill_during_drain_evicts_each_pod_once(slow_lab: CliLab) -
         e for e in audit(lab) if e.get("step") == "drain" and e.get("node") == canary and e["event"] == "step-finished"
     ]
     assert len(finished) == 1, finished
-    want = f"evicted {len(left)} pod(s)" if left else "nothing to evict"
+    want = f"evicted {len(left)} pod(s): {named(left_keys)}" if left else "nothing to evict"
     assert finished[0].get("message") == want, (finished[0], sorted(on_canary[u] for u in evicted_by_killed_run))
 
 

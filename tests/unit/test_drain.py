@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from migrate.drain import DrainOptions, Verdict, classify, noteworthy, to_evict, verdict_for
+from migrate.steps.drain import named
 from tests import builders as b
 
 
@@ -68,3 +69,9 @@ PODS = st.builds(
 def test_noteworthy_is_classify_without_the_plain_evictions(pods, force, emptydir):
     options = DrainOptions(force=force, delete_emptydir_data=emptydir)
     assert noteworthy(pods, options) == [v for v in classify(pods, options) if v.verdict is not Verdict.EVICT]
+
+
+def test_the_drain_names_the_pods_it_evicted_and_counts_the_rest() -> None:
+    keys = [f"shop/web-{i:02d}" for i in range(12)]
+    assert named(keys[:2]) == "shop/web-00, shop/web-01"
+    assert named(keys) == ", ".join(keys[:10]) + ", and 2 more"
