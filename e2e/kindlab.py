@@ -635,6 +635,72 @@ class CpuSampler:
         ]
 
 
+class EndpointWatch:
+    """Watches the EndpointSlices of some Services while a scenario runs and keeps every
+    change: which addresses each Service had, on which node, ready or terminating, and when
+    (``with EndpointWatch(cluster, [("e2e", "web"), ("kube-system", "kube-dns")]) as eps``)."""
+
+    def __init__(self, cluster: Cluster, services: Sequence[tuple[str, str]]) -> None:
+        self.cluster, self.services = cluster, list(services)
+        self.changes: list[tuple[float, str, str]] = []  # (time, service, its endpoints)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._watch, args=svc, daemon=True) for svc in self.services]
+
+    def __enter__(self) -> EndpointWatch:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def _watch(self, namespace: str, service: str) -> None:
+        from kubernetes import client, config, watch
+
+        api = client.DiscoveryV1Api(
+            config.new_client_from_config(config_file=str(self.cluster.kubeconfig), context=self.cluster.context)
+        )
+        slices: dict[str, list[str]] = {}
+        last = ""
+        while not self._stop.is_set():
+            try:
+                stream = watch.Watch().stream(
+                    api.list_namespaced_endpoint_slice,
+                    namespace,
+                    label_selector=f"kubernetes.io/service-name={service}",
+                    timeout_seconds=5,  # comes back to look at the stop flag
+                )
+                for event in stream:
+                    obj = event["object"]
+                    if event["type"] == "DELETED":
+                        slices.pop(obj.metadata.name, None)
+                    else:
+                        slices[obj.metadata.name] = [describe_endpoint(e) for e in obj.endpoints or []]
+                    now = ", ".join(sorted(x for eps in slices.values() for x in eps)) or "none"
+                    if now != last:
+                        self.changes.append((time.time(), service, now))
+                        last = now
+            except Exception:  # noqa: BLE001 - the API server is busy or restarting: watch again
+                self._stop.wait(1)
+
+    def lines(self) -> list[tuple[float, str]]:
+        """Timeline rows: (time, "endpoints web: 10.245.1.5@worker2, 192.168.3.4@worker3 terminating")."""
+        return [(t, f"{'':14} endpoints {svc}: {eps}") for t, svc, eps in self.changes]
+
+
+def describe_endpoint(endpoint: Any) -> str:
+    """``10.245.1.5@worker2``, with ``not-ready`` / ``terminating`` when so."""
+    conditions = endpoint.conditions
+    state = ""
+    if conditions is not None and conditions.terminating:
+        state = " terminating"
+    elif conditions is not None and conditions.ready is False:
+        state = " not-ready"
+    return f"{(endpoint.addresses or ['?'])[0]}@{short_node(endpoint.node_name or '?')}{state}"
+
+
 def step_windows(audit: Iterable[dict[str, Any]]) -> list[tuple[str, str, float, float]]:
     """(node, step, start, end) of every finished step in an audit log, in order; a step
     started again after a kill runs from its first start to its finish."""

@@ -91,13 +91,15 @@ class Run:
 
     @contextlib.contextmanager
     def traced(self, label: str) -> Iterator[kindlab.ProberLogs]:
-        """Follow the probers' logs (and sample the machine's CPU) while a stage runs, then
-        write its timeline: the run's steps (audit log), every failed probe request and the
-        CPU's load, to migrate-<label>-timeline.txt."""
+        """Follow the probers' logs (and sample the machine's CPU, and watch the web and DNS
+        Services' endpoints) while a stage runs, then write its timeline: the run's steps
+        (audit log), every failed probe request, the CPU's load and every endpoint change,
+        to migrate-<label>-timeline.txt."""
         start = time.time()
         try:
             with (
                 kindlab.CpuSampler() as cpu,
+                kindlab.EndpointWatch(self.workload, [("e2e", "web"), ("kube-system", "kube-dns")]) as endpoints,
                 kindlab.ProberLogs(self.workload, self.artifacts / f"prober-logs-{label}") as logs,
             ):
                 yield logs
@@ -110,7 +112,7 @@ class Run:
             head += [f"  {kindlab.short_node(node):<14} {step:<12} {n}" for node, step, n in by_step]
             counts = kindlab.failure_counts(failures)
             head.append(f"every failed request (all prober pods, restarted ones too): {counts}")
-            timeline = kindlab.failure_timeline(failures, events, cpu.lines())
+            timeline = kindlab.failure_timeline(failures, events, cpu.lines() + endpoints.lines())
             (self.artifacts / f"migrate-{label}-timeline.txt").write_text("\n".join([*head, "", timeline, ""]))
             print("\n".join(head))
 

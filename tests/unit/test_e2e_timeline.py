@@ -124,3 +124,15 @@ def test_the_cpu_sampler_reads_this_machine() -> None:
         assert all(used >= 1 for _, used in top)
     assert any(command.startswith(("python", "pytest")) for *_, top in cpu.samples for command, _ in top)
     assert cpu.lines()[0][1].strip().startswith("cpu ")
+
+
+def test_an_endpoint_is_told_by_address_node_and_state() -> None:
+    from kubernetes.client import V1Endpoint, V1EndpointConditions
+
+    def endpoint(ready: bool, terminating: bool) -> V1Endpoint:
+        conditions = V1EndpointConditions(ready=ready, serving=ready, terminating=terminating)
+        return V1Endpoint(addresses=["10.245.1.5"], node_name="cni-migrate-e2e-worker2", conditions=conditions)
+
+    assert kindlab.describe_endpoint(endpoint(True, False)) == "10.245.1.5@worker2"
+    assert kindlab.describe_endpoint(endpoint(False, False)) == "10.245.1.5@worker2 not-ready"
+    assert kindlab.describe_endpoint(endpoint(False, True)) == "10.245.1.5@worker2 terminating"
