@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from migrate.errors import BadInput
 from migrate.model import MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import ClusterSnapshot, NodePlan, Plan, PlanOptions, Target, Wave
-from migrate.preflight import capacity, run_checks
+from migrate.preflight import capacity, run_checks, unprotected_replicas
 
 
 def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
@@ -42,7 +42,8 @@ def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
 
     findings = run_checks(inv, candidates, options) if candidates else []
     waves = _waves(inv, candidates, options)
-    findings += capacity(inv, [[n.name for n in w.nodes] for w in waves])
+    names = [[n.name for n in w.nodes] for w in waves]
+    findings += capacity(inv, names) + unprotected_replicas(inv, names)
     return Plan(
         target=target,
         cluster=ClusterSnapshot(

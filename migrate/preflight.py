@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from migrate.cilium import CILIUM_DEFAULT_VXLAN_PORT, CILIUM_TUNNEL_PORT
 from migrate.drain import DrainOptions, Verdict, noteworthy
-from migrate.model import Inventory, NodeInfo, PodInfo
+from migrate.model import Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import Finding, PlanOptions, Severity
 
 MIN_KERNEL = (5, 10)
@@ -498,5 +498,52 @@ def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
             f"not enough spare capacity to drain: {'; '.join(short)}",
             "add nodes, lower --max-unavailable, or scale workloads down for the window",
             tuple(sorted(short_nodes)),
+        )
+    ]
+
+
+REPLICATED = ("ReplicaSet", "StatefulSet")
+
+
+def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
+    """Workloads whose every replica a wave's drains evict at once, with no PDB to make the
+    drain wait for a replacement: down until their new pods are Ready (e.g. both CoreDNS
+    replicas on one node: the cluster's DNS fails for the whole drain)."""
+    # Ready pods per workload, one pass over the cluster's pods.
+    replicas: dict[tuple[str, str, str], int] = {}
+    for pod in inv.pods:
+        if pod.owner is not None and pod.owner.kind in REPLICATED and pod.ready and not pod.deleting:
+            key = (pod.namespace, pod.owner.kind, pod.owner.name)
+            replicas[key] = replicas.get(key, 0) + 1
+    pdbs: dict[str, list[PDBInfo]] = {}
+    for pdb in inv.pdbs:
+        pdbs.setdefault(pdb.namespace, []).append(pdb)
+    flagged: dict[tuple[str, str, str], tuple[int, str]] = {}
+    for wave in waves:
+        moving: dict[tuple[str, str, str], list[PodInfo]] = {}
+        for name in wave:
+            for pod in inv.evictable_on(name):
+                if pod.owner is not None and pod.owner.kind in REPLICATED and pod.ready and not pod.deleting:
+                    moving.setdefault((pod.namespace, pod.owner.kind, pod.owner.name), []).append(pod)
+        for key, pods in moving.items():
+            if len(pods) < 2 or len(pods) < replicas[key] or key in flagged:
+                continue
+            if any(pdb.selects(pods[0]) for pdb in pdbs.get(key[0], ())):
+                continue  # the drain waits for the budget: one replica at a time
+            flagged[key] = (len(pods), "+".join(sorted({p.node or "" for p in pods})))
+    if not flagged:
+        return []
+    listed = "; ".join(
+        f"{kind} {ns}/{name} ({n} of {n}, on {nodes})" for (ns, kind, name), (n, nodes) in sorted(flagged.items())
+    )
+    return [
+        Finding(
+            "unprotected-replicas",
+            Severity.WARNING,
+            f"a drain evicts every replica of these at once, and no PodDisruptionBudget makes it wait "
+            f"for a replacement, so each is down until its new pods are Ready: {listed}",
+            "add a PodDisruptionBudget (minAvailable: 1) for each, or spread its replicas over nodes "
+            "of different waves; the drain then evicts them one at a time",
+            tuple(f"{ns}/{name}" for ns, _, name in sorted(flagged)),
         )
     ]

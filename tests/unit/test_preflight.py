@@ -19,6 +19,7 @@ from migrate.preflight import (
     node_ready,
     pdb_budgets,
     permissions,
+    unprotected_replicas,
 )
 from tests import builders as b
 
@@ -252,3 +253,32 @@ def test_cilium_agents_not_ready_warn():
     f = only(run(cilium_agents, b.inventory([b.node("a")], cilium=short)))
     assert f.severity is Severity.WARNING and "2 of 3" in f.message
     assert run(cilium_agents, b.inventory([b.node("a")], cilium=CiliumState())) == []
+
+
+def test_every_replica_on_the_drained_nodes_of_one_wave_warns_unless_a_pdb_protects_it():
+    nodes = [b.node("a"), b.node("b"), b.node("c")]
+    dns = [b.pod(f"coredns-{i}", "a", ns="kube-system", app="coredns") for i in range(2)]
+    web = [b.pod("web-1", "a", app="web"), b.pod("web-2", "b", app="web")]  # spread over two nodes
+    single = [b.pod("job-runner", "a")]  # one replica: a drain always stops it, nothing to spread
+    inv = b.inventory(nodes, dns + web + single)
+    found = only(unprotected_replicas(inv, [["a"], ["b"], ["c"]]))
+    assert found.severity is Severity.WARNING and found.subjects == ("kube-system/coredns",)
+    assert "ReplicaSet kube-system/coredns (2 of 2, on a)" in found.message
+    # A wave that drains both of web's nodes at once takes web down too.
+    assert only(unprotected_replicas(inv, [["a", "b"], ["c"]])).subjects == ("default/web", "kube-system/coredns")
+    # With a budget the drain evicts one, waits for its replacement, then the other.
+    guarded = b.inventory(nodes, dns + web, [b.pdb("coredns", "coredns", ns="kube-system")])
+    assert unprotected_replicas(guarded, [["a"], ["b"], ["c"]]) == []
+    # A replica elsewhere keeps serving: not every replica moves.
+    spread = b.inventory(nodes, [*dns, b.pod("coredns-3", "c", ns="kube-system", app="coredns")])
+    assert unprotected_replicas(spread, [["a"], ["b"], ["c"]]) == []
+
+
+def test_replicas_not_ready_or_terminating_do_not_count():
+    nodes = [b.node("a"), b.node("b")]
+    pods = [b.pod("db-0", "a", app="db", owner="StatefulSet"), b.pod("db-1", "a", app="db", owner="StatefulSet")]
+    pods.append(b.pod("db-2", "b", app="db", owner="StatefulSet", ready=False))  # not serving: nothing lost
+    found = only(unprotected_replicas(b.inventory(nodes, pods), [["a"], ["b"]]))
+    assert "StatefulSet default/db (2 of 2, on a)" in found.message
+    pods[1] = b.pod("db-1", "a", app="db", owner="StatefulSet", deleting=True)
+    assert unprotected_replicas(b.inventory(nodes, pods), [["a"], ["b"]]) == []
