@@ -502,7 +502,9 @@ def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
     ]
 
 
-REPLICATED = ("ReplicaSet", "StatefulSet")
+# Controllers that keep several replicas of one workload (the simulated cluster's pods name
+# their Deployment directly, a real cluster's their ReplicaSet).
+REPLICATED = ("ReplicaSet", "StatefulSet", "Deployment")
 
 
 def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:

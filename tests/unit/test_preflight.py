@@ -282,3 +282,6 @@ def test_replicas_not_ready_or_terminating_do_not_count():
     assert "StatefulSet default/db (2 of 2, on a)" in found.message
     pods[1] = b.pod("db-1", "a", app="db", owner="StatefulSet", deleting=True)
     assert unprotected_replicas(b.inventory(nodes, pods), [["a"], ["b"]]) == []
+    # DaemonSet pods stay on their node: a drain does not move them.
+    agents = [b.pod(f"agent-{i}", "a", app="agent", owner="DaemonSet") for i in range(2)]
+    assert unprotected_replicas(b.inventory(nodes, agents), [["a"], ["b"]]) == []
