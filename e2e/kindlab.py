@@ -361,9 +361,13 @@ def deploy_labpod(cluster: Cluster, prestop_seconds: int = 5, timeout: int = 180
 
 # -- the prober's summary ----------------------------------------------------------------------
 def target_kind(target: str) -> str:
-    """'dns' (the peers' name did not resolve), 'peer' (a prober pod by IP) or 'service'."""
+    """'dns' (a name did not resolve), 'service-ip' (the web Service at the ClusterIP its
+    name resolved to: the datapath without DNS), 'peer' (a prober pod by IP) or 'service'
+    (the web Service by name: a DNS lookup, then the datapath)."""
     if target.startswith("dns:"):
         return "dns"
+    if target.startswith("svcip:"):
+        return "service-ip"
     host = urlsplit(target).hostname or ""
     try:
         ipaddress.ip_address(host)
@@ -559,8 +563,8 @@ class ProberLogs:
 
 
 def failure_counts(failures: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """Failed requests per target kind (service, peer, dns)."""
-    out = {"service": 0, "peer": 0, "dns": 0}
+    """Failed requests per target kind (service, service-ip, peer, dns)."""
+    out = {"service": 0, "service-ip": 0, "peer": 0, "dns": 0}
     for f in failures:
         kind = target_kind(f.get("target", ""))
         out[kind] = out.get(kind, 0) + 1

@@ -107,9 +107,13 @@ class Run:
             end = time.time()
             events = [e for e in kindlab.audit(self.home) if start <= kindlab.parse_time(e["timestamp"]) <= end]
             failures = [f for f in logs.failures() if start <= kindlab.parse_time(f["ts"]) <= end]
-            by_step = kindlab.failures_by_step(failures, events)
-            head = ["failed requests to the web Service from the probers on other nodes, per step:"]
-            head += [f"  {kindlab.short_node(node):<14} {step:<12} {n}" for node, step, n in by_step]
+            by_name = kindlab.failures_by_step(failures, events)
+            by_ip = kindlab.failures_by_step(failures, events, kind="service-ip")
+            head = ["failed requests to the web Service from the probers on other nodes, per step (by name; at its IP)"]
+            head += [
+                f"  {kindlab.short_node(node):<14} {step:<12} {n:>4} {ip[2]:>4}"
+                for (node, step, n), ip in zip(by_name, by_ip, strict=True)
+            ]
             counts = kindlab.failure_counts(failures)
             head.append(f"every failed request (all prober pods, restarted ones too): {counts}")
             timeline = kindlab.failure_timeline(failures, events, cpu.lines() + endpoints.lines())

@@ -75,7 +75,12 @@ def test_a_burst_is_one_line_and_steps_are_interleaved() -> None:
 
 @pytest.mark.parametrize(
     "target, kind",
-    [("http://web.e2e.svc.cluster.local/", "service"), ("http://10.245.0.4:8080/", "peer"), ("dns:prober.e2e", "dns")],
+    [
+        ("http://web.e2e.svc.cluster.local/", "service"),
+        ("svcip:http://web.e2e.svc.cluster.local/", "service-ip"),
+        ("http://10.245.0.4:8080/", "peer"),
+        ("dns:prober.e2e", "dns"),
+    ],
 )
 def test_failures_are_counted_by_target_kind(target: str, kind: str) -> None:
     counts = kindlab.failure_counts([failure("2026-12-02T05:00:00Z", target=target)] * 2)

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -135,9 +136,13 @@ func (s *targetStats) interruption(from, to time.Time) {
 	}
 }
 
-func (p *prober) probe(ctx context.Context, target string) {
+func (p *prober) probe(ctx context.Context, target string) { p.probeAs(ctx, target, target) }
+
+// probeAs GETs url and records the result under key (a Service probed at the address its
+// name resolved to is recorded under the name: "svcip:<URL>").
+func (p *prober) probeAs(ctx context.Context, address, key string) {
 	sent := time.Now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, address, nil)
 	if err == nil {
 		var resp *http.Response
 		resp, err = p.client.Do(req)
@@ -148,7 +153,7 @@ func (p *prober) probe(ctx context.Context, target string) {
 			}
 		}
 	}
-	p.record(target, sent, err)
+	p.record(key, sent, err)
 }
 
 func (p *prober) handleStats(w http.ResponseWriter, _ *http.Request) {
@@ -202,6 +207,9 @@ func run(ctx context.Context, args []string) error {
 	peerPort := fs.Int("peer-port", 8080, "port of the peers (probe)")
 	var targets multiFlag
 	fs.Var(&targets, "target", "URL to probe; repeatable (probe)")
+	var byAddress multiFlag
+	fs.Var(&byAddress, "resolve-target", "URL to probe at the address its host resolves to "+
+		"(re-resolved every 5 s, recorded as svcip:<URL>): the datapath without DNS; repeatable (probe)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -223,7 +231,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		mux.HandleFunc("/stats", p.handleStats)
 		mux.HandleFunc("POST /reset", p.handleReset)
-		go p.loop(ctx, *interval, targets, *peers, *peerPort)
+		go p.loop(ctx, *interval, targets, byAddress, *peers, *peerPort)
 	default:
 		return fmt.Errorf("unknown command %q (serve|probe)", args[0])
 	}
@@ -238,25 +246,45 @@ func run(ctx context.Context, args []string) error {
 	}
 }
 
-func (p *prober) loop(ctx context.Context, interval time.Duration, targets []string, peers string, peerPort int) {
+func (p *prober) loop(ctx context.Context, interval time.Duration, targets, byAddress []string, peers string, peerPort int) {
 	var peerURLs []string
 	var resolved time.Time
+	addressed := map[string]string{} // resolve-target URL -> the same URL at its host's address
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if peers != "" && time.Since(resolved) > 5*time.Second {
-			if ips, err := net.DefaultResolver.LookupHost(ctx, peers); err == nil {
-				sort.Strings(ips)
-				peerURLs = peerURLs[:0]
-				for _, ip := range ips {
-					if ip == p.id.IP {
-						continue
+		if (peers != "" || len(byAddress) > 0) && time.Since(resolved) > 5*time.Second {
+			ok := true // a failed lookup is tried again at the next tick
+			if peers != "" {
+				if ips, err := net.DefaultResolver.LookupHost(ctx, peers); err == nil {
+					sort.Strings(ips)
+					peerURLs = peerURLs[:0]
+					for _, ip := range ips {
+						if ip == p.id.IP {
+							continue
+						}
+						peerURLs = append(peerURLs, "http://"+net.JoinHostPort(ip, fmt.Sprint(peerPort))+"/")
 					}
-					peerURLs = append(peerURLs, "http://"+net.JoinHostPort(ip, fmt.Sprint(peerPort))+"/")
+				} else {
+					ok = false
+					p.record("dns:"+peers, time.Now(), err)
 				}
+			}
+			for _, target := range byAddress {
+				if u, host, err := addressOf(ctx, target); err == nil {
+					addressed[target] = u
+				} else {
+					ok = false
+					p.record("dns:"+host, time.Now(), err)
+				}
+			}
+			if ok {
 				resolved = time.Now()
-			} else {
-				p.record("dns:"+peers, time.Now(), err)
+			}
+		}
+		for _, target := range byAddress {
+			if u := addressed[target]; u != "" {
+				go p.probeAs(ctx, u, "svcip:"+target)
 			}
 		}
 		for _, t := range append(append([]string{}, targets...), peerURLs...) {
@@ -268,6 +296,30 @@ func (p *prober) loop(ctx context.Context, interval time.Duration, targets []str
 		case <-tick.C:
 		}
 	}
+}
+
+// addressOf resolves target's host and returns target with the host replaced by its
+// first address (a Service name: its ClusterIP), and the host.
+func addressOf(ctx context.Context, target string) (string, string, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return "", target, err
+	}
+	host := u.Hostname()
+	ips, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err != nil {
+		return "", host, err
+	}
+	sort.Strings(ips)
+	if port := u.Port(); port != "" {
+		u.Host = net.JoinHostPort(ips[0], port)
+	} else {
+		u.Host = ips[0]
+		if strings.Contains(ips[0], ":") {
+			u.Host = "[" + ips[0] + "]"
+		}
+	}
+	return u.String(), host, nil
 }
 
 func main() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -85,5 +86,15 @@ func TestReset(t *testing.T) {
 	p.handleReset(rec, httptest.NewRequest(http.MethodPost, "/reset", nil))
 	if len(p.stats) != 0 || rec.Code != http.StatusOK {
 		t.Errorf("after reset: %d targets, status %d", len(p.stats), rec.Code)
+	}
+}
+
+func TestAddressOf(t *testing.T) {
+	got, host, err := addressOf(context.Background(), "http://localhost:8080/x")
+	if err != nil || host != "localhost" || got != "http://127.0.0.1:8080/x" {
+		t.Fatalf("addressOf = %q, %q, %v", got, host, err)
+	}
+	if _, host, err := addressOf(context.Background(), "http://no-such-host.invalid/"); err == nil || host != "no-such-host.invalid" {
+		t.Fatalf("an unresolvable host: %q, %v", host, err)
 	}
 }
