@@ -435,6 +435,15 @@ class Summary:
             out[node] = max(out[node], t.longest_ms)
         return out
 
+    def interrupted(self, longer_than_ms: int, **kw: Any) -> list[str]:
+        """Targets whose longest interruption (one in progress included) exceeds the given
+        length, or that never answered: a broken path, not a lone timeout on a busy machine."""
+        return [
+            f"{node} -> {t.target}: {t.failures}/{t.requests} failed, longest {t.longest_ms} ms ({t.last_error})"
+            for node, t in self.select(**kw)
+            if t.longest_ms > longer_than_ms or (t.requests and t.failures == t.requests)
+        ]
+
     def failures_lines(self, **kw: Any) -> list[str]:
         return [
             f"{node} -> {t.target}: {t.failures}/{t.requests} failed, longest {t.longest_ms} ms ({t.last_error})"

@@ -141,3 +141,15 @@ def test_an_endpoint_is_told_by_address_node_and_state() -> None:
     assert kindlab.describe_endpoint(endpoint(True, False)) == "10.245.1.5@worker2"
     assert kindlab.describe_endpoint(endpoint(False, False)) == "10.245.1.5@worker2 not-ready"
     assert kindlab.describe_endpoint(endpoint(False, True)) == "10.245.1.5@worker2 terminating"
+
+
+def test_a_broken_path_is_told_from_a_lone_timeout() -> None:
+    def stats(target: str, requests: int, failures: int, longest: int) -> kindlab.TargetStats:
+        return kindlab.TargetStats(target, kindlab.target_kind(target), requests, failures, longest, "timeout")
+
+    lone, dead, down = "http://10.245.1.9:8080/", "http://10.245.2.9:8080/", "http://10.245.3.9:8080/"
+    targets = (stats(WEB, 80, 0, 0), stats(lone, 80, 1, 975), stats(dead, 3, 3, 900), stats(down, 80, 20, 4000))
+    seen = kindlab.Summary((kindlab.ProberReport("prober-a", "worker", targets),))
+    broken = seen.interrupted(2000)
+    assert [line.split(" -> ")[1].split(": ")[0] for line in broken] == [dead, down]
+    assert seen.interrupted(2000, exclude_targets=[dead, down]) == []
