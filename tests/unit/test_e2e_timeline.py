@@ -118,14 +118,14 @@ def test_service_failures_are_counted_per_step_from_the_other_nodes() -> None:
 
 
 def test_the_cpu_sampler_reads_this_machine() -> None:
-    with kindlab.CpuSampler(interval=0.2, top=3) as cpu:
+    with kindlab.CpuSampler(interval=0.2, top=10) as cpu:
         for _ in range(10_000):  # this process uses CPU meanwhile
             if len(cpu.samples) >= 2:
                 break
             sum(i * i for i in range(100_000))
     assert cpu.samples
     for _, busy, runnable, top in cpu.samples:
-        assert 0 <= busy <= 100 and runnable >= 0 and len(top) <= 3
+        assert 0 <= busy <= 100 and runnable >= 0 and len(top) <= 10
         assert all(used >= 1 for _, used in top)
     assert any(command.startswith(("python", "pytest")) for *_, top in cpu.samples for command, _ in top)
     assert cpu.lines()[0][1].strip().startswith("cpu ")
