@@ -507,6 +507,13 @@ def capacity(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
 REPLICATED = ("ReplicaSet", "StatefulSet", "Deployment")
 
 
+def _replica_of(pod: PodInfo) -> tuple[str, str, str] | None:
+    """(namespace, controller kind, name) of a serving replica, None for any other pod."""
+    if pod.owner is None or pod.owner.kind not in REPLICATED or not pod.ready or pod.deleting:
+        return None
+    return pod.namespace, pod.owner.kind, pod.owner.name
+
+
 def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
     """Workloads whose every replica a wave's drains evict at once, with no PDB to make the
     drain wait for a replacement: down until their new pods are Ready (e.g. both CoreDNS
@@ -514,8 +521,8 @@ def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]]) -> list
     # Ready pods per workload, one pass over the cluster's pods.
     replicas: dict[tuple[str, str, str], int] = {}
     for pod in inv.pods:
-        if pod.owner is not None and pod.owner.kind in REPLICATED and pod.ready and not pod.deleting:
-            key = (pod.namespace, pod.owner.kind, pod.owner.name)
+        key = _replica_of(pod)
+        if key is not None:
             replicas[key] = replicas.get(key, 0) + 1
     pdbs: dict[str, list[PDBInfo]] = {}
     for pdb in inv.pdbs:
@@ -525,8 +532,9 @@ def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]]) -> list
         moving: dict[tuple[str, str, str], list[PodInfo]] = {}
         for name in wave:
             for pod in inv.evictable_on(name):
-                if pod.owner is not None and pod.owner.kind in REPLICATED and pod.ready and not pod.deleting:
-                    moving.setdefault((pod.namespace, pod.owner.kind, pod.owner.name), []).append(pod)
+                key = _replica_of(pod)
+                if key is not None:
+                    moving.setdefault(key, []).append(pod)
         for key, pods in moving.items():
             if len(pods) < 2 or len(pods) < replicas[key] or key in flagged:
                 continue
