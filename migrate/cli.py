@@ -165,18 +165,23 @@ def hook_caller(hooks_dir: Path, timeout: float) -> HookCaller:
     return call
 
 
-def make_executor(
+@contextmanager
+def executor_for(
     plan: Plan,
     cluster: Cluster,
     log_format: LogFormat,
     console: output.Console,
     hooks: HookCaller = no_hooks,
-) -> Executor:
+) -> Iterator[Executor]:
+    """The executor of one command, wired to its stores, locks and sinks. On leaving, the
+    node Events still queued are sent, then the audit log gets the command's API requests
+    by client method (the Kubernetes backend counts them)."""
     directory = run_dir(home(), plan.cluster.fingerprint)
     store = LocalStore(directory)
     store.check_writable()
     audit = output.configure_logging(directory / "audit.jsonl", log_format is LogFormat.json)
-    emit = output.fan_out(audit, console, output.node_events(cluster))
+    node_events = output.NodeEvents(cluster)
+    emit = output.fan_out(audit, console, node_events)
     stop = StopFlag()
     lock: ExecutorLock = FileLock(directory)
     journal: CheckpointStore = store
@@ -193,7 +198,7 @@ def make_executor(
         lease_lock = lease(holder=f"{socket.gethostname()}:{hashlib.sha256(str(home()).encode()).hexdigest()[:10]}")
         lease_lock.on_lost = lambda why: stop.set(f"lost the executor lease: {why}")
         lock = AllLocks(lock, lease_lock)
-    return Executor(
+    executor = Executor(
         plan=plan,
         cluster=cluster,
         store=failpoints.wrap(journal),
@@ -205,6 +210,14 @@ def make_executor(
         # A simulated node has nothing to settle: its checks fail or pass at once.
         probe_retry_gap=0.0 if plan.target.backend == "sim" else 5.0,
     )
+    try:
+        yield executor
+    finally:
+        node_events.close()
+        calls = getattr(cluster, "calls", None)
+        if calls:
+            tally = ", ".join(f"{name} {n}" for name, n in calls.most_common())
+            executor.emit(Event("api-requests", plan.id, message=tally))
 
 
 def journal_for(plan: Plan) -> RunState | None:
@@ -562,8 +575,10 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         the_plan.target, opts.kubeconfig, opts.context, probe_image=opts.probe_image, node_image=opts.node_image
     )
     steps = sum(len(n.steps) for n in the_plan.nodes)
-    with output.Console(steps, live=False if opts.guided else None) as console:
-        executor = make_executor(the_plan, cluster, opts.log_format, console, hooks)
+    with (
+        output.Console(steps, live=False if opts.guided else None) as console,
+        executor_for(the_plan, cluster, opts.log_format, console, hooks) as executor,
+    ):
         executor.wave_gate = chain(
             window_gate(the_plan, end, clock, console.print) if end else None,
             guided_gate(console.print, the_plan) if opts.guided else None,
@@ -588,13 +603,7 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
             opts.yes or opts.guided,
         )
         with stop_on_signals(executor.stop):
-            try:
-                state = executor.apply(resume=resume)
-            finally:
-                calls = getattr(cluster, "calls", None)  # the Kubernetes backend's API calls by method
-                if calls:
-                    tally = ", ".join(f"{name} {n}" for name, n in calls.most_common())
-                    executor.emit(Event("api-requests", the_plan.id, message=tally))
+            state = executor.apply(resume=resume)
     done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
     requests = getattr(cluster, "requests", None)  # the Kubernetes backend counts its API calls
     load = f" ({requests} API requests)" if requests is not None else ""
@@ -725,8 +734,7 @@ def finalize(
             )
             upgrader = installer.upgrade if isinstance(installer, HelmInstaller) else installer
         values = planpath.with_name(planpath.stem + ".cilium-final-values.yaml")
-        with output.Console(0, live=False) as console:
-            executor = make_executor(the_plan, cluster, log_format, console)
+        with output.Console(0, live=False) as console, executor_for(the_plan, cluster, log_format, console) as executor:
             executor.verify()
             what = "leave migration mode" + (" and REMOVE CALICO" if remove_calico else "")
             confirm(f"Finalize plan {the_plan.id}: {what}?", yes)
@@ -786,8 +794,7 @@ def rollback(
         # Rollback runs node tasks (restore the CNI config) and probes: an air-gapped site's
         # mirrored images must reach them as they reached apply's.
         cluster = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
-        with output.Console(0, live=False) as console:
-            executor = make_executor(the_plan, cluster, log_format, console)
+        with output.Console(0, live=False) as console, executor_for(the_plan, cluster, log_format, console) as executor:
             executor.verify()
             which = ", ".join(node) if node else "every node the run touched"
             confirm(f"Roll back {which} of plan {the_plan.id} to Calico?", yes)

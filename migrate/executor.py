@@ -99,7 +99,10 @@ class Executor:
     def __post_init__(self) -> None:
         self._steps: dict[StepKind, StepFn] = registry()
         self._state: RunState | None = None
-        self._mutex = threading.Lock()
+        self._mutex = threading.Lock()  # guards the run state
+        self._save_lock = threading.Lock()  # one journal write at a time
+        self._changes = 0  # transitions made by _commit
+        self._saved = 0  # ... of which the journal holds the first this many
         self._report_lock = threading.Lock()
         self._halt = threading.Event()  # set when one node of a wave stops: the others stop too
         self._stop_reported = False  # the operator's stop is reported once, not once per node thread
@@ -294,8 +297,19 @@ class Executor:
         with self._mutex:
             assert self._state is not None
             self._state = change(self._state)
-            self.store.save(self._state)
-            return self._state
+            self._changes += 1
+            mine, state = self._changes, self._state
+        # Group commit: a thread waits here while another saves; by its turn, that save may
+        # already have carried its change (the save writes the latest state, with every
+        # change made so far). Either way it returns only once its change is checkpointed,
+        # and the nodes of a wave do not queue one journal write each behind one another.
+        with self._save_lock:
+            if self._saved < mine:
+                with self._mutex:
+                    latest, upto = self._state, self._changes
+                self.store.save(latest)
+                self._saved = upto
+        return state
 
     def _node_state(self, name: str, state: NodeState, *, message: str = "", reason: str | None = None) -> None:
         self._commit(lambda s: s.with_node_state(name, state, self._now(), message=message, reason=reason))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import sys
+import threading
 from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -22,11 +24,6 @@ from migrate.errors import BadInput, JournalUnwritable
 from migrate.journal import NodeState, RunState
 from migrate.plan import Plan, Severity
 from migrate.ports import Cluster, Event
-
-STEP_REASONS = {
-    "step-started": "CNIMigrateStepStarted",
-    "step-finished": "CNIMigrateStepSucceeded",
-}
 
 
 # -- formats ----------------------------------------------------------------------------------
@@ -226,10 +223,22 @@ class Console:
             self.print(f"stopped: {event.message}")
 
 
-def node_events(cluster: Cluster) -> Callable[[Event], None]:
-    """Post step transitions as Kubernetes Events on the node (``kubectl describe node``)."""
+class NodeEvents:
+    """Post step transitions as Kubernetes Events on the node (``kubectl describe node``),
+    from a thread of their own, like client-go's event broadcaster: an Event is a courtesy
+    to whoever runs kubectl describe, so it never holds up a step (fourteen a node, each an
+    API request, on the steps' path) and never fails one. At most ``limit`` wait to be
+    sent; past that they are dropped and counted. ``close`` sends what is queued, waiting
+    at most ``timeout`` seconds for it."""
 
-    def emit(event: Event) -> None:
+    def __init__(self, cluster: Cluster, limit: int = 10_000) -> None:
+        self.cluster = cluster
+        self.dropped = 0
+        self._queue: queue.Queue[tuple[str, str, str, bool] | None] = queue.Queue(limit)
+        self._sender: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
         if not event.node or event.kind not in ("step-started", "step-finished", "node-state"):
             return
         if event.kind == "step-started":
@@ -241,11 +250,27 @@ def node_events(cluster: Cluster) -> Callable[[Event], None]:
         else:
             warning = event.outcome != "migrated"
             reason, message = "MigrationNode" + event.outcome.title().replace("-", ""), event.message or event.outcome
-        # An Event is a courtesy to whoever runs kubectl describe: never fail a step over one.
-        with contextlib.suppress(Exception):
-            cluster.record_event(event.node, reason, f"cni-migrate plan {event.plan_id}: {message}", warning)
+        with self._start:
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send, name="node-events", daemon=True)
+                self._sender.start()
+        try:
+            self._queue.put_nowait((event.node, reason, f"cni-migrate plan {event.plan_id}: {message}", warning))
+        except queue.Full:
+            self.dropped += 1
 
-    return emit
+    def _send(self) -> None:
+        while (item := self._queue.get()) is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.record_event(*item)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._start:
+            sender, self._sender = self._sender, None
+        if sender is not None:
+            with contextlib.suppress(queue.Full):  # a full queue on a hung API: the thread is a daemon
+                self._queue.put(None, timeout=timeout)
+            sender.join(timeout)
 
 
 def fan_out(*sinks: Callable[[Event], None]) -> Callable[[Event], None]:

@@ -99,6 +99,20 @@ def test_ten_node_migration_never_takes_a_pdb_below_its_desired_healthy(tmp_path
         calls = {name: int(n) for name, n in (part.rsplit(" ", 1) for part in tally.split(", "))}
         assert sum(calls.values()) == int(match.group(1)), tally
         assert calls["create_namespaced_pod_eviction"] >= 1 and calls["patch_node"] >= 20, tally
+        # Every step's start and end is an Event on its node, all sent before apply returned
+        # (they go from a thread of their own): kubectl describe node tells the story.
+        posted = lab.core.list_namespaced_event("default", field_selector="source=cni-migrate").items
+        by_node: dict[str, list[str]] = {}
+        for event in posted:
+            by_node.setdefault(event.involved_object.name, []).append(event.reason)
+        assert set(by_node) == set(lab.nodes), sorted(by_node)
+        for node, reasons in by_node.items():
+            assert reasons.count("MigrationStepStarted") == reasons.count("MigrationStepSucceeded") == 5, (
+                node,
+                reasons,
+            )
+            assert "MigrationNodeMigrated" in reasons, (node, reasons)
+        assert calls["create_namespaced_event"] == len(posted), tally
 
         # The invariant the Eviction API promises: it never lets a budget go below what it
         # protects. The disruption controller's status only counts Ready pods that are not
