@@ -171,6 +171,7 @@ class KubernetesCluster:
         self._requests_lock = threading.Lock()  # the nodes of a wave call from their own threads
         self._identity: ClusterIdentity | None = None
         self._traffic: TrafficCache | None = None  # apply --traffic-watch: its reports and probers
+        self._namespace_made = False  # the tool's namespace exists: not asked again per helper pod
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, **kw: Any) -> KubernetesCluster:
@@ -753,13 +754,18 @@ class KubernetesCluster:
         self._call(f"create event on {node}", self.core.create_namespaced_event, "default", event, retry=False)
 
     # -- node tasks and probes ---------------------------------------------------------------------
-    def _ensure_namespace(self) -> None:
+    def _ensure_namespace(self, again: bool = False) -> None:
+        """The tool's namespace, made if missing; asked once per process (every helper pod
+        would otherwise ask), again with ``again`` (a create there said it is gone)."""
+        if self._namespace_made and not again:
+            return
         try:
             self._call("get namespace", self.core.read_namespace, TOOL_NAMESPACE)
         except NotFound:
             # Created meanwhile by someone else (409) is just as good.
             with contextlib.suppress(Conflict):
                 self._call("create namespace", self.core.create_namespace, {"metadata": {"name": TOOL_NAMESPACE}})
+        self._namespace_made = True
 
     def _helper_pods(self, node: str, role: str) -> list[dict[str, Any]]:
         items, _ = self._list(
@@ -949,7 +955,15 @@ class KubernetesCluster:
             pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
             pod["spec"]["volumes"] = [{"name": "cni", "hostPath": {"path": "/etc/cni/net.d", "type": "Directory"}}]
         try:
-            created = self._json(f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod)
+            try:
+                created = self._json(
+                    f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod
+                )
+            except NotFound:  # the namespace was deleted under the run: make it again, once
+                self._ensure_namespace(again=True)
+                created = self._json(
+                    f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod
+                )
         except Conflict:
             # The name is ours alone (random per call): AlreadyExists means an earlier attempt
             # of this very create succeeded and only its answer was lost.
@@ -1148,10 +1162,11 @@ class KubernetesCluster:
                 until_running and phase == "Running" and bool(obj["status"].get("podIP"))
             )
 
-        rv = pod["metadata"]["resourceVersion"]
-        current = pod
+        current, fresh = pod, True  # the created pod is the first read: watch from its version
         while time.monotonic() < deadline:
-            current = self._json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
+            if not fresh:  # after a dropped or expired watch
+                current = self._json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
+            fresh = False
             if done(current):
                 return current
             rv = current["metadata"]["resourceVersion"]
@@ -1216,7 +1231,8 @@ class KubernetesCluster:
             return ProbeResult(
                 check, ok, f"{agent.name} Ready" if ok and agent else "no Ready Cilium agent", "a Ready Cilium agent"
             )
-        pool = self._configmap("kube-system", "cilium-config").get("cluster-pool-ipv4-cidr", "")
+        if check in ("pod-network", "cilium-node"):
+            pool = self._configmap("kube-system", "cilium-config").get("cluster-pool-ipv4-cidr", "")
         if check == "pod-network":
             container = {"name": "probe", "image": self.probe_image, "command": ["/agnhost", "pause"]}
             running = self._run_pod(node, "probe", check, container, timeout, until_running=True)
