@@ -214,6 +214,8 @@ def executor_for(
         yield executor
     finally:
         node_events.close()
+        if node_events.dropped:
+            executor.emit(Event("node-events-dropped", plan.id, message=f"{node_events.dropped} node Events not sent"))
         calls = getattr(cluster, "calls", None)
         if calls:
             tally = ", ".join(f"{name} {n}" for name, n in calls.most_common())

@@ -954,16 +954,16 @@ class KubernetesCluster:
             pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cni", "mountPath": "/host/etc/cni/net.d"}]
             pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
             pod["spec"]["volumes"] = [{"name": "cni", "hostPath": {"path": "/etc/cni/net.d", "type": "Directory"}}]
+
+        def create() -> dict[str, Any]:
+            return self._json(f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod)
+
         try:
             try:
-                created = self._json(
-                    f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod
-                )
+                created = create()
             except NotFound:  # the namespace was deleted under the run: make it again, once
                 self._ensure_namespace(again=True)
-                created = self._json(
-                    f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod
-                )
+                created = create()
         except Conflict:
             # The name is ours alone (random per call): AlreadyExists means an earlier attempt
             # of this very create succeeded and only its answer was lost.
@@ -1162,11 +1162,8 @@ class KubernetesCluster:
                 until_running and phase == "Running" and bool(obj["status"].get("podIP"))
             )
 
-        current, fresh = pod, True  # the created pod is the first read: watch from its version
+        current = pod  # the created pod is the first read: watch from its version
         while time.monotonic() < deadline:
-            if not fresh:  # after a dropped or expired watch
-                current = self._json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
-            fresh = False
             if done(current):
                 return current
             rv = current["metadata"]["resourceVersion"]
@@ -1182,8 +1179,8 @@ class KubernetesCluster:
                     if done(obj):
                         return obj
                     current = obj
-            except TemporaryError:
-                continue  # re-read
+            except TemporaryError:  # dropped or expired: read it again, then watch from there
+                current = self._json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
         raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s{_pod_waiting(current)}")
 
     def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
@@ -1224,6 +1221,9 @@ class KubernetesCluster:
                 continue  # re-list
         raise TemporaryError(f"{node} did not come back from its reboot within {timeout:.0f}s", node=node)
 
+    def _cilium_pool(self) -> str:
+        return self._configmap("kube-system", "cilium-config").get("cluster-pool-ipv4-cidr", "")
+
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         if check == "cilium-agent-ready":
             agent = self.cilium_agent(node)
@@ -1231,9 +1231,8 @@ class KubernetesCluster:
             return ProbeResult(
                 check, ok, f"{agent.name} Ready" if ok and agent else "no Ready Cilium agent", "a Ready Cilium agent"
             )
-        if check in ("pod-network", "cilium-node"):
-            pool = self._configmap("kube-system", "cilium-config").get("cluster-pool-ipv4-cidr", "")
         if check == "pod-network":
+            pool = self._cilium_pool()
             container = {"name": "probe", "image": self.probe_image, "command": ["/agnhost", "pause"]}
             running = self._run_pod(node, "probe", check, container, timeout, until_running=True)
             ip = (running.get("status") or {}).get("podIP", "")
@@ -1242,6 +1241,7 @@ class KubernetesCluster:
                 check, ok, f"probe pod IP {ip or 'none'}", f"an IP in {pool or 'the Cilium pool'}", {"podIP": ip}
             )
         if check == "cilium-node":
+            pool = self._cilium_pool()
             try:
                 obj: Any = self._call(
                     f"get CiliumNode {node}",
