@@ -175,13 +175,20 @@ def executor_for(
 ) -> Iterator[Executor]:
     """The executor of one command, wired to its stores, locks and sinks. On leaving, the
     node Events still queued are sent, then the audit log gets the command's API requests
-    by client method (the Kubernetes backend counts them)."""
+    by client method (the Kubernetes backend counts them), unless the command was refused
+    before it logged anything: a refused command leaves the audit log as it found it."""
     directory = run_dir(home(), plan.cluster.fingerprint)
     store = LocalStore(directory)
     store.check_writable()
     audit = output.configure_logging(directory / "audit.jsonl", log_format is LogFormat.json)
     node_events = output.NodeEvents(cluster)
-    emit = output.fan_out(audit, console, node_events)
+    logged = False
+
+    def note(_: Event) -> None:
+        nonlocal logged
+        logged = True
+
+    emit = output.fan_out(note, audit, console, node_events)
     stop = StopFlag()
     lock: ExecutorLock = FileLock(directory)
     journal: CheckpointStore = store
@@ -217,7 +224,7 @@ def executor_for(
         if node_events.dropped:
             executor.emit(Event("node-events-dropped", plan.id, message=f"{node_events.dropped} node Events not sent"))
         calls = getattr(cluster, "calls", None)
-        if calls:
+        if calls and logged:
             tally = ", ".join(f"{name} {n}" for name, n in calls.most_common())
             executor.emit(Event("api-requests", plan.id, message=tally))
 
