@@ -17,7 +17,10 @@ The ratio compares the same node operations: cni-migrate's cordon + drain + swap
 uncordon time (per wave: its cordons plus its slowest node's other steps, since a wave's
 nodes run at once) against the whole baseline, and its whole apply against it.
 
-    python benchmarks/migrate_real.py [--nodes 50] [--max-unavailable 1,10] [--json out.json]
+Each --max-unavailable value is run --repeat times (fresh labs each time); the table shows
+the min and median of those runs.
+
+    python benchmarks/migrate_real.py [--nodes 50] [--max-unavailable 1,10] [--repeat 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,15 +104,12 @@ def run_cni_migrate(lab: CliLab, concurrency: int) -> dict[str, Any]:
         "requests_per_node": round(requests / len(nodes), 1),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "steps_s": {k: round(v, 2) for k, v in sorted(per_kind.items())},
+        "step_s_per_node": {k: round(v / len(nodes), 2) for k, v in sorted(per_kind.items())},
         # the ten client methods it called most, per node migrated
         "calls_per_node": {
             name: round(n / len(nodes), 1) for name, n in sorted(calls.items(), key=lambda x: -x[1])[:10]
         },
     }
-
-
-def top(item: tuple[str, int]) -> tuple[int, str]:
-    return -item[1], item[0]
 
 
 def run_baseline(lab: CliLab, concurrency: int, kubectl: str) -> dict[str, Any]:
@@ -142,50 +143,86 @@ def run_baseline(lab: CliLab, concurrency: int, kubectl: str) -> dict[str, Any]:
     return {"wall_s": round(wall, 1), "requests": requests, "requests_per_node": round(requests / nodes, 1)}
 
 
+def bench_once(nodes: int, concurrency: int, kubectl: str, baseline: bool) -> dict[str, Any]:
+    """One cni-migrate run and (unless ``baseline`` is False) one baseline run, each on a
+    fresh lab of ``nodes`` kwok nodes, and their ratios."""
+    run: dict[str, Any] = {}
+    for tool in ("cni-migrate", "baseline") if baseline else ("cni-migrate",):
+        with tempfile.TemporaryDirectory(prefix="cni-migrate-bench-") as tmp:
+            lab = CliLab(Path(tmp), nodes=nodes)
+            try:
+                lab.wait_settled(timeout=300)
+                run[tool] = (
+                    run_cni_migrate(lab, concurrency)
+                    if tool == "cni-migrate"
+                    else run_baseline(lab, concurrency, kubectl)
+                )
+            finally:
+                lab.close()
+        print(f"  {tool} at --max-unavailable {concurrency}: {json.dumps(run[tool])}", flush=True)
+    if baseline:
+        run["ratio_same_ops"] = round(run["cni-migrate"]["same_ops_s"] / run["baseline"]["wall_s"], 2)
+        run["ratio_whole_apply"] = round(run["cni-migrate"]["wall_s"] / run["baseline"]["wall_s"], 2)
+    return run
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": round(statistics.median(values), 2)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--max-unavailable", default="1,10")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each tool per --max-unavailable value")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-baseline", action="store_true", help="cni-migrate only (item 5: 1,000 nodes)")
     args = parser.parse_args()
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be at least 1")
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
     kubectl = kubectl_path()
     rows = []
     for concurrency in (int(c) for c in args.max_unavailable.split(",")):
-        row: dict[str, Any] = {"nodes": args.nodes, "max_unavailable": concurrency}
-        for tool in ("cni-migrate",) if args.no_baseline else ("cni-migrate", "baseline"):
-            with tempfile.TemporaryDirectory(prefix="cni-migrate-bench-") as tmp:
-                lab = CliLab(Path(tmp), nodes=args.nodes)
-                try:
-                    lab.wait_settled(timeout=300)
-                    row[tool] = (
-                        run_cni_migrate(lab, concurrency)
-                        if tool == "cni-migrate"
-                        else run_baseline(lab, concurrency, kubectl)
-                    )
-                finally:
-                    lab.close()
-            print(f"  {tool} at --max-unavailable {concurrency}: {json.dumps(row[tool])}", flush=True)
-        ours = row["cni-migrate"]
-        base_s = row["baseline"]["wall_s"] if "baseline" in row else float("nan")
-        row["ratio_same_ops"] = round(ours["same_ops_s"] / base_s, 2)
-        row["ratio_whole_apply"] = round(ours["wall_s"] / base_s, 2)
+        runs = [bench_once(args.nodes, concurrency, kubectl, not args.no_baseline) for _ in range(args.repeat)]
+        ours = [r["cni-migrate"] for r in runs]
+        row: dict[str, Any] = {
+            "nodes": args.nodes,
+            "max_unavailable": concurrency,
+            "runs": runs,
+            "ours_wall_s": spread([o["wall_s"] for o in ours]),
+            "validate_s": spread([o["steps_s"].get("validate", 0.0) for o in ours]),
+            "requests_per_node": spread([o["requests_per_node"] for o in ours]),
+            "peak_rss_mb": max(o["peak_rss_mb"] for o in ours),
+        }
+        if not args.no_baseline:
+            row["baseline_wall_s"] = spread([r["baseline"]["wall_s"] for r in runs])
+            row["ratio_same_ops"] = spread([r["ratio_same_ops"] for r in runs])
+            row["ratio_whole_apply"] = spread([r["ratio_whole_apply"] for r in runs])
+            row["kubectl_requests_per_node"] = spread([r["baseline"]["requests_per_node"] for r in runs])
         rows.append(row)
+    print(f"min / median of {args.repeat} run(s) each")
     print(
-        f"{'nodes':>6} {'max-unav':>8} {'ours_s':>8} {'validate_s':>10} {'baseline_s':>10} "
-        f"{'same-ops':>8} {'whole':>6} {'req/node':>8} {'kubectl req/node':>16} {'rss_mb':>7}"
+        f"{'nodes':>6} {'max-unav':>8} {'ours_s':>13} {'validate_s':>13} {'baseline_s':>13} "
+        f"{'same-ops':>11} {'whole':>11} {'req/node':>11} {'kubectl req/node':>16} {'rss_mb':>7}"
     )
+
+    def pair(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        return f"{value['min']} / {value['median']}" if value else "-"
+
     for r in rows:
-        ours, base = r["cni-migrate"], r.get("baseline", {"wall_s": "-", "requests_per_node": "-"})
         print(
-            f"{r['nodes']:>6} {r['max_unavailable']:>8} {ours['wall_s']:>8} {ours['steps_s'].get('validate', 0):>10} "
-            f"{base['wall_s']:>10} {r['ratio_same_ops']:>8} {r['ratio_whole_apply']:>6} "
-            f"{ours['requests_per_node']:>8} {base['requests_per_node']:>16} {ours['peak_rss_mb']:>7}"
+            f"{r['nodes']:>6} {r['max_unavailable']:>8} {pair(r, 'ours_wall_s'):>13} {pair(r, 'validate_s'):>13} "
+            f"{pair(r, 'baseline_wall_s'):>13} {pair(r, 'ratio_same_ops'):>11} {pair(r, 'ratio_whole_apply'):>11} "
+            f"{pair(r, 'requests_per_node'):>11} {pair(r, 'kubectl_requests_per_node'):>16} {r['peak_rss_mb']:>7}"
         )
     for r in rows:
-        calls = ", ".join(f"{k} {v}" for k, v in r["cni-migrate"]["calls_per_node"].items())
-        print(f"cni-migrate's API calls per node at --max-unavailable {r['max_unavailable']}: {calls}")
+        last = r["runs"][-1]["cni-migrate"]
+        seconds = ", ".join(f"{k} {v}" for k, v in last["step_s_per_node"].items())
+        calls = ", ".join(f"{k} {v}" for k, v in last["calls_per_node"].items())
+        print(f"at --max-unavailable {r['max_unavailable']}, last run, seconds per node by step: {seconds}")
+        print(f"at --max-unavailable {r['max_unavailable']}, last run, API calls per node: {calls}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
