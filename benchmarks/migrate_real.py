@@ -181,7 +181,7 @@ def main() -> int:
     if args.repeat < 1:
         raise SystemExit("--repeat must be at least 1")
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
-    kubectl = kubectl_path()
+    kubectl = "" if args.no_baseline else kubectl_path()  # the loop's kubectl, built only when it runs
     rows = []
     for concurrency in (int(c) for c in args.max_unavailable.split(",")):
         runs = [bench_once(args.nodes, concurrency, kubectl, not args.no_baseline) for _ in range(args.repeat)]
