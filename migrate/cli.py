@@ -52,6 +52,8 @@ sim_app = typer.Typer(no_args_is_help=True, help="Simulated clusters (no Kuberne
 app.add_typer(sim_app, name="sim")
 
 DEBUG = {"on": False}
+# Set by the console entry point: the process is cni-migrate's own, not a test's or a caller's.
+PROCESS = {"own": False}
 
 
 class Format(StrEnum):
@@ -138,10 +140,13 @@ def stop_on_signals(stop: StopFlag) -> Iterator[None]:
     try:
         yield
     finally:
+        # Once asked to stop, or once the run has ended in cni-migrate's own process, the
+        # journal is saved and the process is on its way out: a further Ctrl-C must not turn
+        # the clean exit into a traceback, or, once the interpreter has begun to shut down and
+        # put back the default handlers, into death by signal with the exit code lost.
+        done = stop.is_set() or PROCESS["own"]
         for s, h in previous.items():
-            # Once asked to stop, the journal is saved and the process is on its way out:
-            # a further Ctrl-C must not turn the clean exit 5 into a traceback.
-            signal.signal(s, signal.SIG_IGN if stop.is_set() else h)
+            signal.signal(s, signal.SIG_IGN if done else h)
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -927,6 +932,7 @@ def demo(
 def run() -> None:
     """The console entry point. Usage errors (an unknown option, a bad value) are one line
     and exit 2, like every other bad input; Ctrl-C at a prompt is exit 5."""
+    PROCESS["own"] = True
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

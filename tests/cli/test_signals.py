@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -81,3 +83,30 @@ def test_sigint_at_random_moments_always_resumes_to_the_uninterrupted_end_state(
         same_effects_in_any_order(world, ref)
     assert outcomes["interrupted"] + outcomes["stopped at once"] >= RUNS // 2, outcomes
     print(f"\n{RUNS} runs of {whole:.1f}s each, SIGINT at random moments: {outcomes}")
+
+
+AFTER_THE_RUN = """
+import os, signal, sys
+from migrate import cli
+from migrate.ports import StopFlag
+
+cli.PROCESS["own"] = {own}
+with cli.stop_on_signals(StopFlag()):
+    pass  # a run that ended without being asked to stop
+os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C on the way out, e.g. as the interpreter shuts down
+print("exited cleanly")
+"""
+
+
+@pytest.mark.parametrize("own", [True, False])
+def test_ctrl_c_after_a_finished_run_cannot_change_its_exit_in_cni_migrates_own_process(own):
+    """In the CLI's own process a Ctrl-C after the run ended is ignored, so it cannot turn exit
+    0 into death by SIGINT while the interpreter shuts down (the default handler is back by
+    then); in a caller's process (a test, an embedding program) its own handler is put back."""
+    proc = subprocess.run(
+        [sys.executable, "-c", AFTER_THE_RUN.format(own=own)], capture_output=True, text=True, timeout=60
+    )
+    if own:
+        assert (proc.returncode, proc.stdout.strip()) == (0, "exited cleanly"), proc.stderr
+    else:
+        assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr, (proc.returncode, proc.stderr)
