@@ -86,7 +86,7 @@ def test_sigint_at_random_moments_always_resumes_to_the_uninterrupted_end_state(
 
 
 AFTER_THE_RUN = """
-import os, signal, sys
+import os, signal
 from migrate import cli
 from migrate.ports import StopFlag
 
