@@ -100,6 +100,11 @@ class Cluster(Protocol):
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
 
+    def probe_many(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
+        """``checks`` on ``node`` in their order, up to and including the first that fails
+        (its batch: checks one probe pod answers together come back together)."""
+        ...
+
     def policy_probe(self, timeout: float) -> ProbeResult:
         """After finalize: an allowed and a denied client against a server behind a
         NetworkPolicy; ok only if the first connects and the second is blocked."""

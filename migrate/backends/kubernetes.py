@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -80,6 +81,10 @@ TASK_LABEL = "cni-migrate.io/task"
 CILIUM_SELECTOR = "k8s-app=cilium"
 DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
 PROBE_PORT = 8080
+# Validation checks that one probe pod on the node answers together (``probe_many``).
+POD_CHECKS = ("pod-network", "dns", "connectivity")
+DNS_NAME = "kubernetes.default.svc.cluster.local"
+API_TARGET = f"{DNS_NAME}:443"
 PEER_LABEL = "cni-migrate.io/peer-of"  # probe servers on peer nodes, behind the probe Service
 FOR_LABEL = "cni-migrate.io/for"  # the node whose check a helper pod serves (it may run on a peer)
 POLICY_LABEL = "cni-migrate.io/policy-probe"  # the policy probe's pods and policies: its run id
@@ -905,7 +910,7 @@ class KubernetesCluster:
         node: str,
         role: str,
         name_hint: str,
-        container: dict[str, Any],
+        container: dict[str, Any] | list[dict[str, Any]],
         timeout: float,
         *,
         host_paths: bool = False,
@@ -914,8 +919,9 @@ class KubernetesCluster:
         labels: dict[str, str] | None = None,
         for_node: str = "",
     ) -> dict[str, Any]:
-        """Create a pinned helper pod, wait for it to finish (or run), return it; delete it,
-        unless ``keep`` is given: then its name goes there and the caller deletes it.
+        """Create a pinned helper pod of one container or several (which run side by side),
+        wait for it to finish (or run), return it; delete it, unless ``keep`` is given: then
+        its name goes there and the caller deletes it.
         ``for_node``: the node whose check this pod serves (default ``node``); a peer node
         may host pods of several nodes' checks at once (a parallel wave)."""
         self._ensure_namespace()
@@ -947,7 +953,10 @@ class KubernetesCluster:
                 "terminationGracePeriodSeconds": 0,
                 "tolerations": [{"operator": "Exists"}],
                 "automountServiceAccountToken": False,
-                "containers": [{"terminationMessagePolicy": "FallbackToLogsOnError", **container}],
+                "containers": [
+                    {"terminationMessagePolicy": "FallbackToLogsOnError", **c}
+                    for c in ([container] if isinstance(container, dict) else container)
+                ],
             },
         }
         if host_paths:
@@ -1035,16 +1044,21 @@ class KubernetesCluster:
             routes = [(node, ips[p], f"{node}->{p} ({cni})") for p, cni in peers.items()]
             routes += [(p, ips[node], f"{p} ({cni})->{node}") for p, cni in peers.items()]
             routes.append((node, made["spec"]["clusterIP"], f"{node}->Service {made['spec']['clusterIP']}"))
-            outcomes = []
-            for source, ip, label in routes:
-                client_container = {
-                    "name": "probe",
-                    "image": self.probe_image,
-                    "command": ["/agnhost", "connect", f"{ip}:{PROBE_PORT}", "--timeout=5s"],
-                }
-                done = self._run_pod(source, "probe", "cross-node-client", client_container, timeout, for_node=node)
-                ok = done["status"]["phase"] == "Succeeded"
-                outcomes.append((label, ok, _termination_message(done)))
+            # One client pod per source node, a container per connection from there.
+            finished: dict[str, tuple[bool, str]] = {}
+            for source in dict.fromkeys(source for source, _, _ in routes):
+                containers = [
+                    {
+                        "name": f"route-{i}",
+                        "image": self.probe_image,
+                        "command": ["/agnhost", "connect", f"{ip}:{PROBE_PORT}", "--timeout=5s"],
+                    }
+                    for i, (start, ip, _) in enumerate(routes)
+                    if start == source
+                ]
+                done = self._run_pod(source, "probe", "cross-node-client", containers, timeout, for_node=node)
+                finished.update(_container_results(done))
+            outcomes = [(label, *finished.get(f"route-{i}", (False, ""))) for i, (_, _, label) in enumerate(routes)]
         finally:
             for name in kept:
                 self._delete_helper(name)
@@ -1153,13 +1167,21 @@ class KubernetesCluster:
         return ProbeResult(check, allowed and dropped and again, observed, expected)
 
     def _wait_pod(self, pod: dict[str, Any], timeout: float, until_running: bool) -> dict[str, Any]:
+        """The pod once finished (or running with an address, ``until_running``). A finished
+        pod keeps the address it ran with: kubelets 1.27-1.30 drop it from the first
+        terminal status (kubernetes#125370), so the last one seen is put back."""
         name = pod["metadata"]["name"]
         deadline = time.monotonic() + timeout
+        seen = {"podIP": ""}
 
         def done(obj: dict[str, Any]) -> bool:
-            phase = (obj.get("status") or {}).get("phase")
+            status = obj.get("status") or {}
+            seen["podIP"] = status.get("podIP") or seen["podIP"]
+            phase = status.get("phase")
+            if phase in ("Succeeded", "Failed") and not status.get("podIP") and seen["podIP"]:
+                obj["status"] = {**status, "podIP": seen["podIP"]}
             return phase in ("Succeeded", "Failed") or (
-                until_running and phase == "Running" and bool(obj["status"].get("podIP"))
+                until_running and phase == "Running" and bool(status.get("podIP"))
             )
 
         current = pod  # the created pod is the first read: watch from its version
@@ -1231,15 +1253,8 @@ class KubernetesCluster:
             return ProbeResult(
                 check, ok, f"{agent.name} Ready" if ok and agent else "no Ready Cilium agent", "a Ready Cilium agent"
             )
-        if check == "pod-network":
-            pool = self._cilium_pool()
-            container = {"name": "probe", "image": self.probe_image, "command": ["/agnhost", "pause"]}
-            running = self._run_pod(node, "probe", check, container, timeout, until_running=True)
-            ip = (running.get("status") or {}).get("podIP", "")
-            ok = bool(ip and pool) and ipaddress.ip_address(ip) in ipaddress.ip_network(pool, strict=False)
-            return ProbeResult(
-                check, ok, f"probe pod IP {ip or 'none'}", f"an IP in {pool or 'the Cilium pool'}", {"podIP": ip}
-            )
+        if check in POD_CHECKS:
+            return self._pod_checks(node, (check,), timeout)[0]
         if check == "cilium-node":
             pool = self._cilium_pool()
             try:
@@ -1265,31 +1280,67 @@ class KubernetesCluster:
                 f"pod CIDRs inside {pool or 'the Cilium pool'}",
                 {"podCIDRs": cidrs},
             )
-        if check == "dns":
-            name = "kubernetes.default.svc.cluster.local"
-            container = {"name": "probe", "image": self.node_image, "command": ["nslookup", name]}
-            done = self._run_pod(node, "probe", check, container, timeout)
-            ok = done["status"]["phase"] == "Succeeded"
-            return ProbeResult(
-                check,
-                ok,
-                f"nslookup {name}: {_termination_message(done) or done['status']['phase']}",
-                "cluster DNS answers",
-            )
         if check == "cross-node":
             return self._cross_node(node, timeout)
-        if check == "connectivity":
-            target = "kubernetes.default.svc.cluster.local:443"
-            container = {
-                "name": "probe",
-                "image": self.probe_image,
-                "command": ["/agnhost", "connect", target, "--timeout=5s"],
-            }
-            done = self._run_pod(node, "probe", check, container, timeout)
-            ok = done["status"]["phase"] == "Succeeded"
-            message = _termination_message(done) or ("connected" if ok else "failed")
-            return ProbeResult(check, ok, f"{target}: {message}", f"{target} reachable")
         raise BadInput(f"unknown validation check {check!r}")
+
+    def probe_many(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
+        """``checks`` in order, up to the first that fails; a run of the checks one probe pod
+        answers (``POD_CHECKS``) shares that pod: one pod instead of three per node."""
+        results: list[ProbeResult] = []
+        for in_pod, run in itertools.groupby(checks, key=lambda c: c in POD_CHECKS):
+            group = list(run)
+            for batch in [group] if in_pod else [[c] for c in group]:
+                answers = self._pod_checks(node, batch, timeout) if in_pod else [self.probe(node, batch[0], timeout)]
+                results += answers
+                if not all(r.ok for r in answers):
+                    return results
+        return results
+
+    def _pod_checks(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
+        """``pod-network``, ``dns`` and ``connectivity`` (any of them) from one probe pod on the
+        node: a container per command (``dns`` runs nslookup in the node image, ``connectivity``
+        agnhost connect to the API server's Service) and, for ``pod-network``, the address the
+        pod got. With ``pod-network`` alone the pod only has to run."""
+        commands = {
+            "dns": {"name": "dns", "image": self.node_image, "command": ["nslookup", DNS_NAME]},
+            "connectivity": {
+                "name": "connectivity",
+                "image": self.probe_image,
+                "command": ["/agnhost", "connect", API_TARGET, "--timeout=5s"],
+            },
+        }
+        containers = [commands[c] for c in checks if c in commands]
+        if containers:
+            done = self._run_pod(node, "probe", "pod-checks", containers, timeout)
+        else:
+            pause = {"name": "pod-network", "image": self.probe_image, "command": ["/agnhost", "pause"]}
+            done = self._run_pod(node, "probe", "pod-checks", pause, timeout, until_running=True)
+        finished = _container_results(done)
+        results = []
+        for check in checks:
+            if check == "pod-network":
+                pool = self._cilium_pool()
+                ip = (done.get("status") or {}).get("podIP", "")
+                ok = bool(ip and pool) and ipaddress.ip_address(ip) in ipaddress.ip_network(pool, strict=False)
+                results.append(
+                    ProbeResult(
+                        check,
+                        ok,
+                        f"probe pod IP {ip or 'none'}",
+                        f"an IP in {pool or 'the Cilium pool'}",
+                        {"podIP": ip},
+                    )
+                )
+            elif check == "dns":
+                ok, message = finished.get("dns", (False, "no status"))
+                observed = f"nslookup {DNS_NAME}: {message or ('answered' if ok else 'failed')}"
+                results.append(ProbeResult(check, ok, observed, "cluster DNS answers"))
+            else:
+                ok, message = finished.get("connectivity", (False, "no status"))
+                observed = f"{API_TARGET}: {message or ('connected' if ok else 'failed')}"
+                results.append(ProbeResult(check, ok, observed, f"{API_TARGET} reachable"))
+        return results
 
     # -- the executor lock -------------------------------------------------------------------------
     def lease(self, holder: str | None = None, duration: int = 30) -> LeaseLock:
@@ -1537,6 +1588,21 @@ def _pod_waiting(pod: dict[str, Any]) -> str:
             return f": not scheduled: {condition.get('message') or condition.get('reason') or 'unknown'}"
     phase = status.get("phase")
     return f" (phase {phase})" if phase else ""
+
+
+def _container_results(pod: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+    """Each container of a finished pod: (exited 0, its termination message, or why it did
+    not finish: a pod past its deadline ends with containers still running or waiting)."""
+    out = {}
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        terminated = state.get("terminated")
+        if terminated is not None:
+            out[status["name"]] = (terminated.get("exitCode") == 0, str(terminated.get("message") or "").strip())
+        else:
+            reason = (state.get("waiting") or {}).get("reason") or next(iter(state), "no state")
+            out[status["name"]] = (False, f"did not finish ({reason})")
+    return out
 
 
 def _termination_message(pod: dict[str, Any]) -> str:

@@ -445,6 +445,14 @@ class SimulatedCluster:
             "the allowed client connects and the denied client is blocked",
         )
 
+    def probe_many(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
+        results = []
+        for check in checks:
+            results.append(self.probe(node, check, timeout))
+            if not results[-1].ok:
+                break
+        return results
+
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         with self._tx("probe", write=True) as world:
             n = self._node_dict(world, node)

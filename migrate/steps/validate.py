@@ -31,31 +31,48 @@ ATTEMPTS = 3
 
 def run(ctx: StepContext, node: NodePlan) -> str:
     passed = []
-    for check in CHECKS:
-        for attempt in range(1, ATTEMPTS + 1):
-            ctx.check_stop(node.name)
-            result = ctx.cluster.probe(node.name, check, ctx.probe_timeout)
-            if result.ok or attempt == ATTEMPTS:
-                break
-            ctx.emit(
-                Event(
-                    "wait",
-                    ctx.plan_id,
-                    node=node.name,
-                    step="validate",
-                    message=f"{check}: observed {result.observed}; attempt {attempt + 1}/{ATTEMPTS} "
-                    f"in {ctx.probe_retry_gap:g}s",
-                )
-            )
-            ctx.stop.wait(ctx.probe_retry_gap)
-        if not result.ok:
+    pending = list(CHECKS)
+    while pending:
+        # The backend runs the checks in order up to the first failure, several in one probe
+        # pod where it can; a failing check is then asked again on its own, and what follows
+        # it is asked afresh once it passes.
+        ctx.check_stop(node.name)
+        results = ctx.cluster.probe_many(node.name, pending, ctx.probe_timeout)
+        if not results:
             raise ValidationFailed(
-                f"validation of {node.name} failed: {check}: observed {result.observed}, expected {result.expected}",
+                f"validation of {node.name} failed: {pending[0]}: the backend answered no check",
                 node=node.name,
-                check=check,
+                check=pending[0],
             )
-        retried = f", attempt {attempt}" if attempt > 1 else ""
-        passed.append(f"{check} ({result.observed}{retried})" if result.observed else check)
+        for check, result in zip(list(pending), results, strict=False):
+            attempt = 1
+            while not result.ok and attempt < ATTEMPTS:
+                ctx.emit(
+                    Event(
+                        "wait",
+                        ctx.plan_id,
+                        node=node.name,
+                        step="validate",
+                        message=f"{check}: observed {result.observed}; attempt {attempt + 1}/{ATTEMPTS} "
+                        f"in {ctx.probe_retry_gap:g}s",
+                    )
+                )
+                ctx.stop.wait(ctx.probe_retry_gap)
+                attempt += 1
+                ctx.check_stop(node.name)
+                result = ctx.cluster.probe(node.name, check, ctx.probe_timeout)
+            if not result.ok:
+                raise ValidationFailed(
+                    f"validation of {node.name} failed: {check}: observed {result.observed}, "
+                    f"expected {result.expected}",
+                    node=node.name,
+                    check=check,
+                )
+            retried = f", attempt {attempt}" if attempt > 1 else ""
+            passed.append(f"{check} ({result.observed}{retried})" if result.observed else check)
+            pending.remove(check)
+            if attempt > 1:
+                break  # the batch's later answers predate this check passing: ask them again
     if ctx.traffic is not None:
         # Not retried: what the probers saw is history, and asking again cannot change it.
         ctx.check_stop(node.name)

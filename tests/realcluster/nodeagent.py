@@ -6,8 +6,9 @@ run by the tests beside the lab, plays that part through the real API:
 
 - node-task pods (label ``cni-migrate.io/role=node-task``): apply the task to the node's
   simulated ``/etc/cni/net.d`` and finish the pod (Succeeded + termination message);
-- probe pods: ``pod-network`` goes Running with an address from the node's current CNI
-  pool; ``connectivity`` succeeds, unless the test injected a failure for the node; the
+- probe pods: the node's probe pod (``pod-checks``) gets an address from the node's current
+  CNI pool, and its ``dns`` and ``connectivity`` containers succeed once the node is on
+  Cilium, each unless the test injected a failure of its check for the node; the
   policy probe's clients connect as the NetworkPolicies would let them once cilium-config
   enables policy (a model of the dataplane over the real API objects);
 - Cilium agent pods: a new agent on a node with the migration label rewrites the node's
@@ -458,7 +459,9 @@ class NodeAgent:
                 "podIP": ip,
                 "podIPs": [{"ip": ip}],
                 "conditions": [{"type": "Ready", "status": "True"}],
-                "containerStatuses": [self._container(pod, running=True)],
+                "containerStatuses": [
+                    self._container(pod, running=True, index=i) for i in range(len(pod["spec"]["containers"]))
+                ],
             },
         )
         return ip
@@ -466,30 +469,51 @@ class NodeAgent:
     def _probe(self, pod: dict[str, Any], node: str, check: str) -> None:
         failing = check in self.failures[node] or "*" in self.failures[node]
         self.log.append((node, f"probe:{check}", "fail" if failing else "ok"))
-        if check == "pod-network":
-            self._start(pod, node, cilium=self.cni(node) is Cni.CILIUM and not failing)
+        if check == "pod-checks":
+            self._pod_checks(pod, node)
         elif check == "cross-node-server":
             self.server_ips[self._start(pod, node, cilium=self.cni(node) is Cni.CILIUM)] = node
         elif check == "cross-node-client":
-            # agnhost connect IP:PORT: fails when either end is a node whose cross-node check
-            # is made to fail; a Service IP (not a probe pod's) depends on the client only.
-            target = pod["spec"]["containers"][0]["command"][2].rsplit(":", 1)[0]
-            ends = [node, self.server_ips.get(target, node)]
-            broken = [n for n in ends if {"cross-node", "*"} & self.failures[n]]
-            message = f"dial tcp {target}: i/o timeout" if broken else "connected"
-            self._finish(pod, 1 if broken else 0, message)
+            # A container per agnhost connect IP:PORT: it fails when either end is a node whose
+            # cross-node check is made to fail; a Service IP (not a probe pod's) depends on the
+            # client only.
+            outcomes = {}
+            for c in pod["spec"]["containers"]:
+                target = c["command"][2].rsplit(":", 1)[0]
+                ends = [node, self.server_ips.get(target, node)]
+                broken = [n for n in ends if {"cross-node", "*"} & self.failures[n]]
+                outcomes[c["name"]] = (1, f"dial tcp {target}: i/o timeout") if broken else (0, "connected")
+            self._finish_each(pod, outcomes)
         elif check == "policy-server":
             self.policy_servers[self._start(pod, node, cilium=self.cni(node) is Cni.CILIUM)] = pod["metadata"]["labels"]
         elif check == "policy-client":
             target = pod["spec"]["containers"][0]["command"][2].rsplit(":", 1)[0]
             allowed = self._policy_allows(pod["metadata"]["labels"], self.policy_servers.get(target, {}))
             self._finish(pod, 0 if allowed else 1, "connected" if allowed else f"dial tcp {target}: i/o timeout")
-        elif check == "dns":
-            ok = not failing and self.cni(node) is Cni.CILIUM
-            self._finish(pod, 0 if ok else 1, "Address: 10.96.0.1" if ok else ";; connection timed out")
-        else:
-            ok = not failing and self.cni(node) is Cni.CILIUM
-            self._finish(pod, 0 if ok else 1, "connected" if ok else "dial tcp 10.96.0.1:443: i/o timeout")
+
+    def _pod_checks(self, pod: dict[str, Any], node: str) -> None:
+        """The node's probe pod: an address from the node's pool (Calico's when its
+        ``pod-network`` check is made to fail), then, unless it only has to run, a finish
+        with a result per container (``dns``, ``connectivity``): each works once the node is
+        on Cilium, unless its check is made to fail."""
+
+        def failing(check: str) -> bool:
+            return bool({check, "*"} & self.failures[node])
+
+        on_cilium = self.cni(node) is Cni.CILIUM
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        ip = self._start(pod, node, cilium=on_cilium and not failing("pod-network"))
+        if names == ["pod-network"]:
+            return
+        answers = {
+            "dns": ("Address: 10.96.0.1", ";; connection timed out"),
+            "connectivity": ("connected", "dial tcp 10.96.0.1:443: i/o timeout"),
+        }
+        outcomes = {}
+        for name in names:
+            ok = on_cilium and not failing(name)
+            outcomes[name] = (0, answers[name][0]) if ok else (1, answers[name][1])
+        self._finish_each(pod, outcomes, ip)
 
     def _policy_allows(self, client_labels: dict[str, str], server_labels: dict[str, str]) -> bool:
         """What a Cilium agent with the cluster's cilium-config would do with the connection:
@@ -515,8 +539,10 @@ class NodeAgent:
             for peer in rule._from or []
         )
 
-    def _container(self, pod: dict[str, Any], *, running: bool = False, code: int = 0, message: str = "") -> dict:
-        c = pod["spec"]["containers"][0]
+    def _container(
+        self, pod: dict[str, Any], *, running: bool = False, code: int = 0, message: str = "", index: int = 0
+    ) -> dict:
+        c = pod["spec"]["containers"][index]
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         state = (
             {"running": {"startedAt": now}}
@@ -548,6 +574,22 @@ class NodeAgent:
                 "containerStatuses": [self._container(pod, code=code, message=message)],
             },
         )
+
+    def _finish_each(self, pod: dict[str, Any], outcomes: dict[str, tuple[int, str]], ip: str = "") -> None:
+        """Finish a pod of several containers: ``outcomes`` is each one's (exit code, message);
+        the pod failed if any did. A kubelet keeps the address a finished pod ran with."""
+        containers = pod["spec"]["containers"]
+        statuses = [
+            self._container(pod, code=outcomes[c["name"]][0], message=outcomes[c["name"]][1], index=i)
+            for i, c in enumerate(containers)
+        ]
+        status: dict[str, Any] = {
+            "phase": "Succeeded" if all(code == 0 for code, _ in outcomes.values()) else "Failed",
+            "containerStatuses": statuses,
+        }
+        if ip:
+            status.update(podIP=ip, podIPs=[{"ip": ip}])
+        self._patch(pod, status)
 
     def _patch(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         try:

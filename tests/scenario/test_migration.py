@@ -545,3 +545,26 @@ def test_nodes_validated_at_once_share_peers_without_touching_each_others_probes
         with concurrent.futures.ThreadPoolExecutor(len(wave)) as pool:
             results = list(pool.map(lambda n: backend.cluster.probe(n, "cross-node", 60.0), wave))
         assert all(r.ok for r in results), [r.observed for r in results]
+
+
+@pytest.mark.realcluster
+@pytest.mark.parametrize("backend", ["kubernetes"], indirect=True)
+def test_a_nodes_validation_runs_one_probe_pod_for_its_own_checks_and_one_client_pod_per_source_node(backend):
+    """pod-network, dns and connectivity share one probe pod (a container per command, the
+    pod's address for pod-network); cross-node runs one client pod on each node it connects
+    from. The canary has one (Calico) peer: 5 probe pods, where a pod per check took 8."""
+    from collections import Counter
+
+    plan = backend.plan()
+    node = plan.waves[0].nodes[0].name
+    ctx = step_context(backend, plan)
+    for kind in (StepKind.CORDON, StepKind.DRAIN, StepKind.SWAP_CNI):
+        registry()[kind](ctx, plan.node(node))
+    before = len(backend.agent.log)
+    message = registry()[StepKind.VALIDATE](ctx, plan.node(node))
+    probes = Counter(what for _, what, _ in backend.agent.log[before:] if what.startswith("probe:"))
+    assert probes == {"probe:pod-checks": 1, "probe:cross-node-server": 2, "probe:cross-node-client": 2}
+    assert "pod-network (probe pod IP 10.245." in message
+    assert "dns (nslookup kubernetes.default.svc.cluster.local: Address: 10.96.0.1)" in message
+    assert "connectivity (kubernetes.default.svc.cluster.local:443: connected)" in message
+    assert "cross-node (3/3 connections" in message
