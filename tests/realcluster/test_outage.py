@@ -2,10 +2,11 @@
 
 A 4-node migration runs through the real CLI; once the first node is cordoned the lab
 stops kube-apiserver (SIGTERM), keeps it down for a while, and starts it again with the
-same flags (then restarts kwok, which stands in for the kubelets and, unlike them, does
-not resync on its own). Requests meanwhile get refused connections and watches break; the run must
-finish with exit 0, every node migrated, no PodDisruptionBudget ever below its
-desiredHealthy, and a journal that matches the cluster.
+same flags (then restarts kube-scheduler, whose cache can go wrong across the outage, and
+kwok, which stands in for the kubelets and, unlike them, does not resync on its own).
+Requests meanwhile get refused connections and watches break; the run must finish with
+exit 0, every node migrated, no PodDisruptionBudget ever below its desiredHealthy, and a
+journal that matches the cluster.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ def test_apiserver_restart_mid_run_is_ridden_out(tmp_path: Path) -> None:
         started = time.monotonic()
         lab.lab.restart("kube-apiserver", down_seconds=DOWN_SECONDS)
         outage = time.monotonic() - started
+        # kube-scheduler rides out the outage in most runs, but in 2 of 6 (fresh-clone CI
+        # of aadd7f4 and a loop of 4) its cache went wrong for the StatefulSet pod db-2,
+        # which the drain deletes and the controller re-creates under the same name ("Pod
+        # updated on a different node than previously added to. Scheduler cache is
+        # corrupted"), and from then on it bound no pod at all, the Cilium agent's
+        # included. A control plane that comes back restarts its scheduler too; so does the
+        # lab, so that the test is about cni-migrate's client, not the scheduler's cache.
+        lab.lab.restart("kube-scheduler")
         # kwok gives up on pod stages that failed while the API was away (kubelets resync
         # after an outage); restarting it makes it re-list and finish terminating pods.
         lab.lab.restart("kwok")
@@ -50,7 +59,21 @@ def test_apiserver_restart_mid_run_is_ridden_out(tmp_path: Path) -> None:
             stuck = [(p.metadata.namespace, p.metadata.name, p.spec.node_name, p.status.phase) for p in pods]
             stuck = [s for s in stuck if s[3] != "Running"]
             log = lab.agent.log[-25:] if lab.agent is not None else []
-            pytest.fail(f"apply hung after the outage\n{out[-1500:]}\n{err[-1500:]}\npods: {stuck}\nagent: {log}")
+            nodes = [
+                (
+                    n.metadata.name,
+                    n.spec.unschedulable,
+                    [t.key for t in n.spec.taints or []],
+                    [(c.type, c.status) for c in n.status.conditions or [] if c.type == "Ready"],
+                )
+                for n in lab.core.list_node().items
+            ]
+            events = lab.core.list_event_for_all_namespaces(field_selector="reason=FailedScheduling").items
+            why = sorted({(e.involved_object.name, e.message) for e in events})[-10:]
+            pytest.fail(
+                f"apply hung after the outage\n{out[-1500:]}\n{err[-1500:]}\npods: {stuck}\n"
+                f"nodes: {nodes}\nFailedScheduling: {why}\nagent: {log}"
+            )
         if proc.returncode != 0:
             print(err)
         assert proc.returncode == 0, (proc.returncode, out[-2000:], err[-2000:])
