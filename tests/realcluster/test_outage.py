@@ -37,8 +37,8 @@ def test_apiserver_restart_mid_run_is_ridden_out(tmp_path: Path) -> None:
         started = time.monotonic()
         lab.lab.restart("kube-apiserver", down_seconds=DOWN_SECONDS)
         outage = time.monotonic() - started
-        # kube-scheduler rides out the outage in most runs, but in 2 of 6 (fresh-clone CI
-        # of aadd7f4 and a loop of 4) its cache went wrong for the StatefulSet pod db-2,
+        # kube-scheduler rides out the outage in most runs, but in 3 of 7 (a fresh-clone CI
+        # of aadd7f4, then loops of 4 and 2) its cache went wrong for the StatefulSet pod db-2,
         # which the drain deletes and the controller re-creates under the same name ("Pod
         # updated on a different node than previously added to. Scheduler cache is
         # corrupted"), and from then on it bound no pod at all, the Cilium agent's
