@@ -213,7 +213,7 @@ def test_an_api_refusal_in_a_parallel_wave_stops_every_node_resumably(backend):
         pytest.skip("the fault proxy has a rule for evictions only; this is the executor's logic")
     plan = backend.plan(max_unavailable=2, canary=0)
     assert len(plan.waves[0].nodes) == 2
-    backend.inject("patch-node", 3, "403")  # after the two cordons
+    backend.inject("patch-node", 5, "403")  # after the two cordons (label, then cordon, each)
     with pytest.raises(Interrupted, match="swap-cni of .* stopped"):
         backend.executor(plan).apply()
     state = backend.store().load()
