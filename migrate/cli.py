@@ -158,11 +158,13 @@ def confirm(question: str, yes: bool) -> None:
         raise BadInput("not confirmed; nothing was changed")
 
 
-def hook_caller(hooks_dir: Path, timeout: float) -> HookCaller:
-    """Validate the hooks directory now (before any cluster write) and adapt its runner."""
+def hook_caller(hooks_dir: Path | None, timeout: float) -> HookCaller:
+    """Validate the hooks directory now (before any cluster write) and adapt its runner. A
+    directory the operator named must exist (a typo must not run the window without its
+    checks); the default ``hooks/`` may be absent."""
     if timeout <= 0:
         raise BadInput("--hook-timeout must be positive")
-    runner = HookRunner(hooks_dir, timeout_seconds=timeout)
+    runner = HookRunner(hooks_dir or DEFAULT_HOOKS_DIR, timeout_seconds=timeout, must_exist=hooks_dir is not None)
 
     def call(point: str, context: dict[str, Any]) -> list[str]:
         return [r.summary for r in failed_hooks(runner.run(point, context))]
@@ -516,7 +518,7 @@ class RunOptions:
     log_format: LogFormat = LogFormat.console
     kubeconfig: str | None = None
     context: str | None = None
-    hooks_dir: Path = DEFAULT_HOOKS_DIR
+    hooks_dir: Path | None = None  # None: the default hooks/, if there is one
     hook_timeout: float = 60.0
     window_end: str | None = None
     guided: bool = False
@@ -603,7 +605,7 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         executor.traffic_watch = opts.traffic_watch
         if opts.max_probe_failures is not None:
             executor.max_probe_failures = opts.max_probe_failures
-        executor.verify(to_apply=True)  # first: an identity without the rights is told so in one line
+        executor.verify(to_apply=True, strict=not resume)  # first: an identity without the rights is told so
         # Helm is needed until this run's install has succeeded, not on every later resume.
         state = executor.store.load()
         installed = (
@@ -619,9 +621,11 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
     done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
+    gone = sorted(n for n, r in state.nodes.items() if r.state.value == "gone")
     requests = getattr(cluster, "requests", None)  # the Kubernetes backend counts its API calls
     load = f" ({requests} API requests)" if requests is not None else ""
-    typer.echo(f"plan {the_plan.id}: {done}/{len(state.nodes)} node(s) migrated, run {state.status.value}{load}")
+    left = f", {len(gone)} gone from the cluster ({', '.join(gone)})" if gone else ""
+    typer.echo(f"plan {the_plan.id}: {done}/{len(state.nodes)} node(s) migrated{left}, run {state.status.value}{load}")
     return 0
 
 
@@ -631,7 +635,10 @@ KubeconfigOpt = Annotated[Optional[str], typer.Option(help="Path to a kubeconfig
 ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
 
 
-HooksDirOpt = Annotated[Path, typer.Option(help="Directory of operator hooks (see hooks/README.md).")]
+HooksDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(help=f"Directory of operator hooks, which must exist (default: {DEFAULT_HOOKS_DIR}/ if present)."),
+]
 HookTimeoutOpt = Annotated[float, typer.Option(help="Seconds each hook may run.")]
 WindowOpt = Annotated[Optional[str], typer.Option(help="End of the maintenance window (RFC 3339 or HH:MM local).")]
 GuidedOpt = Annotated[
@@ -670,7 +677,7 @@ def apply(
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    hooks_dir: HooksDirOpt = DEFAULT_HOOKS_DIR,
+    hooks_dir: HooksDirOpt = None,
     hook_timeout: HookTimeoutOpt = 60.0,
     window_end: WindowOpt = None,
     guided: GuidedOpt = False,
@@ -695,7 +702,7 @@ def resume(
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
-    hooks_dir: HooksDirOpt = DEFAULT_HOOKS_DIR,
+    hooks_dir: HooksDirOpt = None,
     hook_timeout: HookTimeoutOpt = 60.0,
     window_end: WindowOpt = None,
     guided: GuidedOpt = False,
@@ -749,7 +756,7 @@ def finalize(
             upgrader = installer.upgrade if isinstance(installer, HelmInstaller) else installer
         values = planpath.with_name(planpath.stem + ".cilium-final-values.yaml")
         with output.Console(0, live=False) as console, executor_for(the_plan, cluster, log_format, console) as executor:
-            executor.verify()
+            executor.verify(strict=False)
             what = "leave migration mode" + (" and REMOVE CALICO" if remove_calico else "")
             confirm(f"Finalize plan {the_plan.id}: {what}?", yes)
             values.write_text(output.render(final_values(the_plan.options), "yaml"))
@@ -809,7 +816,7 @@ def rollback(
         # mirrored images must reach them as they reached apply's.
         cluster = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
         with output.Console(0, live=False) as console, executor_for(the_plan, cluster, log_format, console) as executor:
-            executor.verify()
+            executor.verify(strict=False)
             which = ", ".join(node) if node else "every node the run touched"
             confirm(f"Roll back {which} of plan {the_plan.id} to Calico?", yes)
             with stop_on_signals(executor.stop):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
-from migrate import traffic
+from migrate import reconcile, traffic
 from migrate.cilium import INSTALL_CILIUM, live_config_problems, migration_values, node_config
 from migrate.errors import (
     BadInput,
@@ -49,6 +49,8 @@ from migrate.ports import (
 from migrate.steps import StepContext, StepFn, registry
 
 MANUAL = "manual"
+# Nothing left for the forward run to do on a node in these states.
+DONE = (NodeState.MIGRATED, NodeState.GONE)
 SKIPPED = "skipped by the operator"
 
 
@@ -121,17 +123,20 @@ class Executor:
         )
 
     # -- entry points ---------------------------------------------------------------------
-    def verify(self, *, to_apply: bool = False) -> None:
+    def verify(self, *, to_apply: bool = False, strict: bool = True) -> None:
         """Refuse (to apply) a plan with blocking findings; then an identity without the
-        permissions the run needs, a plan for another cluster, or one the cluster outgrew."""
+        permissions the run needs, a plan for another cluster, or (``strict``: a new run) one
+        the cluster outgrew. Resume, rollback and finalize are not strict: nodes removed or
+        added since the plan are reconciled with the journal (``migrate.reconcile``), never a
+        reason to refuse putting the rest back."""
         if to_apply and self.plan.blocking:
             checks = ", ".join(sorted({f.check for f in self.plan.blocking}))
             raise PreflightBlocked(f"plan {self.plan.id} has blocking findings ({checks}); fix them and plan again")
         self._check_permissions()
-        verify_plan(self.plan, self.cluster)
+        verify_plan(self.plan, self.cluster, strict=strict)
 
     def apply(self, *, resume: bool = False) -> RunState:
-        self.verify(to_apply=True)
+        self.verify(to_apply=True, strict=not resume)
         # Refuse what is bound to be refused before taking the lock: on a real cluster the
         # lock is a Lease, and bad input must not write anything. A run recorded as running
         # may be another executor's at work: for that one the lock has the say.
@@ -139,6 +144,13 @@ class Executor:
         running = existing is not None and existing.status is RunStatus.RUNNING
         admitted = None if running else self._admit(existing, resume)
         install = False
+        # A completed run whose nodes the cluster shows off Cilium is not complete: it runs
+        # again for them (read-only here, by the nodes' labels; decided under the lock).
+        reopened = (
+            admitted is not None
+            and admitted.status is RunStatus.COMPLETED
+            and any(d.to is NodeState.PENDING for d in reconcile.drift(self.plan, admitted, self._live()))
+        )
         cut_short = (
             existing is not None
             and existing.plan_id == self.plan.id
@@ -146,11 +158,14 @@ class Executor:
         )
         if cut_short and self.cilium_installer:
             install = True  # this run's own install was cut short: finish it, whatever it left
-        elif admitted is None or admitted.status is not RunStatus.COMPLETED:
+        elif admitted is None or admitted.status is not RunStatus.COMPLETED or reopened:
             install = self._check_cilium(may_install=self.cilium_installer is not None)
         with self.lock.hold():
-            state = self._open(resume)
-            if state.status is RunStatus.COMPLETED:
+            self._open(resume)
+            state = self._reconcile()
+            if state.status is RunStatus.COMPLETED and all(
+                r.state in (NodeState.MIGRATED, NodeState.GONE) for r in state.nodes.values()
+            ):
                 return state
             if resume:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
@@ -267,21 +282,49 @@ class Executor:
         return record.started_at if record is not None else ""
 
     def rollback(self, nodes: Sequence[str] = ()) -> RunState:
-        self.verify()
+        """Put nodes back on Calico: those named, or every node the run touched and every
+        node of the plan the cluster shows with the migration label. What the live cluster
+        shows decides, not only the journal: a node the journal calls pending that is on
+        Cilium is put back; a node gone from the cluster is reported and left alone."""
+        self.verify(strict=False)
         unknown = sorted(set(nodes) - {n.name for n in self.plan.nodes})
         if unknown:
             raise BadInput(f"--node names node(s) not in plan {self.plan.id}: {', '.join(unknown)}")
-        self._rollback_journal(self.store.load())  # refuse before the lock, as apply does
+        self._rollback_journal(self.store.load(), self._live())  # refuse before the lock, as apply does
         with self.lock.hold():
-            self._state = self._rollback_journal(self.store.load())
+            existing = self.store.load()
+            self._state = self._rollback_journal(existing, self._live())
+            if existing is None or existing.plan_id != self.plan.id:
+                if existing is not None:
+                    self.store.archive()  # another plan's finished run
+                self.store.save(self._state)
             self._remove_traffic(leftover=True)  # a killed apply's watch
-            chosen = list(nodes) or self._state.touched
+            live = self._live()
+            for name in self._gone(live):
+                self._report(Event("node-state", self.plan.id, node=name, outcome="gone", message=reconcile.GONE))
+            chosen = [n for n in nodes if reconcile.present(self.plan, live, n)]
+            if nodes:
+                # Named by the operator: look at the node's CNI configuration where the journal
+                # and the label both say Calico, so a node that is on Cilium is never left so.
+                unsure = [n for n in chosen if not live[n].labelled and not self._under_way(n)]
+                live = self._read_cni(live, unsure)
+            else:
+                chosen = reconcile.rollback_candidates(self.plan, self._state, live)
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
             self._commit(lambda s: s.with_status(RunStatus.RUNNING))
             self._report(Event("run-started", self.plan.id, phase="rollback"))
             for node in order:
                 run = self._state.nodes[node.name]
-                if run.state in (NodeState.PENDING, NodeState.FAILED, NodeState.ROLLED_BACK):
+                if not self._under_way(node.name) and not reconcile.off_calico(live[node.name]):
+                    self._report(
+                        Event(
+                            "node-state",
+                            self.plan.id,
+                            node=node.name,
+                            outcome="skipped",
+                            message=f"{node.name} is on Calico ({live[node.name].describe()}): nothing to put back",
+                        )
+                    )
                     continue
                 self._put_back(node, MANUAL if run.state is not NodeState.ROLLING_BACK else run.reason)
             left = [n for n, r in self._state.nodes.items() if r.state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)]
@@ -328,11 +371,68 @@ class Executor:
                 f"resume or roll back with that plan file"
             )
 
-    def _rollback_journal(self, state: RunState | None) -> RunState:
-        if state is None:
-            raise BadInput(f"plan {self.plan.id} was never applied to this cluster: nothing to roll back")
-        self._check_journal(state)
-        return state
+    def _rollback_journal(self, state: RunState | None, live: Mapping[str, reconcile.LiveNode]) -> RunState:
+        """The run to roll back: this plan's, or a new record when there is none (or only
+        another plan's finished one) but nodes of this plan carry the migration label."""
+        if state is not None and (state.plan_id == self.plan.id or not state.finished):
+            self._check_journal(state)
+            return state
+        labelled = [
+            n.name for n in self.plan.nodes if reconcile.present(self.plan, live, n.name) and live[n.name].labelled
+        ]
+        if not labelled:
+            raise BadInput(
+                f"plan {self.plan.id} was never applied to this cluster and none of its nodes carries the migration "
+                "label: nothing to roll back"
+            )
+        return RunState.new(self.plan).with_status(RunStatus.INTERRUPTED)
+
+    def _under_way(self, name: str) -> bool:
+        return self._current.nodes[name].state in (NodeState.MIGRATED, NodeState.IN_PROGRESS, NodeState.ROLLING_BACK)
+
+    # -- the live cluster ---------------------------------------------------------------------
+    def _live(self) -> dict[str, reconcile.LiveNode]:
+        """Every node as the cluster shows it now (one node list; read-only)."""
+        return reconcile.live_map(self.cluster.nodes())
+
+    def _read_cni(self, live: dict[str, reconcile.LiveNode], names: Sequence[str]) -> dict[str, reconcile.LiveNode]:
+        """``live`` with these nodes' CNI configuration read (a node task each: under the lock only)."""
+        if not names:
+            return live
+        read = dict(live)
+        for name in names:
+            read[name] = replace(live[name], cni=self.cluster.node_cni(name))
+        return read
+
+    def _gone(self, live: Mapping[str, reconcile.LiveNode]) -> list[str]:
+        """Plan nodes no longer in the cluster; recorded as gone in the journal."""
+        gone = [n.name for n in self.plan.nodes if not reconcile.present(self.plan, live, n.name)]
+        for name in gone:
+            if self._current.nodes[name].state is not NodeState.GONE:
+                self._node_state(name, NodeState.GONE, message=reconcile.GONE)
+        return gone
+
+    def _reconcile(self) -> RunState:
+        """Before the forward run decides anything: the journal made to match the cluster
+        (``migrate.reconcile.drift``), each change recorded and reported."""
+        live = self._live()
+        try:
+            live = self._read_cni(live, reconcile.needs_cni(self.plan, self._current, live))
+        except ClusterError as exc:
+            self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
+            raise Interrupted(f"cannot read a node's CNI configuration before the run: {exc.message}") from exc
+        for change in reconcile.drift(self.plan, self._current, live):
+            self._node_state(change.node, change.to, message=change.message)
+            self._report(
+                Event(
+                    "reconciled",
+                    self.plan.id,
+                    node=change.node,
+                    outcome=change.to.value,
+                    message=f"{change.node}: {change.message} (journal: {change.journal.value})",
+                )
+            )
+        return self._current
 
     def _admit(self, existing: RunState | None, resume: bool) -> RunState | None:
         """Whether this run may start, decided without writing: raises if not; returns the
@@ -384,7 +484,7 @@ class Executor:
             raise PreflightBlocked(f"pre-run hook failed, nothing was changed: {failures[0]}")
         self._commit(lambda s: s.with_status(RunStatus.RUNNING))
         self._report(Event("run-started", self.plan.id, phase="apply"))
-        if any(r.state is not NodeState.MIGRATED for r in self._current.nodes.values()):
+        if any(r.state not in DONE for r in self._current.nodes.values()):
             try:
                 if self.cluster.ensure_object(node_config(self.plan.cluster.node_config_api)):
                     self._report(Event("prepared", self.plan.id, message="created CiliumNodeConfig cilium-default"))
@@ -414,7 +514,7 @@ class Executor:
         skipped: list[str] = []
         ran = 0  # waves run by this process
         for wave in self.plan.waves:
-            todo = [n for n in wave.nodes if self._current.nodes[n.name].state is not NodeState.MIGRATED]
+            todo = [n for n in wave.nodes if self._current.nodes[n.name].state not in DONE]
             if not todo:
                 continue
             self._check_stop()
@@ -443,7 +543,7 @@ class Executor:
             self._run_wave(wave, todo)
             ran += 1
             later = any(
-                self._current.nodes[n.name].state is not NodeState.MIGRATED and n.name not in skipped
+                self._current.nodes[n.name].state not in DONE and n.name not in skipped
                 for w in self.plan.waves[wave.index :]
                 for n in w.nodes
             )
@@ -739,7 +839,8 @@ def skippable(state: RunState, node: str) -> bool:
     return state.nodes[node].state in (NodeState.PENDING, NodeState.ROLLED_BACK, NodeState.FAILED)
 
 
-def verify_plan(plan: Plan, cluster: Cluster) -> None:
+def verify_plan(plan: Plan, cluster: Cluster, *, strict: bool = True) -> None:
+    """The plan is for this cluster; ``strict`` (a new run): and for the nodes it has now."""
     identity = cluster.identity()
     if identity.fingerprint != plan.cluster.fingerprint:
         raise PlanClusterMismatch(
@@ -747,6 +848,8 @@ def verify_plan(plan: Plan, cluster: Cluster) -> None:
             f"kube-system {plan.cluster.kube_system_uid[:8]}; this: {identity.server}, "
             f"kube-system {identity.kube_system_uid[:8]})"
         )
+    if not strict:
+        return
     live = {(n.name, n.uid) for n in cluster.nodes()}
     planned = set(plan.cluster.nodes)
     if live != planned:

@@ -16,9 +16,10 @@ or, for a Cilium that apply installed (``plan --install-cilium``), the first ste
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from migrate import reconcile
 from migrate.cilium import INSTALL_CILIUM, NODE_CONFIG_NAME, final_config_problems, final_values
 from migrate.errors import BadInput, ClusterError, Interrupted, PermanentError, ValidationFailed
 from migrate.journal import NodeState, RunState, RunStatus
@@ -52,12 +53,39 @@ class Finalizer:
     cilium_upgrader: Callable[[dict[str, Any]], str] | None = None
     held_back: str = ""  # set by run(): what was asked for and not done, and why
 
-    def _admit(self, state: RunState | None) -> RunState:
+    def _admit(self, state: RunState | None, *, read_cni: bool = False) -> RunState:
+        """Refuse, naming the nodes, while any live node (in the plan or not) is not on
+        Cilium: judged by the nodes' labels, and with ``read_cni`` (under the lock: a node
+        task each) by every node's CNI configuration too. The journal alone never decides."""
         if state is None or state.plan_id != self.plan.id:
             raise BadInput(f"plan {self.plan.id} has no run on this cluster to finalize")
-        pending = sorted(n for n, r in state.nodes.items() if r.state is not NodeState.MIGRATED)
-        if pending:
-            raise BadInput(f"finalize needs every node migrated; not yet: {', '.join(pending)}")
+        under_way = sorted(
+            n for n, r in state.nodes.items() if r.state in (NodeState.IN_PROGRESS, NodeState.ROLLING_BACK)
+        )
+        if under_way:
+            raise BadInput(
+                f"finalize needs every node migrated; not yet: {', '.join(under_way)} (its run is unfinished: "
+                "'cni-migrate resume' or 'cni-migrate rollback' first)"
+            )
+        live = reconcile.live_map(self.cluster.nodes())
+        blockers = reconcile.finalize_blockers(self.plan, live)
+        if not blockers and read_cni:
+            read = {}
+            for name, node in live.items():
+                try:
+                    read[name] = replace(node, cni=self.cluster.node_cni(name))
+                except ClusterError as exc:
+                    # A node we cannot look at may still run Calico: that is reason enough to wait.
+                    raise BadInput(
+                        f"finalize needs every node on Cilium; cannot read {name}'s CNI configuration "
+                        f"({exc.message}); nothing was changed"
+                    ) from exc
+            blockers = reconcile.finalize_blockers(self.plan, read)
+        if blockers:
+            raise BadInput(
+                f"finalize needs every node on Cilium; not yet: {', '.join(blockers)}; nothing was changed: "
+                "migrate them (a new plan covers nodes outside this one) or roll back"
+            )
         if self.cilium_upgrader is not None and state.prepare.get(INSTALL_CILIUM) != "succeeded":
             raise BadInput(
                 "--upgrade-cilium upgrades only a Cilium that this run installed; apply found Cilium already "
@@ -70,7 +98,7 @@ class Finalizer:
         """Finalize; returns the report lines (what was done, what is left)."""
         self._admit(self.store.load())  # refuse before the lock: taking it is a cluster write
         with self.lock.hold():
-            state = self._admit(self.store.load())
+            state = self._admit(self.store.load(), read_cni=True)
             self.cluster.cleanup_helper_pods()  # a killed finalize's policy probe, if any
             report: list[str] = []
             steps: list[tuple[str, Callable[[], str]]] = []

@@ -36,6 +36,7 @@ class NodeState(StrEnum):
     ROLLING_BACK = "rolling-back"
     FAILED = "failed"  # a step failed and the node was put back
     ROLLED_BACK = "rolled-back"  # put back on Calico on request
+    GONE = "gone"  # no longer in the cluster (removed, or replaced by a new machine): left alone
 
 
 class StepStatus(StrEnum):
@@ -142,7 +143,7 @@ class RunState:
             changes.update(steps=MappingProxyType(kept), finished_at="")
         elif state is NodeState.PENDING:
             changes.update(steps=MappingProxyType({}), started_at="", finished_at="", last_step="")
-        elif state in (NodeState.MIGRATED, NodeState.FAILED, NodeState.ROLLED_BACK):
+        elif state in (NodeState.MIGRATED, NodeState.FAILED, NodeState.ROLLED_BACK, NodeState.GONE):
             changes.update(finished_at=now)
         return self._with_node(name, replace(run, **changes))
 
@@ -176,7 +177,7 @@ class RunState:
     # -- queries --------------------------------------------------------------------------
     @property
     def touched(self) -> list[str]:
-        return [n for n, r in self.nodes.items() if r.state is not NodeState.PENDING]
+        return [n for n, r in self.nodes.items() if r.state not in (NodeState.PENDING, NodeState.GONE)]
 
     @property
     def finished(self) -> bool:

@@ -239,6 +239,11 @@ class ClusterSnapshot:
     nodes: tuple[tuple[str, str], ...]  # (name, uid), sorted by name
     node_config_api: str = "cilium.io/v2"  # the CiliumNodeConfig apiVersion the cluster serves
 
+    @functools.cached_property
+    def nodes_by_name(self) -> dict[str, str]:
+        """name -> UID of every node the cluster had when the plan was made (excluded ones too)."""
+        return dict(self.nodes)
+
 
 @dataclass(frozen=True)
 class Plan:
