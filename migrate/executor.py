@@ -144,29 +144,27 @@ class Executor:
         running = existing is not None and existing.status is RunStatus.RUNNING
         admitted = None if running else self._admit(existing, resume)
         install = False
-        # A completed run whose nodes the cluster shows off Cilium is not complete: it runs
-        # again for them (read-only here, by the nodes' labels; decided under the lock).
-        reopened = (
-            admitted is not None
-            and admitted.status is RunStatus.COMPLETED
-            and any(d.to is NodeState.PENDING for d in reconcile.drift(self.plan, admitted, self._live()))
-        )
         cut_short = (
             existing is not None
             and existing.plan_id == self.plan.id
             and existing.prepare.get(INSTALL_CILIUM) == "started"
         )
+        completed = admitted is not None and admitted.status is RunStatus.COMPLETED
         if cut_short and self.cilium_installer:
             install = True  # this run's own install was cut short: finish it, whatever it left
-        elif admitted is None or admitted.status is not RunStatus.COMPLETED or reopened:
+        elif not completed:
             install = self._check_cilium(may_install=self.cilium_installer is not None)
         with self.lock.hold():
             self._open(resume)
-            state = self._reconcile()
+            # A completed run is complete only if the cluster agrees: each migrated node's
+            # CNI configuration is read again (a node put back on Calico by hand is migrated again).
+            state = self._reconcile(verify_migrated=completed)
             if state.status is RunStatus.COMPLETED and all(
                 r.state in (NodeState.MIGRATED, NodeState.GONE) for r in state.nodes.values()
             ):
                 return state
+            if completed and not install:
+                install = self._check_cilium(may_install=self.cilium_installer is not None)
             if resume:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
@@ -412,12 +410,13 @@ class Executor:
                 self._node_state(name, NodeState.GONE, message=reconcile.GONE)
         return gone
 
-    def _reconcile(self) -> RunState:
+    def _reconcile(self, *, verify_migrated: bool = False) -> RunState:
         """Before the forward run decides anything: the journal made to match the cluster
         (``migrate.reconcile.drift``), each change recorded and reported."""
         live = self._live()
         try:
-            live = self._read_cni(live, reconcile.needs_cni(self.plan, self._current, live))
+            names = reconcile.needs_cni(self.plan, self._current, live, verify_migrated=verify_migrated)
+            live = self._read_cni(live, names)
         except ClusterError as exc:
             self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
             raise Interrupted(f"cannot read a node's CNI configuration before the run: {exc.message}") from exc

@@ -17,8 +17,9 @@ difference means:
 
 Reading a node's CNI configuration is a node task (a pod on the node), so ``needs_cni``
 names only the nodes whose decision depends on it; the label answers for the rest. The
-label and the configuration can disagree only when someone edits a node by hand; finalize,
-which removes Calico, reads every node's configuration (``finalize_blockers``).
+label and the configuration can disagree only when someone edits a node by hand: a
+completed run applied again reads every migrated node's configuration, and finalize,
+which removes Calico, reads every node's (``finalize_blockers``).
 """
 
 from __future__ import annotations
@@ -94,16 +95,17 @@ def present(plan: Plan, live: Mapping[str, LiveNode], name: str) -> bool:
     return node is not None and node.uid == plan.cluster.nodes_by_name.get(name, node.uid)
 
 
-def needs_cni(plan: Plan, state: RunState, live: Mapping[str, LiveNode]) -> list[str]:
+def needs_cni(plan: Plan, state: RunState, live: Mapping[str, LiveNode], *, verify_migrated: bool = False) -> list[str]:
     """Nodes whose CNI configuration must be read before ``drift`` can decide: labelled
-    nodes the journal does not call migrated (is the label's promise kept?)."""
+    nodes the journal does not call migrated (is the label's promise kept?), and with
+    ``verify_migrated`` (a completed run applied again) the labelled migrated ones too."""
+    asked = {NodeState.PENDING, NodeState.FAILED, NodeState.ROLLED_BACK}
+    if verify_migrated:
+        asked.add(NodeState.MIGRATED)
     return [
         name
         for name, run in state.nodes.items()
-        if present(plan, live, name)
-        and live[name].labelled
-        and live[name].cni is None
-        and run.state in (NodeState.PENDING, NodeState.FAILED, NodeState.ROLLED_BACK)
+        if present(plan, live, name) and live[name].labelled and live[name].cni is None and run.state in asked
     ]
 
 

@@ -19,6 +19,7 @@ import pytest
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore
 from migrate.checkpoints.local import FileLock, LocalStore
+from migrate.cniconf import after_restore
 from migrate.executor import Executor
 from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import Plan, PlanOptions, Target
@@ -105,6 +106,12 @@ class Harness:
     def clear_failures(self) -> None: ...
     def add_pdb(self, pdb: dict[str, Any]) -> None: ...
     def add_node(self, name: str) -> None: ...
+    def remove_node(self, name: str) -> None:
+        """The node dies and is deleted from the cluster, with the pods bound to it."""
+
+    def restore_calico_by_hand(self, name: str) -> None:
+        """An operator puts Calico's conflist back on the node, leaving the label alone."""
+
     def inject(self, op: str, nth: int, error: str) -> None: ...
     def injected(self) -> int: ...
     def set_cilium_config(self, key: str, value: str) -> None: ...
@@ -137,6 +144,17 @@ class SimHarness(Harness):
     def add_node(self, name: str) -> None:
         world = self.cluster.world()
         world["nodes"][name] = dict(world["nodes"]["worker-1"], uid=f"uid-{name}", index=len(world["nodes"]))
+        self.cluster.update(nodes=world["nodes"])
+
+    def remove_node(self, name: str) -> None:
+        world = self.cluster.world()
+        del world["nodes"][name]
+        pods = {uid: p for uid, p in world["pods"].items() if p["node"] != name}
+        self.cluster.update(nodes=world["nodes"], pods=pods)
+
+    def restore_calico_by_hand(self, name: str) -> None:
+        world = self.cluster.world()
+        world["nodes"][name]["cniFiles"] = after_restore(world["nodes"][name]["cniFiles"])
         self.cluster.update(nodes=world["nodes"])
 
     def inject(self, op: str, nth: int, error: str) -> None:
@@ -234,6 +252,18 @@ class KubeHarness(Harness):
 
     def add_node(self, name: str) -> None:
         self.lab.add_nodes([self.lab_module.NodeSpec(name=name)])
+
+    def remove_node(self, name: str) -> None:
+        from kubernetes import client, config
+
+        api = client.CoreV1Api(config.new_client_from_config(str(self.lab.kubeconfig)))
+        api.delete_node(name)
+        for pod in api.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items:
+            api.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+
+    def restore_calico_by_hand(self, name: str) -> None:
+        with self.agent._lock:
+            self.agent.files[name] = after_restore(self.agent.files[name])
 
     @property
     def lab_module(self) -> Any:
