@@ -16,7 +16,7 @@ from typing import Any
 
 from migrate.errors import BadInput
 from migrate.model import MIGRATION_LABEL
-from migrate.plan import PlanOptions
+from migrate.plan import NODE_POOL_PREFIX, PlanOptions
 
 NODE_CONFIG_NAME = "cilium-default"
 CALICO_VXLAN_PORT = 4789
@@ -36,7 +36,13 @@ def _migration(options: PlanOptions) -> dict[str, Any]:
         "tunnelProtocol": "vxlan",
         "tunnelPort": CILIUM_TUNNEL_PORT,
         "cni": {"customConf": True, "uninstall": False},
-        "ipam": {"mode": "cluster-pool", "operator": {"clusterPoolIPv4PodCIDRList": [options.cilium_pool_cidr]}},
+        "ipam": {
+            "mode": "cluster-pool",
+            "operator": {
+                "clusterPoolIPv4PodCIDRList": [options.cilium_pool_cidr],
+                "clusterPoolIPv4MaskSize": NODE_POOL_PREFIX,
+            },
+        },
         "policyEnforcementMode": "never",
         "bpf": {"hostLegacyRouting": True},
     }

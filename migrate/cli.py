@@ -23,7 +23,7 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-from migrate import failpoints, output, planfile, policy, traffic
+from migrate import failpoints, fileio, output, planfile, policy, traffic
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validation_failure
 from migrate.checkpoints import AllLocks
@@ -40,8 +40,8 @@ from migrate.journal import NodeState, RunState
 from migrate.plan import NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.planner import build_plan
 from migrate.ports import CheckpointStore, Cluster, Event, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
-from migrate.runbook import duration, estimate, render_runbook
-from migrate.window import parse_duration, parse_window_end, remaining, wave_fits
+from migrate.runbook import estimate, render_runbook
+from migrate.window import announce, duration, parse_duration, parse_window_end, remaining, wave_fits
 
 app = typer.Typer(
     add_completion=False,
@@ -94,6 +94,12 @@ def run_cli(fn: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         typer.echo("error: interrupted; the journal is resumable with 'cni-migrate resume'", err=True)
         raise typer.Exit(Interrupted.exit_code) from None
+    except BrokenPipeError:
+        # The reader of our output left (``| head``) after the command's work was done, or
+        # before a command that only reads: nothing is left half-done; say so once.
+        output.discard_stdout()
+        typer.echo("error: the standard output was closed before all output was written", err=True)
+        raise typer.Exit(1) from None
     raise typer.Exit(code)
 
 
@@ -129,14 +135,15 @@ def load_plan(path: Path) -> Plan:
 
 @contextmanager
 def stop_on_signals(stop: StopFlag) -> Iterator[None]:
-    """First SIGINT/SIGTERM: finish the step, checkpoint, exit 5. Second: stop at once."""
+    """First SIGINT/SIGTERM/SIGHUP (the operator's terminal or SSH session went away):
+    finish the step, checkpoint, exit 5. Second: stop at once."""
 
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set(f"received {signal.Signals(signum).name}")
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -197,6 +204,7 @@ def executor_for(
 
     emit = output.fan_out(note, audit, console, node_events)
     stop = StopFlag()
+    console.on_closed = lambda: stop.set("the standard output was closed")
     lock: ExecutorLock = FileLock(directory)
     journal: CheckpointStore = store
     lease = getattr(cluster, "lease", None)
@@ -331,8 +339,11 @@ def values_path(plan_path: Path) -> Path:
 
 def write_plan(the_plan: Plan, path: Path) -> None:
     """The plan file and, next to it, the Helm values that install Cilium in migration mode."""
+    fileio.check_target(values_path(path), "Cilium values file")  # both or neither
     planfile.write(the_plan, path)
-    values_path(path).write_text(output.render(migration_values(the_plan.options), "yaml"))
+    fileio.write_text(
+        values_path(path), output.render(migration_values(the_plan.options), "yaml"), "Cilium values file"
+    )
 
 
 # -- plan -------------------------------------------------------------------------------------
@@ -537,12 +548,7 @@ def read_site_values(path: Path | None, install: bool) -> dict[str, Any]:
         return {}
     if not install:
         raise BadInput("--cilium-values are values for the install: use it with --install-cilium")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"--cilium-values {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"--cilium-values {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
+    text = fileio.read_text(path, "--cilium-values", planfile.MAX_PLAN_BYTES)
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -577,8 +583,8 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
     the_plan = load_plan(planpath)
     hooks = hook_caller(opts.hooks_dir, opts.hook_timeout)
     clock = SystemClock()
-    end = parse_window_end(opts.window_end, clock.now()) if opts.window_end else None
-    soak = parse_duration(opts.soak, "--soak") if opts.soak else 0.0
+    end = parse_window_end(opts.window_end, clock.now()) if opts.window_end is not None else None
+    soak = parse_duration(opts.soak, "--soak") if opts.soak is not None else 0.0
     if opts.max_probe_failures is not None and not opts.traffic_watch:
         raise BadInput("--max-probe-failures is a threshold of the traffic watch: use it with --traffic-watch")
     if opts.max_probe_failures is not None and opts.max_probe_failures < 0:
@@ -612,6 +618,8 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
             state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
         )
         executor.cilium_installer = None if installed else cilium_installer(the_plan, cluster, opts)
+        if end is not None:
+            console.print(announce(end, clock.now()))
         verb = "Resume" if resume else "Apply"
         confirm(
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
@@ -759,7 +767,7 @@ def finalize(
             executor.verify(strict=False)
             what = "leave migration mode" + (" and REMOVE CALICO" if remove_calico else "")
             confirm(f"Finalize plan {the_plan.id}: {what}?", yes)
-            values.write_text(output.render(final_values(the_plan.options), "yaml"))
+            fileio.write_text(values, output.render(final_values(the_plan.options), "yaml"), "final Cilium values")
             finalizer = Finalizer(the_plan, cluster, executor.store, executor.lock, executor.emit)
             finalizer.cilium_upgrader = upgrader
             for line in finalizer.run(remove_calico):
@@ -790,8 +798,7 @@ def runbook(
         if out is None:
             typer.echo(text, nl=False)
         else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text)
+            fileio.write_text(out, text, "runbook", mode=0o644)
             typer.echo(f"runbook for plan {the_plan.id} written to {out}")
 
     run_cli(body)
@@ -860,11 +867,16 @@ def policy_report(
         verdicts = policy.report(cluster.network_policies())
         written = []
         if write is not None:
-            write.mkdir(parents=True, exist_ok=True)
+            if write.exists() and not write.is_dir():
+                raise BadInput(f"--write {write} is not a directory")
+            try:
+                write.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise BadInput(f"cannot create --write directory {write}: {exc.strerror}") from None
             for v in verdicts:
                 if v.cilium is not None:
                     path = write / f"{v.cilium['kind'].lower()}-{v.namespace + '-' if v.namespace else ''}{v.name}.yaml"
-                    path.write_text(output.render(v.cilium, "yaml"))
+                    fileio.write_text(path, output.render(v.cilium, "yaml"), "translated policy", mode=0o644)
                     written.append(str(path))
         if o is Format.table:
             rows = [

@@ -155,6 +155,11 @@ class Executor:
         elif not completed:
             install = self._check_cilium(may_install=self.cilium_installer is not None)
         with self.lock.hold():
+            # Before the journal is opened: a refusing hook leaves it as it was (no new run
+            # recorded as running, an interrupted one still interrupted).
+            failures = self._hook("pre-run", step="", node="")
+            if failures:
+                raise PreflightBlocked(f"pre-run hook failed, nothing was changed: {failures[0]}")
             self._open(resume)
             # A completed run is complete only if the cluster agrees: each migrated node's
             # CNI configuration is read again (a node put back on Calico by hand is migrated again).
@@ -288,26 +293,33 @@ class Executor:
         unknown = sorted(set(nodes) - {n.name for n in self.plan.nodes})
         if unknown:
             raise BadInput(f"--node names node(s) not in plan {self.plan.id}: {', '.join(unknown)}")
-        self._rollback_journal(self.store.load(), self._live())  # refuse before the lock, as apply does
+        named = bool(nodes)
+        self._rollback_journal(self.store.load(), self._live(), named=named)  # refuse before the lock, as apply does
         with self.lock.hold():
             existing = self.store.load()
-            self._state = self._rollback_journal(existing, self._live())
-            if existing is None or existing.plan_id != self.plan.id:
-                if existing is not None:
-                    self.store.archive()  # another plan's finished run
-                self.store.save(self._state)
-            self._remove_traffic(leftover=True)  # a killed apply's watch
             live = self._live()
-            for name in self._gone(live):
-                self._report(Event("node-state", self.plan.id, node=name, outcome="gone", message=reconcile.GONE))
+            self._state = self._rollback_journal(existing, live, named=named)
+            fresh = existing is None or existing.plan_id != self.plan.id
             chosen = [n for n in nodes if reconcile.present(self.plan, live, n)]
             if nodes:
                 # Named by the operator: look at the node's CNI configuration where the journal
                 # and the label both say Calico, so a node that is on Cilium is never left so.
                 unsure = [n for n in chosen if not live[n].labelled and not self._under_way(n)]
                 live = self._read_cni(live, unsure)
+                if fresh and not any(reconcile.off_calico(live[n]) for n in chosen):
+                    raise BadInput(
+                        f"plan {self.plan.id} was never applied to this cluster and {', '.join(nodes)} "
+                        f"{'is' if len(nodes) == 1 else 'are'} on Calico (CNI configuration read): nothing to roll back"
+                    )
             else:
                 chosen = reconcile.rollback_candidates(self.plan, self._state, live)
+            if fresh:
+                if existing is not None:
+                    self.store.archive()  # another plan's finished run
+                self.store.save(self._state)
+            self._remove_traffic(leftover=True)  # a killed apply's watch
+            for name in self._gone(live):
+                self._report(Event("node-state", self.plan.id, node=name, outcome="gone", message=reconcile.GONE))
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
             self._commit(lambda s: s.with_status(RunStatus.RUNNING))
             self._report(Event("run-started", self.plan.id, phase="rollback"))
@@ -369,16 +381,19 @@ class Executor:
                 f"resume or roll back with that plan file"
             )
 
-    def _rollback_journal(self, state: RunState | None, live: Mapping[str, reconcile.LiveNode]) -> RunState:
+    def _rollback_journal(
+        self, state: RunState | None, live: Mapping[str, reconcile.LiveNode], *, named: bool = False
+    ) -> RunState:
         """The run to roll back: this plan's, or a new record when there is none (or only
-        another plan's finished one) but nodes of this plan carry the migration label."""
+        another plan's finished one) but nodes of this plan carry the migration label, or
+        the operator ``named`` nodes (whose CNI configuration is then read)."""
         if state is not None and (state.plan_id == self.plan.id or not state.finished):
             self._check_journal(state)
             return state
         labelled = [
             n.name for n in self.plan.nodes if reconcile.present(self.plan, live, n.name) and live[n.name].labelled
         ]
-        if not labelled:
+        if not labelled and not named:
             raise BadInput(
                 f"plan {self.plan.id} was never applied to this cluster and none of its nodes carries the migration "
                 "label: nothing to roll back"
@@ -478,9 +493,6 @@ class Executor:
             self.emit(event)
 
     def _forward(self) -> RunState:
-        failures = self._hook("pre-run", step="", node="")
-        if failures:
-            raise PreflightBlocked(f"pre-run hook failed, nothing was changed: {failures[0]}")
         self._commit(lambda s: s.with_status(RunStatus.RUNNING))
         self._report(Event("run-started", self.plan.id, phase="apply"))
         if any(r.state not in DONE for r in self._current.nodes.values()):

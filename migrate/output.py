@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import sys
 import threading
@@ -166,6 +167,18 @@ def configure_logging(audit_path: Path | None, json_to_stderr: bool) -> Callable
     return emit
 
 
+def discard_stdout() -> None:
+    """Point the standard output at /dev/null, so that nothing written later (and nothing
+    flushed at exit) fails on a pipe or terminal that is gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
 class Console:
     """Human output: a live progress bar on a terminal, plain lines elsewhere."""
 
@@ -175,6 +188,10 @@ class Console:
         self.total = total_steps
         self._progress: Any = None
         self._task: Any = None
+        # Called once when the output goes away (``| head`` exited, the terminal hung up):
+        # the run stops as on Ctrl-C rather than dying mid-step on a write.
+        self.on_closed: Callable[[], None] = lambda: None
+        self.closed = False
 
     def __enter__(self) -> Console:
         if self.live:
@@ -196,11 +213,20 @@ class Console:
             self._progress.stop()
 
     def print(self, line: str) -> None:
-        if self._progress is not None:
-            self._progress.console.print(line, markup=False, highlight=False)
-        else:
-            self.stream.write(line + "\n")
-            self.stream.flush()
+        if self.closed:
+            return
+        try:
+            if self._progress is not None:
+                self._progress.console.print(line, markup=False, highlight=False)
+            else:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+        except OSError:  # EPIPE, or EIO from a terminal that hung up
+            self.closed = True
+            if self._progress is not None:
+                self._progress = None  # never drawn again
+            discard_stdout()
+            self.on_closed()
 
     def __call__(self, event: Event) -> None:
         if event.kind == "wave-started":

@@ -109,6 +109,11 @@ class Finding:
         )
 
 
+# Cilium's cluster-pool IPAM hands each node a block of this size (the migration values set
+# clusterPoolIPv4MaskSize to it): the pool must hold one block per node of the cluster.
+NODE_POOL_PREFIX = 24
+
+
 @dataclass(frozen=True)
 class PlanOptions:
     max_unavailable: int = 1
@@ -140,9 +145,18 @@ class PlanOptions:
         if self.drain_timeout_seconds < 1:
             raise BadInput("--drain-timeout must be at least 1 second")
         try:
-            ipaddress.ip_network(self.cilium_pool_cidr)
+            pool = ipaddress.ip_network(self.cilium_pool_cidr)
         except ValueError as exc:
             raise BadInput(f"--cilium-pool-cidr {self.cilium_pool_cidr!r} is not a CIDR") from exc
+        if pool.version != 4:
+            raise BadInput(
+                f"--cilium-pool-cidr {pool} is IPv6: the migration runs Cilium's IPv4 cluster pool; give an IPv4 range"
+            )
+        if pool.prefixlen > NODE_POOL_PREFIX:
+            raise BadInput(
+                f"--cilium-pool-cidr {pool} is smaller than one node's block (/{NODE_POOL_PREFIX}); "
+                f"give at least a /{NODE_POOL_PREFIX}, and a /{NODE_POOL_PREFIX} for every node"
+            )
 
     def to_record(self) -> dict[str, Any]:
         return {

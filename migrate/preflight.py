@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from migrate.cilium import CILIUM_DEFAULT_VXLAN_PORT, CILIUM_TUNNEL_PORT
 from migrate.drain import DrainOptions, Verdict, noteworthy
 from migrate.model import Inventory, NodeInfo, PDBInfo, PodInfo
-from migrate.plan import Finding, PlanOptions, Severity
+from migrate.plan import NODE_POOL_PREFIX, Finding, PlanOptions, Severity
 
 MIN_KERNEL = (5, 10)
 
@@ -283,6 +283,29 @@ def pool_overlap(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -
     ]
 
 
+def pool_size(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+    """Every node of the cluster (the excluded and the control plane too: after finalize all
+    run Cilium) needs a block of Cilium's pool; a pool too small leaves the last ones
+    without pod addresses."""
+    pool = ipaddress.ip_network(opts.cilium_pool_cidr, strict=False)
+    blocks = 2 ** max(NODE_POOL_PREFIX - pool.prefixlen, 0)
+    if blocks >= len(inv.nodes):
+        return []
+    return [
+        Finding(
+            "cilium-pool",
+            Severity.BLOCKING,
+            f"Cilium's cluster pool {pool} holds {blocks} node block(s) of /{NODE_POOL_PREFIX}; "
+            f"the cluster has {len(inv.nodes)} nodes",
+            f"plan with a larger --cilium-pool-cidr (at least a /{_prefix_for(len(inv.nodes))})",
+        )
+    ]
+
+
+def _prefix_for(nodes: int) -> int:
+    return NODE_POOL_PREFIX - max(nodes - 1, 0).bit_length()
+
+
 def tunnel_port(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
     """Both overlays run side by side during the migration: their VXLAN ports must differ."""
     if not any(p.vxlan_mode.lower() != "never" for p in inv.calico_pools):
@@ -425,6 +448,7 @@ NODE_CHECKS: tuple[Check, ...] = (
     cilium_agents,
     node_config_api,
     pool_overlap,
+    pool_size,
     tunnel_port,
     pdb_budgets,
     drain_verdicts,

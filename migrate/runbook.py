@@ -48,6 +48,7 @@ from migrate.plan import (
 )
 from migrate.steps.validate import CHECKS
 from migrate.traffic import CHECK as TRAFFIC_CHECK
+from migrate.window import duration
 
 TEMPLATE = "runbook.md.j2"
 TEMPLATES_ENV = "CNI_MIGRATE_RUNBOOK_TEMPLATES"  # overrides the template folder (e.g. a wheel install)
@@ -161,17 +162,6 @@ def estimate(plan: Plan, pods_per_node: Mapping[str, int] | None = None) -> Esti
         batches = [rest[i : i + width] for i in range(0, len(rest), width)]
         waves[w.index] = cordon * len(w.nodes) + sum(max(b) for b in batches)
     return Estimate(nodes=nodes, waves=waves, total=sum(waves.values()), assumed_pods=pods_per_node is None)
-
-
-def duration(seconds: int) -> str:
-    """``45s``, ``3m 20s``, ``1h 05m``: short and stable."""
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        minutes, rest = divmod(seconds, 60)
-        return f"{minutes}m {rest:02d}s" if rest else f"{minutes}m"
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h {(rest + 59) // 60:02d}m"
 
 
 # -- commands ------------------------------------------------------------------------------

@@ -13,18 +13,33 @@ from datetime import datetime, time, timedelta, tzinfo
 from migrate.errors import BadInput
 from migrate.journal import NodeState, RunState
 
+# A bare clock time that has passed today is taken for tomorrow only when that is at most
+# this far ahead (a window that runs past midnight); further, it is far more likely a window
+# already over, or a typo, than a window of almost a day: the date must be given.
+TOMORROW_AT_MOST = timedelta(hours=12)
+
 
 def parse_window_end(text: str, now: datetime, local: tzinfo | None = None) -> datetime:
-    """RFC 3339 (``2026-11-28T23:30:00+01:00``) or ``HH:MM`` local time (today, or
-    tomorrow if that time has passed today). A window already over is bad input."""
+    """RFC 3339 (``2026-11-28T23:30:00+01:00``) or ``HH:MM`` local time: today, or past
+    midnight if that is at most 12 hours ahead. A window already over is bad input."""
     text = text.strip()
+    if not text:
+        raise BadInput("--window-end is empty: give HH:MM (local time) or an RFC 3339 time")
     if re.fullmatch(r"\d{1,2}:\d{2}", text):
         hours, minutes = (int(x) for x in text.split(":"))
         if hours > 23 or minutes > 59:
             raise BadInput(f"--window-end {text!r} is not a time of day")
         here = now.astimezone(local)
         end = datetime.combine(here.date(), time(hours, minutes), tzinfo=here.tzinfo)
-        return end if end > here else end + timedelta(days=1)
+        if end > here:
+            return end
+        if end + timedelta(days=1) - here <= TOMORROW_AT_MOST:
+            return end + timedelta(days=1)
+        tomorrow = (end + timedelta(days=1)).isoformat(timespec="minutes")
+        raise BadInput(
+            f"--window-end {text} was {duration(int((here - end).total_seconds()))} ago (now {here:%H:%M} local time); "
+            f"for a window ending tomorrow give the date: --window-end {tomorrow}"
+        )
     try:
         end = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -34,6 +49,24 @@ def parse_window_end(text: str, now: datetime, local: tzinfo | None = None) -> d
     if end <= now:
         raise BadInput(f"--window-end {text} is in the past")
     return end
+
+
+def announce(end: datetime, now: datetime, local: tzinfo | None = None) -> str:
+    """The absolute time a ``--window-end`` resolved to, for the operator to check."""
+    here = end.astimezone(local)
+    left = duration(max(int((end - now).total_seconds()), 0))
+    return f"window ends {here:%Y-%m-%d %H:%M %Z} ({here.isoformat(timespec='minutes')}), in {left}"
+
+
+def duration(seconds: int) -> str:
+    """``45s``, ``3m 20s``, ``1h 05m``: short and stable."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes}m {rest:02d}s" if rest else f"{minutes}m"
+    hours, minutes = divmod((seconds + 59) // 60, 60)  # minutes rounded up: 1h 59m 30s is 2h 00m
+    return f"{hours}h {minutes:02d}m"
 
 
 def parse_duration(text: str, flag: str) -> float:

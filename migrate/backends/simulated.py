@@ -70,8 +70,11 @@ class SimStore:
         path = self.path(name)
         if path.exists():
             raise BadInput(f"simulated cluster {name!r} exists already (sim delete {name} first)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write(path, world)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write(path, world)
+        except OSError as exc:
+            raise BadInput(f"cannot create simulated cluster {name!r} under {self.root}: {exc.strerror}") from None
         return SimulatedCluster(path)
 
     def open(self, name: str) -> SimulatedCluster:
@@ -123,6 +126,7 @@ class SimulatedCluster:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.parent.name
+        self._checked = False  # the world's shape is checked on first read
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
@@ -133,6 +137,14 @@ class SimulatedCluster:
                 world = json.loads(self.path.read_text())
             except (OSError, ValueError) as exc:
                 raise BadInput(f"simulated cluster {self.name!r} is unreadable: {exc}") from exc
+            if not self._checked:
+                wrong = w.problem(world)
+                if wrong:
+                    raise BadInput(
+                        f"simulated cluster {self.name!r} is malformed ({self.path}: {wrong}); "
+                        f"recreate it with 'cni-migrate sim delete {self.name}' and 'sim create'"
+                    )
+                self._checked = True
             if world.get("latency"):
                 time.sleep(float(world["latency"]))
             if op is not None:

@@ -33,6 +33,60 @@ AGENT_DS = ("kube-system", "cilium")
 CALICO_DS = ("calico-system", "calico-node")
 
 
+# What the simulation reads without a default: a world missing one of these (edited by
+# hand, or written by a much older version) is refused in one line, not a KeyError.
+_SHAPE: dict[str, type | tuple[type, ...]] = {
+    "uid": str,
+    "latency": (int, float),
+    "failValidation": dict,
+    "faults": list,
+    "counters": dict,
+    "nodes": dict,
+    "workloads": list,
+    "pods": dict,
+    "pdbs": list,
+    "calico": dict,
+    "cilium": dict,
+    "policies": list,
+    "actions": list,
+    "events": list,
+}
+_NODE_KEYS = ("uid", "index", "labels", "taints", "unschedulable", "ready", "kernel", "osImage", "os", "cpu",
+              "memory", "maxPods", "cniFiles", "ipCounter", "address")  # fmt: skip
+_POD_KEYS = ("namespace", "name", "uid", "node", "labels", "owner", "phase", "ready", "cpu", "memory", "emptydir",
+             "hostNetwork", "ip")  # fmt: skip
+_WORKLOAD_KEYS = ("kind", "namespace", "name", "replicas", "cpu", "memory", "emptydir", "hostNetwork", "labels")
+_PDB_KEYS = ("namespace", "name", "selector")
+
+
+def problem(world: Any) -> str | None:
+    """What makes ``world`` unusable (the first thing found), or None."""
+    if not isinstance(world, dict):
+        return "it is not a JSON object"
+    for key, kind in _SHAPE.items():
+        if not isinstance(world.get(key), kind):
+            return f"{key!r} is missing or is not {_name(kind)}"
+    rows: list[tuple[str, Any, tuple[str, ...]]] = [
+        *((f"node {name!r}", node, _NODE_KEYS) for name, node in world["nodes"].items()),
+        *((f"pod {uid!r}", pod, _POD_KEYS) for uid, pod in world["pods"].items()),
+        *((f"workload #{i}", wl, _WORKLOAD_KEYS) for i, wl in enumerate(world["workloads"])),
+        *((f"PDB #{i}", pdb, _PDB_KEYS) for i, pdb in enumerate(world["pdbs"])),
+    ]
+    for what, row, keys in rows:
+        if not isinstance(row, dict):
+            return f"{what} is not a JSON object"
+        missing = [k for k in keys if k not in row]
+        if missing:
+            return f"{what} has no {', '.join(repr(k) for k in missing)}"
+    return None
+
+
+def _name(kind: Any) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    words = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return " or ".join(dict.fromkeys(words[k] for k in kinds))
+
+
 # -- scenario ------------------------------------------------------------------------------
 def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0) -> World:
     """1 control-plane node and ``nodes - 1`` workers on Calico, Cilium installed in

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
+
+from migrate.cniconf import after_agent_start
 
 
 def test_demo_migrates_every_node_and_leaves_none_cordoned(cli):
@@ -117,6 +121,19 @@ def test_rollback_of_one_node_and_then_everything(cli):
         (("apply", "good.yaml", "--yes", "--window-end", "25:00"), "not a time of day"),
         (("apply", "good.yaml", "--yes", "--max-probe-failures", "3"), "use it with --traffic-watch"),
         (("apply", "good.yaml", "--yes", "--traffic-watch", "--max-probe-failures", "-1"), "must not be negative"),
+        (("apply", "good.yaml", "--yes", "--hooks-dir", "typo"), "hooks directory typo does not exist"),
+        (("apply", "good.yaml", "--yes", "--window-end", ""), "--window-end is empty"),
+        (("apply", "good.yaml", "--yes", "--soak", ""), "--soak '' is not a duration"),
+        (("apply", "fifo", "--yes"), "plan file fifo is not a regular file (a FIFO)"),
+        (("apply", "/dev/zero", "--yes"), "plan file /dev/zero is not a regular file (a device)"),
+        (("apply", "adir", "--yes"), "plan file adir is a directory"),
+        (("apply", "bomb.yaml", "--yes"), "uses YAML anchors and aliases"),
+        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "fifo"), "it is not a regular file"),
+        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "adir"), "it is a directory"),
+        (("plan", "--sim", "c1", "--cilium-pool-cidr", "fd00::/104"), "is IPv6"),
+        (("plan", "--sim", "c1", "--cilium-pool-cidr", "10.250.0.0/30"), "smaller than one node's block (/24)"),
+        (("runbook", "good.yaml", "-o", "adir"), "cannot write runbook adir: it is a directory"),
+        (("policy-report", "--sim", "c1", "--write", "good.yaml"), "--write good.yaml is not a directory"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, message):
@@ -124,6 +141,13 @@ def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, messa
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "good.yaml")
     (cli.cwd / "garbage.yaml").write_text("{{{")
     (cli.cwd / "foreign.yaml").write_text("kind: Deployment\napiVersion: apps/v1\n")
+    os.mkfifo(cli.cwd / "fifo")
+    (cli.cwd / "adir").mkdir()
+    # A billion laughs in 700 bytes: refused before it is expanded.
+    levels = ["a: &a [" + ", ".join(["x"] * 9) + "]"]
+    levels += [f"{c}: &{c} [" + ", ".join([f"*{p}"] * 9) + "]" for p, c in zip("abcdefgh", "bcdefghi", strict=True)]
+    (cli.cwd / "bomb.yaml").write_text("\n".join(levels) + "\n")
+    kept = {p.name: p.stat().st_mode for p in cli.cwd.iterdir()}
     before = cli.world("c1")
     r = cli(*args)
     assert r.code == 2, (r.code, r.out, r.err)
@@ -131,6 +155,54 @@ def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, messa
     assert r.err.strip().count("\n") == 0, r.err
     assert "Traceback" not in r.err
     assert cli.world("c1")["actions"] == before["actions"]
+    assert {p.name: p.stat().st_mode for p in cli.cwd.iterdir() if p.name in kept} == kept  # no target replaced
+
+
+def test_a_sim_home_that_cannot_be_written_and_a_malformed_world_are_one_line(cli):
+    (cli.cwd / "file").write_text("")
+    r = cli("sim", "create", "c1", env={"CNI_MIGRATE_HOME": str(cli.cwd / "file" / "home")})
+    assert r.code == 2 and r.err.startswith("error: cannot create simulated cluster 'c1' under "), r.err
+    cli("sim", "create", "c1")
+    world = cli.world("c1")
+    del world["nodes"]["worker-1"]["ready"]
+    (cli.cwd / "home" / "sims" / "c1" / "world.json").write_text(json.dumps(world))
+    for args in (("sim", "show", "c1"), ("plan", "--sim", "c1", "-o", "p.yaml")):
+        r = cli(*args)
+        assert r.code == 2 and "node 'worker-1' has no 'ready'" in r.err and r.err.count("\n") == 1, r.err
+    assert not (cli.cwd / "p.yaml").exists()
+
+
+def test_a_window_end_just_passed_is_refused_and_the_resolved_end_is_echoed(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    # A time zone in which it is about noon now, so ten minutes ago is today whatever the hour.
+    utc = datetime.now(UTC)
+    offset = 12 - utc.hour
+    env = {"TZ": f"LAB{-offset:+d}"}
+    local = utc + timedelta(hours=offset)
+    r = cli("apply", "p.yaml", "--yes", "--window-end", f"{local - timedelta(minutes=10):%H:%M}", env=env)
+    assert r.code == 2 and "ago" in r.err and "give the date" in r.err, r.err
+    assert not cli.world("c1")["actions"]
+    r = cli("apply", "p.yaml", "--yes", "--window-end", f"{local + timedelta(hours=2):%H:%M}", env=env)
+    assert r.code == 0, r.err
+    assert r.out.startswith(f"window ends {local + timedelta(hours=2):%Y-%m-%d %H:%M} LAB"), r.out
+
+
+def test_rollback_of_a_named_node_reads_its_cni_when_no_journal_or_label_says_so(cli):
+    """worker-1 was moved to Cilium outside any run and its label removed: the journal and
+    the label both say Calico, the node's CNI configuration says Cilium, and decides."""
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    world = cli.world("c1")
+    world["nodes"]["worker-1"]["cniFiles"] = after_agent_start(world["nodes"]["worker-1"]["cniFiles"], True)
+    (cli.cwd / "home" / "sims" / "c1" / "world.json").write_text(json.dumps(world))
+    r = cli("rollback", "p.yaml", "--node", "worker-2", "--yes")
+    assert r.code == 2 and "worker-2 is on Calico (CNI configuration read): nothing to roll back" in r.err, r.err
+    r = cli("rollback", "p.yaml", "--node", "worker-1", "--yes")
+    assert r.code == 0, r.err
+    assert "worker-1       rollback restore-cni" in r.out
+    nodes = json.loads(cli("sim", "show", "c1", "-o", "json").out)["nodes"]
+    assert {(n["cni"], n["unschedulable"]) for n in nodes} == {("calico", False)}
 
 
 def test_plan_for_a_recreated_cluster_of_the_same_name_is_refused(cli):
@@ -190,6 +262,18 @@ def test_a_non_executable_hook_is_bad_input_before_any_write(cli):
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 2 and "not executable" in r.err
     assert not cli.world("c1")["actions"]
+
+
+def test_a_refusing_pre_run_hook_leaves_no_run_behind(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    _hook(cli.cwd / "hooks", "pre-run", "echo 'change freeze' >&2; exit 1")
+    r = cli("apply", "p.yaml", "--yes", "--hooks-dir", "hooks")
+    assert r.code == 3 and "pre-run hook failed, nothing was changed" in r.err, r.err
+    assert not cli.world("c1")["actions"]
+    assert "not-started" in cli("status", "p.yaml").out
+    (cli.cwd / "hooks" / "pre-run").unlink()
+    assert cli("apply", "p.yaml", "--yes", "--hooks-dir", "hooks").code == 0  # not "an unfinished run"
 
 
 def test_runbook_names_every_node_and_its_rollback_command(cli):

@@ -9,6 +9,7 @@ cluster is exactly as after an uninterrupted run, with no eviction or cordon rep
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import signal
@@ -110,3 +111,36 @@ def test_ctrl_c_after_a_finished_run_cannot_change_its_exit_in_cni_migrates_own_
         assert (proc.returncode, proc.stdout.strip()) == (0, "exited cleanly"), proc.stderr
     else:
         assert proc.returncode != 0 and "KeyboardInterrupt" in proc.stderr, (proc.returncode, proc.stderr)
+
+
+def _stopped_run(tmp_path_factory, label: str, stop) -> tuple[CLI, subprocess.Popen[str], str]:
+    """A simulated apply stopped by ``stop(proc)`` once its first line is out."""
+    cli = CLI(tmp_path_factory.mktemp(label))
+    assert cli(*SIM).code == 0 and cli(*PLAN).code == 0
+    proc = cli.popen("apply", "p.yaml", "--yes", stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("wave 1")
+    stop(proc)
+    _, err = proc.communicate(timeout=120)
+    return cli, proc, err
+
+
+def test_sighup_stops_the_run_like_ctrl_c(tmp_path_factory):
+    """The operator's SSH session drops: the run finishes its step, checkpoints, exits 5."""
+    cli, proc, err = _stopped_run(tmp_path_factory, "hup", lambda p: p.send_signal(signal.SIGHUP))
+    assert proc.returncode == 5, err
+    assert err.strip().splitlines() == ["error: stopped: received SIGHUP; continue with 'cni-migrate resume'"]
+    assert cli("resume", "p.yaml", "--yes").code == 0
+    assert {n["cni"] for n in json.loads(cli("sim", "show", "c1", "-o", "json").out)["nodes"]} == {"cilium"}
+
+
+def test_a_closed_standard_output_stops_the_run_like_ctrl_c(tmp_path_factory):
+    """``apply ... | head -3``: the reader leaves, the run stops at the step's end, resumable."""
+    cli, proc, err = _stopped_run(tmp_path_factory, "pipe", lambda p: p.stdout.close())
+    assert proc.returncode == 5, err
+    assert err.strip().splitlines() == [
+        "error: stopped: the standard output was closed; continue with 'cni-migrate resume'"
+    ]
+    assert json.loads(cli("status", "p.yaml", "-o", "json").out)["run"] == "interrupted"
+    assert cli("resume", "p.yaml", "--yes").code == 0
+    assert {n["cni"] for n in json.loads(cli("sim", "show", "c1", "-o", "json").out)["nodes"]} == {"cilium"}

@@ -21,7 +21,6 @@ from migrate.runbook import (
     ASSUMED_PODS_PER_NODE,
     DRAIN_SECONDS_PER_POD,
     STEP_SECONDS,
-    duration,
     estimate,
     manual_commands,
     render_runbook,
@@ -170,13 +169,6 @@ def test_estimate_is_fixed_steps_plus_pods_and_a_wave_lasts_as_its_slowest_node(
     assert "| nodes of a wave at once (--node-parallelism) | 1 |" in render_runbook(
         _plan(PlanOptions(node_parallelism=1)), "p.yaml"
     )
-
-
-@pytest.mark.parametrize(
-    "seconds, text", [(0, "0s"), (45, "45s"), (60, "1m"), (200, "3m 20s"), (3600, "1h 00m"), (3661, "1h 02m")]
-)
-def test_duration_is_short_and_stable(seconds, text):
-    assert duration(seconds) == text
 
 
 def test_missing_template_dir_is_one_clear_error(tmp_path):

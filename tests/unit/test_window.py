@@ -10,7 +10,7 @@ from migrate.errors import BadInput
 from migrate.journal import NodeState, RunState
 from migrate.plan import PlanOptions, Target
 from migrate.planner import build_plan
-from migrate.window import measured_node_seconds, parse_duration, parse_window_end, wave_fits
+from migrate.window import announce, duration, measured_node_seconds, parse_duration, parse_window_end, wave_fits
 from tests import builders as b
 
 NOW = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
@@ -21,9 +21,34 @@ def test_hh_mm_is_today_or_tomorrow_in_local_time():
     assert parse_window_end("01:15", NOW, UTC) == (NOW + timedelta(days=1)).replace(hour=1, minute=15)
 
 
+def test_a_clock_time_just_passed_is_refused_and_the_dated_form_is_offered():
+    # 21:50 at 22:00: a window already over (or a typo), not one of 23 h 50 m.
+    with pytest.raises(BadInput, match=r"21:50 was 10m ago .* give the date: --window-end 2026-11-29T21:50\+00:00"):
+        parse_window_end("21:50", NOW, UTC)
+    # Twelve hours ahead is the furthest a bare time reaches past midnight.
+    assert parse_window_end("10:00", NOW, UTC) == (NOW + timedelta(hours=12))
+    with pytest.raises(BadInput, match="give the date"):
+        parse_window_end("10:01", NOW, UTC)
+
+
+def test_the_resolved_end_is_echoed_as_an_absolute_time():
+    end = parse_window_end("01:15", NOW, UTC)
+    assert announce(end, NOW, UTC) == "window ends 2026-11-29 01:15 UTC (2026-11-29T01:15+00:00), in 3h 15m"
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0, "0s"), (45, "45s"), (60, "1m"), (200, "3m 20s"), (3600, "1h 00m"), (3661, "1h 02m"), (10799, "3h 00m")],
+)
+def test_duration_is_short_and_stable(seconds, text):
+    assert duration(seconds) == text
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
+        ("", "is empty"),
+        ("  ", "is empty"),
         ("2026-11-28T21:00:00Z", "in the past"),
         ("2026-11-28T23:00:00", "no time zone"),
         ("tonight", "neither RFC 3339"),
