@@ -14,7 +14,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -23,14 +23,14 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-from migrate import failpoints, fileio, output, planfile, policy, traffic
+from migrate import failpoints, fileio, output, planfile, policy, reconcile, traffic
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validation_failure
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import INSTALL_CILIUM, final_values, migration_values, site_values
-from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, exit_code
-from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable
+from migrate.errors import BadInput, ClusterError, Interrupted, MigrateError, PreflightBlocked, exit_code
+from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable, verify_plan
 from migrate.finalize import Finalizer
 from migrate.helm import CILIUM_CHART, CILIUM_VERSION, HelmInstaller, chart_reference
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
@@ -242,13 +242,6 @@ def executor_for(
         if calls and logged:
             tally = ", ".join(f"{name} {n}" for name, n in calls.most_common())
             executor.emit(Event("api-requests", plan.id, message=tally))
-
-
-def journal_for(plan: Plan) -> RunState | None:
-    state = LocalStore(run_dir(home(), plan.cluster.fingerprint)).load()
-    if state is not None and state.plan_id != plan.id:
-        return None
-    return state
 
 
 # -- sim --------------------------------------------------------------------------------------
@@ -839,15 +832,45 @@ def rollback(
 def status(
     planpath: Annotated[Path, typer.Argument(metavar="PLANFILE")],
     o: Annotated[Format, typer.Option("-o", "--output")] = Format.table,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Show the journal only; do not read the cluster.")] = False,
 ) -> None:
-    """Per-node state of a plan's run (pending, in-progress, migrated, failed, rolled-back)."""
+    """Per-node state of a plan's run (pending, in-progress, migrated, failed, rolled-back),
+    beside each node as the cluster shows it now (read only: one node list, no write)."""
 
     def body() -> None:
         the_plan = load_plan(planpath)
-        record = output.status_record(the_plan, journal_for(the_plan))
+        directory = run_dir(home(), the_plan.cluster.fingerprint)
+        store = LocalStore(directory)
+        state = store.load()
+        archived = False
+        if state is None or state.plan_id != the_plan.id:
+            state = store.archived(the_plan.id)
+            archived = state is not None
+        view = output.LiveView() if offline else live_view(the_plan, kubeconfig, context)
+        holder = FileLock(directory).holder()
+        if holder:
+            view = replace(view, executor=f"{holder} on this machine")
+        record = output.status_record(the_plan, state, view, archived=archived)
         typer.echo(output.status_table(record) if o is Format.table else output.render(record, o.value))
 
     run_cli(body)
+
+
+def live_view(the_plan: Plan, kubeconfig: str | None, context: str | None) -> output.LiveView:
+    """The plan's cluster as it is now, for status: a read of its nodes and executor Lease.
+    A cluster that cannot be read (an outage, a deleted simulation, another cluster behind
+    the context) is said so beside the journal, never a reason to show nothing."""
+    try:
+        cluster = connect(the_plan.target, kubeconfig, context)
+        verify_plan(the_plan, cluster, strict=False)
+        nodes = reconcile.live_map(cluster.nodes())
+        lease = getattr(cluster, "lease", None)
+        holder = lease().holder_now() if lease is not None else None
+    except (BadInput, ClusterError) as exc:
+        return output.LiveView(error=exc.message)
+    return output.LiveView(nodes=nodes, executor=holder or "")
 
 
 @app.command("policy-report")

@@ -52,6 +52,8 @@ MANUAL = "manual"
 # Nothing left for the forward run to do on a node in these states.
 DONE = (NodeState.MIGRATED, NodeState.GONE)
 SKIPPED = "skipped by the operator"
+# What a failed step's error tells beyond its message, kept in the journal for status -o json.
+FAILURE_DETAIL = ("check", "observed", "expected", "tries")
 
 
 @dataclass(frozen=True)
@@ -778,7 +780,8 @@ class Executor:
             self._interrupted(node, sid, kind, exc.message)
             raise
         except (StepFailed, ValidationFailed) as exc:
-            self._finished(node, sid, kind, wave, phase, StepStatus.FAILED, exc.message, started)
+            detail = {k: str(v) for k, v in exc.context.items() if k in FAILURE_DETAIL and v not in (None, "")}
+            self._finished(node, sid, kind, wave, phase, StepStatus.FAILED, exc.message, started, detail)
             raise
         except ClusterError as exc:
             # The API is unreachable or refuses us: stop, resumable; never roll back for it.
@@ -797,9 +800,10 @@ class Executor:
         status: StepStatus,
         message: str,
         started: float,
+        detail: Mapping[str, str] | None = None,
     ) -> None:
         """Record a step's end, then report it."""
-        self._commit(lambda s: s.with_step(node.name, sid, kind, status, self._now(), message))
+        self._commit(lambda s: s.with_step(node.name, sid, kind, status, self._now(), message, detail))
         self._report(
             Event(
                 "step-finished",

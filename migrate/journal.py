@@ -61,6 +61,9 @@ class StepRecord:
     started_at: str
     finished_at: str = ""
     message: str = ""
+    # A failed step's particulars, for machines (status -o json): the check that failed,
+    # what it observed and expected. Written only when set.
+    detail: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,7 @@ class StepRecord:
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
             "message": self.message,
+            **({"detail": dict(self.detail)} if self.detail else {}),
         }
 
 
@@ -148,7 +152,14 @@ class RunState:
         return self._with_node(name, replace(run, **changes))
 
     def with_step(
-        self, name: str, step_id: str, kind: StepKind, status: StepStatus, now: str, message: str = ""
+        self,
+        name: str,
+        step_id: str,
+        kind: StepKind,
+        status: StepStatus,
+        now: str,
+        message: str = "",
+        detail: Mapping[str, str] | None = None,
     ) -> RunState:
         run = self.nodes[name]
         previous = run.steps.get(step_id)
@@ -156,7 +167,14 @@ class RunState:
             record = StepRecord(kind, status, started_at=now)
         else:
             started = previous.started_at if previous else now
-            record = StepRecord(kind, status, started_at=started, finished_at=now, message=message)
+            record = StepRecord(
+                kind,
+                status,
+                started_at=started,
+                finished_at=now,
+                message=message,
+                detail=MappingProxyType(dict(detail or {})),
+            )
         steps = dict(run.steps)
         steps[step_id] = record
         return self._with_node(name, replace(run, steps=MappingProxyType(steps), last_step=step_id))
@@ -225,6 +243,7 @@ class RunState:
                                 started_at=str(s["startedAt"]),
                                 finished_at=str(s["finishedAt"]),
                                 message=str(s["message"]),
+                                detail=MappingProxyType({str(k): str(v) for k, v in (s.get("detail") or {}).items()}),
                             )
                             for sid, s in n["steps"].items()
                         }

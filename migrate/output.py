@@ -14,17 +14,19 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import structlog
 
-from migrate import yamltext
+from migrate import reconcile, yamltext
 from migrate.errors import BadInput, JournalUnwritable
-from migrate.journal import NodeState, RunState
+from migrate.journal import NodeRun, NodeState, RunState, RunStatus, StepStatus
 from migrate.plan import Plan, Severity
 from migrate.ports import Cluster, Event
+from migrate.reconcile import LiveNode
 
 
 # -- formats ----------------------------------------------------------------------------------
@@ -69,27 +71,57 @@ def plan_summary(plan: Plan, path: Path | None = None) -> str:
 
 
 # -- status ------------------------------------------------------------------------------------
-def status_record(plan: Plan, state: RunState | None) -> dict[str, Any]:
-    """The stable JSON shape of ``cni-migrate status -o json``."""
+@dataclass(frozen=True)
+class LiveView:
+    """What status read from the cluster beside the journal: every node (one node list,
+    read-only), who holds the executor lock, and why the cluster could not be read."""
+
+    nodes: Mapping[str, LiveNode] | None = None  # None: not read (offline, or unreachable)
+    error: str = ""
+    executor: str = ""  # the lock's holder ("pid 4242", a Lease holder), "" when none holds it
+
+
+def status_record(
+    plan: Plan, state: RunState | None, live: LiveView | None = None, *, archived: bool = False
+) -> dict[str, Any]:
+    """The stable JSON shape of ``cni-migrate status -o json``: the journal's record of each
+    node, the live node beside it (when read) and, for a node whose last step failed, the
+    failure's particulars (step, check, observed, expected, attempt)."""
+    live = live or LiveView()
     nodes = []
     for wave in plan.waves:
         for node in wave.nodes:
             run = state.nodes.get(node.name) if state else None
+            journal = run.state if run else NodeState.PENDING
+            seen = live.nodes.get(node.name) if live.nodes is not None else None
             nodes.append(
                 {
                     "name": node.name,
                     "wave": wave.index,
-                    "state": run.state.value if run else NodeState.PENDING.value,
+                    "state": journal.value,
                     "lastStep": run.last_step if run else "",
                     "startedAt": run.started_at if run else "",
                     "finishedAt": run.finished_at if run else "",
                     "message": run.message if run else "",
+                    "failure": _failure(run) if run else None,
+                    "live": _live_node(seen) if live.nodes is not None else None,
+                    "drift": reconcile.disagreement(plan, node.name, journal, live.nodes)
+                    if live.nodes is not None
+                    else "",
                 }
             )
+    status = state.status.value if state else "not-started"
+    running = status == RunStatus.RUNNING.value
     return {
         "planId": plan.id,
         "cluster": plan.cluster.server,
-        "run": state.status.value if state else "not-started",
+        "run": status,
+        # A run the journal calls running is alive only while an executor holds the lock;
+        # else it died (kill -9, a lost machine) and resume continues it.
+        "executor": {"alive": bool(live.executor), "holder": live.executor} if running else None,
+        "archived": archived,  # the journal is this plan's last run, replaced since by another plan's
+        "liveRead": live.nodes is not None,
+        "liveError": live.error,
         # Cluster-level steps: before the first node (install-cilium) and after the last.
         "prepare": dict(state.prepare) if state else {},
         "finalize": dict(state.finalize) if state else {},
@@ -97,24 +129,77 @@ def status_record(plan: Plan, state: RunState | None) -> dict[str, Any]:
     }
 
 
+def _failure(run: NodeRun) -> dict[str, Any] | None:
+    """The node's failed step, if its last forward or rollback pass ended in one."""
+    failed = [(sid, r) for sid, r in run.steps.items() if r.status is StepStatus.FAILED]
+    if not failed or run.state not in (NodeState.FAILED, NodeState.ROLLING_BACK, NodeState.ROLLED_BACK):
+        return None
+    sid, record = failed[-1]
+    return {
+        "step": sid,
+        "kind": record.kind.value,
+        "check": record.detail.get("check", ""),
+        "observed": record.detail.get("observed", ""),
+        "expected": record.detail.get("expected", ""),
+        "tries": int(record.detail.get("tries", "1") or 1),
+        "attempt": run.attempt,
+        "at": record.finished_at,
+        "message": record.message,
+    }
+
+
+def _live_node(node: LiveNode | None) -> dict[str, Any]:
+    if node is None:
+        return {"present": False}
+    return {
+        "present": True,
+        "cni": "cilium" if node.labelled else "calico",  # by the migration label: status runs no node task
+        "labelled": node.labelled,
+        "cordoned": node.unschedulable,
+        "ready": node.ready,
+    }
+
+
 def status_table(record: dict[str, Any]) -> str:
-    rows = [
-        (
-            n["name"],
-            n["wave"],
-            n["state"],
-            n["lastStep"] or "-",
-            n["startedAt"] or "-",
-            n["finishedAt"] or "-",
-            n["message"],
+    live = record.get("liveRead")
+    rows = []
+    for n in record["nodes"]:
+        row = [n["name"], n["wave"], n["state"], n["lastStep"] or "-", n["startedAt"] or "-", n["finishedAt"] or "-"]
+        if live:
+            seen = n["live"]
+            if not seen["present"]:
+                row.append("gone")
+            else:
+                parts = (
+                    [seen["cni"]] + (["cordoned"] if seen["cordoned"] else []) + ([] if seen["ready"] else ["NotReady"])
+                )
+                row.append(", ".join(parts))
+        failure = n.get("failure")
+        message = n["message"]
+        if n.get("drift"):
+            message = f"{n['drift']}; {message}" if message else n["drift"]
+        elif failure and failure["check"] and failure["check"] not in message:
+            message = f"{failure['check']}: {message}"
+        row.append(message)
+        rows.append(tuple(row))
+    run = record["run"]
+    executor = record.get("executor")
+    if executor is not None:
+        run += (
+            f" (executor {executor['holder']})"
+            if executor["alive"]
+            else " (no executor holds the lock: the run died; 'cni-migrate resume' continues it)"
         )
-        for n in record["nodes"]
-    ]
-    head = f"plan {record['planId']}  cluster {record['cluster']}  run {record['run']}\n"
+    if record.get("archived"):
+        run += " (archived: another plan's run came after it)"
+    head = f"plan {record['planId']}  cluster {record['cluster']}  run {run}\n"
+    if record.get("liveError"):
+        head += f"live cluster not read: {record['liveError']}\n"
     for phase in ("prepare", "finalize"):
         if record.get(phase):
             head += f"{phase}: {', '.join(f'{k} {v}' for k, v in record[phase].items())}\n"
-    return head + table(("node", "wave", "state", "last step", "started", "finished", "message"), rows)
+    columns = ("node", "wave", "state", "last step", "started", "finished", *(("live",) if live else ()), "message")
+    return head + table(columns, rows)
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -141,6 +141,21 @@ def drift(plan: Plan, state: RunState, live: Mapping[str, LiveNode]) -> list[Dri
     return found
 
 
+def disagreement(plan: Plan, name: str, journal: NodeState, live: Mapping[str, LiveNode]) -> str:
+    """What status shows beside a node whose journal record and live state differ ("" when
+    they agree), from one node list and no node task: the label stands for the CNI."""
+    if not present(plan, live, name):
+        return "" if journal is NodeState.GONE else "gone from the cluster"
+    node = live[name]
+    if journal is NodeState.GONE:
+        return "back in the cluster: the next apply takes it up again"
+    if journal is NodeState.MIGRATED and not node.labelled:
+        return "the journal says migrated, the node has no migration label (Calico): the next apply migrates it again"
+    if journal in (NodeState.PENDING, NodeState.FAILED, NodeState.ROLLED_BACK) and node.labelled:
+        return f"the journal says {journal.value}, the node carries the migration label (Cilium)"
+    return ""
+
+
 def rollback_candidates(plan: Plan, state: RunState, live: Mapping[str, LiveNode]) -> list[str]:
     """Nodes a rollback of the whole run puts back: every node the journal touched, and
     every node of the plan that carries the migration label whatever the journal says

@@ -1511,6 +1511,19 @@ class LeaseLock:
         except Conflict:
             raise LockHeld("another executor took the lease at the same moment; try again") from None
 
+    def holder_now(self) -> str | None:
+        """Who holds the Lease and has renewed it in time ("X, renewed T"), or None: a
+        read only, for status."""
+        try:
+            current = self.cluster._json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+        except NotFound:
+            return None
+        spec = current.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        if not holder or _expired(spec):
+            return None
+        return f"{holder}, lease renewed {spec.get('renewTime')}"
+
     def renew(self) -> None:
         c = self.cluster
         current = c._json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)

@@ -177,6 +177,21 @@ class LocalStore:
         finally:
             os.close(dir_fd)
 
+    def archived(self, plan_id: str) -> RunState | None:
+        """The last finished run of ``plan_id`` that a later run's journal replaced, if any."""
+        runs = []
+        for path in self.directory.glob(f"journal-{plan_id}-*.json"):
+            seq = path.stem.rpartition("-")[2]
+            if seq.isdigit():
+                runs.append((int(seq), path))
+        if not runs:
+            return None
+        path = max(runs)[1]
+        try:
+            return RunState.from_record(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"archived journal {path} cannot be read: {exc}") from exc
+
     def archive(self) -> None:
         state = self.load()
         if state is None:
@@ -191,6 +206,25 @@ class FileLock:
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "executor.lock"
+
+    def holder(self) -> str | None:
+        """Who holds the lock now ("pid N"), or None, without taking it (taking it, even
+        shared, for a moment could make a starting executor refuse): the kernel's table of
+        flocks (/proc/locks) is read for the lock file's inode."""
+        try:
+            inode = os.stat(self.path).st_ino
+            with open("/proc/locks") as f:
+                table = f.read()
+        except OSError:
+            return None
+        device = os.stat(self.path).st_dev
+        wanted = f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+        for line in table.splitlines():
+            fields = line.split()
+            # "1: FLOCK  ADVISORY  WRITE 4242 00:2b:1234 0 EOF"; blocked waiters start "->"
+            if len(fields) >= 6 and fields[1] == "FLOCK" and fields[0] != "->" and fields[5] == wanted:
+                return f"pid {fields[4]}"
+        return None
 
     @contextmanager
     def hold(self) -> Iterator[None]:

@@ -57,6 +57,9 @@ def run(ctx: StepContext, node: NodePlan) -> str:
                 f"evictions refused for {blockers}",
                 node=node.name,
                 pdbs=sorted(set(refused_by.values())),
+                check="evictions",
+                observed=f"refused for {blockers}",
+                expected=f"every pod evicted within {ctx.options.drain_timeout_seconds}s",
             )
         ctx.emit(
             Event(

@@ -32,7 +32,13 @@ def run(ctx: StepContext, node: NodePlan) -> str:
         parts.append(cluster.run_node_task(node.name, NodeTask.RESTORE_CALICO_CNI, ctx.agent_timeout))
     cni = cluster.node_cni(node.name)
     if cni is not Cni.CALICO:
-        raise StepFailed(f"{node.name}: CNI is {cni.value} after restoring Calico's configuration", node=node.name)
+        raise StepFailed(
+            f"{node.name}: CNI is {cni.value} after restoring Calico's configuration",
+            node=node.name,
+            check="cni",
+            observed=cni.value,
+            expected="calico",
+        )
     if ctx.options.reboot:
         parts.append(reboot(ctx, node.name))
     restarted = restart_pods(ctx, node.name, want_cilium=False)

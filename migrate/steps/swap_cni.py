@@ -30,7 +30,13 @@ def run(ctx: StepContext, node: NodePlan) -> str:
         parts.append("cilium agent restarted")
     cni = cluster.node_cni(node.name)
     if cni is not Cni.CILIUM:
-        raise StepFailed(f"{node.name}: CNI is still {cni.value} after the Cilium agent restart", node=node.name)
+        raise StepFailed(
+            f"{node.name}: CNI is still {cni.value} after the Cilium agent restart",
+            node=node.name,
+            check="cni",
+            observed=cni.value,
+            expected="cilium",
+        )
     if ctx.options.reboot:
         parts.append(reboot(ctx, node.name))
     restarted = restart_pods(ctx, node.name, want_cilium=True)

@@ -67,6 +67,9 @@ def run(ctx: StepContext, node: NodePlan) -> str:
                     f"expected {result.expected}",
                     node=node.name,
                     check=check,
+                    observed=result.observed,
+                    expected=result.expected,
+                    tries=str(attempt),
                 )
             retried = f", attempt {attempt}" if attempt > 1 else ""
             passed.append(f"{check} ({result.observed}{retried})" if result.observed else check)
@@ -85,11 +88,16 @@ def run(ctx: StepContext, node: NodePlan) -> str:
                 f"expected {result.expected}",
                 node=node.name,
                 check=result.check,
+                observed=result.observed,
+                expected=result.expected,
             )
         passed.append(f"{result.check} ({result.observed})")
     failures = ctx.hooks("post-swap", {"plan_id": ctx.plan_id, "node": node.name, "step": "validate"})
     if failures:
         raise ValidationFailed(
-            f"validation of {node.name} failed: post-swap hook: {failures[0]}", node=node.name, check="post-swap"
+            f"validation of {node.name} failed: post-swap hook: {failures[0]}",
+            node=node.name,
+            check="post-swap",
+            observed=failures[0],
         )
     return "passed: " + ", ".join(passed)

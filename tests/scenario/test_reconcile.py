@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from migrate import output, reconcile
 from migrate.errors import BadInput, Interrupted
 from migrate.finalize import Finalizer
 from migrate.journal import NodeState, RunStatus
@@ -68,6 +69,13 @@ def test_a_node_removed_mid_run_is_reported_and_resume_and_rollback_still_work(b
         ex.apply()
     assert backend.store().load().nodes[first].state is NodeState.MIGRATED
     backend.remove_node(pending)
+    # status, before anything acts: the live node list beside the journal.
+    record = output.status_record(
+        plan, backend.store().load(), output.LiveView(nodes=reconcile.live_map(backend.cluster.nodes()))
+    )
+    seen = {n["name"]: n for n in record["nodes"]}
+    assert (seen[pending]["live"], seen[pending]["drift"]) == ({"present": False}, "gone from the cluster")
+    assert seen[first]["live"]["cni"] == "cilium" and seen[first]["drift"] == ""
     state = backend.executor(plan).apply(resume=True)
     assert state.status is RunStatus.COMPLETED
     assert state.nodes[pending].state is NodeState.GONE
