@@ -14,7 +14,7 @@ The executor reports through ``EventSink`` and never prints.
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
@@ -378,9 +378,17 @@ class Executor:
         if state.fingerprint != self.plan.cluster.fingerprint:
             raise PlanClusterMismatch("the checkpoint journal belongs to another cluster")
         if state.plan_id != self.plan.id:
+            counts = Counter(r.state.value for r in state.nodes.values())
+            where = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            under_way = sorted(
+                n for n, r in state.nodes.items() if r.state in (NodeState.IN_PROGRESS, NodeState.ROLLING_BACK)
+            )
+            busy = f"; under way: {', '.join(under_way)}" if under_way else ""
             raise RunConflict(
-                f"this cluster's journal belongs to plan {state.plan_id}, not {self.plan.id}; "
-                f"resume or roll back with that plan file"
+                f"this cluster's journal holds an unfinished run of plan {state.plan_id} ({state.status.value}: "
+                f"{where}{busy}), not of plan {self.plan.id}; finish it first with that plan's file: "
+                f"'cni-migrate resume PLANFILE' (to go on) or 'cni-migrate rollback PLANFILE' (to undo it), "
+                "then apply this plan"
             )
 
     def _rollback_journal(

@@ -30,6 +30,9 @@ class Cni(StrEnum):
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 MIGRATION_LABEL = "io.cilium.migration/cilium-default"
+# Set on a node by the cordon step before it cordons: the cordon is a run's own, and its
+# uncordon (or a later plan) may lift it; a node cordoned without it was cordoned by hand.
+CORDON_LABEL = "cni-migrate.io/cordoned"
 
 
 @dataclass(frozen=True)

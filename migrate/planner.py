@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from migrate.errors import BadInput
-from migrate.model import MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo, PodInfo
+from migrate.model import CORDON_LABEL, MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import ClusterSnapshot, NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.preflight import capacity, run_checks, unprotected_replicas
 
@@ -61,7 +61,9 @@ def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
 
 
 def _node_plan(node: NodeInfo) -> NodePlan:
-    return NodePlan(name=node.name, control_plane=node.control_plane, keep_cordoned=node.unschedulable)
+    # A cordon of an unfinished run (its label) is not the operator's: the run lifts it.
+    held = node.unschedulable and CORDON_LABEL not in node.labels
+    return NodePlan(name=node.name, control_plane=node.control_plane, keep_cordoned=held)
 
 
 def _waves(inv: Inventory, nodes: Sequence[NodeInfo], options: PlanOptions) -> list[Wave]:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from migrate.cilium import CILIUM_DEFAULT_VXLAN_PORT, CILIUM_TUNNEL_PORT
 from migrate.drain import DrainOptions, Verdict, noteworthy
-from migrate.model import Inventory, NodeInfo, PDBInfo, PodInfo
+from migrate.model import CORDON_LABEL, Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import NODE_POOL_PREFIX, Finding, PlanOptions, Severity
 
 MIN_KERNEL = (5, 10)
@@ -96,18 +96,30 @@ def kernel_version(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions)
 
 
 def already_cordoned(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
-    cordoned = _names(n.name for n in nodes if n.unschedulable)
-    if not cordoned:
-        return []
-    return [
-        Finding(
-            "node-cordoned",
-            Severity.WARNING,
-            f"already cordoned before the run; left cordoned afterwards: {', '.join(cordoned)}",
-            "uncordon them first if they should take pods after the migration",
-            cordoned,
+    by_hand = _names(n.name for n in nodes if n.unschedulable and CORDON_LABEL not in n.labels)
+    by_a_run = _names(n.name for n in nodes if n.unschedulable and CORDON_LABEL in n.labels)
+    findings = []
+    if by_hand:
+        findings.append(
+            Finding(
+                "node-cordoned",
+                Severity.WARNING,
+                f"already cordoned before the run; left cordoned afterwards: {', '.join(by_hand)}",
+                "uncordon them first if they should take pods after the migration",
+                by_hand,
+            )
         )
-    ]
+    if by_a_run:
+        findings.append(
+            Finding(
+                "node-cordoned",
+                Severity.WARNING,
+                f"cordoned by an unfinished cni-migrate run (label {CORDON_LABEL}): {', '.join(by_a_run)}",
+                "finish that run first: 'cni-migrate resume' or 'cni-migrate rollback' with its plan file",
+                by_a_run,
+            )
+        )
+    return findings
 
 
 def drain_verdicts(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:

@@ -8,10 +8,9 @@ leaves the label on a schedulable node: the step run again cordons it.
 
 from __future__ import annotations
 
+from migrate.model import CORDON_LABEL
 from migrate.plan import NodePlan
 from migrate.steps import StepContext
-
-CORDON_LABEL = "cni-migrate.io/cordoned"
 
 
 def run(ctx: StepContext, node: NodePlan) -> str:

@@ -7,9 +7,9 @@ uncordoned before the label goes, so a crash in between is finished by running i
 
 from __future__ import annotations
 
+from migrate.model import CORDON_LABEL
 from migrate.plan import NodePlan
 from migrate.steps import StepContext
-from migrate.steps.cordon import CORDON_LABEL
 
 
 def run(ctx: StepContext, node: NodePlan) -> str:

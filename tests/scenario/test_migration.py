@@ -264,15 +264,27 @@ def test_plan_made_before_a_node_was_added_is_stale(backend):
         backend.executor(plan).apply()
 
 
-def test_an_unfinished_run_of_another_plan_blocks_a_new_plan(backend):
+def test_an_unfinished_run_of_another_plan_blocks_a_new_plan_until_it_is_finished(backend):
     first = backend.plan()
-    stop = StopFlag()
-    stop.set("stop")
+    stop, emit = backend.stopping_after("cordon")
+    ex = backend.executor(first, stop=stop)
+    ex.emit = emit
     with pytest.raises(Interrupted):
-        backend.executor(first, stop=stop).apply()
+        ex.apply()
+    canary = first.nodes[0].name
+    assert backend.node_view()[canary][1] is True  # cordoned by the stopped run
     second = backend.plan(max_unavailable=3)
-    with pytest.raises(RunConflict, match=first.id):
+    # The run's own cordon is not the operator's: the new plan lifts it at the end.
+    assert second.node(canary) is not None and not second.node(canary).keep_cordoned
+    assert any("cordoned by an unfinished cni-migrate run" in f.message for f in second.findings)
+    with pytest.raises(
+        RunConflict,
+        match=f"unfinished run of plan {first.id} .*under way: {canary}.*resume PLANFILE.*rollback PLANFILE",
+    ):
         backend.executor(second).apply()
+    assert backend.executor(first).rollback().status is RunStatus.ROLLED_BACK
+    assert backend.executor(second).apply().status is RunStatus.COMPLETED
+    assert all(v == (Cni.CILIUM, False, "true") for v in backend.node_view().values())
 
 
 def test_an_injected_429_on_eviction_is_retried_and_the_run_completes(backend):
