@@ -18,6 +18,7 @@ from migrate.errors import BadInput
 from migrate.model import MIGRATION_LABEL, Cni, frozen_map
 from migrate.plan import NodePlan, Plan, PlanOptions, Target, checksum, unsound
 from migrate.planner import build_plan
+from migrate.preflight import recheck
 from tests import builders as b
 
 TARGET = Target("sim", "t", "sim://t")
@@ -282,3 +283,11 @@ def test_every_plan_the_planner_makes_is_sound_and_loads_again(case):
     plan = build_plan(inv, options, TARGET)
     assert unsound(plan) == []
     assert Plan.from_record(copy.deepcopy(plan.to_record())) == plan
+
+
+@settings(max_examples=100, deadline=None)
+@given(clusters())
+def test_the_live_recheck_of_an_unchanged_cluster_finds_what_the_plan_recorded(case):
+    inv, options = case
+    plan = build_plan(inv, options, TARGET)
+    assert recheck(plan, inv) == list(plan.findings)
