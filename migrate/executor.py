@@ -1,6 +1,7 @@
 """The executor: run a reviewed plan against a cluster, one checkpointed step at a time.
 
-    load plan -> verify cluster identity and node set -> take the executor lock
+    load plan -> verify cluster identity and node set (a new run: and the plan's blocking
+      preflight checks again, on the live inventory) -> take the executor lock
       -> open the journal (new, or the interrupted one) -> for each wave: cordon every
       node of the wave, then per node drain, swap-cni, validate, uncordon
       -> on a failed step put the node back (the inverse of each step it completed)
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
-from migrate import reconcile, traffic
+from migrate import preflight, reconcile, traffic
 from migrate.cilium import INSTALL_CILIUM, live_config_problems, migration_values, node_config
 from migrate.errors import (
     BadInput,
@@ -34,7 +35,8 @@ from migrate.errors import (
     ValidationFailed,
 )
 from migrate.journal import NodeState, RunState, RunStatus, StepStatus
-from migrate.plan import FORWARD_STEPS, ROLLBACK_STEPS, NodePlan, Plan, StepKind, Wave, step_id
+from migrate.model import ClusterIdentity, Inventory, NodeInfo
+from migrate.plan import FORWARD_STEPS, ROLLBACK_STEPS, NodePlan, Plan, Severity, StepKind, Wave, step_id
 from migrate.ports import (
     CheckpointStore,
     Clock,
@@ -111,6 +113,7 @@ class Executor:
         self._halt = threading.Event()  # set when one node of a wave stops: the others stop too
         self._stop_reported = False  # the operator's stop is reported once, not once per node thread
         self._traffic: traffic.TrafficWatch | None = None
+        self._rechecked = False  # the live preflight of a new run passed (``_recheck``)
         self._ctx = StepContext(
             cluster=self.cluster,
             options=self.plan.options,
@@ -128,14 +131,48 @@ class Executor:
     def verify(self, *, to_apply: bool = False, strict: bool = True) -> None:
         """Refuse (to apply) a plan with blocking findings; then an identity without the
         permissions the run needs, a plan for another cluster, or (``strict``: a new run) one
-        the cluster outgrew. Resume, rollback and finalize are not strict: nodes removed or
-        added since the plan are reconciled with the journal (``migrate.reconcile``), never a
-        reason to refuse putting the rest back."""
+        the cluster outgrew, or whose blocking preflight checks fail on the cluster as it is
+        now. Resume, rollback and finalize are not strict: nodes removed or added since the
+        plan are reconciled with the journal (``migrate.reconcile``), and nothing found live
+        is a reason to refuse finishing or putting back what a run started."""
         if to_apply and self.plan.blocking:
             checks = ", ".join(sorted({f.check for f in self.plan.blocking}))
             raise PreflightBlocked(f"plan {self.plan.id} has blocking findings ({checks}); fix them and plan again")
         self._check_permissions()
-        verify_plan(self.plan, self.cluster, strict=strict)
+        if not (to_apply and strict) or self._rechecked or not self._starts_new_run():
+            verify_plan(self.plan, self.cluster, strict=strict)
+            return
+        _same_cluster(self.plan, self.cluster.identity())
+        inv = self.cluster.inventory()  # one read: the node set and the checks
+        _same_nodes(self.plan, inv.nodes)
+        self._recheck(inv)
+
+    def _starts_new_run(self) -> bool:
+        """Whether apply would start a new run: not continue or re-apply a run of the journal,
+        nor refuse for one. Decided without writing, as ``apply`` decides it."""
+        existing = self.store.load()
+        if existing is not None and existing.status is RunStatus.RUNNING:
+            return False  # another executor's run, or a killed one's: the lock has the say
+        try:
+            return self._admit(existing, resume=False) is None
+        except BadInput:
+            return False  # apply refuses it (RunConflict), after the checks that come first
+
+    def _recheck(self, inv: Inventory) -> None:
+        """The findings in the file are the cluster as it was at plan time (and a file edited
+        and summed again may have lost one): before a new run touches a node, run the plan's
+        checks again on the live inventory and refuse on any blocking finding. Once per
+        executor: the CLI verifies before asking for confirmation, apply verifies again."""
+        blocking = [f for f in preflight.recheck(self.plan, inv) if f.severity is Severity.BLOCKING]
+        if blocking:
+            found = "; ".join(f"{f.check}: {f.message}" for f in blocking)
+            raise PreflightBlocked(
+                f"blocking preflight checks fail on the cluster now that plan {self.plan.id} does not record (the "
+                f"cluster changed since the plan was made, or its file was edited): {found}; fix that and plan "
+                "again, nothing was changed",
+                checks=sorted({f.check for f in blocking}),
+            )
+        self._rechecked = True
 
     def apply(self, *, resume: bool = False) -> RunState:
         self.verify(to_apply=True, strict=not resume)
@@ -864,16 +901,22 @@ def skippable(state: RunState, node: str) -> bool:
 
 def verify_plan(plan: Plan, cluster: Cluster, *, strict: bool = True) -> None:
     """The plan is for this cluster; ``strict`` (a new run): and for the nodes it has now."""
-    identity = cluster.identity()
+    _same_cluster(plan, cluster.identity())
+    if strict:
+        _same_nodes(plan, cluster.nodes())
+
+
+def _same_cluster(plan: Plan, identity: ClusterIdentity) -> None:
     if identity.fingerprint != plan.cluster.fingerprint:
         raise PlanClusterMismatch(
             f"plan {plan.id} is for another cluster (plan: {plan.cluster.server}, "
             f"kube-system {plan.cluster.kube_system_uid[:8]}; this: {identity.server}, "
             f"kube-system {identity.kube_system_uid[:8]})"
         )
-    if not strict:
-        return
-    live = {(n.name, n.uid) for n in cluster.nodes()}
+
+
+def _same_nodes(plan: Plan, nodes: Sequence[NodeInfo]) -> None:
+    live = {(n.name, n.uid) for n in nodes}
     planned = set(plan.cluster.nodes)
     if live != planned:
         added = sorted(n for n, _ in live - planned)

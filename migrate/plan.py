@@ -19,6 +19,9 @@ Record schema (``to_record``), schema ``cni-migrate.io/v1``::
 
 The checksum covers everything but ``metadata``; the plan id is its first 12 hex digits.
 The same inventory and options always give a byte-identical file (no timestamps).
+A checksum proves integrity, not soundness: ``from_record`` also refuses a plan the planner
+could not have made (``unsound``: a node in no wave or in two, a wave over maxUnavailable,
+the control plane before the workers...), so a file edited and summed again is caught.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import functools
 import hashlib
 import ipaddress
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -187,18 +191,18 @@ class PlanOptions:
     @classmethod
     def from_record(cls, r: Mapping[str, Any]) -> PlanOptions:
         return cls(
-            max_unavailable=int(r["maxUnavailable"]),
-            canary=int(r["canary"]),
-            drain_timeout_seconds=int(r["drainTimeoutSeconds"]),
-            force=bool(r["force"]),
-            delete_emptydir_data=bool(r["deleteEmptydirData"]),
+            max_unavailable=_whole(r["maxUnavailable"], "option maxUnavailable"),
+            canary=_whole(r["canary"], "option canary"),
+            drain_timeout_seconds=_whole(r["drainTimeoutSeconds"], "option drainTimeoutSeconds"),
+            force=_flag(r["force"], "option force"),
+            delete_emptydir_data=_flag(r["deleteEmptydirData"], "option deleteEmptydirData"),
             exclude_nodes=tuple(str(n) for n in r.get("excludeNodes", ())),
             cilium_pool_cidr=str(r["ciliumPoolCIDR"]),
-            reboot=bool(r.get("reboot", False)),
+            reboot=_flag(r.get("reboot", False), "option reboot"),
             install_cilium_chart=str((r.get("installCilium") or {}).get("chart", "")),
             install_cilium_version=str((r.get("installCilium") or {}).get("version", "")),
             install_cilium_values=_values_record((r.get("installCilium") or {}).get("values") or {}),
-            node_parallelism=int(r.get("nodeParallelism", 0)),
+            node_parallelism=_whole(r.get("nodeParallelism", 0), "option nodeParallelism"),
         )
 
 
@@ -366,7 +370,115 @@ class Plan:
             raise BadInput(f"plan file is malformed: {_describe(exc)}") from exc
         if declared != plan.checksum:
             raise BadInput("plan file checksum does not match its content (edited by hand?)")
+        problems = unsound(plan)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise BadInput(
+                f"plan file is unsound: {problems[0]}{more}; make a new plan with 'cni-migrate plan' "
+                "instead of editing one"
+            )
         return plan
+
+
+def unsound(plan: Plan) -> list[str]:
+    """Why a plan is not one the planner could have made, most telling first; empty for a
+    sound plan. The checksum proves a plan file is the one written, not that it is right: a
+    file edited and summed again by hand could drop a node from its waves (the run would
+    call itself complete with that node still on Calico), list one twice, or take more
+    nodes out of service at once than its options allow. Pure; every plan
+    ``migrate.planner.build_plan`` makes passes (tests/unit/test_plan_structure.py)."""
+    problems: list[str] = []
+    options = plan.options
+    snapshot = plan.cluster.nodes_by_name
+    excluded = dict(plan.excluded)
+
+    # Every node of the snapshot once: in one wave slot, or excluded.
+    where: dict[str, int] = {}
+    for wave in plan.waves:
+        for node in wave.nodes:
+            if node.name not in where:
+                where[node.name] = wave.index
+            elif where[node.name] == wave.index:
+                problems.append(f"node {node.name} is listed twice in wave {wave.index}")
+            else:
+                problems.append(f"node {node.name} is listed twice (waves {where[node.name]} and {wave.index})")
+    problems += [
+        f"node {n} is listed twice in the cluster snapshot"
+        for n, count in Counter(n for n, _ in plan.cluster.nodes).items()
+        if count > 1
+    ]
+    problems += [
+        f"node {n} is excluded twice" for n, count in Counter(n for n, _ in plan.excluded).items() if count > 1
+    ]
+    for name, index in where.items():
+        if name not in snapshot:
+            problems.append(f"node {name} of wave {index} is not in the cluster snapshot")
+        elif name in excluded:
+            problems.append(f"node {name} of wave {index} is also excluded ({excluded[name]})")
+    problems += [f"excluded node {n} is not in the cluster snapshot" for n in excluded if n not in snapshot]
+    problems += [
+        f"node {n} is in the cluster snapshot but in no wave and not excluded"
+        for n in snapshot
+        if n not in where and n not in excluded
+    ]
+    problems += [
+        f"option excludeNodes names {n}, which the plan does not exclude"
+        for n in options.exclude_nodes
+        if n not in excluded
+    ]
+
+    # Waves 1..n, none empty, none taking more nodes out of service than the options allow.
+    misnumbered = next((i for i, w in enumerate(plan.waves, 1) if w.index != i), None)
+    if misnumbered is not None:
+        problems.append(
+            f"waves are not numbered 1..{len(plan.waves)} in order "
+            f"(wave {misnumbered} is numbered {plan.waves[misnumbered - 1].index})"
+        )
+    for wave in plan.waves:
+        if not wave.nodes:
+            problems.append(f"wave {wave.index} has no nodes")
+        elif not wave.canary and len(wave.nodes) > options.max_unavailable:
+            problems.append(
+                f"wave {wave.index} has {len(wave.nodes)} nodes, more than maxUnavailable {options.max_unavailable}"
+            )
+
+    # The canary: wave 1, workers only, at most ``canary`` of them (not bound by
+    # maxUnavailable: --canary 3 --max-unavailable 1 makes a canary wave of 3).
+    canaries = [w for w in plan.waves if w.canary]
+    if len(canaries) > 1:
+        problems.append(f"waves {', '.join(str(w.index) for w in canaries)} are all canary waves; only wave 1 may be")
+    elif canaries and canaries[0] is not plan.waves[0]:
+        problems.append(f"wave {canaries[0].index} is the canary wave; only wave 1 may be")
+    for wave in canaries:
+        if len(wave.nodes) > options.canary:
+            problems.append(
+                f"canary wave {wave.index} has {len(wave.nodes)} node(s), more than option canary {options.canary}"
+            )
+        problems += [
+            f"control-plane node {n.name} is in the canary wave {wave.index}; the canary is workers only"
+            for n in wave.nodes
+            if n.control_plane
+        ]
+    if options.canary and not canaries and any(not n.control_plane for n in plan.nodes):
+        problems.append(f"option canary is {options.canary} but no wave is a canary wave")
+
+    # The control plane last, one node per wave.
+    first_control: int | None = None
+    for wave in plan.waves:
+        control = [n.name for n in wave.nodes if n.control_plane]
+        if control and len(wave.nodes) > 1:
+            problems.append(
+                f"control-plane node {control[0]} shares wave {wave.index} with other nodes; "
+                "control-plane nodes go one per wave"
+            )
+        if control and first_control is None:
+            first_control = wave.index
+        elif not control and wave.nodes and first_control is not None:
+            problems.append(
+                f"wave {wave.index} of workers comes after control-plane wave {first_control}; "
+                "the control plane goes last"
+            )
+    return problems
 
 
 def _describe(exc: Exception) -> str:
@@ -382,14 +494,16 @@ def _parse_body(r: Mapping[str, Any]) -> Plan:
         for n in w["nodes"]:
             node = NodePlan(
                 name=_str(n["name"]),
-                control_plane=bool(n["controlPlane"]),
-                keep_cordoned=bool(n["keepCordoned"]),
+                control_plane=_flag(n["controlPlane"], "controlPlane"),
+                keep_cordoned=_flag(n["keepCordoned"], "keepCordoned"),
             )
             declared = [(s["id"], StepKind(s["kind"])) for s in n["steps"]]
             if declared != [(s.id, s.kind) for s in node.steps]:
                 raise BadInput(f"plan file lists unexpected steps for node {node.name}")
             nodes.append(node)
-        waves.append(Wave(index=int(w["index"]), nodes=tuple(nodes), canary=bool(w["canary"])))
+        waves.append(
+            Wave(index=_whole(w["index"], "wave index"), nodes=tuple(nodes), canary=_flag(w["canary"], "wave canary"))
+        )
     c = r["cluster"]
     t = r["target"]
     if ClusterIdentity(_str(c["kubeSystemUID"]), str(c["server"])).fingerprint != c["fingerprint"]:
@@ -413,6 +527,21 @@ def _parse_body(r: Mapping[str, Any]) -> Plan:
 def _str(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _whole(value: Any, what: str) -> int:
+    """A whole number as YAML writes one: not a bool, a float (``.inf`` included) or a string,
+    which ``int()`` would turn into another number, or into an OverflowError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"plan file is malformed: {what} must be a whole number, not {value!r}")
+    return value
+
+
+def _flag(value: Any, what: str) -> bool:
+    """true or false as YAML writes them: ``bool("false")`` would be True."""
+    if not isinstance(value, bool):
+        raise BadInput(f"plan file is malformed: {what} must be true or false, not {value!r}")
     return value
 
 

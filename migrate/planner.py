@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from migrate.errors import BadInput
 from migrate.model import CORDON_LABEL, MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import ClusterSnapshot, NodePlan, Plan, PlanOptions, Target, Wave
-from migrate.preflight import capacity, run_checks, unprotected_replicas
+from migrate.preflight import plan_findings
 
 
 def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
@@ -40,10 +40,8 @@ def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
         else:
             candidates.append(node)
 
-    findings = run_checks(inv, candidates, options) if candidates else []
     waves = _waves(inv, candidates, options)
-    names = [[n.name for n in w.nodes] for w in waves]
-    findings += capacity(inv, names) + unprotected_replicas(inv, names)
+    findings = plan_findings(inv, candidates, [[n.name for n in w.nodes] for w in waves], options)
     return Plan(
         target=target,
         cluster=ClusterSnapshot(

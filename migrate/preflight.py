@@ -2,8 +2,9 @@
 
 A finding is blocking (``apply`` refuses the plan) or a warning (printed, recorded in the
 plan, and in the runbook). Every finding says how to fix or override it. Checks read the
-prefetched ``Inventory`` only; the planner runs node and workload checks before building
-waves and the capacity check after, since capacity depends on which nodes go together.
+prefetched ``Inventory`` only; ``plan_findings`` runs node and workload checks, then the
+capacity checks, which depend on which nodes go together. The planner writes them into the
+plan; apply runs them again (``recheck``) on the live cluster before a new run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from migrate.cilium import CILIUM_DEFAULT_VXLAN_PORT, CILIUM_TUNNEL_PORT
 from migrate.drain import DrainOptions, Verdict, noteworthy
 from migrate.model import CORDON_LABEL, Inventory, NodeInfo, PDBInfo, PodInfo
-from migrate.plan import NODE_POOL_PREFIX, Finding, PlanOptions, Severity
+from migrate.plan import NODE_POOL_PREFIX, Finding, Plan, PlanOptions, Severity
 
 MIN_KERNEL = (5, 10)
 
@@ -473,6 +474,23 @@ def run_checks(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> 
     for check in NODE_CHECKS:
         findings.extend(check(inv, nodes, opts))
     return findings
+
+
+def plan_findings(
+    inv: Inventory, nodes: Sequence[NodeInfo], waves: Sequence[Sequence[str]], opts: PlanOptions
+) -> list[Finding]:
+    """Every finding for migrating ``nodes`` in these ``waves`` (node names): the node and
+    workload checks, then those that depend on which nodes go together. What the planner
+    writes into a plan, and what apply finds again on the live cluster before a new run."""
+    findings = run_checks(inv, nodes, opts) if nodes else []
+    return findings + capacity(inv, waves) + unprotected_replicas(inv, waves)
+
+
+def recheck(plan: Plan, inv: Inventory) -> list[Finding]:
+    """``plan_findings`` for the plan's own waves, on ``inv`` (the cluster as it is now)."""
+    planned = {n.name for n in plan.nodes}
+    nodes = [n for n in sorted(inv.nodes, key=lambda n: n.name) if n.name in planned]
+    return plan_findings(inv, nodes, [[n.name for n in w.nodes] for w in plan.waves], plan.options)
 
 
 def evictable(pods: Iterable[PodInfo]) -> list[PodInfo]:

@@ -182,10 +182,17 @@ def test_rollback_runs_in_reverse_plan_order(backend):
 
 def test_a_pdb_allowing_no_disruption_fails_the_drain_naming_it_and_uncordons(backend):
     plan = backend.plan(drain_timeout_seconds=5)
-    backend.add_pdb({"namespace": "shop", "name": "frozen", "selector": {"app": "thumbnailer"}, "maxUnavailable": "0"})
-    backend.wait_settled()
+
+    def freeze(wave, state):
+        # The budget drops to zero once the run has started: before it, apply's live
+        # preflight refuses the run (tests/cli/test_plan_soundness.py).
+        if wave.index == 1:
+            frozen = {"namespace": "shop", "name": "frozen", "selector": {"app": "thumbnailer"}, "maxUnavailable": "0"}
+            backend.add_pdb(frozen)
+            backend.wait_settled()
+
     with pytest.raises(StepFailed, match="shop/frozen") as info:
-        backend.executor(plan).apply()
+        backend.executor(plan, wave_gate=freeze).apply()
     assert "timed out after 5s" in info.value.message
     assert not any(unschedulable for _, unschedulable, _ in backend.node_view().values())
     state = backend.store().load()
