@@ -125,3 +125,21 @@ def test_a_plan_applied_after_another_plan_finished_skips_nodes_already_on_ciliu
     assert all(r.state is NodeState.MIGRATED for r in state.nodes.values())
     assert not [e for e in backend.events if e.kind == "step-started"], "nothing is drained or swapped again"
     assert backend.snapshot()["pods"] == pods
+
+
+def test_rollback_puts_back_every_node_it_touched_whatever_else_changed(backend):
+    """Nodes added since the plan, and a node outside the plan gone NotReady, are not a
+    reason to refuse putting the run's nodes back (in the simulation; a kwok node's
+    heartbeat would mark it Ready again)."""
+    plan = backend.plan(exclude_nodes=("worker-2",))
+    assert backend.executor(plan).apply().status is RunStatus.COMPLETED
+    backend.add_node("worker-9")
+    if backend.name == "simulated":
+        world = backend.cluster.world()
+        world["nodes"]["worker-2"]["ready"] = False
+        backend.cluster.update(nodes=world["nodes"])
+    state = backend.executor(plan).rollback()
+    assert state.status is RunStatus.ROLLED_BACK
+    view = backend.node_view()
+    assert {view[n.name] for n in plan.nodes} == {(Cni.CALICO, False, None)}
+    assert backend.cni("worker-2") is Cni.CALICO
