@@ -76,16 +76,22 @@ def final_config_problems(config: dict[str, str]) -> list[str]:
     ]
 
 
+def migration_mode_gaps(config: dict[str, str]) -> tuple[str, ...]:
+    """What in a running Cilium's configuration keeps it from the migration mode: every
+    backend's inventory decides "in migration mode" with this one rule."""
+    return tuple(
+        f"{key} is {config.get(key, 'unset')!r}, not {want!r}"
+        for key, want in MIGRATION_CONFIG.items()
+        if config.get(key, "").lower() != want
+    )
+
+
 def live_config_problems(config: dict[str, str], options: PlanOptions) -> list[str]:
     """What in the running Cilium's configuration (its cilium-config ConfigMap) differs from
     the migration mode the plan prescribes; empty when it matches."""
     if not config:
         return ["Cilium is not installed (no kube-system/cilium-config)"]
-    problems = [
-        f"{key} is {config.get(key, 'unset')!r}, not {want!r}"
-        for key, want in MIGRATION_CONFIG.items()
-        if config.get(key, "").lower() != want
-    ]
+    problems = list(migration_mode_gaps(config))
     pool = config.get("cluster-pool-ipv4-cidr", "")
     if pool != options.cilium_pool_cidr:
         problems.append(f"cluster-pool-ipv4-cidr is {pool or 'unset'!r}, the plan's pool is {options.cilium_pool_cidr}")

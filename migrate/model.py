@@ -185,6 +185,7 @@ class CiliumState:
 
     installed: bool = False
     migration_mode: bool = False
+    mode_gaps: tuple[str, ...] = ()  # why it is not in migration mode (cilium.migration_mode_gaps)
     node_config_api: str | None = None
     cluster_pool_cidr: str | None = None
     agents_ready: int = 0

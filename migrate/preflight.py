@@ -243,7 +243,8 @@ def cilium_state(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -
             Finding(
                 "cilium-installed",
                 Severity.BLOCKING,
-                "Cilium is installed but not in migration mode (it would take over every node)",
+                f"Cilium is installed but not in migration mode ({'; '.join(c.mode_gaps) or 'its configuration'}: "
+                "it would take over every node)",
                 "reinstall Cilium with the migration values written next to the plan",
             )
         ]

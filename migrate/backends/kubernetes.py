@@ -41,6 +41,7 @@ from kubernetes.utils import parse_quantity
 
 from migrate import traffic
 from migrate.backends.rbac import PERMISSIONS, TOOL_NAMESPACE, describe
+from migrate.cilium import migration_mode_gaps
 from migrate.cniconf import cni_from_files
 from migrate.errors import (
     BadInput,
@@ -461,8 +462,8 @@ class KubernetesCluster:
             service_cidrs=tuple(c for sc in service_cidrs for c in (sc.get("spec") or {}).get("cidrs") or ()),
             cilium=CiliumState(
                 installed=("kube-system", "cilium") in ds_names,
-                migration_mode=cilium_config.get("custom-cni-conf") == "true"
-                and cilium_config.get("enable-policy", "") == "never",
+                migration_mode=not migration_mode_gaps(cilium_config),
+                mode_gaps=migration_mode_gaps(cilium_config),
                 node_config_api=read(
                     lambda: self._served_version("cilium.io", "ciliumnodeconfigs", ("v2", "v2alpha1")), None
                 ),

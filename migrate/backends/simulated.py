@@ -25,6 +25,7 @@ from typing import Any
 
 from migrate import traffic
 from migrate.backends import simworld as w
+from migrate.cilium import migration_mode_gaps
 from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, PermanentError, TemporaryError
 from migrate.model import (
     CalicoPool,
@@ -221,6 +222,7 @@ class SimulatedCluster:
                     )
                 )
             c = world["cilium"]
+            config = w.cilium_config(world)
             agents = w.owned(world, "DaemonSet", *w.AGENT_DS)
             return Inventory(
                 identity=ClusterIdentity(kube_system_uid=world["uid"], server=f"sim://{self.name}"),
@@ -238,7 +240,8 @@ class SimulatedCluster:
                 service_cidrs=tuple(world.get("serviceCIDRs", [w.SERVICE_CIDR])),
                 cilium=CiliumState(
                     installed=c["installed"],
-                    migration_mode=c["migrationMode"],
+                    migration_mode=not migration_mode_gaps(config),
+                    mode_gaps=migration_mode_gaps(config),
                     node_config_api=c["nodeConfigApi"],
                     cluster_pool_cidr=c["poolCIDR"],
                     agents_ready=sum(1 for p in agents if p["ready"]),

@@ -159,7 +159,9 @@ def plan_variants(lab: CliLab, tmp: Path) -> dict[str, Path]:
     # Its UID edited to match another cluster, the fingerprint left: caught at load.
     out["uid-edited"] = tmp / "uid-edited.yaml"
     planfile.write(with_cluster(kube_system_uid=other.kube_system_uid), out["uid-edited"])
-    stale = with_cluster(nodes=plan.cluster.nodes[1:])
+    # Sound, but for a node set the cluster no longer has: one node replaced (a new UID).
+    (name, _), *rest = plan.cluster.nodes
+    stale = with_cluster(nodes=((name, "11111111-1111-1111-1111-111111111111"), *rest))
     out["stale"] = tmp / "stale.yaml"
     planfile.write(stale, out["stale"])
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -135,35 +136,81 @@ def test_ten_node_migration_never_takes_a_pdb_below_its_desired_healthy(tmp_path
 
 
 # -- 2 ---------------------------------------------------------------------------------------
-def test_pdb_with_max_unavailable_zero_fails_the_drain_and_puts_nodes_back(lab4: CliLab) -> None:
+FROZEN_PDB = {
+    "apiVersion": "policy/v1",
+    "kind": "PodDisruptionBudget",
+    "metadata": {"name": "thumbnailer-frozen", "namespace": "shop"},
+    "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "thumbnailer"}}},
+}
+
+# A pre-run hook that freezes the thumbnailer after the live preflight passed: the budget
+# appears between the last check and the first eviction, as it can in a real window.
+FREEZE_HOOK = """#!{python}
+import time
+from kubernetes import client, config
+config.load_kube_config({kubeconfig!r})
+policy = client.PolicyV1Api()
+policy.create_namespaced_pod_disruption_budget("shop", {body!r})
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    st = policy.read_namespaced_pod_disruption_budget("thumbnailer-frozen", "shop").status
+    if st is not None and st.expected_pods == 1 and st.disruptions_allowed == 0:
+        break
+    time.sleep(0.2)
+"""
+
+
+def test_pdb_with_max_unavailable_zero_refuses_before_any_write_or_fails_the_drain_and_puts_nodes_back(
+    lab4: CliLab,
+) -> None:
     plan = lab4.plan("--max-unavailable", "2", "--drain-timeout", "5")
     assert plan.code == 0, plan
-    lab4.lab.apply_manifest(
-        [
-            {
-                "apiVersion": "policy/v1",
-                "kind": "PodDisruptionBudget",
-                "metadata": {"name": "thumbnailer-frozen", "namespace": "shop"},
-                "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "thumbnailer"}}},
-            }
-        ]
-    )
+
+    def thumbnailer_untouched() -> None:
+        pod = lab4.core.list_namespaced_pod("shop", label_selector="app=thumbnailer").items
+        assert len(pod) == 1 and pod[0].metadata.deletion_timestamp is None  # never evicted
+
+    # Frozen after the plan, before apply: the live preflight refuses, nothing is written.
+    lab4.lab.apply_manifest([FROZEN_PDB])
 
     def observed() -> bool:
         st = lab4.policy.read_namespaced_pod_disruption_budget("thumbnailer-frozen", "shop").status
         return st is not None and st.expected_pods == 1 and st.disruptions_allowed == 0
 
     wait_for("the new PDB's status", observed)
+    refused = lab4.cli("apply", "p.yaml", "--yes")
+    assert refused.code == 3, refused
+    lines = refused.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), refused
+    assert "shop/thumbnailer-frozen" in lines[0] and "nothing was changed" in lines[0], refused
+    assert lab4.cordoned() == []
+    assert lab4.lease() is None  # not even the executor's lock was taken
+    thumbnailer_untouched()
 
-    result = lab4.cli("apply", "p.yaml", "--yes")
+    # Frozen once the run has started: the drain fails on the budget and the node goes back.
+    lab4.policy.delete_namespaced_pod_disruption_budget("thumbnailer-frozen", "shop")
+    wait_for(
+        "the PDB to go",
+        lambda: (
+            not lab4.policy.list_namespaced_pod_disruption_budget(
+                "shop", field_selector="metadata.name=thumbnailer-frozen"
+            ).items
+        ),
+    )
+    hooks = lab4.tmp / "freeze-hooks"
+    hooks.mkdir()
+    hook = hooks / "pre-run"
+    hook.write_text(FREEZE_HOOK.format(python=sys.executable, kubeconfig=str(lab4.kubeconfig), body=FROZEN_PDB))
+    hook.chmod(0o755)
+
+    result = lab4.cli("apply", "p.yaml", "--yes", "--hooks-dir", str(hooks))
 
     assert result.code == 6, result
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, result
     assert lines[0].startswith("error: ") and "shop/thumbnailer-frozen" in lines[0], result
     assert lab4.cordoned() == []
-    pod = lab4.core.list_namespaced_pod("shop", label_selector="app=thumbnailer").items
-    assert len(pod) == 1 and pod[0].metadata.deletion_timestamp is None  # never evicted
+    thumbnailer_untouched()
 
 
 # -- 3 ---------------------------------------------------------------------------------------
