@@ -118,6 +118,9 @@ def connect(target: Target, kubeconfig: str | None = None, context: str | None =
 
 
 def choose_target(sim: str | None, kubeconfig: str | None, context: str | None) -> tuple[Target, Cluster]:
+    for flag, value in (("--sim", sim), ("--kubeconfig", kubeconfig), ("--context", context)):
+        if value is not None and not value.strip():
+            raise BadInput(f"{flag} is empty")
     if sim and (kubeconfig or context):
         raise BadInput("--sim cannot be combined with --kubeconfig/--context")
     if sim:
@@ -332,6 +335,7 @@ def values_path(plan_path: Path) -> Path:
 
 def write_plan(the_plan: Plan, path: Path) -> None:
     """The plan file and, next to it, the Helm values that install Cilium in migration mode."""
+    fileio.check_target(path, "plan file")  # before its name is used for the values file's
     fileio.check_target(values_path(path), "Cilium values file")  # both or neither
     planfile.write(the_plan, path)
     fileio.write_text(

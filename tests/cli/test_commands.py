@@ -133,6 +133,9 @@ def test_rollback_of_one_node_and_then_everything(cli):
         (("plan", "--sim", "c1", "--cilium-pool-cidr", "fd00::/104"), "is IPv6"),
         (("plan", "--sim", "c1", "--cilium-pool-cidr", "10.250.0.0/30"), "smaller than one node's block (/24)"),
         (("runbook", "good.yaml", "-o", "adir"), "cannot write runbook adir: it is a directory"),
+        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", ""), "cannot write plan file .: it is a"),
+        (("plan", "--sim", ""), "--sim is empty"),
+        (("plan", "--context", ""), "--context is empty"),
         (("policy-report", "--sim", "c1", "--write", "good.yaml"), "--write good.yaml is not a directory"),
     ],
 )
