@@ -250,6 +250,9 @@ def _serving_cert_openssl(pki: Path, crt: Path, key: Path) -> None:
 # -- the proxy ---------------------------------------------------------------------------------
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # server_close() would otherwise join every handler thread, daemon or not (Python 3.11's
+    # ThreadingMixIn); stop() ends their connections instead.
+    block_on_close = False
     allow_reuse_address = True
     proxy: FaultProxy
 
@@ -484,8 +487,7 @@ class FaultProxy:
     def stop(self) -> None:
         self.stopping.set()
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.shutdown()  # no new connections; then end the open ones
         with self.lock:
             socks, conns = list(self.client_socks), list(self.upstream_conns)
         for sock in socks:
@@ -494,8 +496,15 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 sock.close()
         for conn in conns:
+            # Shut the socket down under its TLS layer first: close() waits for the lock of a
+            # response that another thread is still reading (a quiet watch, for minutes).
+            if conn.sock is not None:
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 conn.close()
+        if self._server is not None:
+            self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = None

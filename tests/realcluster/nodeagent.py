@@ -39,6 +39,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -55,6 +56,10 @@ from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_f
 from migrate.model import MIGRATION_LABEL, Cni
 
 NAMESPACE = "cni-migrate"
+# A watch ends on the server's side after this long and is opened again from its version
+# (cheap: no list). Short, so that stop() is not held by a quiet watch (30 s held every
+# test's teardown for 15 s); well inside the client's 30 s read timeout.
+WATCH_SECONDS = 3
 RETRIES = 300  # answers of one pod, a second apart, before the agent gives up on it (each logged)
 
 
@@ -74,7 +79,7 @@ class NodeAgent:
         api = client.ApiClient(configuration)
         # Every request of this agent is bounded, as a kubelet's are: a call caught by an API
         # server restart fails (and the next listing retries it) instead of hanging the node.
-        # Watches end on the server's side every 2 s, well inside the read timeout.
+        # Watches end on the server's side every WATCH_SECONDS, well inside the read timeout.
         api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(connect=5, read=30)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(self.core.api_client)
@@ -111,8 +116,9 @@ class NodeAgent:
 
     def stop(self) -> None:
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=5)
+        deadline = time.monotonic() + WATCH_SECONDS + 5
+        for t in self._threads:  # a watch sees the stop when its server-side timeout ends it
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _submit(self, uid: str, fn: Callable[[dict[str, Any]], None], pod: dict[str, Any], attempt: int = 1) -> None:
@@ -169,7 +175,7 @@ class NodeAgent:
                     version = listing["metadata"]["resourceVersion"]
                 w = watch.Watch()
                 for event in w.stream(
-                    fn, *args, resource_version=version, timeout_seconds=30, allow_watch_bookmarks=True, **kw
+                    fn, *args, resource_version=version, timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True, **kw
                 ):
                     if self._stop.is_set():
                         w.stop()
