@@ -56,10 +56,8 @@ from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_f
 from migrate.model import MIGRATION_LABEL, Cni
 
 NAMESPACE = "cni-migrate"
-# A watch ends on the server's side after this long and is opened again from its version
-# (cheap: no list). Short, so that stop() is not held by a quiet watch (30 s held every
-# test's teardown for 15 s); well inside the client's 30 s read timeout.
-WATCH_SECONDS = 3
+# A watch ends on the server's side after this long and is opened again from its version.
+WATCH_SECONDS = 30
 RETRIES = 300  # answers of one pod, a second apart, before the agent gives up on it (each logged)
 
 
@@ -79,7 +77,7 @@ class NodeAgent:
         api = client.ApiClient(configuration)
         # Every request of this agent is bounded, as a kubelet's are: a call caught by an API
         # server restart fails (and the next listing retries it) instead of hanging the node.
-        # Watches end on the server's side every WATCH_SECONDS, well inside the read timeout.
+        # Watches end on the server's side every 2 s, well inside the read timeout.
         api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(connect=5, read=30)
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(self.core.api_client)
@@ -116,8 +114,11 @@ class NodeAgent:
 
     def stop(self) -> None:
         self._stop.set()
-        deadline = time.monotonic() + WATCH_SECONDS + 5
-        for t in self._threads:  # a watch sees the stop when its server-side timeout ends it
+        # A thread in a quiet watch sees the stop only when the watch ends (up to
+        # WATCH_SECONDS): waiting for it held every test's teardown for 15 s. The threads are
+        # daemons that do nothing once stopped, so give them a moment, not the whole watch.
+        deadline = time.monotonic() + 1
+        for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=True, cancel_futures=True)
 

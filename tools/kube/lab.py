@@ -259,7 +259,7 @@ def _cert_specs() -> list[_CertSpec]:
             ),
         ),
         _CertSpec("admin", "kubernetes-admin", "system:masters"),
-        _CertSpec("kube-controller-manager", "system:kube-controller-manager"),
+        _CertSpec("kube-controller-manager", "system:kube-controller-manager", "system:masters"),
         _CertSpec("kube-scheduler", "system:kube-scheduler"),
         _CertSpec("kwok", "kwok-controller", "system:masters"),
     ]
@@ -1024,7 +1024,12 @@ class Lab:
                 # statefulset, daemonset, disruption (PDB), garbage-collector,
                 # namespace, serviceaccount(-token), node-lifecycle, job, ...
                 "--controllers=*",
-                "--use-service-account-credentials=true",
+                # One client for every controller, the KCM's own (system:masters here), as
+                # kube-controller-manager does by default. With a ServiceAccount token per
+                # controller (kubeadm's choice) the KCM spent ~5 s minting tokens before its
+                # controllers ran: half of every lab's start. No test depends on which
+                # identity a controller acts as.
+                "--use-service-account-credentials=false",
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--cluster-signing-cert-file={pki / 'ca.crt'}",
@@ -1228,14 +1233,17 @@ class Lab:
                 pid = int((run / f"{comp}.pid").read_text().strip())
                 if _alive(pid) and _proc_mark(pid) == str(self.workdir):
                     by_comp[comp] = pid
+        # (processes, seconds they get after SIGTERM). The API server's graceful shutdown
+        # waits for its clients' open watches (a test's node agent holds 30 s ones), and a
+        # lab's data is thrown away: it gets 2 s, not the whole timeout, before SIGKILL.
         groups = [
-            [by_comp[c] for c in ("kwok", "kube-scheduler", "kube-controller-manager") if c in by_comp],
-            [by_comp[c] for c in ("kube-apiserver",) if c in by_comp],
-            [by_comp[c] for c in ("etcd",) if c in by_comp],
+            ([by_comp[c] for c in ("kwok", "kube-scheduler", "kube-controller-manager") if c in by_comp], timeout),
+            ([by_comp[c] for c in ("kube-apiserver",) if c in by_comp], min(timeout, 2.0)),
+            ([by_comp[c] for c in ("etcd",) if c in by_comp], timeout),
         ]
         signalled: list[int] = []
 
-        def stop(pids: Iterable[int]) -> set[int]:
+        def stop(pids: Iterable[int], timeout: float = timeout) -> set[int]:
             targets = {p for p in pids if _alive(p)}
             signalled.extend(sorted(targets))
 
@@ -1266,8 +1274,8 @@ class Lab:
             return targets
 
         survivors: set[int] = set()
-        for group in groups:
-            survivors |= stop(group)
+        for group, grace in groups:
+            survivors |= stop(group, grace)
         # strays: anything else still carrying our mark (e.g. a PID file was
         # lost when the starter crashed between fork and write)
         survivors |= stop(_marked_pids(self.workdir))
