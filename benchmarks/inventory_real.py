@@ -8,7 +8,17 @@ one PodDisruptionBudget per 15 pods' app. Then, each in a fresh process:
 - ``inventory``: ``KubernetesCluster.inventory()``, every list paginated (500 a page);
 - ``plan``: the same read plus planning and preflight, as ``cni-migrate plan`` does.
 
-Reports min/median wall time, API requests (counted by the backend) and peak RSS.
+Beside them, interleaved with them in every round, two baselines over exactly the lists the
+inventory reads (those the API server serves):
+
+- ``kubectl``: ``kubectl get <those lists> -A -o json --chunk-size=500 > /dev/null`` (kubectl
+  built by ``tools/kube/build kubectl``; its discovery cache warm after the first round);
+- ``floor``: the same lists fetched page by page (500 a page) and not decoded at all: the
+  bytes are read and dropped, the continue token cut out of each page's head. What the
+  API server can serve, with nothing done with it.
+
+Reports min/median wall time, API requests (counted by the backend) and peak RSS, and the
+ratios ``plan / kubectl`` and ``plan / floor`` of each round (min and median).
 The pods are bare pods bound to their node by ``spec.nodeName`` (the scheduler and the
 ReplicaSet controller would take minutes on two cores to make the same objects); kwok
 starts them, so they carry addresses and Running status like real ones.
@@ -23,6 +33,7 @@ import concurrent.futures
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -37,6 +48,79 @@ sys.path.insert(0, str(ROOT))
 
 NAMESPACES = 30
 PODS_PER_APP = 15
+PAGE = 500
+# What KubernetesCluster.inventory() lists: (API path, kubectl's name for it).
+LISTS = (
+    ("/api/v1/nodes", "nodes"),
+    ("/api/v1/pods", "pods"),
+    ("/apis/policy/v1/poddisruptionbudgets", "poddisruptionbudgets.policy"),
+    ("/apis/apps/v1/daemonsets", "daemonsets.apps"),
+    ("/apis/networking.k8s.io/v1/networkpolicies", "networkpolicies.networking.k8s.io"),
+    ("/apis/networking.k8s.io/v1/servicecidrs", "servicecidrs.networking.k8s.io"),
+    ("/apis/crd.projectcalico.org/v1/felixconfigurations", "felixconfigurations.crd.projectcalico.org"),
+    ("/apis/crd.projectcalico.org/v1/ippools", "ippools.crd.projectcalico.org"),
+    ("/apis/operator.tigera.io/v1/installations", "installations.operator.tigera.io"),
+    ("/apis/crd.projectcalico.org/v1/networkpolicies", "networkpolicies.crd.projectcalico.org"),
+    ("/apis/crd.projectcalico.org/v1/globalnetworkpolicies", "globalnetworkpolicies.crd.projectcalico.org"),
+)
+CONTINUE = re.compile(rb'"continue":"([^"]*)"')
+
+
+def served_lists(kubeconfig: str) -> list[tuple[str, str]]:
+    """The LISTS this API server serves (a CRD that is not installed is not read by anyone)."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(kubeconfig)
+    served = []
+    for path, name in LISTS:
+        try:
+            api.call_api(
+                path, "GET", query_params=[("limit", 1)], auth_settings=["BearerToken"], _preload_content=False
+            )
+        except client.exceptions.ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        served.append((path, name))
+    return served
+
+
+def floor(kubeconfig: str) -> dict[str, Any]:
+    """The served lists, page by page, read as bytes and dropped: nothing decoded."""
+    from kubernetes import config
+
+    paths = [path for path, _ in served_lists(kubeconfig)]
+    api = config.new_client_from_config(kubeconfig)
+    t0 = time.perf_counter()
+    requests = received = 0
+    for path in paths:
+        token = ""
+        while True:
+            query = [("limit", PAGE), *([("continue", token)] if token else [])]
+            response = api.call_api(
+                path, "GET", query_params=query, auth_settings=["BearerToken"], _preload_content=False
+            )[0]
+            body = response.data
+            requests += 1
+            received += len(body)
+            found = CONTINUE.search(body, 0, 4096)  # metadata comes before the items
+            token = found.group(1).decode() if found else ""
+            if not token:
+                break
+    return {
+        "what": "floor",
+        "total_s": time.perf_counter() - t0,
+        "requests": requests,
+        "mb": received / 1e6,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def kubectl(kubectl_bin: str, kubeconfig: str, names: list[str], cache: str) -> dict[str, Any]:
+    argv = [kubectl_bin, "--kubeconfig", kubeconfig, "--cache-dir", cache, "get", ",".join(names), "-A"]
+    t0 = time.perf_counter()
+    subprocess.run([*argv, "-o", "json", f"--chunk-size={PAGE}"], stdout=subprocess.DEVNULL, check=True)
+    return {"what": "kubectl", "total_s": time.perf_counter() - t0}
 
 
 def measure(kubeconfig: str, what: str) -> dict[str, Any]:
@@ -139,15 +223,18 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=30000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--kubectl", help="kubectl to compare with (default: tools/kube/build kubectl)")
     parser.add_argument("--measure", nargs=2, metavar=("KUBECONFIG", "WHAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(*args.measure)))
+        kubeconfig, what = args.measure
+        print(json.dumps(floor(kubeconfig) if what == "floor" else measure(kubeconfig, what)))
         return 0
 
     from tests import labsupport
 
     lab_py = labsupport.lab_module()
+    kubectl_bin = args.kubectl or labsupport.kubectl_bin()
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
     with tempfile.TemporaryDirectory(prefix="cni-migrate-bench-") as tmp:
         lab = lab_py.Lab(Path(tmp) / "lab", labsupport.bin_dir(), die_with_parent=True)
@@ -162,37 +249,55 @@ def main() -> int:
             t0 = time.monotonic()
             populate(lab, [s.name for s in specs[1:]], args.pods)
             print(f"populated: {args.pods} pods in {time.monotonic() - t0:.0f} s")
-            rows = []
-            for what in ("inventory", "plan"):
-                runs = [
-                    json.loads(
-                        subprocess.run(
-                            [sys.executable, __file__, "--measure", str(kubeconfig), what],
-                            capture_output=True,
-                            text=True,
-                            check=True,
-                        ).stdout
-                    )
-                    for _ in range(args.repeat)
-                ]
-                times = [r["total_s"] for r in runs]
-                rows.append(
-                    {
-                        **{k: runs[0][k] for k in ("what", "nodes", "pods", "pdbs", "requests")},
-                        "min_s": round(min(times), 2),
-                        "median_s": round(statistics.median(times), 2),
-                        "read_median_s": round(statistics.median(r["read_s"] for r in runs), 2),
-                        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs), 1),
-                    }
-                )
+            names = [name for _, name in served_lists(str(kubeconfig))]
+            cache = str(Path(tmp) / "kubectl-cache")
+
+            def fresh(what: str) -> dict[str, Any]:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--measure", str(kubeconfig), what],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                return json.loads(out)  # type: ignore[no-any-return]
+
+            kubectl(kubectl_bin, str(kubeconfig), names, cache)  # warms kubectl's discovery cache
+            runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("inventory", "plan", "kubectl", "floor")}
+            for _ in range(args.repeat):  # interleaved: each round meets the same machine
+                runs["plan"].append(fresh("plan"))
+                runs["kubectl"].append(kubectl(kubectl_bin, str(kubeconfig), names, cache))
+                runs["floor"].append(fresh("floor"))
+                runs["inventory"].append(fresh("inventory"))
         finally:
             lab.down()
+    rows = []
+    for what, rs in runs.items():
+        times = [r["total_s"] for r in rs]
+        rows.append(
+            {
+                "what": what,
+                **{k: rs[0].get(k, "") for k in ("nodes", "pods", "pdbs", "requests")},
+                "min_s": round(min(times), 2),
+                "median_s": round(statistics.median(times), 2),
+                "read_median_s": round(statistics.median(r["read_s"] for r in rs), 2) if "read_s" in rs[0] else "",
+                "peak_rss_mb": round(max(r["peak_rss_mb"] for r in rs), 1) if "peak_rss_mb" in rs[0] else "",
+            }
+        )
     header = ("what", "nodes", "pods", "pdbs", "requests", "min_s", "median_s", "read_median_s", "peak_rss_mb")
     print(" ".join(f"{h:>13}" for h in header))
     for row in rows:
         print(" ".join(f"{row[h]:>13}" for h in header))
+    ratios = {}
+    for base in ("kubectl", "floor"):
+        each = [p["total_s"] / b["total_s"] for p, b in zip(runs["plan"], runs[base], strict=True)]
+        ratios[f"plan/{base}"] = {"min": round(min(each), 2), "median": round(statistics.median(each), 2)}
+        print(
+            f"plan / {base}: min {min(each):.2f}, median {statistics.median(each):.2f} (each round: "
+            f"{', '.join(f'{r:.2f}' for r in each)})"
+        )
+    print(f"lists compared: {', '.join(names)}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"rows": rows, "ratios": ratios, "lists": names}, indent=2))
     return 0
 
 

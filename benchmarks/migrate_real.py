@@ -46,16 +46,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from migrate.model import MIGRATION_LABEL  # noqa: E402
+from tests import labsupport  # noqa: E402
 from tests.realcluster.clilab import CliLab  # noqa: E402
 
 KUBECTL_REQUEST = re.compile(r'"Response" verb="|^I\S+ +\S+ +\S+\] (GET|POST|PUT|PATCH|DELETE) https?://')
 
 
 def kubectl_path() -> str:
-    proc = subprocess.run(
-        [str(ROOT / "tools" / "kube" / "build"), "kubectl"], capture_output=True, text=True, check=True
-    )
-    return str(Path(proc.stdout.strip().splitlines()[-1]) / "kubectl")
+    return labsupport.kubectl_bin()
 
 
 def run_cni_migrate(lab: CliLab, concurrency: int) -> dict[str, Any]:

@@ -51,6 +51,14 @@ def bin_dir() -> Path:
     return Path(lab_module().build(quiet=True))
 
 
+def kubectl_bin() -> str:
+    """kubectl of the lab's Kubernetes release, built by tools/kube/build kubectl (cached)."""
+    proc = subprocess.run(
+        [str(REPO / "tools" / "kube" / "build"), "kubectl"], stdout=subprocess.PIPE, text=True, check=True
+    )
+    return str(Path(proc.stdout.strip().splitlines()[-1]) / "kubectl")
+
+
 def helm_bin() -> Path:
     """Helm, built from its pinned Go module by e2e/images/tools/build (cached);
     ``$CNI_MIGRATE_HELM`` names a prebuilt one instead."""
