@@ -66,21 +66,25 @@ LISTS = (
 CONTINUE = re.compile(rb'"continue":"([^"]*)"')
 
 
+def get(api: Any, path: str, query: list[tuple[str, Any]]) -> tuple[int, bytes]:
+    """One GET with the kubeconfig's credentials; the body as bytes, not decoded."""
+    method, url, headers, _, _ = api.param_serialize("GET", path, query_params=query, auth_settings=["BearerToken"])
+    response = api.call_api(method, url, header_params=headers)
+    return response.status, response.read()
+
+
 def served_lists(kubeconfig: str) -> list[tuple[str, str]]:
     """The LISTS this API server serves (a CRD that is not installed is not read by anyone)."""
-    from kubernetes import client, config
+    from kubernetes import config
 
     api = config.new_client_from_config(kubeconfig)
     served = []
     for path, name in LISTS:
-        try:
-            api.call_api(
-                path, "GET", query_params=[("limit", 1)], auth_settings=["BearerToken"], _preload_content=False
-            )
-        except client.exceptions.ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise
+        status, body = get(api, path, [("limit", 1)])
+        if status == 404:
+            continue
+        if status != 200:
+            raise SystemExit(f"GET {path}: HTTP {status}: {body[:200]!r}")
         served.append((path, name))
     return served
 
@@ -96,11 +100,9 @@ def floor(kubeconfig: str) -> dict[str, Any]:
     for path in paths:
         token = ""
         while True:
-            query = [("limit", PAGE), *([("continue", token)] if token else [])]
-            response = api.call_api(
-                path, "GET", query_params=query, auth_settings=["BearerToken"], _preload_content=False
-            )[0]
-            body = response.data
+            status, body = get(api, path, [("limit", PAGE), *([("continue", token)] if token else [])])
+            if status != 200:
+                raise SystemExit(f"GET {path}: HTTP {status}: {body[:200]!r}")
             requests += 1
             received += len(body)
             found = CONTINUE.search(body, 0, 4096)  # metadata comes before the items
