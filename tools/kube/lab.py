@@ -1226,7 +1226,8 @@ class Lab:
         finds strays). Stops clients first (kwok, scheduler, controller
         manager), then the apiserver, then etcd -- all at once makes the
         apiserver's graceful shutdown drag on. Each group gets SIGTERM to its
-        process group, SIGKILL after ``timeout``. Returns signalled PIDs."""
+        process group, SIGKILL after ``timeout`` (the apiserver: after 2 s at most). Returns
+        signalled PIDs."""
         by_comp: dict[str, int] = {}
         run = self.workdir / "run"
         for comp in COMPONENTS:
