@@ -24,6 +24,8 @@ ReplicaSet controller would take minutes on two cores to make the same objects);
 starts them, so they carry addresses and Running status like real ones.
 
     python benchmarks/inventory_real.py [--nodes 1000] [--pods 30000] [--repeat 3] [--json out.json]
+    python benchmarks/inventory_real.py --hold             # the populated lab, kept up to profile against
+    python benchmarks/inventory_real.py --lab KUBECONFIG   # measure in that lab
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import os
 import platform
 import re
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -219,6 +222,30 @@ def populate(lab: Any, nodes: list[str], pods: int) -> None:
         time.sleep(2)
 
 
+def rounds(
+    kubeconfig: str, repeat: int, kubectl_bin: str, tmp: str
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """``repeat`` rounds of plan, kubectl, floor and inventory, interleaved: each round meets
+    the same machine."""
+    names = [name for _, name in served_lists(kubeconfig)]
+    cache = str(Path(tmp) / "kubectl-cache")
+
+    def fresh(what: str) -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", kubeconfig, what], capture_output=True, text=True, check=True
+        ).stdout
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    kubectl(kubectl_bin, kubeconfig, names, cache)  # warms kubectl's discovery cache
+    runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("inventory", "plan", "kubectl", "floor")}
+    for _ in range(repeat):
+        runs["plan"].append(fresh("plan"))
+        runs["kubectl"].append(kubectl(kubectl_bin, kubeconfig, names, cache))
+        runs["floor"].append(fresh("floor"))
+        runs["inventory"].append(fresh("inventory"))
+    return runs, names
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1000)
@@ -226,6 +253,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--kubectl", help="kubectl to compare with (default: tools/kube/build kubectl)")
+    parser.add_argument(
+        "--hold", action="store_true", help="after populating, print the kubeconfig and keep the lab up until Ctrl-C"
+    )
+    parser.add_argument("--lab", metavar="KUBECONFIG", help="measure in a lab already up (one --hold printed)")
     parser.add_argument("--measure", nargs=2, metavar=("KUBECONFIG", "WHAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -235,43 +266,39 @@ def main() -> int:
 
     from tests import labsupport
 
-    lab_py = labsupport.lab_module()
     kubectl_bin = args.kubectl or labsupport.kubectl_bin()
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}")
     with tempfile.TemporaryDirectory(prefix="cni-migrate-bench-") as tmp:
-        lab = lab_py.Lab(Path(tmp) / "lab", labsupport.bin_dir(), die_with_parent=True)
-        # Pod CIDRs 10.64.0.0/24 onwards: the lab's default 192.168.<i>.0/24 stops at 255 nodes.
-        specs = [lab_py.NodeSpec("cp-1", control_plane=True, pod_cidr="10.64.0.0/24")] + [
-            lab_py.NodeSpec(f"worker-{i}", pod_cidr=f"10.{64 + i // 256}.{i % 256}.0/24") for i in range(1, args.nodes)
-        ]
-        t0 = time.monotonic()
-        kubeconfig = lab.up(node_specs=specs, timeout=900)
-        print(f"lab up: {len(specs)} nodes with calico-node in {time.monotonic() - t0:.0f} s")
-        try:
+        if args.lab:
+            runs, names = rounds(args.lab, args.repeat, kubectl_bin, tmp)
+        else:
+            lab_py = labsupport.lab_module()
+            lab = lab_py.Lab(Path(tmp) / "lab", labsupport.bin_dir(), die_with_parent=True)
+            # Pod CIDRs 10.64.0.0/24 onwards: the lab's default 192.168.<i>.0/24 stops at 255 nodes.
+            specs = [lab_py.NodeSpec("cp-1", control_plane=True, pod_cidr="10.64.0.0/24")] + [
+                lab_py.NodeSpec(f"worker-{i}", pod_cidr=f"10.{64 + i // 256}.{i % 256}.0/24")
+                for i in range(1, args.nodes)
+            ]
             t0 = time.monotonic()
-            populate(lab, [s.name for s in specs[1:]], args.pods)
-            print(f"populated: {args.pods} pods in {time.monotonic() - t0:.0f} s")
-            names = [name for _, name in served_lists(str(kubeconfig))]
-            cache = str(Path(tmp) / "kubectl-cache")
-
-            def fresh(what: str) -> dict[str, Any]:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--measure", str(kubeconfig), what],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                return json.loads(out)  # type: ignore[no-any-return]
-
-            kubectl(kubectl_bin, str(kubeconfig), names, cache)  # warms kubectl's discovery cache
-            runs: dict[str, list[dict[str, Any]]] = {w: [] for w in ("inventory", "plan", "kubectl", "floor")}
-            for _ in range(args.repeat):  # interleaved: each round meets the same machine
-                runs["plan"].append(fresh("plan"))
-                runs["kubectl"].append(kubectl(kubectl_bin, str(kubeconfig), names, cache))
-                runs["floor"].append(fresh("floor"))
-                runs["inventory"].append(fresh("inventory"))
-        finally:
-            lab.down()
+            kubeconfig = lab.up(node_specs=specs, timeout=900)
+            print(f"lab up: {len(specs)} nodes with calico-node in {time.monotonic() - t0:.0f} s")
+            try:
+                t0 = time.monotonic()
+                populate(lab, [s.name for s in specs[1:]], args.pods)
+                print(f"populated: {args.pods} pods in {time.monotonic() - t0:.0f} s")
+                if args.hold:
+                    print(f"lab held: --lab {kubeconfig} (Ctrl-C or SIGTERM ends it)", flush=True)
+                    # Also when started in the background, where a shell ignores SIGINT for it.
+                    signal.signal(signal.SIGINT, signal.default_int_handler)
+                    signal.signal(signal.SIGTERM, signal.default_int_handler)
+                    try:
+                        while True:
+                            time.sleep(3600)
+                    except KeyboardInterrupt:
+                        return 0
+                runs, names = rounds(str(kubeconfig), args.repeat, kubectl_bin, tmp)
+            finally:
+                lab.down()
     rows = []
     for what, rs in runs.items():
         times = [r["total_s"] for r in rs]
