@@ -77,7 +77,9 @@ from migrate.ports import NodeTask, ProbeResult
 T = TypeVar("T")
 
 PAGE = 500
-POOL_SIZE = 64  # HTTP connections kept to the API server (urllib3's default: 5 per core)
+# HTTP connections kept to the API server (urllib3's default: 5 per core). A wave's nodes
+# validate at once, each with up to four helper pods watched together.
+POOL_SIZE = 128
 PEER_PAGE = 20  # nodes read at a time while looking for a cross-node probe peer
 ROLE_LABEL = "cni-migrate.io/role"
 NODE_LABEL = "cni-migrate.io/node"
@@ -1091,10 +1093,10 @@ class KubernetesCluster:
         service = f"cni-migrate-peers-{uuid.uuid4().hex[:8]}"
         service_made = False
         try:
-            ips = {}
-            for name in [node, *peers]:
-                extra = {PEER_LABEL: node} if name != node else {}
-                started = self._run_pod(
+            # The servers start together, then the clients together: a node's check waits for
+            # two pod start-ups, not one per pod.
+            started = _together(
+                lambda name: self._run_pod(
                     name,
                     "probe",
                     "cross-node-server",
@@ -1102,10 +1104,12 @@ class KubernetesCluster:
                     timeout,
                     until_running=True,
                     keep=kept,
-                    labels=extra,
+                    labels={PEER_LABEL: node} if name != node else {},
                     for_node=node,
-                )
-                ips[name] = (started.get("status") or {}).get("podIP", "")
+                ),
+                [node, *peers],
+            )
+            ips = {name: (pod.get("status") or {}).get("podIP", "") for name, pod in started.items()}
             body = {
                 "apiVersion": "v1",
                 "kind": "Service",
@@ -1120,9 +1124,9 @@ class KubernetesCluster:
             routes = [(node, ips[p], f"{node}->{p} ({cni})") for p, cni in peers.items()]
             routes += [(p, ips[node], f"{p} ({cni})->{node}") for p, cni in peers.items()]
             routes.append((node, made["spec"]["clusterIP"], f"{node}->Service {made['spec']['clusterIP']}"))
+
             # One client pod per source node, a container per connection from there.
-            finished: dict[str, tuple[bool, str]] = {}
-            for source in dict.fromkeys(source for source, _, _ in routes):
+            def client_pod(source: str) -> dict[str, Any]:
                 containers = [
                     {
                         "name": f"route-{i}",
@@ -1132,7 +1136,10 @@ class KubernetesCluster:
                     for i, (start, ip, _) in enumerate(routes)
                     if start == source
                 ]
-                done = self._run_pod(source, "probe", "cross-node-client", containers, timeout, for_node=node)
+                return self._run_pod(source, "probe", "cross-node-client", containers, timeout, for_node=node)
+
+            finished: dict[str, tuple[bool, str]] = {}
+            for done in _together(client_pod, list(dict.fromkeys(source for source, _, _ in routes))).values():
                 finished.update(_container_results(done))
             outcomes = [(label, *finished.get(f"route-{i}", (False, ""))) for i, (_, _, label) in enumerate(routes)]
         finally:
@@ -1361,15 +1368,33 @@ class KubernetesCluster:
         raise BadInput(f"unknown validation check {check!r}")
 
     def probe_many(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
-        """``checks`` in order, up to the first that fails; a run of the checks one probe pod
-        answers (``POD_CHECKS``) shares that pod: one pod instead of three per node."""
+        """``checks`` in order, up to the first that fails. A run of the checks one probe pod
+        answers (``POD_CHECKS``) shares that pod, and that pod runs beside the cross-node
+        check's pods when both are asked: a node's validation waits for two pod start-ups in
+        all (servers and in-pod checks, then clients), not one after another."""
         results: list[ProbeResult] = []
-        for in_pod, run in itertools.groupby(checks, key=lambda c: c in POD_CHECKS):
+        for with_pods, run in itertools.groupby(checks, key=lambda c: c in POD_CHECKS or c == "cross-node"):
             group = list(run)
-            for batch in [group] if in_pod else [[c] for c in group]:
-                answers = self._pod_checks(node, batch, timeout) if in_pod else [self.probe(node, batch[0], timeout)]
-                results += answers
-                if not all(r.ok for r in answers):
+            if not with_pods:
+                for check in group:
+                    results.append(self.probe(node, check, timeout))
+                    if not results[-1].ok:
+                        return results
+                continue
+            in_pod = tuple(c for c in group if c in POD_CHECKS)
+            batches = ([in_pod] if in_pod else []) + [(c,) for c in group if c not in POD_CHECKS]
+            answered = _together(
+                lambda batch: (
+                    self._pod_checks(node, batch, timeout)
+                    if batch[0] in POD_CHECKS
+                    else [self.probe(node, batch[0], timeout)]
+                ),
+                batches,
+            )
+            by_check = {r.check: r for answers in answered.values() for r in answers}
+            for check in group:
+                results.append(by_check[check])
+                if not results[-1].ok:
                     return results
         return results
 
@@ -1694,6 +1719,21 @@ def _offer(ahead: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
             return
         except queue.Full:
             continue
+
+
+K = TypeVar("K")
+
+
+def _together(fn: Callable[[K], T], keys: Sequence[K]) -> dict[K, T]:
+    """``fn`` for each key at once, each in a thread of its own (a helper pod's start-up is
+    waiting on the API server and the node, not work here); every call is waited for, then the
+    first error, if any, is raised."""
+    if len(keys) < 2:
+        return {key: fn(key) for key in keys}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(keys), thread_name_prefix="probe") as pool:
+        futures = {key: pool.submit(fn, key) for key in keys}
+        concurrent.futures.wait(futures.values())
+    return {key: future.result() for key, future in futures.items()}
 
 
 def _expired(spec: dict[str, Any]) -> bool:
