@@ -57,7 +57,7 @@ def kubectl_path() -> str:
 
 
 def run_cni_migrate(lab: CliLab, concurrency: int) -> dict[str, Any]:
-    plan = lab.plan("--max-unavailable", str(concurrency))
+    plan = lab.plan("--max-unavailable", str(concurrency), "--cilium-pool-cidr", lab.world["cilium"]["poolCIDR"])
     if plan.code != 0:
         raise SystemExit(f"plan failed: {plan}")
     out, err = lab.tmp / "apply.out", lab.tmp / "apply.err"
@@ -111,7 +111,7 @@ def run_cni_migrate(lab: CliLab, concurrency: int) -> dict[str, Any]:
 
 
 def run_baseline(lab: CliLab, concurrency: int, kubectl: str) -> dict[str, Any]:
-    plan = lab.plan("--max-unavailable", str(concurrency))
+    plan = lab.plan("--max-unavailable", str(concurrency), "--cilium-pool-cidr", lab.world["cilium"]["poolCIDR"])
     if plan.code != 0:
         raise SystemExit(f"plan failed: {plan}")
     waves = [[n["name"] for n in w["nodes"]] for w in yaml.safe_load((lab.tmp / "p.yaml").read_text())["waves"]]

@@ -129,7 +129,7 @@ def workload_manifests(world: simworld.World) -> list[dict[str, Any]]:
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {"name": "cilium-config", "namespace": "kube-system"},
-                "data": CILIUM_CONFIG,
+                "data": {**CILIUM_CONFIG, "cluster-pool-ipv4-cidr": world["cilium"]["poolCIDR"]},
             }
         )
     namespaces = sorted({w["namespace"] for w in world["workloads"]} | {p["namespace"] for p in world["pdbs"]})

@@ -39,6 +39,11 @@ class Result:
         return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
+# Cilium's pool for labs of more than 256 nodes: 4,096 /24s, clear of the lab's Calico
+# CIDRs (192.168.0.0/16, then 10.64.0.0/10) and of the Service range.
+BIG_CILIUM_POOL = "10.128.0.0/12"
+
+
 class CliLab:
     """One lab, one world, one NodeAgent; ``close()`` always tears all three down."""
 
@@ -48,6 +53,8 @@ class CliLab:
         self.tmp = tmp
         self.home = tmp / "home"
         self.world = simworld.default_world("cli", nodes=nodes, seed=seed)
+        if nodes > 256:  # a /24 a node: the default /16 holds 256 (plan with --cilium-pool-cidr POOL)
+            self.world["cilium"]["poolCIDR"] = BIG_CILIUM_POOL
         if not cilium:  # no Cilium yet: apply --install-cilium brings the real chart
             self.world["cilium"].update(installed=False, migrationMode=False)
         self.lab = labsupport.lab_module().Lab(
@@ -59,7 +66,11 @@ class CliLab:
         self.agent: NodeAgent | None = None
         try:
             self.kubeconfig = self.lab.up(node_specs=labsupport.node_specs(self.world), fixtures=False)
-            self.agent = NodeAgent(str(self.kubeconfig), delete_delay=pod_delete_delay_ms / 1000).start()
+            self.agent = NodeAgent(
+                str(self.kubeconfig),
+                delete_delay=pod_delete_delay_ms / 1000,
+                cilium_pool=self.world["cilium"]["poolCIDR"],
+            ).start()
             self.lab.install_fixtures()
             self.lab.apply_manifest(labsupport.workload_manifests(self.world))
             self.api = config.new_client_from_config(str(self.kubeconfig))
