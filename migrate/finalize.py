@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from migrate import reconcile
+from migrate import reconcile, verdicts
 from migrate.cilium import INSTALL_CILIUM, NODE_CONFIG_NAME, final_config_problems, final_values
 from migrate.errors import BadInput, ClusterError, Interrupted, PermanentError, ValidationFailed
 from migrate.journal import NodeState, RunState, RunStatus
@@ -165,7 +165,7 @@ class Finalizer:
         return message
 
     def _enforcing(self) -> bool:
-        return self.cluster.cilium_config().get("enable-policy", "never").lower() != "never"
+        return verdicts.policy_enforced(self.cluster.cilium_config())
 
     def _check_policy(self) -> str:
         result = self.cluster.policy_probe(self.probe_timeout)

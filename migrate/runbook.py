@@ -46,8 +46,8 @@ from migrate.plan import (
     StepKind,
     step_id,
 )
-from migrate.steps.validate import CHECKS
 from migrate.traffic import CHECK as TRAFFIC_CHECK
+from migrate.verdicts import CHECKS
 from migrate.window import duration
 
 TEMPLATE = "runbook.md.j2"
@@ -64,7 +64,7 @@ STEP_SECONDS: Mapping[StepKind, int] = {
 DRAIN_SECONDS_PER_POD = 10  # eviction, graceful termination, PDB pacing
 ASSUMED_PODS_PER_NODE = 10  # used when the caller does not say how many pods a node has
 
-# What the validate step checks (``migrate.steps.validate.CHECKS``), in words.
+# What the validate step checks (``migrate.verdicts.CHECKS``), in words.
 CHECK_DESCRIPTIONS: Mapping[str, str] = {
     "cilium-agent-ready": "the Cilium agent pod on the node is Ready",
     "cilium-node": "the node's CiliumNode has pod CIDRs inside the Cilium pool ({pool})",

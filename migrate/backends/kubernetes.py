@@ -19,7 +19,6 @@ import collections
 import concurrent.futures
 import contextlib
 import gc
-import ipaddress
 import itertools
 import json
 import os
@@ -42,7 +41,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.utils import parse_quantity
 
-from migrate import traffic
+from migrate import traffic, verdicts
 from migrate.backends.rbac import PERMISSIONS, TOOL_NAMESPACE, describe
 from migrate.cilium import migration_mode_gaps
 from migrate.cniconf import cni_from_files
@@ -89,8 +88,8 @@ DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
 PROBE_PORT = 8080
 # Validation checks that one probe pod on the node answers together (``probe_many``).
 POD_CHECKS = ("pod-network", "dns", "connectivity")
-DNS_NAME = "kubernetes.default.svc.cluster.local"
-API_TARGET = f"{DNS_NAME}:443"
+CHECK_TASKS = ("pod-checks", "cross-node-server", "cross-node-client")  # their helper pods' tasks
+DNS_NAME, API_TARGET = verdicts.DNS_NAME, verdicts.API_TARGET
 PEER_LABEL = "cni-migrate.io/peer-of"  # probe servers on peer nodes, behind the probe Service
 FOR_LABEL = "cni-migrate.io/for"  # the node whose check a helper pod serves (it may run on a peer)
 POLICY_LABEL = "cni-migrate.io/policy-probe"  # the policy probe's pods and policies: its run id
@@ -996,15 +995,18 @@ class KubernetesCluster:
         keep: list[str] | None = None,
         labels: dict[str, str] | None = None,
         for_node: str = "",
+        clean: bool = True,
     ) -> dict[str, Any]:
         """Create a pinned helper pod of one container or several (which run side by side),
         wait for it to finish (or run), return it; delete it, unless ``keep`` is given: then
         its name goes there and the caller deletes it.
         ``for_node``: the node whose check this pod serves (default ``node``); a peer node
-        may host pods of several nodes' checks at once (a parallel wave)."""
+        may host pods of several nodes' checks at once (a parallel wave).
+        ``clean``: first delete what an earlier attempt of this very task left on the node
+        (validation clears its checks' leftovers once, ``_clear_stale_checks``)."""
         self._ensure_namespace()
         owner = for_node or node
-        for stale in self._helper_pods(node, role):
+        for stale in self._helper_pods(node, role) if clean else ():
             marks = stale["metadata"].get("labels", {})
             # Left by an earlier attempt of this very check; never another node's check.
             if marks.get(TASK_LABEL) == name_hint and marks.get(FOR_LABEL, node) == owner:
@@ -1077,12 +1079,11 @@ class KubernetesCluster:
         """Probe servers on the node and on one Calico and one Cilium peer node, a Service in
         front of the peers, and connections node -> each peer, each peer -> node, node ->
         Service. The canary has only Calico peers, the last node only Cilium ones."""
-        check = "cross-node"
         cilium = self._first_ready_node(f"{MIGRATION_LABEL}=true", node)
         calico = self._first_ready_node(f"{MIGRATION_LABEL}!=true", node)
         peers = {name: cni for name, cni in ((calico, "calico"), (cilium, "cilium")) if name}
         if not peers:
-            return ProbeResult(check, True, "no other Ready node to probe", "peers reachable both ways")
+            return verdicts.cross_node([])
         server = {
             "name": "probe",
             "image": self.probe_image,
@@ -1106,6 +1107,7 @@ class KubernetesCluster:
                     keep=kept,
                     labels={PEER_LABEL: node} if name != node else {},
                     for_node=node,
+                    clean=False,
                 ),
                 [node, *peers],
             )
@@ -1136,21 +1138,22 @@ class KubernetesCluster:
                     for i, (start, ip, _) in enumerate(routes)
                     if start == source
                 ]
-                return self._run_pod(source, "probe", "cross-node-client", containers, timeout, for_node=node)
+                return self._run_pod(
+                    source, "probe", "cross-node-client", containers, timeout, for_node=node, clean=False
+                )
 
             finished: dict[str, tuple[bool, str]] = {}
             for done in _together(client_pod, list(dict.fromkeys(source for source, _, _ in routes))).values():
                 finished.update(_container_results(done))
-            outcomes = [(label, *finished.get(f"route-{i}", (False, ""))) for i, (_, _, label) in enumerate(routes)]
+            connections = [
+                verdicts.Connection(label, *finished.get(f"route-{i}", (False, "")))
+                for i, (_, _, label) in enumerate(routes)
+            ]
         finally:
-            for name in kept:
-                self._delete_helper(name)
+            _together(self._delete_helper, kept)
             if service_made:
                 self._delete_helper(service, "service")
-        failed = [f"{label}: {message or 'failed'}" for label, ok, message in outcomes if not ok]
-        reached = f"{len(outcomes) - len(failed)}/{len(outcomes)} connections"
-        observed = f"{reached}" + (f"; {'; '.join(failed)}" if failed else f" ({', '.join(o[0] for o in outcomes)})")
-        return ProbeResult(check, not failed, observed, "every peer reachable both ways and the Service")
+        return verdicts.cross_node(connections)
 
     def policy_probe(self, timeout: float) -> ProbeResult:
         """After finalize: does Cilium enforce NetworkPolicy? A server pod behind two policies
@@ -1232,22 +1235,9 @@ class KubernetesCluster:
                     self._call(
                         f"delete networkpolicy {name}", net.delete_namespaced_network_policy, name, TOOL_NAMESPACE
                     )
-        (allowed, why), (denied, denial) = outcomes["allowed"], outcomes["denied"]
-        again, why_again = outcomes["allowed-again"]
-        # A policy drop shows as a timeout; a refusal or another error is not proof of policy.
-        dropped = not denied and "timeout" in denial.lower()
-        if denied:
-            verdict = "connected: policy is not enforced"
-        elif dropped:
-            verdict = "was blocked (timed out)"
-        else:
-            verdict = f"failed without a timeout, not proof of policy: {denial or 'no message'}"
-        observed = (
-            f"on {node}: allowed client {'connected' if allowed else 'was blocked: ' + (why or 'failed')}; "
-            f"denied client {verdict}"
-            + ("" if again else f"; allowed client afterwards failed: {why_again or 'failed'}")
+        return verdicts.policy_enforcement(
+            node, *(verdicts.Connection(role, *outcomes[role]) for role in ("allowed", "denied", "allowed-again"))
         )
-        return ProbeResult(check, allowed and dropped and again, observed, expected)
 
     def _wait_pod(self, pod: dict[str, Any], timeout: float, until_running: bool) -> dict[str, Any]:
         """The pod once finished (or running with an address, ``until_running``). A finished
@@ -1329,13 +1319,28 @@ class KubernetesCluster:
     def _cilium_pool(self) -> str:
         return self._configmap("kube-system", "cilium-config").get("cluster-pool-ipv4-cidr", "")
 
+    def _clear_stale_checks(self, node: str) -> None:
+        """Delete the helper pods an earlier attempt of this node's checks left (a killed run,
+        an answer lost), wherever they run: one list for all of them before the checks, not
+        one before every pod. Only one validation of a node runs at a time."""
+        self._ensure_namespace()
+        items, _ = self._list(
+            f"list probe pods for {node}",
+            self.core.list_namespaced_pod,
+            TOOL_NAMESPACE,
+            label_selector=f"{ROLE_LABEL}=probe,{FOR_LABEL}={node},{TASK_LABEL} in ({','.join(CHECK_TASKS)})",
+        )
+        _together(self._delete_helper, [item["metadata"]["name"] for item in items])
+
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
+        if check in POD_CHECKS or check == "cross-node":
+            self._clear_stale_checks(node)
+        return self._probe(node, check, timeout)
+
+    def _probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         if check == "cilium-agent-ready":
             agent = self.cilium_agent(node)
-            ok = agent is not None and agent.ready
-            return ProbeResult(
-                check, ok, f"{agent.name} Ready" if ok and agent else "no Ready Cilium agent", "a Ready Cilium agent"
-            )
+            return verdicts.agent_ready(agent.name if agent else None, bool(agent and agent.ready))
         if check in POD_CHECKS:
             return self._pod_checks(node, (check,), timeout)[0]
         if check == "cilium-node":
@@ -1350,19 +1355,8 @@ class KubernetesCluster:
                     node,
                 )
             except NotFound:
-                return ProbeResult(check, False, f"no CiliumNode {node}", "a CiliumNode with pod CIDRs")
-            cidrs = list(((obj.get("spec") or {}).get("ipam") or {}).get("podCIDRs") or [])
-            ok = bool(cidrs and pool) and all(
-                ipaddress.ip_network(c, strict=False).subnet_of(ipaddress.ip_network(pool, strict=False))  # type: ignore[arg-type]
-                for c in cidrs
-            )
-            return ProbeResult(
-                check,
-                ok,
-                f"CiliumNode {node} podCIDRs {', '.join(cidrs) or 'none'}",
-                f"pod CIDRs inside {pool or 'the Cilium pool'}",
-                {"podCIDRs": cidrs},
-            )
+                return verdicts.cilium_node(node, None, pool)
+            return verdicts.cilium_node(node, ((obj.get("spec") or {}).get("ipam") or {}).get("podCIDRs") or [], pool)
         if check == "cross-node":
             return self._cross_node(node, timeout)
         raise BadInput(f"unknown validation check {check!r}")
@@ -1377,17 +1371,18 @@ class KubernetesCluster:
             group = list(run)
             if not with_pods:
                 for check in group:
-                    results.append(self.probe(node, check, timeout))
+                    results.append(self._probe(node, check, timeout))
                     if not results[-1].ok:
                         return results
                 continue
+            self._clear_stale_checks(node)
             in_pod = tuple(c for c in group if c in POD_CHECKS)
             batches = ([in_pod] if in_pod else []) + [(c,) for c in group if c not in POD_CHECKS]
             answered = _together(
                 lambda batch: (
                     self._pod_checks(node, batch, timeout)
                     if batch[0] in POD_CHECKS
-                    else [self.probe(node, batch[0], timeout)]
+                    else [self._probe(node, batch[0], timeout)]
                 ),
                 batches,
             )
@@ -1413,34 +1408,19 @@ class KubernetesCluster:
         }
         containers = [commands[c] for c in checks if c in commands]
         if containers:
-            done = self._run_pod(node, "probe", "pod-checks", containers, timeout)
+            done = self._run_pod(node, "probe", "pod-checks", containers, timeout, clean=False)
         else:
             pause = {"name": "pod-network", "image": self.probe_image, "command": ["/agnhost", "pause"]}
-            done = self._run_pod(node, "probe", "pod-checks", pause, timeout, until_running=True)
+            done = self._run_pod(node, "probe", "pod-checks", pause, timeout, until_running=True, clean=False)
         finished = _container_results(done)
         results = []
         for check in checks:
             if check == "pod-network":
-                pool = self._cilium_pool()
-                ip = (done.get("status") or {}).get("podIP", "")
-                ok = bool(ip and pool) and ipaddress.ip_address(ip) in ipaddress.ip_network(pool, strict=False)
-                results.append(
-                    ProbeResult(
-                        check,
-                        ok,
-                        f"probe pod IP {ip or 'none'}",
-                        f"an IP in {pool or 'the Cilium pool'}",
-                        {"podIP": ip},
-                    )
-                )
+                results.append(verdicts.pod_network((done.get("status") or {}).get("podIP", ""), self._cilium_pool()))
             elif check == "dns":
-                ok, message = finished.get("dns", (False, "no status"))
-                observed = f"nslookup {DNS_NAME}: {message or ('answered' if ok else 'failed')}"
-                results.append(ProbeResult(check, ok, observed, "cluster DNS answers"))
+                results.append(verdicts.dns(*finished.get("dns", (False, "no status"))))
             else:
-                ok, message = finished.get("connectivity", (False, "no status"))
-                observed = f"{API_TARGET}: {message or ('connected' if ok else 'failed')}"
-                results.append(ProbeResult(check, ok, observed, f"{API_TARGET} reachable"))
+                results.append(verdicts.connectivity(*finished.get("connectivity", (False, "no status"))))
         return results
 
     # -- the executor lock -------------------------------------------------------------------------

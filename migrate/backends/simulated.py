@@ -20,10 +20,11 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from migrate import traffic
+from migrate import traffic, verdicts
 from migrate.backends import simworld as w
 from migrate.cilium import migration_mode_gaps
 from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, PermanentError, TemporaryError
@@ -45,7 +46,6 @@ from migrate.model import (
 from migrate.ports import NodeTask, ProbeResult
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-from migrate.steps.validate import CHECKS  # noqa: E402 - one list of checks for every backend
 
 
 def sims_dir(home: Path) -> Path:
@@ -113,7 +113,7 @@ def parse_validation_failure(spec: str) -> tuple[str, str]:
     (a transient start-up failure); without, it always fails."""
     node, _, rest = spec.partition(":")
     check, _, times = rest.partition(":")
-    known = (*CHECKS, traffic.CHECK)
+    known = (*verdicts.CHECKS, traffic.CHECK)
     if check and check != "*" and check not in known:
         raise BadInput(f"--fail-validation-on {spec!r}: unknown check {check!r} (one of {', '.join(known)})")
     if not node:
@@ -441,24 +441,20 @@ class SimulatedCluster:
             )
 
     # -- validation probes ------------------------------------------------------------------
+    # The simulation observes what a real cluster's probes would (``migrate.verdicts`` judges):
+    # a node on Cilium passes every check; an injected failure is a broken observation.
     def policy_probe(self, timeout: float) -> ProbeResult:
-        """The simulated dataplane enforces policy when cilium-config says so (enable-policy
-        other than never), unless the world injects a policy failure (failValidation "*":
-        ["policy"])."""
+        """The simulated dataplane enforces policy when cilium-config says so, unless the world
+        injects a policy failure (failValidation "*": ["policy"])."""
         with self._tx("policy-probe", write=True) as world:
-            config = w.cilium_config(world)
-            enforced = config.get("enable-policy", "never") != "never" and "policy" not in world["failValidation"].get(
+            enforced = verdicts.policy_enforced(w.cilium_config(world)) and "policy" not in world["failValidation"].get(
                 "*", []
             )
             self._log(world, "policy-probe", "cni-migrate", False)
         node = next(n for n in sorted(world["nodes"]) if world["nodes"][n]["ready"])
-        denied = "was blocked (timed out)" if enforced else "connected: policy is not enforced"
-        return ProbeResult(
-            "policy-enforcement",
-            enforced,
-            f"on {node}: allowed client connected; denied client {denied}",
-            "the allowed client connects and the denied client is blocked",
-        )
+        allowed = verdicts.Connection("allowed", True)
+        denied = verdicts.Connection("denied", not enforced, "" if not enforced else "i/o timeout")
+        return verdicts.policy_enforcement(node, allowed, denied, allowed)
 
     def probe_many(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
         results = []
@@ -469,73 +465,24 @@ class SimulatedCluster:
         return results
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
+        if check not in verdicts.CHECKS:
+            raise BadInput(f"unknown validation check {check!r}")
         with self._tx("probe", write=True) as world:
             n = self._node_dict(world, node)
+            broken = False
             injected = world["failValidation"].get(node, [])
             for i, entry in enumerate(injected):
                 name, _, times = entry.partition(":")
                 if name not in (check, "*"):
                     continue
                 if not times:
-                    return _injected_failure(node, check, n)
-                if int(times) > 0:
+                    broken = True
+                elif int(times) > 0:
                     injected[i] = f"{name}:{int(times) - 1}"
-                    return _injected_failure(node, check, n)
-            pool = ipaddress.ip_network(world["cilium"]["poolCIDR"])
-            if check == "cilium-agent-ready":
-                agents = [
-                    p
-                    for p in world["pods"].values()
-                    if p["node"] == node and p["owner"] == {"kind": "DaemonSet", "name": w.AGENT_DS[1]}
-                ]
-                ok = bool(agents) and agents[0]["ready"]
-                return ProbeResult(check, ok, f"{agents[0]['name']} Ready" if ok else "no Ready agent", "a Ready agent")
-            if check == "pod-network":
-                ip = w.probe_ip(world, node)
-                ok = ipaddress.ip_address(ip) in pool
-                return ProbeResult(check, ok, f"probe pod IP {ip}", f"an IP in {pool}")
-            if check == "cilium-node":
-                cidr = ipaddress.ip_network(f"10.245.{n['index']}.0/24")
-                ok = cidr.subnet_of(pool)  # type: ignore[arg-type]
-                return ProbeResult(check, ok, f"CiliumNode {node} podCIDRs {cidr}", f"pod CIDRs inside {pool}")
-            if check == "dns":
-                ok = w.node_cni(world, node) == "cilium"
-                observed = "kubernetes.default.svc.cluster.local -> 10.96.0.1" if ok else "no answer from 10.96.0.10"
-                return ProbeResult(check, ok, observed, "cluster DNS answers")
-            if check == "connectivity":
-                peers = [name for name, other in world["nodes"].items() if name != node and other["ready"]]
-                ok = w.node_cni(world, node) == "cilium"
-                return ProbeResult(
-                    check,
-                    ok,
-                    f"reached {len(peers) if ok else 0}/{len(peers)} peer nodes",
-                    f"{len(peers)}/{len(peers)} peer nodes",
-                )
-            if check == "cross-node":
-                # As on a real cluster: Ready nodes in service, not the wave's other (cordoned,
-                # maybe mid-swap) nodes.
-                others = sorted(
-                    name
-                    for name, other in world["nodes"].items()
-                    if name != node and other["ready"] and not other["unschedulable"]
-                )
-                found: dict[str, str] = {}
-                for cni in ("calico", "cilium"):
-                    peer = next((o for o in others if w.node_cni(world, o) == cni), None)
-                    if peer is not None:
-                        found[cni] = peer
-                ok = w.node_cni(world, node) == "cilium"
-                routes = [f"{node}<->{name} ({cni})" for cni, name in found.items()] + (
-                    [f"{node}->Service"] if found else []
-                )
-                count = 2 * len(found) + (1 if found else 0)
-                return ProbeResult(
-                    check,
-                    ok,
-                    f"{count if ok else 0}/{count} connections ({', '.join(routes)})",
-                    "every peer reachable both ways and the Service",
-                )
-            raise BadInput(f"unknown validation check {check!r}")
+                    broken = True
+                break
+            result = _observe(world, node, n, check, broken)
+        return replace(result, evidence={**result.evidence, "injected": True}) if broken else result
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -546,24 +493,48 @@ class SimulatedCluster:
             raise NotFound(f"node {name} not found", node=name) from None
 
 
-def _injected_failure(node: str, check: str, n: dict[str, Any]) -> ProbeResult:
-    observed = {
-        "cilium-agent-ready": "cilium agent CrashLoopBackOff",
-        "pod-network": f"probe pod IP 192.168.{n['index']}.250 is in Calico pool default-ipv4-ippool",
-        "connectivity": "0/5 peers reachable (connect to peers timed out after 5s)",
-        "cross-node": f"0/5 connections; {node}->worker-3 (calico): dial tcp: i/o timeout",
-        "cilium-node": f"CiliumNode {node} has podCIDRs 192.168.{n['index']}.0/24",
-        "dns": "nslookup kubernetes.default.svc.cluster.local: connection timed out; no servers could be reached",
-    }[check]
-    expected = {
-        "cilium-agent-ready": "a Ready agent",
-        "pod-network": "an IP in 10.245.0.0/16",
-        "connectivity": "all peers reachable",
-        "cross-node": "every peer reachable both ways and the Service",
-        "cilium-node": "pod CIDRs inside 10.245.0.0/16",
-        "dns": "cluster DNS answers",
-    }[check]
-    return ProbeResult(check, False, observed, expected, {"injected": True})
+def _observe(world: w.World, node: str, n: dict[str, Any], check: str, broken: bool) -> ProbeResult:
+    """What the check's probe sees on the simulated node: a node on Cilium is healthy, one
+    still on Calico is not; ``broken`` (an injected failure) breaks what the check looks at."""
+    on_cilium = w.node_cni(world, node) == "cilium" and not broken
+    pool = world["cilium"]["poolCIDR"]
+    if check == "cilium-agent-ready":
+        agents = [
+            p
+            for p in world["pods"].values()
+            if p["node"] == node and p["owner"] == {"kind": "DaemonSet", "name": w.AGENT_DS[1]}
+        ]
+        agent = agents[0] if agents else None
+        return verdicts.agent_ready(agent["name"] if agent else None, bool(agent and agent["ready"]) and not broken)
+    if check == "cilium-node":
+        # Cilium's operator hands every node a CIDR from its pool; a broken one kept Calico's.
+        cidr = w.node_pod_cidr(world, node, "calico" if broken else "cilium")
+        return verdicts.cilium_node(node, [str(cidr)], pool)
+    if check == "pod-network":
+        return verdicts.pod_network(w.probe_ip(world, node, "calico" if broken else None), pool)
+    if check == "dns":
+        return verdicts.dns(on_cilium, "" if on_cilium else "connection timed out; no servers could be reached")
+    if check == "connectivity":
+        api = ipaddress.ip_network(world["serviceCIDRs"][0]).network_address + 1
+        return verdicts.connectivity(on_cilium, "" if on_cilium else f"dial tcp {api}:443: i/o timeout")
+    # cross-node, as on a real cluster: Ready nodes in service, not the wave's other
+    # (cordoned, maybe mid-swap) nodes; a Calico and a Cilium peer, both ways, and a Service.
+    others = sorted(
+        name for name, other in world["nodes"].items() if name != node and other["ready"] and not other["unschedulable"]
+    )
+    connections = []
+    for cni in ("calico", "cilium"):
+        peer = next((o for o in others if w.node_cni(world, o) == cni), None)
+        if peer is not None:
+            failure = "" if on_cilium else "dial tcp: i/o timeout"
+            connections.append(verdicts.Connection(f"{node}->{peer} ({cni})", on_cilium, failure))
+            connections.append(verdicts.Connection(f"{peer} ({cni})->{node}", on_cilium, failure))
+    if connections:
+        service = ipaddress.ip_network(world["serviceCIDRs"][0]).network_address + 100
+        connections.append(
+            verdicts.Connection(f"{node}->Service {service}", on_cilium, "" if on_cilium else "i/o timeout")
+        )
+    return verdicts.cross_node(connections)
 
 
 def _node(world: w.World, name: str) -> NodeInfo:

@@ -256,21 +256,30 @@ def node_cni(world: World, node: str) -> str:
     return cni_from_files(world["nodes"][node]["cniFiles"]).value
 
 
+def node_pod_cidr(world: World, node: str, cni: str) -> ipaddress.IPv4Network:
+    """The node's /24 inside the pool of ``cni``: the world's first Calico IP pool, or the
+    cluster pool Cilium runs with (the plan's pool once Cilium is installed). One per node,
+    deterministic, never shared (until a pool of fewer /24s than nodes wraps round)."""
+    pools = world["calico"]["pools"]
+    pool = ipaddress.ip_network(
+        world["cilium"]["poolCIDR"] if cni == "cilium" else (pools[0]["cidr"] if pools else CALICO_POOL)
+    )
+    offset = world["nodes"][node]["index"] * 256 % max(pool.num_addresses, 256)
+    return ipaddress.ip_network(f"{pool.network_address + offset}/{max(pool.prefixlen, 24)}", strict=False)  # type: ignore[return-value]
+
+
 def _pod_ip(world: World, node: str, host_network: bool) -> str:
     n = world["nodes"][node]
     if host_network:
         return f"172.18.{n['index'] // 250}.{n['index'] % 250 + 2}"
     n["ipCounter"] += 1
-    cidr = CILIUM_POOL if node_cni(world, node) == "cilium" else CALICO_POOL
-    net = ipaddress.ip_network(cidr)
-    # One /24 per node inside the pool: deterministic and never shared between nodes.
-    return str(net.network_address + n["index"] * 256 + 2 + n["ipCounter"] % 250)
+    net = node_pod_cidr(world, node, node_cni(world, node))
+    return str(net.network_address + 2 + n["ipCounter"] % 250)
 
 
-def probe_ip(world: World, node: str) -> str:
-    """The address a probe pod on ``node`` would get from the node's current CNI."""
-    cidr = CILIUM_POOL if node_cni(world, node) == "cilium" else CALICO_POOL
-    return str(ipaddress.ip_network(cidr).network_address + world["nodes"][node]["index"] * 256 + 250)
+def probe_ip(world: World, node: str, cni: str | None = None) -> str:
+    """The address a probe pod on ``node`` would get from the node's current CNI (or ``cni``)."""
+    return str(node_pod_cidr(world, node, cni or node_cni(world, node)).network_address + 250)
 
 
 def create_pod(

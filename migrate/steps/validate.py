@@ -14,13 +14,7 @@ from migrate.errors import ValidationFailed
 from migrate.plan import NodePlan, StepKind
 from migrate.ports import Event
 from migrate.steps import StepContext
-
-# Each check is a probe the backend runs: the node's new Cilium agent is Ready; its
-# CiliumNode has pod CIDRs from the planned pool; a probe pod pinned to the node gets an
-# address from that pool; it resolves cluster DNS; it reaches the API server's Service;
-# it reaches probe pods on a Calico and on a Cilium peer node and they reach it, and a
-# ClusterIP Service backed by the peers answers it.
-CHECKS = ("cilium-agent-ready", "cilium-node", "pod-network", "dns", "connectivity", "cross-node")
+from migrate.verdicts import CHECKS  # each one means the same on every backend
 
 # A node that has just switched CNI can fail a check once or twice while its agent, its
 # CiliumNode and its DNS path settle: each check gets this many attempts, this far apart,

@@ -62,7 +62,8 @@ def test_failed_validation_exits_4_and_status_names_the_check(cli):
     status = json.loads(cli("status", "p.yaml", "-o", "json").out)
     by_name = {n["name"]: n for n in status["nodes"]}
     assert by_name["worker-2"]["state"] == "failed"
-    assert "Calico pool" in by_name["worker-2"]["message"]
+    # What the probe saw (an address from Calico's pool) and what it expected (the plan's pool).
+    assert "observed probe pod IP 192.168.2.250, expected an IP in 10.245.0.0/16" in by_name["worker-2"]["message"]
     assert by_name["worker-1"]["state"] == "migrated"
     world = cli.world("c1")
     assert not world["nodes"]["worker-2"]["unschedulable"]

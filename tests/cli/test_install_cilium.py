@@ -191,3 +191,15 @@ def test_bad_site_values_are_one_line_and_write_no_plan(bare, content, extra, er
     assert r.code == 2, r
     assert error in r.err and len(r.err.strip().splitlines()) == 1
     assert not (bare.cwd / "p.yaml").exists()
+
+
+def test_a_plan_with_its_own_cilium_pool_validates_every_node_inside_that_pool(bare):
+    # The simulation's probes observe the pool Cilium was installed with, as a real
+    # cluster's do (before, its CiliumNodes said 10.245.x.0/24 whatever the plan's pool).
+    assert bare(*PLAN, "--install-cilium", "--cilium-pool-cidr", "10.200.0.0/16").code == 0
+    r = bare("apply", "p.yaml", "--yes")
+    assert r.code == 0, r
+    assert "3/3 node(s) migrated" in r.out
+    for index, node in enumerate(("cp-1", "worker-1", "worker-2")):
+        assert f"CiliumNode {node} podCIDRs 10.200.{index}.0/24" in r.out
+        assert f"probe pod IP 10.200.{index}.250" in r.out

@@ -26,7 +26,7 @@ from migrate.runbook import (
     render_runbook,
     view,
 )
-from migrate.steps.validate import CHECKS
+from migrate.verdicts import CHECKS
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "runbook-demo.md"
