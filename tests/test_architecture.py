@@ -8,7 +8,20 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "migrate"
-CORE = ["model", "plan", "planner", "preflight", "drain", "journal", "ports", "executor", "errors", "steps", "traffic"]
+CORE = [
+    "model",
+    "plan",
+    "planner",
+    "preflight",
+    "drain",
+    "journal",
+    "ports",
+    "executor",
+    "errors",
+    "steps",
+    "traffic",
+    "verdicts",
+]
 FORBIDDEN = (
     "kubernetes",
     "migrate.backends",
@@ -52,4 +65,20 @@ def test_only_the_kubernetes_backend_imports_the_kubernetes_client():
         if any(m == "kubernetes" or m.startswith("kubernetes.") for m in imports(p))
         and not p.relative_to(PACKAGE).as_posix().startswith("backends/kubernetes")
     ]
+    assert offenders == []
+
+
+def test_nothing_outside_the_kubernetes_backend_imports_its_private_names():
+    root = PACKAGE.parent
+    offenders = []
+    for path in [*PACKAGE.rglob("*.py"), *(root / "tests").rglob("*.py"), *(root / "benchmarks").glob("*.py")]:
+        if path.is_relative_to(PACKAGE / "backends" / "kubernetes"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("migrate.backends.kubernetes")
+                and any(alias.name.startswith("_") for alias in node.names)
+            ):
+                offenders.append(f"{path.relative_to(root)}: {node.module}")
     assert offenders == []

@@ -57,7 +57,7 @@ class ConfigMapStore:
     def _read(self, name: str) -> dict[str, Any] | None:
         c = self.cluster
         try:
-            return c._json(f"get configmap {name}", c.core.read_namespaced_config_map, name, self.namespace)
+            return c.rest.json(f"get configmap {name}", c.core.read_namespaced_config_map, name, self.namespace)
         except NotFound:
             return None
 
@@ -140,10 +140,10 @@ class ConfigMapStore:
         body = self._body(name, key, data, version)
         if version is None:
             if name == self.name:
-                c._ensure_namespace()  # the snapshot comes first: the delta finds the namespace made
-            made = c._json(f"create {name}", c.core.create_namespaced_config_map, self.namespace, body)
+                c.ensure_namespace()  # the snapshot comes first: the delta finds the namespace made
+            made = c.rest.json(f"create {name}", c.core.create_namespaced_config_map, self.namespace, body)
         else:
-            made = c._json(f"write {name}", c.core.replace_namespaced_config_map, name, self.namespace, body)
+            made = c.rest.json(f"write {name}", c.core.replace_namespaced_config_map, name, self.namespace, body)
         return str(made["metadata"]["resourceVersion"])
 
     def _snapshot(self, state: RunState) -> None:
@@ -174,10 +174,10 @@ class ConfigMapStore:
         del body["metadata"]["labels"]
         # Archived already by an earlier, interrupted attempt (409): keep that copy.
         with contextlib.suppress(Conflict):
-            c._call("archive journal", c.core.create_namespaced_config_map, self.namespace, body)
+            c.rest.call("archive journal", c.core.create_namespaced_config_map, self.namespace, body)
         with contextlib.suppress(NotFound):
-            c._call("delete journal delta", c.core.delete_namespaced_config_map, self.delta_name, self.namespace)
-        c._call("delete journal", c.core.delete_namespaced_config_map, self.name, self.namespace)
+            c.rest.call("delete journal delta", c.core.delete_namespaced_config_map, self.delta_name, self.namespace)
+        c.rest.call("delete journal", c.core.delete_namespaced_config_map, self.name, self.namespace)
         self._version = self._delta_version = None
         self._base, self._delta, self._last = -1, {}, None
 

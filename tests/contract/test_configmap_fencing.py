@@ -72,16 +72,21 @@ class FakeCore:
         del self.objects[name]
 
 
+class FakeRest:
+    """The backend's request layer (``backends.kubernetes.api.Api``), calling straight through."""
+
+    def json(self, what, fn, *args, **kw):
+        return fn(*args, **kw)
+
+    call = json
+
+
 class FakeCluster:
     def __init__(self) -> None:
         self.core = FakeCore()
+        self.rest = FakeRest()
 
-    def _json(self, what, fn, *args, **kw):
-        return fn(*args, **kw)
-
-    _call = _json
-
-    def _ensure_namespace(self) -> None:
+    def ensure_namespace(self) -> None:
         pass
 
 

@@ -51,7 +51,7 @@ import urllib3
 from kubernetes import client, config, watch
 
 from migrate import traffic
-from migrate.backends.kubernetes import NODE_LABEL, ROLE_LABEL, TASK_LABEL
+from migrate.backends.kubernetes.helpers import NODE_LABEL, ROLE_LABEL, TASK_LABEL
 from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_from_files
 from migrate.model import MIGRATION_LABEL, Cni
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from migrate.backends.kubernetes import _calico_routing
+from migrate.backends.kubernetes.mapping import calico_routing
 
 
 def calico_node(*env: dict[str, Any], namespace: str = "kube-system") -> dict[str, Any]:
@@ -32,13 +32,13 @@ def test_the_backend_is_read_from_the_configmap_the_manifest_names(backend: str,
         asked.append((namespace, name))
         return {"calico_backend": backend}
 
-    assert _calico_routing([], calico_node(BACKEND_FROM_CONFIGMAP), configmap) == (bgp, "first-found")
+    assert calico_routing([], calico_node(BACKEND_FROM_CONFIGMAP), configmap) == (bgp, "first-found")
     assert asked == [("kube-system", "calico-config")]
 
 
 def test_an_unreadable_configmap_leaves_calicos_default_bird() -> None:
     # It once read as "" (no BGP): a BIRD install got no calico-bgp warning.
-    assert _calico_routing([], calico_node(BACKEND_FROM_CONFIGMAP), lambda ns, name: {}) == (True, "first-found")
+    assert calico_routing([], calico_node(BACKEND_FROM_CONFIGMAP), lambda ns, name: {}) == (True, "first-found")
 
 
 def test_literal_values_and_the_operator_installation_win_as_before() -> None:
@@ -46,8 +46,8 @@ def test_literal_values_and_the_operator_installation_win_as_before() -> None:
         {"name": "CALICO_NETWORKING_BACKEND", "value": "vxlan"},
         {"name": "IP_AUTODETECTION_METHOD", "value": "kubernetes-internal-ip"},
     )
-    assert _calico_routing([], ds) == (False, "kubernetes-internal-ip")
+    assert calico_routing([], ds) == (False, "kubernetes-internal-ip")
     installation = {
         "spec": {"calicoNetwork": {"bgp": "Disabled", "nodeAddressAutodetectionV4": {"kubernetes": "NodeInternalIP"}}}
     }
-    assert _calico_routing([installation], ds)[0] is False
+    assert calico_routing([installation], ds)[0] is False

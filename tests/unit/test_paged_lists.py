@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from migrate.backends.kubernetes import PAGE, KubernetesCluster
+from migrate.backends.kubernetes import KubernetesCluster
+from migrate.backends.kubernetes.api import PAGE
 from migrate.errors import PermanentError
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from migrate.backends.kubernetes import _pod_waiting
+from migrate.backends.kubernetes.mapping import pod_waiting
 
 
 def test_an_image_that_cannot_be_pulled_is_named():
@@ -22,7 +22,7 @@ def test_an_image_that_cannot_be_pulled_is_named():
             ],
         }
     }
-    assert _pod_waiting(pod) == (
+    assert pod_waiting(pod) == (
         ': waiting: ImagePullBackOff (Back-off pulling image "registry.k8s.io/e2e-test-images/agnhost:2.52")'
     )
 
@@ -34,6 +34,6 @@ def test_an_unscheduled_pod_says_so_and_a_silent_one_gives_its_phase():
             "conditions": [{"type": "PodScheduled", "status": "False", "message": "0/4 nodes are available"}],
         }
     }
-    assert _pod_waiting(unscheduled) == ": not scheduled: 0/4 nodes are available"
-    assert _pod_waiting({"status": {"phase": "Running"}}) == " (phase Running)"
-    assert _pod_waiting({"metadata": {}}) == ""
+    assert pod_waiting(unscheduled) == ": not scheduled: 0/4 nodes are available"
+    assert pod_waiting({"status": {"phase": "Running"}}) == " (phase Running)"
+    assert pod_waiting({"metadata": {}}) == ""

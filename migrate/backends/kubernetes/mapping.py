@@ -1,0 +1,195 @@
+"""Kubernetes objects (as the API server's JSON) to the model's types, and what a helper pod's
+status says: pure functions, no client, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+from migrate.model import Cni, LabelSelector, NodeInfo, OwnerRef, PDBInfo, PodInfo, Taint, frozen_map
+
+
+def pod_waiting(pod: dict[str, Any]) -> str:
+    """Why a pod is not done yet, as the kubelet says: ``: waiting: ImagePullBackOff (…)``, or
+    ``: not scheduled: …``, or nothing when the pod says nothing."""
+    status = pod.get("status") or {}
+    for container in status.get("containerStatuses") or status.get("initContainerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            detail = " ".join(str(waiting.get("message", "")).split())[:200]
+            return f": waiting: {waiting['reason']}" + (f" ({detail})" if detail else "")
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f": not scheduled: {condition.get('message') or condition.get('reason') or 'unknown'}"
+    phase = status.get("phase")
+    return f" (phase {phase})" if phase else ""
+
+
+def container_results(pod: dict[str, Any]) -> dict[str, tuple[bool, str]]:
+    """Each container of a finished pod: (exited 0, its termination message, or why it did
+    not finish: a pod past its deadline ends with containers still running or waiting)."""
+    out = {}
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        terminated = state.get("terminated")
+        if terminated is not None:
+            out[status["name"]] = (terminated.get("exitCode") == 0, str(terminated.get("message") or "").strip())
+        else:
+            reason = (state.get("waiting") or {}).get("reason") or next(iter(state), "no state")
+            out[status["name"]] = (False, f"did not finish ({reason})")
+    return out
+
+
+def termination_message(pod: dict[str, Any]) -> str:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if terminated.get("message"):
+            return str(terminated["message"]).strip()
+    return ""
+
+
+def quantity(value: Any, scale: int = 1) -> int:
+    try:
+        return int(parse_quantity(value) * scale) if value is not None else 0
+    except (ValueError, TypeError, ArithmeticError):
+        return 0
+
+
+def node_info(obj: dict[str, Any]) -> NodeInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    info = status.get("nodeInfo") or {}
+    alloc = status.get("allocatable") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return NodeInfo(
+        name=meta["name"],
+        uid=meta["uid"],
+        labels=frozen_map(meta.get("labels") or {}),
+        taints=tuple(Taint(t["key"], t.get("effect", ""), t.get("value", "")) for t in spec.get("taints") or []),
+        unschedulable=bool(spec.get("unschedulable")),
+        ready=ready,
+        kernel_version=info.get("kernelVersion", ""),
+        os_image=info.get("osImage", ""),
+        operating_system=info.get("operatingSystem", "") or (meta.get("labels") or {}).get("kubernetes.io/os", ""),
+        cpu_millis=quantity(alloc.get("cpu"), 1000),
+        memory_bytes=quantity(alloc.get("memory")),
+        max_pods=quantity(alloc.get("pods")) or 110,
+        cni=Cni.UNKNOWN,
+        resource_version=meta.get("resourceVersion", ""),
+        boot_id=info.get("bootID", ""),
+        addresses=tuple(
+            a["address"]
+            for a in status.get("addresses") or []
+            if a.get("type") in ("InternalIP", "ExternalIP") and a.get("address")
+        ),
+    )
+
+
+CALICO_NODE_DS = {("kube-system", "calico-node"), ("calico-system", "calico-node")}
+
+
+# Installation.spec.calicoNetwork.nodeAddressAutodetectionV4 keys -> IP_AUTODETECTION_METHOD form
+AUTODETECTION_KEYS = {
+    "firstFound": "first-found",
+    "kubernetes": "kubernetes-internal-ip",
+    "interface": "interface",
+    "skipInterface": "skip-interface",
+    "canReach": "can-reach",
+    "cidrs": "cidr",
+}
+
+
+def calico_routing(
+    installations: list[dict[str, Any]],
+    calico_ds: dict[str, Any] | None,
+    configmap: Callable[[str, str], dict[str, str]] = lambda namespace, name: {},
+) -> tuple[bool, str]:
+    """(BGP in use, node address autodetection method), from the Tigera Installation when
+    the operator installed Calico, else from calico-node's environment, whose values may come
+    from a ConfigMap (the manifest install's ``calico_backend`` in ``calico-config``: read with
+    ``configmap(namespace, name)``); Calico's defaults (BGP on, first-found) where none says."""
+    if installations:
+        network = (installations[0].get("spec") or {}).get("calicoNetwork") or {}
+        bgp = str(network.get("bgp", "Enabled")).lower() != "disabled"
+        method = "first-found"
+        for key, value in (network.get("nodeAddressAutodetectionV4") or {}).items():
+            name = AUTODETECTION_KEYS.get(key)
+            if name is None or value in (None, False, "", []):
+                continue
+            if key == "firstFound":
+                method = "first-found"
+            elif key == "kubernetes":
+                method = name
+            else:
+                method = f"{name}={','.join(value) if isinstance(value, list) else value}"
+        return bgp, method
+    env: dict[str, str] = {}
+    namespace = ((calico_ds or {}).get("metadata") or {}).get("namespace", "kube-system")
+    for container in (((calico_ds or {}).get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "containers"
+    ) or []:
+        if container.get("name") != "calico-node":
+            continue
+        for e in container.get("env") or []:
+            if "name" not in e:
+                continue
+            if "value" in e:
+                env[e["name"]] = str(e["value"])
+                continue
+            ref = (e.get("valueFrom") or {}).get("configMapKeyRef") or {}
+            value = configmap(namespace, ref["name"]).get(ref["key"]) if ref.get("name") and ref.get("key") else None
+            if value is not None:  # unresolved: the default applies, as for an unset variable
+                env[e["name"]] = value
+    backend = env.get("CALICO_NETWORKING_BACKEND", "bird").lower()
+    return backend == "bird", env.get("IP_AUTODETECTION_METHOD", "first-found") or "first-found"
+
+
+def pod_info(obj: dict[str, Any]) -> PodInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    annotations = meta.get("annotations") or {}
+    cpu = memory = 0
+    for container in spec.get("containers") or []:
+        requests = (container.get("resources") or {}).get("requests") or {}
+        cpu += quantity(requests.get("cpu"), 1000)
+        memory += quantity(requests.get("memory"))
+    volumes = spec.get("volumes") or []
+    return PodInfo(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        node=spec.get("nodeName"),
+        labels=frozen_map(meta.get("labels") or {}),
+        owner=OwnerRef(controller["kind"], controller["name"]) if controller else None,
+        phase=status.get("phase", "Pending"),
+        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+        mirror="kubernetes.io/config.mirror" in annotations,
+        emptydir=any("emptyDir" in v for v in volumes),
+        cpu_millis=cpu,
+        memory_bytes=memory,
+        ip=status.get("podIP", ""),
+        host_network=bool(spec.get("hostNetwork")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def pdb_info(obj: dict[str, Any]) -> PDBInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    selector = spec.get("selector") or {}
+    return PDBInfo(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        selector=LabelSelector(
+            match_labels=frozen_map(selector.get("matchLabels") or {}),
+            match_expressions=tuple(
+                (e["key"], e["operator"], tuple(e.get("values") or ())) for e in selector.get("matchExpressions") or []
+            ),
+        ),
+        min_available=None if spec.get("minAvailable") is None else str(spec["minAvailable"]),
+        max_unavailable=None if spec.get("maxUnavailable") is None else str(spec["maxUnavailable"]),
+        disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
+        current_healthy=int(status.get("currentHealthy") or 0),
+        desired_healthy=int(status.get("desiredHealthy") or 0),
+        expected_pods=int(status.get("expectedPods") or 0),
+    )
