@@ -3,6 +3,7 @@
 - ``cluster``: ``KubernetesCluster``, the ``Cluster`` port, composing the rooms below;
 - ``api``: every API request (errors translated at this one boundary, retries, counts,
   paged lists read ahead, watches);
+- ``inventory``: every list at once, the permissions this identity lacks, the Inventory;
 - ``mapping``: API objects to the model's types, helper pods' statuses (pure);
 - ``helpers``: helper pods (node tasks, probes' pods), run, waited for, deleted;
 - ``probes``: what each validation check observes (judged by ``migrate.verdicts``);

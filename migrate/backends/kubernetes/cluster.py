@@ -1,15 +1,14 @@
 """The Kubernetes backend's adapter: ``KubernetesCluster`` is the ``Cluster`` port over the
 official client, composed of the package's rooms: ``api`` (every request: errors translated,
-retried, counted; paged lists; watches), ``mapping`` (API objects to the model), ``helpers``
-(helper pods), ``probes`` (validation observations), ``informer`` (the traffic watch) and
-``lease`` (the executor lock). Here: connecting like kubectl, the inventory, node and pod
-writes, waits (watches from a listed resourceVersion, re-listed when the watch expires), and
-the traffic watch's setup."""
+retried, counted; paged lists; watches), ``inventory`` (reading it), ``mapping`` (API
+objects to the model), ``helpers`` (helper pods), ``probes`` (validation observations),
+``informer`` (the traffic watch) and ``lease`` (the executor lock). Here: connecting like
+kubectl, node and pod writes, waits (watches from a listed resourceVersion, re-listed when
+the watch expires), and the traffic watch's setup."""
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import contextlib
 import os
 import re
@@ -29,17 +28,14 @@ from migrate import traffic
 from migrate.backends.kubernetes.api import Api
 from migrate.backends.kubernetes.helpers import HelperPods
 from migrate.backends.kubernetes.informer import TrafficCache
+from migrate.backends.kubernetes.inventory import InventoryReader
 from migrate.backends.kubernetes.lease import LeaseLock
 from migrate.backends.kubernetes.mapping import (
-    CALICO_NODE_DS,
-    calico_routing,
     node_info,
-    pdb_info,
     pod_info,
 )
 from migrate.backends.kubernetes.probes import Probes
-from migrate.backends.rbac import PERMISSIONS, TOOL_NAMESPACE, describe
-from migrate.cilium import migration_mode_gaps
+from migrate.backends.rbac import TOOL_NAMESPACE
 from migrate.cniconf import cni_from_files
 from migrate.errors import (
     BadInput,
@@ -51,12 +47,9 @@ from migrate.errors import (
     TemporaryError,
 )
 from migrate.model import (
-    CalicoPool,
-    CiliumState,
     ClusterIdentity,
     Cni,
     Inventory,
-    NetworkPolicyInfo,
     NodeInfo,
     PodInfo,
 )
@@ -101,6 +94,7 @@ class KubernetesCluster:
         self._namespace_made = False  # the tool's namespace exists: not asked again per helper pod
         self.helpers = HelperPods(self)
         self.probes = Probes(self)
+        self.reader = InventoryReader(self)
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, **kw: Any) -> KubernetesCluster:
@@ -189,139 +183,14 @@ class KubernetesCluster:
         return [pod_info(p) for p in items]
 
     def inventory(self) -> Inventory:
-        # Every read at once, each in a thread of its own: the pods' pages are most of the
-        # time, and the small reads (and the permission checks) fit beside them.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="inventory") as pool:
+        return self.reader.read()
 
-            def listed(what: str, fn: Callable[..., Any]) -> concurrent.futures.Future[list[Any]]:
-                return pool.submit(lambda: self.rest.list_all(what, fn)[0])
-
-            def custom(group: str, plural: str) -> concurrent.futures.Future[list[Any]]:
-                return pool.submit(self.rest.list_custom, group, "v1", plural)
-
-            pods_read = pool.submit(
-                lambda: tuple(
-                    self.rest.list_all("list pods", self.core.list_pod_for_all_namespaces, convert=pod_info)[0]
-                )
-            )
-            missing_read = pool.submit(self.missing_permissions)
-            nodes_read = pool.submit(self.nodes)
-            pdbs_read = listed(
-                "list poddisruptionbudgets",
-                client.PolicyV1Api(self.api).list_pod_disruption_budget_for_all_namespaces,
-            )
-            daemonsets_read = listed("list daemonsets", client.AppsV1Api(self.api).list_daemon_set_for_all_namespaces)
-            networking = client.NetworkingV1Api(self.api)
-            policies_read = listed("list networkpolicies", networking.list_network_policy_for_all_namespaces)
-            service_cidrs_read = listed("list servicecidrs", networking.list_service_cidr)
-            felix_read = custom("crd.projectcalico.org", "felixconfigurations")
-            calico_pools_read = custom("crd.projectcalico.org", "ippools")
-            installations_read = custom("operator.tigera.io", "installations")
-            calico_policies_read = custom("crd.projectcalico.org", "networkpolicies")
-            global_policies_read = custom("crd.projectcalico.org", "globalnetworkpolicies")
-            cilium_config_read = pool.submit(self._configmap, "kube-system", "cilium-config")
-            node_config_api_read = pool.submit(
-                self._served_version, "cilium.io", "ciliumnodeconfigs", ("v2", "v2alpha1")
-            )
-            identity_read = pool.submit(self.identity)
-
-            # With some permissions missing, a read they forbid counts as empty, so the plan
-            # can list *every* missing permission instead of stopping at the first 403 (its
-            # blocking rbac finding keeps apply from acting on the incomplete picture).
-            missing = missing_read.result()
-
-            def read(future: concurrent.futures.Future[T], empty: T) -> T:
-                try:
-                    return future.result()
-                except PermanentError as exc:
-                    if not missing or exc.context.get("status") != 403:
-                        raise
-                    return empty
-
-            nodes: list[NodeInfo] = read(nodes_read, [])
-            pod_infos: tuple[PodInfo, ...] = read(pods_read, ())
-            pdbs = read(pdbs_read, [])
-            daemonsets = read(daemonsets_read, [])
-            policies = read(policies_read, [])
-            try:
-                service_cidrs = read(service_cidrs_read, [])
-            except NotFound:
-                service_cidrs = []  # before Kubernetes 1.33 the Service range is not an API object
-            felix: list[dict[str, Any]] = read(felix_read, [])
-            calico_pools = read(calico_pools_read, [])
-            installations = read(installations_read, [])
-            calico_policies = read(calico_policies_read, [])
-            global_policies = read(global_policies_read, [])
-            cilium_config: dict[str, str] = read(cilium_config_read, {})
-            node_config_api = read(node_config_api_read, None)
-            identity = identity_read.result()
-        ds_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in daemonsets}
-        install = "operator" if installations else ("manifest" if CALICO_NODE_DS & ds_names else "none")
-        dataplane = "iptables"
-        for inst in installations:
-            if ((inst.get("spec") or {}).get("calicoNetwork") or {}).get("linuxDataplane", "").lower() == "bpf":
-                dataplane = "bpf"
-        agents = [p for p in pod_infos if p.namespace == "kube-system" and p.labels.get("k8s-app") == "cilium"]
-        calico_ds = next(
-            (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) in CALICO_NODE_DS), None
-        )
-        cilium_ds = next(
-            (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) == ("kube-system", "cilium")),
-            None,
-        )
-
-        def configmap(namespace: str, name: str) -> dict[str, str]:
-            try:
-                return self._configmap(namespace, name)
-            except PermanentError:
-                return {}  # not ours to read: Calico's defaults stand in
-
-        bgp, autodetection = calico_routing(installations, calico_ds, configmap)
-        felix_default = next((f for f in felix if f["metadata"]["name"] == "default"), {})
-        return Inventory(
-            identity=identity,
-            nodes=tuple(nodes),
-            pods=pod_infos,
-            pdbs=tuple(pdb_info(p) for p in pdbs),
-            calico_pools=tuple(
-                CalicoPool(
-                    p["metadata"]["name"],
-                    (p.get("spec") or {}).get("cidr", ""),
-                    (p.get("spec") or {}).get("vxlanMode", "Never"),
-                    (p.get("spec") or {}).get("ipipMode", "Never"),
-                )
-                for p in calico_pools
-            ),
-            calico_install=install,
-            calico_dataplane=dataplane,
-            calico_bgp=bgp if install != "none" else False,
-            calico_autodetection=autodetection if install != "none" else "",
-            calico_vxlan_port=int((felix_default.get("spec") or {}).get("vxlanPort") or 4789),
-            service_cidrs=tuple(c for sc in service_cidrs for c in (sc.get("spec") or {}).get("cidrs") or ()),
-            cilium=CiliumState(
-                installed=("kube-system", "cilium") in ds_names,
-                migration_mode=not migration_mode_gaps(cilium_config),
-                mode_gaps=migration_mode_gaps(cilium_config),
-                node_config_api=node_config_api,
-                cluster_pool_cidr=cilium_config.get("cluster-pool-ipv4-cidr"),
-                agents_ready=sum(1 for a in agents if a.ready),
-                agents_desired=int(((cilium_ds or {}).get("status") or {}).get("desiredNumberScheduled") or 0),
-                tunnel_port=int(cilium_config["tunnel-port"]) if cilium_config.get("tunnel-port") else None,
-            ),
-            policies=tuple(
-                NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])
-                for kind, items in (
-                    ("NetworkPolicy", policies),
-                    ("CalicoNetworkPolicy", calico_policies),
-                    ("GlobalNetworkPolicy", global_policies),
-                )
-                for p in items
-            ),
-            missing_permissions=missing,
-        )
+    def missing_permissions(self, extra: Sequence[tuple[str, str, str, str]] = ()) -> tuple[str, ...]:
+        """Permissions from rbac.PERMISSIONS (and ``extra``) this identity lacks."""
+        return self.reader.missing_permissions(extra)
 
     def cilium_config(self) -> dict[str, str]:
-        return self._configmap("kube-system", "cilium-config")
+        return self.read_configmap("kube-system", "cilium-config")
 
     def network_policies(self) -> list[dict[str, Any]]:
         out = []
@@ -334,7 +203,7 @@ class KubernetesCluster:
             out += [{"apiVersion": "crd.projectcalico.org/v1", "kind": kind, **i} for i in items]
         return out
 
-    def _configmap(self, namespace: str, name: str) -> dict[str, str]:
+    def read_configmap(self, namespace: str, name: str) -> dict[str, str]:
         try:
             cm = self.rest.json(
                 f"get configmap {namespace}/{name}", self.core.read_namespaced_config_map, name, namespace
@@ -342,56 +211,6 @@ class KubernetesCluster:
         except NotFound:
             return {}
         return dict(cm.get("data") or {})
-
-    def _served_version(self, group: str, plural: str, versions: Sequence[str]) -> str | None:
-        """The first of ``versions`` in which the API server serves ``plural``."""
-        for version in versions:
-            try:
-                self.rest.call(
-                    f"list {plural}.{group}/{version}",
-                    self.custom.list_cluster_custom_object,
-                    group,
-                    version,
-                    plural,
-                    limit=1,
-                    _preload_content=False,
-                )
-            except NotFound:
-                continue  # not served in that version
-            return f"{group}/{version}"
-        return None
-
-    def missing_permissions(self, extra: Sequence[tuple[str, str, str, str]] = ()) -> tuple[str, ...]:
-        """Permissions from rbac.PERMISSIONS (and ``extra``) this identity lacks
-        (SelfSubjectAccessReview), asked eight at a time (some thirty small requests, each a
-        round trip: one after another they outlast a small cluster's whole inventory)."""
-        authz = client.AuthorizationV1Api(self.api)
-
-        def allowed(permission: tuple[str, str, str, str]) -> bool:
-            verb, group, resource, namespace = permission
-            sub = None
-            if "/" in resource:
-                resource, sub = resource.split("/", 1)
-            review = {
-                "apiVersion": "authorization.k8s.io/v1",
-                "kind": "SelfSubjectAccessReview",
-                "spec": {
-                    "resourceAttributes": {
-                        "verb": verb,
-                        "group": group,
-                        "resource": resource,
-                        **({"subresource": sub} if sub else {}),
-                        **({"namespace": namespace} if namespace else {}),
-                    }
-                },
-            }
-            result = self.rest.json("create selfsubjectaccessreview", authz.create_self_subject_access_review, review)
-            return bool((result.get("status") or {}).get("allowed"))
-
-        permissions = (*PERMISSIONS, *extra)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="access-review") as pool:
-            answers = list(pool.map(allowed, permissions))
-        return tuple(describe(p) for p, ok in zip(permissions, answers, strict=True) if not ok)
 
     def cilium_agent(self, node: str) -> PodInfo | None:
         items, _ = self.rest.list_all(

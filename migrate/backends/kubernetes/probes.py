@@ -248,7 +248,7 @@ class Probes:
         )
 
     def cilium_pool(self) -> str:
-        return self.cluster._configmap("kube-system", "cilium-config").get("cluster-pool-ipv4-cidr", "")
+        return self.cluster.cilium_config().get("cluster-pool-ipv4-cidr", "")
 
     def clear_stale_checks(self, node: str) -> None:
         """Delete the helper pods an earlier attempt of this node's checks left (a killed run,
