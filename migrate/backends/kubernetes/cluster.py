@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from kubernetes import client, config
@@ -54,8 +54,6 @@ from migrate.model import (
     PodInfo,
 )
 from migrate.ports import NodeTask, ProbeResult
-
-T = TypeVar("T")
 
 # HTTP connections kept to the API server (urllib3's default: 5 per core). A wave's nodes
 # validate at once, each with up to four helper pods watched together.

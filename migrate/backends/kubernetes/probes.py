@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import uuid
 from collections.abc import Callable, Sequence
@@ -268,14 +269,15 @@ class Probes:
             self.clear_stale_checks(node)
         return self.observe(node, check, timeout)
 
-    def observe(self, node: str, check: str, timeout: float) -> ProbeResult:
+    def observe(self, node: str, check: str, timeout: float, pool: Callable[[], str] | None = None) -> ProbeResult:
+        """``pool``: Cilium's cluster pool, read once for all the checks of one ``probe_many``."""
+        pool = pool or self.cilium_pool
         if check == "cilium-agent-ready":
             agent = self.cluster.cilium_agent(node)
             return verdicts.agent_ready(agent.name if agent else None, bool(agent and agent.ready))
         if check in POD_CHECKS:
-            return self.pod_checks(node, (check,), timeout)[0]
+            return self.pod_checks(node, (check,), timeout, pool)[0]
         if check == "cilium-node":
-            pool = self.cilium_pool()
             try:
                 obj: Any = self.rest.call(
                     f"get CiliumNode {node}",
@@ -286,8 +288,9 @@ class Probes:
                     node,
                 )
             except NotFound:
-                return verdicts.cilium_node(node, None, pool)
-            return verdicts.cilium_node(node, ((obj.get("spec") or {}).get("ipam") or {}).get("podCIDRs") or [], pool)
+                return verdicts.cilium_node(node, None, pool())
+            cidrs = ((obj.get("spec") or {}).get("ipam") or {}).get("podCIDRs") or []
+            return verdicts.cilium_node(node, cidrs, pool())
         if check == "cross-node":
             return self.cross_node(node, timeout)
         raise BadInput(f"unknown validation check {check!r}")
@@ -298,11 +301,12 @@ class Probes:
         check's pods when both are asked: a node's validation waits for two pod start-ups in
         all (servers and in-pod checks, then clients), not one after another."""
         results: list[ProbeResult] = []
+        pool = functools.cache(self.cilium_pool)  # cilium-config once, not once per check that needs it
         for with_pods, run in itertools.groupby(checks, key=lambda c: c in POD_CHECKS or c == "cross-node"):
             group = list(run)
             if not with_pods:
                 for check in group:
-                    results.append(self.observe(node, check, timeout))
+                    results.append(self.observe(node, check, timeout, pool))
                     if not results[-1].ok:
                         return results
                 continue
@@ -311,9 +315,9 @@ class Probes:
             batches = ([in_pod] if in_pod else []) + [(c,) for c in group if c not in POD_CHECKS]
             answered = together(
                 lambda batch: (
-                    self.pod_checks(node, batch, timeout)
+                    self.pod_checks(node, batch, timeout, pool)
                     if batch[0] in POD_CHECKS
-                    else [self.observe(node, batch[0], timeout)]
+                    else [self.observe(node, batch[0], timeout, pool)]
                 ),
                 batches,
             )
@@ -324,11 +328,14 @@ class Probes:
                     return results
         return results
 
-    def pod_checks(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
+    def pod_checks(
+        self, node: str, checks: Sequence[str], timeout: float, pool: Callable[[], str] | None = None
+    ) -> list[ProbeResult]:
         """``pod-network``, ``dns`` and ``connectivity`` (any of them) from one probe pod on the
         node: a container per command (``dns`` runs nslookup in the node image, ``connectivity``
         agnhost connect to the API server's Service) and, for ``pod-network``, the address the
         pod got. With ``pod-network`` alone the pod only has to run."""
+        pool = pool or self.cilium_pool
         commands = {
             "dns": {"name": "dns", "image": self.cluster.node_image, "command": ["nslookup", verdicts.DNS_NAME]},
             "connectivity": {
@@ -347,7 +354,7 @@ class Probes:
         results = []
         for check in checks:
             if check == "pod-network":
-                results.append(verdicts.pod_network((done.get("status") or {}).get("podIP", ""), self.cilium_pool()))
+                results.append(verdicts.pod_network((done.get("status") or {}).get("podIP", ""), pool()))
             elif check == "dns":
                 results.append(verdicts.dns(*finished.get("dns", (False, "no status"))))
             else:
