@@ -26,7 +26,7 @@ from kubernetes import client, config, watch
 
 from migrate.backends import simworld
 from tests import labsupport
-from tests.realcluster.nodeagent import NodeAgent
+from tests.realcluster.nodeagent import GRACE, NodeAgent
 
 
 @dataclass
@@ -48,7 +48,13 @@ class CliLab:
     """One lab, one world, one NodeAgent; ``close()`` always tears all three down."""
 
     def __init__(
-        self, tmp: Path, *, nodes: int = 4, pod_delete_delay_ms: int = 0, seed: int = 1, cilium: bool = True
+        self,
+        tmp: Path,
+        *,
+        nodes: int = 4,
+        pod_delete_delay_ms: int = int(GRACE * 1000),
+        seed: int = 1,
+        cilium: bool = True,
     ) -> None:
         self.tmp = tmp
         self.home = tmp / "home"

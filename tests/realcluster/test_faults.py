@@ -30,6 +30,7 @@ from migrate.model import Cni
 from tests.labsupport import wait_for
 from tests.realcluster.clilab import CliLab, Result, Watcher
 from tests.realcluster.faultproxy import EVICTION, NODE, PODS, FaultProxy, Rule
+from tests.realcluster.nodeagent import GRACE
 
 pytestmark = pytest.mark.realcluster
 
@@ -46,7 +47,9 @@ class Case:
     rules: tuple[Rule, ...]
     outcome: str = "completed"  # or "stopped": exit 5, then resume completes
     message: str = ""  # a substring of the one-line stop message
-    pod_delete_delay_ms: int = 0  # > 0: evicted pods linger, so the drain's wait needs a watch
+    # How long evicted pods linger: a kubelet's moment (nodeagent.GRACE), or long enough
+    # that the drain's wait needs its watch.
+    pod_delete_delay_ms: int = int(GRACE * 1000)
     marks: tuple[Any, ...] = ()
 
 
