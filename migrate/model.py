@@ -201,6 +201,27 @@ class NetworkPolicyInfo:
 
 
 @dataclass(frozen=True)
+class WorkloadInfo:
+    """A controller that re-creates its pods (Deployment, StatefulSet, DaemonSet,
+    ReplicaSet): its scale and what one of its pods asks for."""
+
+    kind: str
+    namespace: str
+    name: str
+    replicas: int = 0  # 0 for a DaemonSet: one pod a node
+    template_labels: Mapping[str, str] = field(default_factory=frozen_map)
+    cpu_millis: int = 0  # one pod's requests
+    memory_bytes: int = 0
+    emptydir: bool = False
+    host_network: bool = False
+    owner: OwnerRef | None = None  # a ReplicaSet's Deployment
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A consistent read of everything planning needs. Pods are indexed by node once."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubernetes import client
@@ -14,7 +15,7 @@ from migrate.backends.kubernetes.mapping import CALICO_NODE_DS, calico_routing, 
 from migrate.backends.rbac import PERMISSIONS, describe
 from migrate.cilium import migration_mode_gaps
 from migrate.errors import NotFound, PermanentError
-from migrate.model import CalicoPool, CiliumState, Inventory, NetworkPolicyInfo, NodeInfo, PodInfo
+from migrate.model import CalicoPool, CiliumState, ClusterIdentity, Inventory, NetworkPolicyInfo, NodeInfo, PodInfo
 
 if TYPE_CHECKING:
     from migrate.backends.kubernetes.cluster import KubernetesCluster
@@ -81,37 +82,30 @@ class InventoryReader:
                         raise
                     return empty
 
+            def service_cidrs() -> list[Any]:
+                try:
+                    return read(service_cidrs_read, [])
+                except NotFound:
+                    return []  # before Kubernetes 1.33 the Service range is not an API object
+
             nodes: list[NodeInfo] = read(nodes_read, [])
-            pod_infos: tuple[PodInfo, ...] = read(pods_read, ())
-            pdbs = read(pdbs_read, [])
-            daemonsets = read(daemonsets_read, [])
-            policies = read(policies_read, [])
-            try:
-                service_cidrs = read(service_cidrs_read, [])
-            except NotFound:
-                service_cidrs = []  # before Kubernetes 1.33 the Service range is not an API object
-            felix: list[dict[str, Any]] = read(felix_read, [])
-            calico_pools = read(calico_pools_read, [])
-            installations = read(installations_read, [])
-            calico_policies = read(calico_policies_read, [])
-            global_policies = read(global_policies_read, [])
-            cilium_config: dict[str, str] = read(cilium_config_read, {})
-            node_config_api = read(node_config_api_read, None)
-            identity = identity_read.result()
-        ds_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in daemonsets}
-        install = "operator" if installations else ("manifest" if CALICO_NODE_DS & ds_names else "none")
-        dataplane = "iptables"
-        for inst in installations:
-            if ((inst.get("spec") or {}).get("calicoNetwork") or {}).get("linuxDataplane", "").lower() == "bpf":
-                dataplane = "bpf"
-        agents = [p for p in pod_infos if p.namespace == "kube-system" and p.labels.get("k8s-app") == "cilium"]
-        calico_ds = next(
-            (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) in CALICO_NODE_DS), None
-        )
-        cilium_ds = next(
-            (d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) == ("kube-system", "cilium")),
-            None,
-        )
+            lists = Listed(
+                identity=identity_read.result(),
+                nodes=tuple(nodes),
+                pods=read(pods_read, ()),
+                pdbs=read(pdbs_read, []),
+                daemonsets=read(daemonsets_read, []),
+                policies=read(policies_read, []),
+                service_cidrs=service_cidrs(),
+                felix=read(felix_read, []),
+                calico_pools=read(calico_pools_read, []),
+                installations=read(installations_read, []),
+                calico_policies=read(calico_policies_read, []),
+                global_policies=read(global_policies_read, []),
+                cilium_config=read(cilium_config_read, {}),
+                node_config_api=read(node_config_api_read, None),
+                missing_permissions=missing,
+            )
 
         def configmap(namespace: str, name: str) -> dict[str, str]:
             try:
@@ -119,49 +113,7 @@ class InventoryReader:
             except PermanentError:
                 return {}  # not ours to read: Calico's defaults stand in
 
-        bgp, autodetection = calico_routing(installations, calico_ds, configmap)
-        felix_default = next((f for f in felix if f["metadata"]["name"] == "default"), {})
-        return Inventory(
-            identity=identity,
-            nodes=tuple(nodes),
-            pods=pod_infos,
-            pdbs=tuple(pdb_info(p) for p in pdbs),
-            calico_pools=tuple(
-                CalicoPool(
-                    p["metadata"]["name"],
-                    (p.get("spec") or {}).get("cidr", ""),
-                    (p.get("spec") or {}).get("vxlanMode", "Never"),
-                    (p.get("spec") or {}).get("ipipMode", "Never"),
-                )
-                for p in calico_pools
-            ),
-            calico_install=install,
-            calico_dataplane=dataplane,
-            calico_bgp=bgp if install != "none" else False,
-            calico_autodetection=autodetection if install != "none" else "",
-            calico_vxlan_port=int((felix_default.get("spec") or {}).get("vxlanPort") or 4789),
-            service_cidrs=tuple(c for sc in service_cidrs for c in (sc.get("spec") or {}).get("cidrs") or ()),
-            cilium=CiliumState(
-                installed=("kube-system", "cilium") in ds_names,
-                migration_mode=not migration_mode_gaps(cilium_config),
-                mode_gaps=migration_mode_gaps(cilium_config),
-                node_config_api=node_config_api,
-                cluster_pool_cidr=cilium_config.get("cluster-pool-ipv4-cidr"),
-                agents_ready=sum(1 for a in agents if a.ready),
-                agents_desired=int(((cilium_ds or {}).get("status") or {}).get("desiredNumberScheduled") or 0),
-                tunnel_port=int(cilium_config["tunnel-port"]) if cilium_config.get("tunnel-port") else None,
-            ),
-            policies=tuple(
-                NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])
-                for kind, items in (
-                    ("NetworkPolicy", policies),
-                    ("CalicoNetworkPolicy", calico_policies),
-                    ("GlobalNetworkPolicy", global_policies),
-                )
-                for p in items
-            ),
-            missing_permissions=missing,
-        )
+        return interpret(lists, configmap)
 
     def served_version(self, group: str, plural: str, versions: Sequence[str]) -> str | None:
         """The first of ``versions`` in which the API server serves ``plural``."""
@@ -212,3 +164,95 @@ class InventoryReader:
         with concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="access-review") as pool:
             answers = list(pool.map(allowed, permissions))
         return tuple(describe(p) for p, ok in zip(permissions, answers, strict=True) if not ok)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What the inventory lists, as read: nodes and pods already mapped (pods page by page,
+    so their JSON is dropped as soon as it is read), everything else as the API's JSON."""
+
+    identity: ClusterIdentity
+    nodes: tuple[NodeInfo, ...]
+    pods: tuple[PodInfo, ...]
+    pdbs: list[dict[str, Any]] = field(default_factory=list)
+    daemonsets: list[dict[str, Any]] = field(default_factory=list)
+    policies: list[dict[str, Any]] = field(default_factory=list)
+    service_cidrs: list[dict[str, Any]] = field(default_factory=list)
+    felix: list[dict[str, Any]] = field(default_factory=list)
+    calico_pools: list[dict[str, Any]] = field(default_factory=list)
+    installations: list[dict[str, Any]] = field(default_factory=list)
+    calico_policies: list[dict[str, Any]] = field(default_factory=list)
+    global_policies: list[dict[str, Any]] = field(default_factory=list)
+    cilium_config: dict[str, str] = field(default_factory=dict)
+    node_config_api: str | None = None
+    missing_permissions: tuple[str, ...] = ()
+
+
+def interpret(listed: Listed, configmap: Callable[[str, str], dict[str, str]]) -> Inventory:
+    """The inventory the lists describe: Calico's install, dataplane, pools and routing,
+    Cilium's state, the policies. Pure: ``configmap(namespace, name)`` is asked for the
+    ConfigMaps calico-node's environment refers to. The live read and a dump read from a
+    file (``dump.py``) both end here, so a copy of a cluster is understood as the cluster is."""
+    ds_names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in listed.daemonsets}
+    installations = list(listed.installations)
+    install = "operator" if installations else ("manifest" if CALICO_NODE_DS & ds_names else "none")
+    dataplane = "iptables"
+    for inst in installations:
+        if ((inst.get("spec") or {}).get("calicoNetwork") or {}).get("linuxDataplane", "").lower() == "bpf":
+            dataplane = "bpf"
+    agents = [p for p in listed.pods if p.namespace == "kube-system" and p.labels.get("k8s-app") == "cilium"]
+    calico_ds = next(
+        (d for d in listed.daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) in CALICO_NODE_DS), None
+    )
+    cilium_ds = next(
+        (
+            d
+            for d in listed.daemonsets
+            if (d["metadata"]["namespace"], d["metadata"]["name"]) == ("kube-system", "cilium")
+        ),
+        None,
+    )
+    cilium_config = dict(listed.cilium_config)
+    bgp, autodetection = calico_routing(installations, calico_ds, configmap)
+    felix_default = next((f for f in listed.felix if f["metadata"]["name"] == "default"), {})
+    return Inventory(
+        identity=listed.identity,
+        nodes=listed.nodes,
+        pods=listed.pods,
+        pdbs=tuple(pdb_info(p) for p in listed.pdbs),
+        calico_pools=tuple(
+            CalicoPool(
+                p["metadata"]["name"],
+                (p.get("spec") or {}).get("cidr", ""),
+                (p.get("spec") or {}).get("vxlanMode", "Never"),
+                (p.get("spec") or {}).get("ipipMode", "Never"),
+            )
+            for p in listed.calico_pools
+        ),
+        calico_install=install,
+        calico_dataplane=dataplane,
+        calico_bgp=bgp if install != "none" else False,
+        calico_autodetection=autodetection if install != "none" else "",
+        calico_vxlan_port=int((felix_default.get("spec") or {}).get("vxlanPort") or 4789),
+        service_cidrs=tuple(c for sc in listed.service_cidrs for c in (sc.get("spec") or {}).get("cidrs") or ()),
+        cilium=CiliumState(
+            installed=("kube-system", "cilium") in ds_names,
+            migration_mode=not migration_mode_gaps(cilium_config),
+            mode_gaps=migration_mode_gaps(cilium_config),
+            node_config_api=listed.node_config_api,
+            cluster_pool_cidr=cilium_config.get("cluster-pool-ipv4-cidr"),
+            agents_ready=sum(1 for a in agents if a.ready),
+            agents_desired=int(((cilium_ds or {}).get("status") or {}).get("desiredNumberScheduled") or 0),
+            tunnel_port=int(cilium_config["tunnel-port"]) if cilium_config.get("tunnel-port") else None,
+        ),
+        policies=tuple(
+            NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])
+            for kind, items in (
+                ("NetworkPolicy", listed.policies),
+                ("CalicoNetworkPolicy", listed.calico_policies),
+                ("GlobalNetworkPolicy", listed.global_policies),
+            )
+            for p in items
+        ),
+        missing_permissions=listed.missing_permissions,
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-from migrate.model import Cni, LabelSelector, NodeInfo, OwnerRef, PDBInfo, PodInfo, Taint, frozen_map
+from migrate.model import Cni, LabelSelector, NodeInfo, OwnerRef, PDBInfo, PodInfo, Taint, WorkloadInfo, frozen_map
 
 
 def pod_waiting(pod: dict[str, Any]) -> str:
@@ -145,15 +145,25 @@ def calico_routing(
     return backend == "bird", env.get("IP_AUTODETECTION_METHOD", "first-found") or "first-found"
 
 
-def pod_info(obj: dict[str, Any]) -> PodInfo:
-    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+def _controller(meta: dict[str, Any]) -> OwnerRef | None:
     controller = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
-    annotations = meta.get("annotations") or {}
+    return OwnerRef(controller["kind"], controller["name"]) if controller else None
+
+
+def _requests(pod_spec: dict[str, Any]) -> tuple[int, int]:
+    """(CPU millicores, memory bytes) the pod's containers request."""
     cpu = memory = 0
-    for container in spec.get("containers") or []:
+    for container in pod_spec.get("containers") or []:
         requests = (container.get("resources") or {}).get("requests") or {}
         cpu += quantity(requests.get("cpu"), 1000)
         memory += quantity(requests.get("memory"))
+    return cpu, memory
+
+
+def pod_info(obj: dict[str, Any]) -> PodInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    cpu, memory = _requests(spec)
     volumes = spec.get("volumes") or []
     return PodInfo(
         namespace=meta["namespace"],
@@ -161,7 +171,7 @@ def pod_info(obj: dict[str, Any]) -> PodInfo:
         uid=meta["uid"],
         node=spec.get("nodeName"),
         labels=frozen_map(meta.get("labels") or {}),
-        owner=OwnerRef(controller["kind"], controller["name"]) if controller else None,
+        owner=_controller(meta),
         phase=status.get("phase", "Pending"),
         ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
         mirror="kubernetes.io/config.mirror" in annotations,
@@ -192,4 +202,23 @@ def pdb_info(obj: dict[str, Any]) -> PDBInfo:
         current_healthy=int(status.get("currentHealthy") or 0),
         desired_healthy=int(status.get("desiredHealthy") or 0),
         expected_pods=int(status.get("expectedPods") or 0),
+    )
+
+
+def workload_info(obj: dict[str, Any]) -> WorkloadInfo:
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    template = spec.get("template") or {}
+    pod_spec = template.get("spec") or {}
+    cpu, memory = _requests(pod_spec)
+    return WorkloadInfo(
+        kind=obj["kind"],
+        namespace=meta.get("namespace", ""),
+        name=meta["name"],
+        replicas=0 if obj["kind"] == "DaemonSet" else int(1 if spec.get("replicas") is None else spec["replicas"]),
+        template_labels=frozen_map((template.get("metadata") or {}).get("labels") or {}),
+        cpu_millis=cpu,
+        memory_bytes=memory,
+        emptydir=any("emptyDir" in v for v in pod_spec.get("volumes") or []),
+        host_network=bool(pod_spec.get("hostNetwork")),
+        owner=_controller(meta),
     )
