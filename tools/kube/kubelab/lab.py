@@ -115,7 +115,7 @@ class KubeLab:
         return self.processes.running()
 
     def restart(self, name: str, *, down_seconds: float = 0.0, timeout: float = 60) -> None:
-        """Stop one component this Lab started (SIGTERM to its process group, SIGKILL after
+        """Stop one component this KubeLab started (SIGTERM to its process group, SIGKILL after
         10 s), keep it down ``down_seconds``, start it again with the same flags and wait
         until it serves. For outage tests: the clients see refused connections meanwhile."""
         self.processes.respawn(name, down_seconds=down_seconds)

@@ -153,7 +153,7 @@ class Processes:
         after 10 s), keep it down ``down_seconds``, start it again with the same flags."""
         proc, argv = self._procs.get(name), self._argv.get(name)
         if proc is None or argv is None:
-            raise LabError(f"{name} was not started by this Lab object; cannot restart it")
+            raise LabError(f"{name} was not started by this KubeLab object; cannot restart it")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
