@@ -84,7 +84,7 @@ def main() -> int:
         from migrate.backends.kubernetes import KubernetesCluster
         from tests import labsupport
 
-        lab = labsupport.lab_module().Lab(Path(tempfile.mkdtemp(prefix="cni-migrate-bench-")), labsupport.bin_dir())
+        lab = labsupport.lab_module().KubeLab(Path(tempfile.mkdtemp(prefix="cni-migrate-bench-")), labsupport.bin_dir())
         cluster = KubernetesCluster.connect(kubeconfig=str(lab.up(nodes=2, fixtures=False)))
     print(
         f"{'store':>9} {'nodes':>6} {'transition_ms':>14} {'save_ms_min':>12} {'save_ms_med':>12} "

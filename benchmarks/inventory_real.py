@@ -273,7 +273,7 @@ def main() -> int:
             runs, names = rounds(args.lab, args.repeat, kubectl_bin, tmp)
         else:
             lab_py = labsupport.lab_module()
-            lab = lab_py.Lab(Path(tmp) / "lab", labsupport.bin_dir(), die_with_parent=True)
+            lab = lab_py.KubeLab(Path(tmp) / "lab", labsupport.bin_dir(), die_with_parent=True)
             # Pod CIDRs 10.64.0.0/24 onwards: the lab's default 192.168.<i>.0/24 stops at 255 nodes.
             specs = [lab_py.NodeSpec("cp-1", control_plane=True, pod_cidr="10.64.0.0/24")] + [
                 lab_py.NodeSpec(f"worker-{i}", pod_cidr=f"10.{64 + i // 256}.{i % 256}.0/24")

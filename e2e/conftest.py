@@ -82,7 +82,7 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab(request: pytest.FixtureRequest) -> kindlab.Lab:
+def lab(request: pytest.FixtureRequest) -> kindlab.KindLab:
     mode = request.config.getoption("--images")
     try:
         lab = kindlab.prepare_local() if mode == "local" else kindlab.prepare_upstream()
@@ -93,7 +93,7 @@ def lab(request: pytest.FixtureRequest) -> kindlab.Lab:
 
 
 @pytest.fixture(scope="session")
-def cluster(request: pytest.FixtureRequest, lab: kindlab.Lab, artifacts: Path) -> Iterator[kindlab.Cluster]:
+def cluster(request: pytest.FixtureRequest, lab: kindlab.KindLab, artifacts: Path) -> Iterator[kindlab.KindCluster]:
     """The kind cluster with a CNI, every node Ready and CoreDNS available."""
     name = request.config.getoption("--cluster-name")
     keep = request.config.getoption("--keep")
@@ -110,7 +110,7 @@ def cluster(request: pytest.FixtureRequest, lab: kindlab.Lab, artifacts: Path) -
     try:
         if reuse:
             kindlab.run([lab.kind, "export", "kubeconfig", "--name", name, "--kubeconfig", str(kubeconfig)])
-            c = kindlab.Cluster(name, kubeconfig, lab)
+            c = kindlab.KindCluster(name, kubeconfig, lab)
         else:
             if name in running:  # a leftover of an interrupted run
                 kindlab.delete_cluster(lab, name, kubeconfig)
@@ -149,7 +149,7 @@ def cluster(request: pytest.FixtureRequest, lab: kindlab.Lab, artifacts: Path) -
 
 
 @pytest.fixture(scope="session")
-def workload(request: pytest.FixtureRequest, cluster: kindlab.Cluster) -> kindlab.Cluster:
+def workload(request: pytest.FixtureRequest, cluster: kindlab.KindCluster) -> kindlab.KindCluster:
     """labpod's workload (Deployment web, 3 replicas, PDB minAvailable 2) and the prober DaemonSet."""
     with Timer("workload + prober rollout"):
         kindlab.deploy_labpod(cluster, prestop_seconds=request.config.getoption("--web-prestop"))

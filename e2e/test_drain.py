@@ -23,7 +23,7 @@ import pytest
 SETTLE = 5.0  # seconds of probing after the drain and the workload's recovery
 
 
-def _node_of(cluster: kindlab.Cluster, namespace: str, selector: str) -> dict[str, int]:
+def _node_of(cluster: kindlab.KindCluster, namespace: str, selector: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for pod in cluster.pods(namespace, selector):
         node = pod["spec"].get("nodeName")
@@ -32,7 +32,7 @@ def _node_of(cluster: kindlab.Cluster, namespace: str, selector: str) -> dict[st
     return out
 
 
-def _pick_worker(cluster: kindlab.Cluster, avoid: set[str]) -> str:
+def _pick_worker(cluster: kindlab.KindCluster, avoid: set[str]) -> str:
     """The worker (not yet drained) with the most web pods, then CoreDNS pods."""
     web = _node_of(cluster, "e2e", "app=web")
     dns = _node_of(cluster, "kube-system", "k8s-app=kube-dns")
@@ -40,7 +40,7 @@ def _pick_worker(cluster: kindlab.Cluster, avoid: set[str]) -> str:
     return max(candidates, key=lambda w: (web.get(w, 0), dns.get(w, 0), w))
 
 
-def _wait_no_terminating(cluster: kindlab.Cluster, timeout: float = 60) -> None:
+def _wait_no_terminating(cluster: kindlab.KindCluster, timeout: float = 60) -> None:
     """A rollout just before (a changed manifest, an earlier drain) must not count here."""
     deadline = time.monotonic() + timeout
     while any(p["metadata"].get("deletionTimestamp") for p in cluster.pods("e2e", "app=web")):
@@ -49,7 +49,7 @@ def _wait_no_terminating(cluster: kindlab.Cluster, timeout: float = 60) -> None:
 
 
 def _measure(
-    cluster: kindlab.Cluster, artifacts: Path, label: str, node: str, drain: Callable[[], None]
+    cluster: kindlab.KindCluster, artifacts: Path, label: str, node: str, drain: Callable[[], None]
 ) -> dict[str, object]:
     before = {
         "web": _node_of(cluster, "e2e", "app=web"),
@@ -105,7 +105,7 @@ def _measure(
 DRAINED: set[str] = set()
 
 
-def test_drain_kubectl(workload: kindlab.Cluster, artifacts: Path) -> None:
+def test_drain_kubectl(workload: kindlab.KindCluster, artifacts: Path) -> None:
     node = _pick_worker(workload, DRAINED)
     DRAINED.add(node)
 
@@ -127,7 +127,7 @@ def assert_service_held(result: dict[str, Any]) -> None:
         assert result["service_failed_from_other_nodes"] == 0, result["failures"]
 
 
-def test_drain_cni_migrate_steps(workload: kindlab.Cluster, artifacts: Path) -> None:
+def test_drain_cni_migrate_steps(workload: kindlab.KindCluster, artifacts: Path) -> None:
     """cni-migrate's cordon and drain steps (Eviction API, PDB retry) on the real cluster."""
     from migrate.backends.kubernetes import KubernetesCluster
     from migrate.plan import NodePlan, PlanOptions

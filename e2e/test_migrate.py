@@ -53,8 +53,8 @@ class Run:
     """The migration's shared record: the cluster, where the CLI keeps its state, the plan
     files, and what each stage saw."""
 
-    workload: kindlab.Cluster
-    lab: kindlab.Lab
+    workload: kindlab.KindCluster
+    lab: kindlab.KindLab
     artifacts: Path
     home: Path
     plan: Path
@@ -130,7 +130,7 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path) -> Run:
+def run(workload: kindlab.KindCluster, lab: kindlab.KindLab, artifacts: Path) -> Run:
     if workload.cni != "calico":
         pytest.skip(f"CNI is {workload.cni}: the migration needs the lab's Calico")
     if not kindlab.cilium_available(lab):
@@ -145,12 +145,12 @@ def run(workload: kindlab.Cluster, lab: kindlab.Lab, artifacts: Path) -> Run:
     return Run(workload, lab, artifacts, home, artifacts / "migrate-plan.yaml")
 
 
-def images(lab: kindlab.Lab) -> tuple[str, ...]:
+def images(lab: kindlab.KindLab) -> tuple[str, ...]:
     """The lab's helper-pod images (nothing can be pulled here), for apply and finalize."""
     return ("--probe-image", lab.probe_image, "--node-image", lab.node_task_image)
 
 
-def pod_ips(cluster: kindlab.Cluster, namespace: str, node: str = "") -> dict[str, str]:
+def pod_ips(cluster: kindlab.KindCluster, namespace: str, node: str = "") -> dict[str, str]:
     return {
         p["metadata"]["name"]: p["status"].get("podIP", "")
         for p in cluster.pods(namespace)
@@ -166,7 +166,7 @@ def in_pool(ips: dict[str, str], pool: ipaddress.IPv4Network | ipaddress.IPv6Net
 
 
 def node_pods_settle(
-    cluster: kindlab.Cluster, node: str, pool: ipaddress.IPv4Network | ipaddress.IPv6Network, timeout: float = 180
+    cluster: kindlab.KindCluster, node: str, pool: ipaddress.IPv4Network | ipaddress.IPv6Network, timeout: float = 180
 ) -> dict[str, str]:
     """The e2e pods on ``node`` once all run with an address from ``pool``. The swap and the
     rollback delete the pods of the other CNI; their controllers re-create them meanwhile
@@ -185,7 +185,7 @@ def node_pods_settle(
         time.sleep(2)
 
 
-def node_labels(cluster: kindlab.Cluster) -> dict[str, dict[str, str]]:
+def node_labels(cluster: kindlab.KindCluster) -> dict[str, dict[str, str]]:
     return {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in cluster.nodes()}
 
 
@@ -208,17 +208,17 @@ def assert_probers_clean(run: Run, label: str, seconds: float = 15) -> None:
     print(f"lone failures (not counted): {seen.failures_lines(exclude_targets=gone)}")
 
 
-def node_named(cluster: kindlab.Cluster, name: str) -> dict[str, Any]:
+def node_named(cluster: kindlab.KindCluster, name: str) -> dict[str, Any]:
     return next(n for n in cluster.nodes() if n["metadata"]["name"] == name)
 
 
-def cluster_pods_settle(cluster: kindlab.Cluster, pool: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+def cluster_pods_settle(cluster: kindlab.KindCluster, pool: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
     """Every node's e2e pods (a prober on each) run with an address from ``pool``."""
     for node in cluster.nodes():
         node_pods_settle(cluster, node["metadata"]["name"], pool)
 
 
-def policy_window(cluster: kindlab.Cluster, seconds: float = 10) -> dict[str, tuple[int, int]]:
+def policy_window(cluster: kindlab.KindCluster, seconds: float = 10) -> dict[str, tuple[int, int]]:
     """role -> (requests, failures) of the policy clients over the next ``seconds``."""
     before = kindlab.policy_clients(cluster)
     time.sleep(seconds)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 
-def run_plan(workload: kindlab.Cluster, artifacts: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_plan(workload: kindlab.KindCluster, artifacts: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = artifacts / "plan.yaml"
     proc = kindlab.cni_migrate(
         "plan", "--kubeconfig", str(workload.kubeconfig), "--context", workload.context, "-o", str(out)
@@ -20,7 +20,7 @@ def run_plan(workload: kindlab.Cluster, artifacts: Path) -> tuple[subprocess.Com
     return proc, yaml.safe_load(out.read_text())
 
 
-def check_waves(proc: subprocess.CompletedProcess[str], plan: dict, workload: kindlab.Cluster) -> None:
+def check_waves(proc: subprocess.CompletedProcess[str], plan: dict, workload: kindlab.KindCluster) -> None:
     planned = sorted(n["name"] for w in plan["waves"] for n in w["nodes"])
     excluded = sorted(e["name"] for e in plan["excluded"])
     assert sorted(planned + excluded) == sorted(n["metadata"]["name"] for n in workload.nodes())
@@ -29,7 +29,7 @@ def check_waves(proc: subprocess.CompletedProcess[str], plan: dict, workload: ki
         assert name in proc.stdout
 
 
-def test_plan_blocks_without_calico(workload: kindlab.Cluster, artifacts: Path) -> None:
+def test_plan_blocks_without_calico(workload: kindlab.KindCluster, artifacts: Path) -> None:
     if workload.cni == "calico":
         pytest.skip("the cluster runs Calico: test_plan_on_calico")
     proc, plan = run_plan(workload, artifacts)
@@ -47,7 +47,7 @@ def test_plan_blocks_without_calico(workload: kindlab.Cluster, artifacts: Path) 
     check_waves(proc, plan, workload)
 
 
-def test_plan_on_calico(workload: kindlab.Cluster, artifacts: Path) -> None:
+def test_plan_on_calico(workload: kindlab.KindCluster, artifacts: Path) -> None:
     """On the lab's Calico (manifest install, VXLAN Always, kubernetes-internal-ip address
     detection) the plan has no blocker: Cilium is not installed yet and the workload's policy
     pair is not enforced during the window (two warnings), and it exits 0."""

@@ -10,7 +10,7 @@ import kindlab
 import pytest
 
 
-def test_nodes_ready(cluster: kindlab.Cluster) -> None:
+def test_nodes_ready(cluster: kindlab.KindCluster) -> None:
     nodes = cluster.nodes()
     assert len(nodes) == 4
     assert len(cluster.workers()) == 3
@@ -21,7 +21,7 @@ def test_nodes_ready(cluster: kindlab.Cluster) -> None:
         assert node["spec"]["podCIDR"].startswith("192.168."), node["spec"]["podCIDR"]
 
 
-def test_coredns_answers_from_a_pod(workload: kindlab.Cluster) -> None:
+def test_coredns_answers_from_a_pod(workload: kindlab.KindCluster) -> None:
     """labpod is FROM scratch (no shell, no nslookup); the prober resolves names from its pod
     through the cluster DNS: every request to the web Service looks up
     web.e2e.svc.cluster.local (no keep-alive, Go's resolver does not cache), and its peers
@@ -40,7 +40,7 @@ def test_coredns_answers_from_a_pod(workload: kindlab.Cluster) -> None:
         time.sleep(2)
 
 
-def test_prober_zero_failures(workload: kindlab.Cluster) -> None:
+def test_prober_zero_failures(workload: kindlab.KindCluster) -> None:
     time.sleep(3)  # warm-up: the first probes race DNS and endpoints
     kindlab.reset_probers(workload)
     time.sleep(20)
@@ -60,12 +60,12 @@ def test_prober_zero_failures(workload: kindlab.Cluster) -> None:
 POOL = ipaddress.ip_network("192.168.0.0/16")
 
 
-def calico_only(cluster: kindlab.Cluster) -> None:
+def calico_only(cluster: kindlab.KindCluster) -> None:
     if cluster.cni != "calico":
         pytest.skip(f"CNI is {cluster.cni}, not Calico (no Calico images: e2e/images/build's CALICO_ lines)")
 
 
-def test_calico_node_ready_everywhere(cluster: kindlab.Cluster) -> None:
+def test_calico_node_ready_everywhere(cluster: kindlab.KindCluster) -> None:
     calico_only(cluster)
     pods = cluster.pods("kube-system", "k8s-app=calico-node")
     nodes = {n["metadata"]["name"] for n in cluster.nodes()}
@@ -74,7 +74,7 @@ def test_calico_node_ready_everywhere(cluster: kindlab.Cluster) -> None:
     assert all(kindlab.pod_ready(p) for p in cluster.pods("kube-system", "k8s-app=calico-kube-controllers"))
 
 
-def test_calico_ipam_gives_pod_ips(workload: kindlab.Cluster) -> None:
+def test_calico_ipam_gives_pod_ips(workload: kindlab.KindCluster) -> None:
     """Every workload pod has its IP from the Calico IPPool, allocated by Calico IPAM: in a
     block affine to its own node (not from the node's podCIDR as host-local would)."""
     calico_only(workload)
@@ -92,7 +92,7 @@ def test_calico_ipam_gives_pod_ips(workload: kindlab.Cluster) -> None:
         assert p["metadata"].get("annotations", {}).get("cni.projectcalico.org/podIP"), p["metadata"]["name"]
 
 
-def test_calico_vxlan_carries_cross_node_traffic(workload: kindlab.Cluster) -> None:
+def test_calico_vxlan_carries_cross_node_traffic(workload: kindlab.KindCluster) -> None:
     """Every node has vxlan.calico and routes the other nodes' blocks through it; after the
     probers have talked to their peers on the other nodes, every tunnel has sent and received."""
     calico_only(workload)
@@ -109,7 +109,7 @@ def test_calico_vxlan_carries_cross_node_traffic(workload: kindlab.Cluster) -> N
         assert stats["tx"]["packets"] > 0 and stats["rx"]["packets"] > 0, (node, stats)
 
 
-def test_policy_pair_allowed_client_gets_through(workload: kindlab.Cluster) -> None:
+def test_policy_pair_allowed_client_gets_through(workload: kindlab.KindCluster) -> None:
     """The policy pair is in place: the allowed client reaches the policy target. The denied
     one is denied only where a CNI enforces NetworkPolicy (Calico, issue 11); the lab's
     stand-in CNI enforces nothing, so here its result is only reported."""

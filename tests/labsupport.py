@@ -20,7 +20,7 @@ import pytest
 from migrate.backends import simworld
 
 REPO = Path(__file__).resolve().parent.parent
-LAB_PY = REPO / "tools" / "kube" / "lab.py"
+LAB_PACKAGE = REPO / "tools" / "kube" / "kubelab"
 
 CILIUM_CONFIG = {
     # What Cilium's Helm chart renders for the migration values cni-migrate prescribes.
@@ -35,9 +35,13 @@ CILIUM_CONFIG = {
 
 
 def lab_module() -> ModuleType:
-    name = "cni_migrate_kube_lab"
+    """The lab's package (tools/kube/kubelab: ``KubeLab``, ``NodeSpec``, ...), imported
+    once by path: tools/kube is not put on sys.path."""
+    name = "kubelab"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, LAB_PY)
+        spec = importlib.util.spec_from_file_location(
+            name, LAB_PACKAGE / "__init__.py", submodule_search_locations=[str(LAB_PACKAGE)]
+        )
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

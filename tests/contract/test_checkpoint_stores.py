@@ -25,7 +25,7 @@ def lab_cluster(tmp_path_factory) -> Iterator[object]:
     from migrate.backends.kubernetes import KubernetesCluster
     from tests import labsupport
 
-    lab = labsupport.lab_module().Lab(tmp_path_factory.mktemp("lab"), labsupport.bin_dir(), die_with_parent=True)
+    lab = labsupport.lab_module().KubeLab(tmp_path_factory.mktemp("lab"), labsupport.bin_dir(), die_with_parent=True)
     try:
         kubeconfig = lab.up(nodes=2, fixtures=False)
         yield KubernetesCluster.connect(kubeconfig=str(kubeconfig))

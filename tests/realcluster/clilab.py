@@ -63,7 +63,7 @@ class CliLab:
             self.world["cilium"]["poolCIDR"] = BIG_CILIUM_POOL
         if not cilium:  # no Cilium yet: apply --install-cilium brings the real chart
             self.world["cilium"].update(installed=False, migrationMode=False)
-        self.lab = labsupport.lab_module().Lab(
+        self.lab = labsupport.lab_module().KubeLab(
             tmp / "lab",
             labsupport.bin_dir(),
             die_with_parent=True,

@@ -1,9 +1,9 @@
-"""Fixtures for tests against the real control plane (tools/kube/lab).
+"""Fixtures for tests against the real control plane (tools/kube/lab, tools/kube/kubelab/).
 
 ``kube_lab`` (session scope) builds the pinned binaries with tools/kube/build
 (a no-op when cached; ~6 min on a cold 2-core machine), starts a lab with six
 kwok nodes (control-plane-1, worker-1..worker-5) plus the Calico/Cilium
-fixtures in a temp dir, yields the ``Lab`` (``.kubeconfig``, ``.bin_dir``,
+fixtures in a temp dir, yields the ``KubeLab`` (``.kubeconfig``, ``.bin_dir``,
 ``.api``, ``.add_nodes()``...) and always tears it down.
 
 Environment:
@@ -13,35 +13,20 @@ Environment:
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_PY = REPO / "tools" / "kube" / "lab.py"
-
-
-def _load_lab_module() -> ModuleType:
-    name = "cni_migrate_kube_lab"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LAB_PY)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+from tests import labsupport
 
 
 @pytest.fixture(scope="session")
 def kube_lab_module() -> ModuleType:
-    return _load_lab_module()
+    return labsupport.lab_module()
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +38,7 @@ def kube_bin_dir(kube_lab_module: ModuleType) -> Path:
 
 @pytest.fixture(scope="session")
 def kube_lab(kube_lab_module: ModuleType, kube_bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    lab = kube_lab_module.Lab(
+    lab = kube_lab_module.KubeLab(
         tmp_path_factory.mktemp("kube-lab"),
         kube_bin_dir,
         die_with_parent=True,  # even a SIGKILLed pytest takes the lab with it

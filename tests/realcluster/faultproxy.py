@@ -462,7 +462,7 @@ class FaultProxy:
 
     @classmethod
     def for_lab(cls, lab: Any, workdir: Path, rules: list[Rule] | None = None, **kw: Any) -> FaultProxy:
-        """A proxy to a ``tools/kube/lab.py`` Lab: its server, pki/ and admin kubeconfig."""
+        """A proxy to a ``tools/kube/kubelab`` KubeLab: its server, pki/ and admin kubeconfig."""
         return cls(lab.server, lab.pki, workdir, rules, base_kubeconfig=lab.kubeconfig, **kw)
 
     # -- lifecycle ---------------------------------------------------------------------------

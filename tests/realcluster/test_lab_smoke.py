@@ -1,4 +1,4 @@
-"""Smoke tests for the real control plane lab (tools/kube/lab.py)."""
+"""Smoke tests for the real control plane lab (tools/kube/lab, tools/kube/kubelab/)."""
 
 from __future__ import annotations
 
@@ -202,7 +202,7 @@ def test_deployment_pdb_and_eviction(api, namespace):
 
 def test_lab_down_from_another_process_leaves_nothing(kube_lab_module, kube_bin_dir, tmp_path):
     """`lab up` in a child process (which exits, leaving the lab running),
-    then Lab(dir).down() here: every process is gone, files removed."""
+    then KubeLab(dir).down() here: every process is gone, files removed."""
     workdir = tmp_path / "lab"
     out = subprocess.run(
         [
@@ -224,11 +224,11 @@ def test_lab_down_from_another_process_leaves_nothing(kube_lab_module, kube_bin_
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == f"export KUBECONFIG={workdir / 'kubeconfig'}"
-    lab = kube_lab_module.Lab(workdir)
+    lab = kube_lab_module.KubeLab(workdir)
     pids = lab.pids()
     assert set(pids) == set(kube_lab_module.COMPONENTS)
     signalled = lab.down()
     assert sorted(signalled) == sorted(pids.values())
-    assert not any(kube_lab_module._alive(p) for p in pids.values())
-    assert kube_lab_module._marked_pids(workdir) == []
+    assert not any(kube_lab_module.processes.alive(p) for p in pids.values())
+    assert kube_lab_module.processes.marked_pids(workdir) == []
     assert not workdir.exists()

@@ -185,7 +185,7 @@ class KubeHarness(Harness):
         from tests.realcluster.nodeagent import NodeAgent
 
         self.world = simworld.default_world("scenario", nodes=6, seed=1)
-        self.lab = labsupport.lab_module().Lab(
+        self.lab = labsupport.lab_module().KubeLab(
             tmp / "lab", labsupport.bin_dir(), die_with_parent=True, kwok_runs_pods=False
         )
         try:

@@ -1,4 +1,4 @@
-"""The e2e suite's reading of the probers' logs (e2e/kindlab.py): every failed request of
+"""The e2e suite's reading of the probers' logs (e2e/kindlab/): every failed request of
 every prober pod, once each, and the timeline that puts them beside the run's steps."""
 
 from __future__ import annotations
