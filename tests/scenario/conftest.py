@@ -274,15 +274,20 @@ class KubeHarness(Harness):
     def inject(self, op: str, nth: int, error: str) -> None:
         """Put the fault proxy between the harness and the API server: the ``nth`` request
         of ``op`` gets HTTP ``error``. Plans made from now on bind the proxy's address."""
-        from migrate.backends.kubernetes import KubernetesCluster
-        from tests.realcluster.faultproxy import EVICTION, FaultProxy, Rule
+        from tests.realcluster.faultproxy import EVICTION, NODE, Rule
 
-        paths = {"evict": ("POST", EVICTION)}
+        paths = {"evict": ("POST", EVICTION), "patch-node": ("PATCH", NODE)}
         if op not in paths:
             raise AssertionError(f"no fault proxy rule for {op!r} yet")
         method, path = paths[op]
         rule = Rule("status", status=int(error), method=method, path=path, times=1, skip=nth - 1)
-        self.proxy = FaultProxy.for_lab(self.lab, self.tmp / "proxy", [rule], seed=nth).start()
+        self._through_proxy([rule], seed=nth)
+
+    def _through_proxy(self, rules: list[Any], seed: int) -> None:
+        from migrate.backends.kubernetes import KubernetesCluster
+        from tests.realcluster.faultproxy import FaultProxy
+
+        self.proxy = FaultProxy.for_lab(self.lab, self.tmp / "proxy", rules, seed=seed).start()
         self.proxy.arm()
         self.cluster = KubernetesCluster.connect(kubeconfig=str(self.proxy.kubeconfig), retry_seconds=20)
         self.target = Target("kubernetes", self.cluster.context_name, self.cluster.server)

@@ -219,13 +219,12 @@ def test_stop_request_interrupts_at_a_step_boundary_and_resume_finishes(backend)
 
 def test_an_api_refusal_in_a_parallel_wave_stops_every_node_resumably(backend):
     """Two nodes go through the wave at once; the API refuses the first swap's label write
-    (403). That node stops (the API refuses us: never a rollback), its peer stops at its
-    next step boundary, and a resume finishes both."""
-    if backend.name != "simulated":
-        pytest.skip("the fault proxy has a rule for evictions only; this is the executor's logic")
+    (403: on a real cluster the fault proxy answers the node PATCH). That node stops (the API
+    refuses us: never a rollback), its peer stops at its next step boundary, and a resume
+    finishes both."""
+    backend.inject("patch-node", 5, "403")  # after the two cordons (label, then cordon, each)
     plan = backend.plan(max_unavailable=2, canary=0)
     assert len(plan.waves[0].nodes) == 2
-    backend.inject("patch-node", 5, "403")  # after the two cordons (label, then cordon, each)
     with pytest.raises(Interrupted, match="swap-cni of .* stopped"):
         backend.executor(plan).apply()
     state = backend.store().load()
