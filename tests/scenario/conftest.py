@@ -114,6 +114,13 @@ class Harness:
 
     def inject(self, op: str, nth: int, error: str) -> None: ...
     def injected(self) -> int: ...
+    def record_writes(self) -> None:
+        """From now on, note every write that reaches the cluster."""
+
+    def writes(self) -> list[str]:
+        """The writes that reached the cluster since ``record_writes``."""
+        return []
+
     def set_cilium_config(self, key: str, value: str) -> None: ...
     def ignore_policy(self) -> None:
         """Make the dataplane ignore NetworkPolicy whatever cilium-config says."""
@@ -123,6 +130,7 @@ class Harness:
 
 class SimHarness(Harness):
     name = "simulated"
+    _before = 0
 
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp, Target("sim", "scenario", "sim://scenario"))
@@ -174,6 +182,18 @@ class SimHarness(Harness):
     def injected(self) -> int:
         world = self.cluster.world()
         return sum(1 for f in world["faults"] if world["counters"]["op"].get(f["op"], 0) >= f["nth"])
+
+    def _written(self) -> list[str]:
+        world = self.cluster.world()
+        return [f"{a['op']} {a['target']}" for a in world["actions"]] + [
+            f"event {e['node']} {e['reason']}" for e in world["events"]
+        ]
+
+    def record_writes(self) -> None:
+        self._before = len(self._written())
+
+    def writes(self) -> list[str]:
+        return self._written()[self._before :]
 
 
 class KubeHarness(Harness):
@@ -282,6 +302,20 @@ class KubeHarness(Harness):
         method, path = paths[op]
         rule = Rule("status", status=int(error), method=method, path=path, times=1, skip=nth - 1)
         self._through_proxy([rule], seed=nth)
+
+    def record_writes(self) -> None:
+        """Put a proxy that only counts between the harness and the API server (a plan made
+        from now on binds its address)."""
+        self._through_proxy([], seed=0)
+
+    def writes(self) -> list[str]:
+        assert self.proxy.log, "no request went through the proxy: it would see no write either"
+        # An access review (the permission check) is a question: the API server stores nothing.
+        return [
+            f"{method} {path}"
+            for method, path in self.proxy.log
+            if method != "GET" and not path.startswith("/apis/authorization.k8s.io/")
+        ]
 
     def _through_proxy(self, rules: list[Any], seed: int) -> None:
         from migrate.backends.kubernetes import KubernetesCluster

@@ -257,15 +257,21 @@ def test_a_second_executor_is_refused_while_the_first_holds_the_lock(backend):
 
 
 def test_plan_for_another_cluster_is_refused_before_any_write(backend, tmp_path):
+    """A plan made on another cluster with the same name and nodes (a simulated one: only its
+    kube-system UID differs from the simulated backend's), applied here: refused, and no write
+    reached this cluster (on a real one, none went through the proxy in front of it)."""
     from migrate.backends import simworld
     from migrate.backends.simulated import SimStore
+    from migrate.plan import PlanOptions, Target
+    from migrate.planner import build_plan
 
-    plan = backend.plan()
     other = SimStore(tmp_path / "other").create("scenario", simworld.default_world("scenario", seed=99))
-    backend.cluster = other
-    with pytest.raises(PlanClusterMismatch):
+    options = PlanOptions(force=True, delete_emptydir_data=True)
+    plan = build_plan(other.inventory(), options, Target("sim", "scenario", "sim://scenario"))
+    backend.record_writes()
+    with pytest.raises(PlanClusterMismatch, match=f"plan {plan.id} is for another cluster"):
         backend.executor(plan).apply()
-    assert other.world()["actions"] == []
+    assert backend.writes() == []
 
 
 def test_plan_made_before_a_node_was_added_is_stale(backend):
