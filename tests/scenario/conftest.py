@@ -18,13 +18,14 @@ import pytest
 
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore
+from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore
 from migrate.cniconf import after_restore
 from migrate.executor import Executor
 from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import Plan, PlanOptions, Target
 from migrate.planner import build_plan
-from migrate.ports import Clock, Event, StopFlag, SystemClock
+from migrate.ports import Clock, Event, ExecutorLock, StopFlag, SystemClock
 
 
 class FakeClock:
@@ -67,12 +68,21 @@ class Harness:
             plan=plan,
             cluster=self.cluster,
             store=LocalStore(directory),
-            lock=FileLock(directory),
+            lock=kw.pop("lock", None) or self.lock(directory),
             clock=self.clock,
             emit=self.events.append,
             stop=stop or StopFlag(),
             **kw,
         )
+
+    def lock(self, directory: Path) -> ExecutorLock:
+        """The executor lock as the CLI wires it for a run whose state is in ``directory``."""
+        return FileLock(directory)
+
+    def another_executors_lock(self) -> ExecutorLock:
+        """The lock a second executor would take: on a simulated cluster, one started from
+        the same state home (the home's flock is all a simulated cluster has)."""
+        return self.lock(self.tmp / "runs")
 
     def stopping_after(self, step: str) -> tuple[StopFlag, Any]:
         """A stop flag and an event sink that sets it when the first ``step`` finishes."""
@@ -290,6 +300,14 @@ class KubeHarness(Harness):
         from tests.labsupport import lab_module
 
         return lab_module()
+
+    def lock(self, directory: Path) -> ExecutorLock:
+        """As the CLI wires it on a real cluster: the state home's flock and the cluster's Lease."""
+        return AllLocks(FileLock(directory), self.cluster.lease())
+
+    def another_executors_lock(self) -> ExecutorLock:
+        """An executor on another machine: its own state home (flock), the same cluster's Lease."""
+        return self.lock(self.tmp / "another-machine" / "runs")
 
     def inject(self, op: str, nth: int, error: str) -> None:
         """Put the fault proxy between the harness and the API server: the ``nth`` request
