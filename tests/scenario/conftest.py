@@ -223,6 +223,7 @@ class KubeHarness(Harness):
             self.agent = NodeAgent(str(kubeconfig)).start()
             self.lab.install_fixtures()
             self.lab.apply_manifest(labsupport.workload_manifests(self.world))
+            self.lab.apply_manifest(labsupport.policy_manifests(self.world))
             self.cluster = KubernetesCluster.connect(kubeconfig=str(kubeconfig), retry_seconds=20)
             super().__init__(tmp, Target("kubernetes", self.cluster.context_name, self.cluster.server))
             self.clock = SystemClock()
