@@ -203,3 +203,37 @@ def pdb_manifest(pdb: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": pdb["name"], "namespace": pdb["namespace"]},
         "spec": spec,
     }
+
+
+def policy_manifests(world: simworld.World) -> list[dict[str, Any]]:
+    """The simulated world's policies as Kubernetes objects, with the Calico policy CRDs they
+    need (the lab's Calico serves IPPools only): the same policies on both backends."""
+    crds = [
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.crd.projectcalico.org"},
+            "spec": {
+                "group": "crd.projectcalico.org",
+                "scope": scope,
+                "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                ],
+            },
+        }
+        for kind, plural, scope in (
+            ("NetworkPolicy", "networkpolicies", "Namespaced"),
+            ("GlobalNetworkPolicy", "globalnetworkpolicies", "Cluster"),
+        )
+    ]
+    policies = [simworld.policy_object(entry) for entry in world["policies"]]
+    for policy in policies:
+        if policy["apiVersion"] == "networking.k8s.io/v1":
+            policy["spec"].setdefault("podSelector", {})
+    return [*crds, *policies]

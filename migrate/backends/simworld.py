@@ -1,11 +1,11 @@
 """The simulated cluster's world: objects as plain dicts and the controllers that act on them.
 
-This is the "physics" of the simulation, kept apart from persistence (``simulated``):
-scheduling (least-loaded schedulable node that fits), Deployment/StatefulSet/DaemonSet
-controllers re-creating pods, PodDisruptionBudget status computed as the disruption
-controller does, pod IPs from the node's CNI, and each node's CNI configuration files with
-the Cilium agent's behaviour in migration mode. All functions mutate the ``World`` dict
-they are given; nothing here sleeps or touches the disk.
+This is the "physics" of the simulation, kept apart from persistence (``simstore``) and
+from the ``Cluster`` adapter (``simulated``): the default scenario, scheduling (least-loaded
+schedulable node that fits), Deployment/StatefulSet/DaemonSet controllers re-creating pods,
+pod IPs from the node's CNI, and each node's CNI configuration files with the Cilium
+agent's behaviour in migration mode. PodDisruptionBudgets are ``simbudgets``'s. All
+functions mutate the ``World`` dict they are given; nothing here sleeps or touches the disk.
 
 World schema (JSON): {name, uid, seed, latency, failValidation: {node: [check|"*"]},
 faults: [{op, nth, error}], counters: {pod, op: {<op>: n}}, nodes: {name: {...}},
@@ -16,11 +16,11 @@ policies: [...], actions: [{op, target, changed}], events: [{node, reason, messa
 from __future__ import annotations
 
 import ipaddress
-import math
 import random
 from typing import Any
 
 from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_from_files
+from migrate.errors import NotFound
 from migrate.model import CONTROL_PLANE_LABEL, MIGRATION_LABEL
 
 World = dict[str, Any]
@@ -31,60 +31,6 @@ SERVICE_CIDR = "10.96.0.0/16"
 NODE_NETWORK = "172.18.0.0/16"  # node n's InternalIP is 172.18.0.(n+1)
 AGENT_DS = ("kube-system", "cilium")
 CALICO_DS = ("calico-system", "calico-node")
-
-
-# What the simulation reads without a default: a world missing one of these (edited by
-# hand, or written by a much older version) is refused in one line, not a KeyError.
-_SHAPE: dict[str, type | tuple[type, ...]] = {
-    "uid": str,
-    "latency": (int, float),
-    "failValidation": dict,
-    "faults": list,
-    "counters": dict,
-    "nodes": dict,
-    "workloads": list,
-    "pods": dict,
-    "pdbs": list,
-    "calico": dict,
-    "cilium": dict,
-    "policies": list,
-    "actions": list,
-    "events": list,
-}
-_NODE_KEYS = ("uid", "index", "labels", "taints", "unschedulable", "ready", "kernel", "osImage", "os", "cpu",
-              "memory", "maxPods", "cniFiles", "ipCounter", "address")  # fmt: skip
-_POD_KEYS = ("namespace", "name", "uid", "node", "labels", "owner", "phase", "ready", "cpu", "memory", "emptydir",
-             "hostNetwork", "ip")  # fmt: skip
-_WORKLOAD_KEYS = ("kind", "namespace", "name", "replicas", "cpu", "memory", "emptydir", "hostNetwork", "labels")
-_PDB_KEYS = ("namespace", "name", "selector")
-
-
-def problem(world: Any) -> str | None:
-    """What makes ``world`` unusable (the first thing found), or None."""
-    if not isinstance(world, dict):
-        return "it is not a JSON object"
-    for key, kind in _SHAPE.items():
-        if not isinstance(world.get(key), kind):
-            return f"{key!r} is missing or is not {_name(kind)}"
-    rows: list[tuple[str, Any, tuple[str, ...]]] = [
-        *((f"node {name!r}", node, _NODE_KEYS) for name, node in world["nodes"].items()),
-        *((f"pod {uid!r}", pod, _POD_KEYS) for uid, pod in world["pods"].items()),
-        *((f"workload #{i}", wl, _WORKLOAD_KEYS) for i, wl in enumerate(world["workloads"])),
-        *((f"PDB #{i}", pdb, _PDB_KEYS) for i, pdb in enumerate(world["pdbs"])),
-    ]
-    for what, row, keys in rows:
-        if not isinstance(row, dict):
-            return f"{what} is not a JSON object"
-        missing = [k for k in keys if k not in row]
-        if missing:
-            return f"{what} has no {', '.join(repr(k) for k in missing)}"
-    return None
-
-
-def _name(kind: Any) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    words = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
-    return " or ".join(dict.fromkeys(words[k] for k in kinds))
 
 
 # -- scenario ------------------------------------------------------------------------------
@@ -250,6 +196,19 @@ def schedule(world: World, cpu: int, memory: int, *, tolerate_control_plane: boo
         if best is None or count < best[0]:
             best = (count, name)
     return best[1] if best else None
+
+
+def log_action(world: World, op: str, target: str, changed: bool) -> None:
+    """Note a write in the world's action log (what tests and ``sim show`` read back)."""
+    world["actions"].append({"op": op, "target": target, "changed": changed})
+
+
+def node_named(world: World, name: str) -> dict[str, Any]:
+    """The node's entry; NotFound, as the API answers, for a node the world does not have."""
+    try:
+        return world["nodes"][name]  # type: ignore[no-any-return]
+    except KeyError:
+        raise NotFound(f"node {name} not found", node=name) from None
 
 
 def node_cni(world: World, node: str) -> str:
@@ -425,57 +384,3 @@ def restore_calico_files(world: World, node: str) -> str:
     n = world["nodes"][node]
     n["cniFiles"] = after_restore(n["cniFiles"])
     return "restored " + ", ".join(f for f in n["cniFiles"] if f.endswith(".conflist"))
-
-
-# -- disruption budgets --------------------------------------------------------------------
-def _scaled(value: str, total: int) -> int:
-    if value.endswith("%"):
-        return math.ceil(int(value[:-1]) * total / 100)
-    return int(value)
-
-
-def pdb_status(world: World, pdb: dict[str, Any]) -> dict[str, int]:
-    """currentHealthy, desiredHealthy, expectedPods and disruptionsAllowed, as the
-    disruption controller computes them (expected from the owning controllers' scale)."""
-    selected = [
-        p
-        for p in world["pods"].values()
-        if p["namespace"] == pdb["namespace"] and _selects(pdb["selector"], p["labels"])
-    ]
-    owners = {(p["owner"]["kind"], p["owner"]["name"]) for p in selected if p["owner"]}
-    expected = sum(
-        w["replicas"]
-        for w in world["workloads"]
-        if (w["kind"], w["name"]) in owners and w["namespace"] == pdb["namespace"]
-    )
-    expected = expected or len(selected)
-    healthy = sum(1 for p in selected if p["ready"])
-    if "minAvailable" in pdb:
-        desired = _scaled(pdb["minAvailable"], expected)
-    else:
-        desired = max(expected - _scaled(pdb["maxUnavailable"], expected), 0)
-    return {
-        "currentHealthy": healthy,
-        "desiredHealthy": desired,
-        "expectedPods": expected,
-        "disruptionsAllowed": max(healthy - desired, 0),
-    }
-
-
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
-
-
-def selecting_pdbs(world: World, pod: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in world["pdbs"] if p["namespace"] == pod["namespace"] and _selects(p["selector"], pod["labels"])]
-
-
-def blocking_pdb(world: World, pod: dict[str, Any]) -> str | None:
-    """The PDB that refuses evicting ``pod`` now, or None when eviction is allowed."""
-    for pdb in selecting_pdbs(world, pod):
-        status = pdb_status(world, pdb)
-        if pod["ready"] and status["disruptionsAllowed"] < 1:
-            return f"{pdb['namespace']}/{pdb['name']}"
-        if not pod["ready"] and status["currentHealthy"] < status["desiredHealthy"]:
-            return f"{pdb['namespace']}/{pdb['name']}"
-    return None

@@ -308,6 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         proxy.requests[self.command + (" watch" if watch else "")] += 1
+        proxy.log.append((self.command, split.path))
         rule = proxy.schedule.decide(self.command, split.path, watch)
         if rule is not None:
             proxy.record(rule, self.command, self.path)
@@ -444,6 +445,7 @@ class FaultProxy:
         self.upstream_timeout = upstream_timeout
         self.handshake_timeout = 10.0
         self.requests: Counter[str] = Counter()
+        self.log: list[tuple[str, str]] = []  # every request's method and path, in order
         self.injected: list[Injected] = []
         self.errors: list[str] = []
         self.lock = threading.Lock()

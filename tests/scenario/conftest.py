@@ -18,13 +18,14 @@ import pytest
 
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore
+from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore
 from migrate.cniconf import after_restore
 from migrate.executor import Executor
 from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import Plan, PlanOptions, Target
 from migrate.planner import build_plan
-from migrate.ports import Clock, Event, StopFlag, SystemClock
+from migrate.ports import Clock, Event, ExecutorLock, StopFlag, SystemClock
 
 
 class FakeClock:
@@ -67,12 +68,21 @@ class Harness:
             plan=plan,
             cluster=self.cluster,
             store=LocalStore(directory),
-            lock=FileLock(directory),
+            lock=kw.pop("lock", None) or self.lock(directory),
             clock=self.clock,
             emit=self.events.append,
             stop=stop or StopFlag(),
             **kw,
         )
+
+    def lock(self, directory: Path) -> ExecutorLock:
+        """The executor lock as the CLI wires it for a run whose state is in ``directory``."""
+        return FileLock(directory)
+
+    def another_executors_lock(self) -> ExecutorLock:
+        """The lock a second executor would take: on a simulated cluster, one started from
+        the same state home (the home's flock is all a simulated cluster has)."""
+        return self.lock(self.tmp / "runs")
 
     def stopping_after(self, step: str) -> tuple[StopFlag, Any]:
         """A stop flag and an event sink that sets it when the first ``step`` finishes."""
@@ -114,6 +124,13 @@ class Harness:
 
     def inject(self, op: str, nth: int, error: str) -> None: ...
     def injected(self) -> int: ...
+    def record_writes(self) -> None:
+        """From now on, note every write that reaches the cluster."""
+
+    def writes(self) -> list[str]:
+        """The writes that reached the cluster since ``record_writes``."""
+        return []
+
     def set_cilium_config(self, key: str, value: str) -> None: ...
     def ignore_policy(self) -> None:
         """Make the dataplane ignore NetworkPolicy whatever cilium-config says."""
@@ -123,6 +140,7 @@ class Harness:
 
 class SimHarness(Harness):
     name = "simulated"
+    _before = 0
 
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp, Target("sim", "scenario", "sim://scenario"))
@@ -175,6 +193,18 @@ class SimHarness(Harness):
         world = self.cluster.world()
         return sum(1 for f in world["faults"] if world["counters"]["op"].get(f["op"], 0) >= f["nth"])
 
+    def _written(self) -> list[str]:
+        world = self.cluster.world()
+        return [f"{a['op']} {a['target']}" for a in world["actions"]] + [
+            f"event {e['node']} {e['reason']}" for e in world["events"]
+        ]
+
+    def record_writes(self) -> None:
+        self._before = len(self._written())
+
+    def writes(self) -> list[str]:
+        return self._written()[self._before :]
+
 
 class KubeHarness(Harness):
     name = "kubernetes"
@@ -193,6 +223,7 @@ class KubeHarness(Harness):
             self.agent = NodeAgent(str(kubeconfig)).start()
             self.lab.install_fixtures()
             self.lab.apply_manifest(labsupport.workload_manifests(self.world))
+            self.lab.apply_manifest(labsupport.policy_manifests(self.world))
             self.cluster = KubernetesCluster.connect(kubeconfig=str(kubeconfig), retry_seconds=20)
             super().__init__(tmp, Target("kubernetes", self.cluster.context_name, self.cluster.server))
             self.clock = SystemClock()
@@ -271,18 +302,45 @@ class KubeHarness(Harness):
 
         return lab_module()
 
+    def lock(self, directory: Path) -> ExecutorLock:
+        """As the CLI wires it on a real cluster: the state home's flock and the cluster's Lease."""
+        return AllLocks(FileLock(directory), self.cluster.lease())
+
+    def another_executors_lock(self) -> ExecutorLock:
+        """An executor on another machine: its own state home (flock), the same cluster's Lease."""
+        return self.lock(self.tmp / "another-machine" / "runs")
+
     def inject(self, op: str, nth: int, error: str) -> None:
         """Put the fault proxy between the harness and the API server: the ``nth`` request
         of ``op`` gets HTTP ``error``. Plans made from now on bind the proxy's address."""
-        from migrate.backends.kubernetes import KubernetesCluster
-        from tests.realcluster.faultproxy import EVICTION, FaultProxy, Rule
+        from tests.realcluster.faultproxy import EVICTION, NODE, Rule
 
-        paths = {"evict": ("POST", EVICTION)}
+        paths = {"evict": ("POST", EVICTION), "patch-node": ("PATCH", NODE)}
         if op not in paths:
             raise AssertionError(f"no fault proxy rule for {op!r} yet")
         method, path = paths[op]
         rule = Rule("status", status=int(error), method=method, path=path, times=1, skip=nth - 1)
-        self.proxy = FaultProxy.for_lab(self.lab, self.tmp / "proxy", [rule], seed=nth).start()
+        self._through_proxy([rule], seed=nth)
+
+    def record_writes(self) -> None:
+        """Put a proxy that only counts between the harness and the API server (a plan made
+        from now on binds its address)."""
+        self._through_proxy([], seed=0)
+
+    def writes(self) -> list[str]:
+        assert self.proxy.log, "no request went through the proxy: it would see no write either"
+        # An access review (the permission check) is a question: the API server stores nothing.
+        return [
+            f"{method} {path}"
+            for method, path in self.proxy.log
+            if method != "GET" and not path.startswith("/apis/authorization.k8s.io/")
+        ]
+
+    def _through_proxy(self, rules: list[Any], seed: int) -> None:
+        from migrate.backends.kubernetes import KubernetesCluster
+        from tests.realcluster.faultproxy import FaultProxy
+
+        self.proxy = FaultProxy.for_lab(self.lab, self.tmp / "proxy", rules, seed=seed).start()
         self.proxy.arm()
         self.cluster = KubernetesCluster.connect(kubeconfig=str(self.proxy.kubeconfig), retry_seconds=20)
         self.target = Target("kubernetes", self.cluster.context_name, self.cluster.server)
