@@ -11,7 +11,7 @@ What a dump cannot tell is said here, not guessed silently:
 - a DaemonSet's node selector and tolerations are not copied: once its pods are restarted
   the simulation runs it on every node.
 
-Pure: no I/O; ``world`` is checked with ``simworld.problem`` before it is returned.
+Pure: no I/O; the world is checked with ``simstore.problem`` before it is returned.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from migrate.backends import simstore
 from migrate.backends import simworld as w
 from migrate.cniconf import CALICO_CONF
 from migrate.errors import BadInput
@@ -49,25 +50,13 @@ def world_from(
     ``policies`` (as the API returns them, ``kind`` NetworkPolicy, CalicoNetworkPolicy or
     GlobalNetworkPolicy) kept for the policy report; ``cilium_config`` (kube-system/
     cilium-config) is what the simulated Cilium reports as its configuration."""
-    rng = random.Random(seed)
-    world: w.World = {
-        "name": name,
-        "uid": inventory.identity.kube_system_uid or f"{rng.getrandbits(128):032x}",
-        "seed": seed,
-        "latency": 0.0,
-        "failValidation": {},
-        "faults": [],
-        "counters": {"pod": 0, "op": {}},
-        "nodes": {},
-        "workloads": [],
-        "pods": {},
-        "pdbs": [],
+    uid = inventory.identity.kube_system_uid or f"{random.Random(seed).getrandbits(128):032x}"
+    world = w.blank_world(name, uid, seed=seed)
+    world |= {
         "calico": _calico(inventory),
         "cilium": {**_cilium(inventory), "configOverrides": dict(cilium_config or {})},
         "serviceCIDRs": list(inventory.service_cidrs) or [w.SERVICE_CIDR],
         "policies": [_policy(p) for p in policies],
-        "actions": [],
-        "events": [],
         "copiedFrom": inventory.identity.server,
     }
     calico = inventory.calico_install != "none"
@@ -156,7 +145,7 @@ def world_from(
     }
     for host in sorted(agents):
         w.agent_started(world, host)
-    trouble = w.problem(world)
+    trouble = simstore.problem(world)
     if trouble:  # a field the dump left out that the inventory still needs
         raise BadInput(f"the copied world is unusable: {trouble}")
     return Copy(world, dict(sorted(unmanaged.items())))

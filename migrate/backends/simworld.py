@@ -34,13 +34,11 @@ CALICO_DS = ("calico-system", "calico-node")
 
 
 # -- scenario ------------------------------------------------------------------------------
-def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0) -> World:
-    """1 control-plane node and ``nodes - 1`` workers on Calico, Cilium installed in
-    migration mode beside it, workloads with PDBs, a DaemonSet, a bare and an emptyDir pod."""
-    rng = random.Random(seed)
-    world: World = {
+def blank_world(name: str, uid: str, *, seed: int = 0, latency: float = 0.0) -> World:
+    """A world with nothing in it yet: no nodes, workloads, pods, budgets or records."""
+    return {
         "name": name,
-        "uid": f"{rng.getrandbits(128):032x}",
+        "uid": uid,
         "seed": seed,
         "latency": latency,
         "failValidation": {},
@@ -50,6 +48,17 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
         "workloads": [],
         "pods": {},
         "pdbs": [],
+        "actions": [],
+        "events": [],
+    }
+
+
+def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0) -> World:
+    """1 control-plane node and ``nodes - 1`` workers on Calico, Cilium installed in
+    migration mode beside it, workloads with PDBs, a DaemonSet, a bare and an emptyDir pod."""
+    rng = random.Random(seed)
+    world = blank_world(name, f"{rng.getrandbits(128):032x}", seed=seed, latency=latency)
+    world |= {
         "calico": {
             "install": "operator",
             "dataplane": "iptables",
@@ -102,8 +111,6 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
                 },
             },
         ],
-        "actions": [],
-        "events": [],
     }
     names = ["cp-1"] + [f"worker-{i}" for i in range(1, nodes)]
     for index, node in enumerate(names):

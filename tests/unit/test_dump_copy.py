@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from migrate.backends import simworld
+from migrate.backends import simbudgets, simstore
 from migrate.backends.kubernetes.dump import read_dump
 from migrate.backends.simcopy import world_from
 from migrate.backends.simulated import SimStore
@@ -244,7 +244,7 @@ def test_the_copy_is_a_world_that_keeps_the_clusters_shape(tmp_path):
     dump = read_dump([write(tmp_path, cluster_dump())])
     copy = world_from("prod", dump.inventory, dump.workloads, dump.policies)
     world = copy.world
-    assert simworld.problem(world) is None
+    assert simstore.problem(world) is None
     assert world["uid"] == "uid--kube-system" and world["copiedFrom"] == "dump://dump.yaml"
     # The control plane first; the ReplicaSet's Deployment is the workload its pods belong to.
     assert list(world["nodes"]) == ["cp-1", "worker-1", "worker-2", "worker-3"]
@@ -263,7 +263,7 @@ def test_the_copy_is_a_world_that_keeps_the_clusters_shape(tmp_path):
     assert cnis == {"cp-1": Cni.CALICO, "worker-1": Cni.CALICO, "worker-2": Cni.CALICO, "worker-3": Cni.CILIUM}
     # The simulation's disruption controller agrees with the real one on every budget.
     assert {
-        f"{p['namespace']}/{p['name']}": simworld.pdb_status(world, p)["disruptionsAllowed"] for p in world["pdbs"]
+        f"{p['namespace']}/{p['name']}": simbudgets.pdb_status(world, p)["disruptionsAllowed"] for p in world["pdbs"]
     } == {p.key: p.disruptions_allowed for p in dump.inventory.pdbs}
 
 
