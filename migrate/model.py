@@ -77,6 +77,9 @@ class NodeInfo:
     resource_version: str = ""
     addresses: tuple[str, ...] = ()  # InternalIP / ExternalIP
     boot_id: str = ""  # status.nodeInfo.bootID: changes when the node reboots
+    # Annotated so that neither the cluster autoscaler nor Karpenter removes it
+    # (cluster-autoscaler.kubernetes.io/scale-down-disabled, karpenter.sh/do-not-disrupt).
+    autoscaler_protected: bool = False
 
     @property
     def control_plane(self) -> bool:
@@ -198,6 +201,11 @@ class NetworkPolicyInfo:
     kind: str  # NetworkPolicy | CalicoNetworkPolicy | GlobalNetworkPolicy
     namespace: str
     name: str
+    cidrs: tuple[str, ...] = ()  # the addresses its rules name (policy.addresses)
+
+    @property
+    def shown(self) -> str:
+        return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
 
 
 @dataclass(frozen=True)
@@ -239,6 +247,9 @@ class Inventory:
     calico_autodetection: str = ""
     calico_vxlan_port: int = 4789
     service_cidrs: tuple[str, ...] = ()
+    # kube-proxy's clusterCIDR (its ConfigMap's config.conf or --cluster-cidr), comma-separated
+    # when dual-stack; "" when kube-proxy sets none or does not run.
+    kube_proxy_cluster_cidr: str = ""
     cilium: CiliumState = CiliumState()
     policies: tuple[NetworkPolicyInfo, ...] = ()
     missing_permissions: tuple[str, ...] = ()

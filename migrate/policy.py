@@ -210,6 +210,23 @@ def _order_safe(rules: list[dict[str, Any]], direction: str) -> None:
             )
 
 
+def addresses(obj: dict[str, Any]) -> tuple[str, ...]:
+    """The CIDRs a policy's rules name, sorted: a Kubernetes NetworkPolicy's ipBlocks (cidr
+    and except), a Calico policy's nets and notNets on either side."""
+    spec = obj.get("spec") or {}
+    found: set[str] = set()
+    for direction, side_key in (("ingress", "from"), ("egress", "to")):
+        for rule in spec.get(direction) or []:
+            if not isinstance(rule, dict):
+                continue
+            for peer in rule.get(side_key) or []:  # Kubernetes
+                block = (peer or {}).get("ipBlock") or {}
+                found.update(str(c) for c in [block.get("cidr"), *(block.get("except") or [])] if c)
+            for side in ("source", "destination"):  # Calico
+                found.update(str(c) for key in ("nets", "notNets") for c in (rule.get(side) or {}).get(key) or [])
+    return tuple(sorted(found))
+
+
 def translate(obj: dict[str, Any]) -> PolicyVerdict:
     """One policy object (Kubernetes or Calico) -> its verdict, with the Cilium policy."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}

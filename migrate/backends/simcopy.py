@@ -57,6 +57,7 @@ def world_from(
         "cilium": {**_cilium(inventory), "configOverrides": dict(cilium_config or {})},
         "serviceCIDRs": list(inventory.service_cidrs) or [w.SERVICE_CIDR],
         "policies": [_policy(p) for p in policies],
+        "kubeProxyClusterCIDR": inventory.kube_proxy_cluster_cidr,
         "copiedFrom": inventory.identity.server,
     }
     calico = inventory.calico_install != "none"
@@ -80,6 +81,7 @@ def world_from(
             "boots": 1,
             "ipCounter": 0,
             "address": node.addresses[0] if node.addresses else "",
+            "autoscalerProtected": node.autoscaler_protected,
         }
     objects = list(workloads)
     deployment_of = {

@@ -39,6 +39,7 @@ from migrate.model import (
     Taint,
     frozen_map,
 )
+from migrate.policy import addresses
 from migrate.ports import NodeTask, ProbeResult
 
 
@@ -171,6 +172,7 @@ class SimulatedCluster:
                 calico_autodetection=world["calico"].get("autodetection", "kubernetes-internal-ip"),
                 calico_vxlan_port=world["calico"].get("vxlanPort", 4789),
                 service_cidrs=tuple(world.get("serviceCIDRs", [w.SERVICE_CIDR])),
+                kube_proxy_cluster_cidr=world.get("kubeProxyClusterCIDR", ""),
                 cilium=CiliumState(
                     installed=c["installed"],
                     migration_mode=not migration_mode_gaps(config),
@@ -181,7 +183,10 @@ class SimulatedCluster:
                     agents_desired=len(agents),
                     tunnel_port=c.get("tunnelPort"),
                 ),
-                policies=tuple(NetworkPolicyInfo(p["kind"], p["namespace"], p["name"]) for p in world["policies"]),
+                policies=tuple(
+                    NetworkPolicyInfo(p["kind"], p["namespace"], p["name"], addresses(w.policy_object(p)))
+                    for p in world["policies"]
+                ),
             )
 
     def missing_permissions(self, extra: Sequence[tuple[str, str, str, str]] = ()) -> tuple[str, ...]:
@@ -386,6 +391,7 @@ def _node(world: w.World, name: str) -> NodeInfo:
         cni=Cni(w.node_cni(world, name)),
         addresses=(n["address"],) if n.get("address") else (),
         boot_id=f"{n['uid']}-{n['boots']}",
+        autoscaler_protected=bool(n.get("autoscalerProtected")),
     )
 
 

@@ -8,8 +8,9 @@ plan; apply runs them again (``recheck``) on the live cluster before a new run.
 
 The checks live by family: ``nodes`` (Ready, Linux, kernel, cordoned; permissions),
 ``calico`` (installed, dataplane, BGP, autodetection), ``cilium`` (migration mode, agents,
-node-config API, pool, tunnel port, unenforced policies) and ``workloads`` (drain verdicts,
-PDB budgets, capacity, unprotected replicas); ``check`` says what a check is. This module
+node-config API, pool, tunnel port, unenforced policies), ``workloads`` (drain verdicts,
+PDB budgets, capacity, unprotected replicas) and ``surroundings`` (an autoscaler, kube-proxy's
+clusterCIDR, policies naming Calico's addresses); ``check`` says what a check is. This module
 holds the order they run in and the entry points callers use.
 """
 
@@ -31,12 +32,14 @@ from migrate.preflight.cilium import (
     tunnel_port,
 )
 from migrate.preflight.nodes import already_cordoned, kernel_tuple, kernel_version, node_os, node_ready, permissions
+from migrate.preflight.surroundings import autoscaler, kube_proxy_cluster_cidr, policy_addresses
 from migrate.preflight.workloads import capacity, drain_verdicts, evictable, pdb_budgets, unprotected_replicas
 
 __all__ = [
     "NODE_CHECKS",
     "Check",
     "already_cordoned",
+    "autoscaler",
     "calico_autodetection",
     "calico_bgp",
     "calico_dataplane",
@@ -48,6 +51,7 @@ __all__ = [
     "evictable",
     "kernel_tuple",
     "kernel_version",
+    "kube_proxy_cluster_cidr",
     "network_policies",
     "node_config_api",
     "node_os",
@@ -55,6 +59,7 @@ __all__ = [
     "pdb_budgets",
     "permissions",
     "plan_findings",
+    "policy_addresses",
     "pool_overlap",
     "pool_size",
     "recheck",
@@ -82,6 +87,9 @@ NODE_CHECKS: tuple[Check, ...] = (
     pdb_budgets,
     drain_verdicts,
     network_policies,
+    policy_addresses,
+    kube_proxy_cluster_cidr,
+    autoscaler,
 )
 
 

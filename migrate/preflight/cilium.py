@@ -157,7 +157,7 @@ def tunnel_port(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) ->
 def network_policies(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
     if not inv.policies:
         return []
-    names = subjects(f"{p.kind} {p.namespace + '/' if p.namespace else ''}{p.name}" for p in inv.policies)
+    names = subjects(p.shown for p in inv.policies)
     return [
         Finding(
             "network-policy",

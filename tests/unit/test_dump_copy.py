@@ -186,7 +186,25 @@ def cluster_dump() -> list[dict[str, Any]]:
             "spec": {"podSelector": {"matchLabels": db}},
         },
         {"apiVersion": "v1", "kind": "Service", "metadata": meta("kubernetes", "default")},
+        # kube-proxy as kubeadm installs it, with Calico's pool as its clusterCIDR.
+        workload("DaemonSet", "kube-proxy", "kube-system", {"k8s-app": "kube-proxy"}),
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": meta("kube-proxy", "kube-system"),
+            "data": {"config.conf": "kind: KubeProxyConfiguration\nclusterCIDR: 192.168.0.0/16\n"},
+        },
+        # A cluster autoscaler, and one node annotated against it.
+        workload("Deployment", "cluster-autoscaler", "kube-system", {"app": "cluster-autoscaler"}, replicas=1),
+        pod(
+            "cluster-autoscaler-x",
+            "kube-system",
+            "cp-1",
+            ("ReplicaSet", "cluster-autoscaler-7d"),
+            {"app": "cluster-autoscaler", "pod-template-hash": "7d"},
+        ),
     ]
+    items[2]["metadata"]["annotations"] = {"cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}
     for host in ("cp-1", "worker-1", "worker-2", "worker-3"):
         items.append(
             pod(f"cilium-{host}", "kube-system", host, ("DaemonSet", "cilium"), {"k8s-app": "cilium"}, hostNetwork=True)
@@ -251,6 +269,8 @@ def test_the_copy_is_a_world_that_keeps_the_clusters_shape(tmp_path):
     assert sorted((w["kind"], w["name"], w["replicas"]) for w in world["workloads"]) == [
         ("DaemonSet", "calico-node", 0),
         ("DaemonSet", "cilium", 0),
+        ("DaemonSet", "kube-proxy", 0),
+        ("Deployment", "cluster-autoscaler", 1),
         ("Deployment", "coredns", 2),
         ("StatefulSet", "db", 2),
     ]
@@ -283,7 +303,11 @@ def test_the_copy_plans_the_migration_the_dump_plans(tmp_path):
         )
 
     assert shape(rehearsal) == shape(live)
-    # What makes the comparison worth having: the dump's blocking budget and its migrated node.
+    # What makes the comparison worth having: the dump's blocking budget and its migrated node,
+    # kube-proxy's clusterCIDR and the autoscaler (worker-1 is annotated against it).
+    checks = {f.check: f for f in live.findings}
+    assert checks["kube-proxy-cluster-cidr"].subjects == ("10.245.0.0/16",)
+    assert checks["autoscaler"].subjects == ("cp-1", "worker-2")
     assert any(f.severity == "blocking" and "shop/db" in f.message for f in live.findings), live.findings
     assert [name for name, _ in live.excluded] == ["worker-3"]
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import yaml
 from kubernetes import client
 
 from migrate.backends.kubernetes.mapping import CALICO_NODE_DS, calico_routing, pdb_info, pod_info
@@ -16,6 +17,7 @@ from migrate.backends.rbac import PERMISSIONS, describe
 from migrate.cilium import migration_mode_gaps
 from migrate.errors import NotFound, PermanentError
 from migrate.model import CalicoPool, CiliumState, ClusterIdentity, Inventory, NetworkPolicyInfo, NodeInfo, PodInfo
+from migrate.policy import addresses
 
 if TYPE_CHECKING:
     from migrate.backends.kubernetes.cluster import KubernetesCluster
@@ -245,8 +247,9 @@ def interpret(listed: Listed, configmap: Callable[[str, str], dict[str, str]]) -
             agents_desired=int(((cilium_ds or {}).get("status") or {}).get("desiredNumberScheduled") or 0),
             tunnel_port=int(cilium_config["tunnel-port"]) if cilium_config.get("tunnel-port") else None,
         ),
+        kube_proxy_cluster_cidr=kube_proxy_cluster_cidr(listed.daemonsets, configmap),
         policies=tuple(
-            NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])
+            NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"], addresses(p))
             for kind, items in (
                 ("NetworkPolicy", listed.policies),
                 ("CalicoNetworkPolicy", listed.calico_policies),
@@ -256,3 +259,33 @@ def interpret(listed: Listed, configmap: Callable[[str, str], dict[str, str]]) -
         ),
         missing_permissions=listed.missing_permissions,
     )
+
+
+KUBE_PROXY_DS = ("kube-system", "kube-proxy")
+
+
+def kube_proxy_cluster_cidr(
+    daemonsets: Sequence[dict[str, Any]], configmap: Callable[[str, str], dict[str, str]]
+) -> str:
+    """kube-proxy's clusterCIDR: its --cluster-cidr flag, else the KubeProxyConfiguration in
+    the ConfigMap its pods mount (kube-system/kube-proxy as kubeadm writes it); "" when
+    kube-proxy does not run or sets none."""
+    ds = next((d for d in daemonsets if (d["metadata"]["namespace"], d["metadata"]["name"]) == KUBE_PROXY_DS), None)
+    if ds is None:
+        return ""
+    pod_spec = ((ds.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in pod_spec.get("containers") or []:
+        for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
+            if str(arg).startswith("--cluster-cidr="):
+                return str(arg).split("=", 1)[1]
+    volumes = pod_spec.get("volumes") or []
+    mounted = [str(v["configMap"]["name"]) for v in volumes if (v.get("configMap") or {}).get("name")]
+    for name in mounted or ["kube-proxy"]:
+        for text in configmap(KUBE_PROXY_DS[0], name).values():
+            try:
+                config = yaml.safe_load(text)
+            except yaml.YAMLError:
+                continue
+            if isinstance(config, dict) and config.get("kind") == "KubeProxyConfiguration":
+                return str(config.get("clusterCIDR") or "")
+    return ""

@@ -57,6 +57,10 @@ def quantity(value: Any, scale: int = 1) -> int:
         return 0
 
 
+# Node annotations that keep an autoscaler from removing the node.
+AUTOSCALER_PROTECTION = ("cluster-autoscaler.kubernetes.io/scale-down-disabled", "karpenter.sh/do-not-disrupt")
+
+
 def node_info(obj: dict[str, Any]) -> NodeInfo:
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     info = status.get("nodeInfo") or {}
@@ -78,6 +82,7 @@ def node_info(obj: dict[str, Any]) -> NodeInfo:
         cni=Cni.UNKNOWN,
         resource_version=meta.get("resourceVersion", ""),
         boot_id=info.get("bootID", ""),
+        autoscaler_protected=any((meta.get("annotations") or {}).get(key) == "true" for key in AUTOSCALER_PROTECTION),
         addresses=tuple(
             a["address"]
             for a in status.get("addresses") or []
