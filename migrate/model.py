@@ -209,6 +209,22 @@ class NetworkPolicyInfo:
 
 
 @dataclass(frozen=True)
+class WebhookInfo:
+    """An admission webhook served from inside the cluster: which pods answer it (its
+    Service's selector) and what the API server does when none answers."""
+
+    configuration: str  # kind/name of its ValidatingWebhookConfiguration or MutatingWebhookConfiguration
+    name: str
+    failure_policy: str  # Fail | Ignore
+    namespace: str  # of its Service, and so of the pods behind it
+    selector: Mapping[str, str] = field(default_factory=frozen_map)
+
+    @property
+    def shown(self) -> str:
+        return f"{self.configuration} ({self.name})"
+
+
+@dataclass(frozen=True)
 class WorkloadInfo:
     """A controller that re-creates its pods (Deployment, StatefulSet, DaemonSet,
     ReplicaSet): its scale and what one of its pods asks for."""
@@ -250,6 +266,7 @@ class Inventory:
     # kube-proxy's clusterCIDR (its ConfigMap's config.conf or --cluster-cidr), comma-separated
     # when dual-stack; "" when kube-proxy sets none or does not run.
     kube_proxy_cluster_cidr: str = ""
+    webhooks: tuple[WebhookInfo, ...] = ()
     cilium: CiliumState = CiliumState()
     policies: tuple[NetworkPolicyInfo, ...] = ()
     missing_permissions: tuple[str, ...] = ()

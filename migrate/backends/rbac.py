@@ -33,6 +33,9 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("update", "", "configmaps", TOOL_NAMESPACE),
     ("delete", "", "configmaps", TOOL_NAMESPACE),
     ("list", "apps", "daemonsets", ""),
+    ("list", "admissionregistration.k8s.io", "validatingwebhookconfigurations", ""),
+    ("list", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", ""),
+    ("get", "", "services", ""),  # those admission webhooks call
     ("list", "policy", "poddisruptionbudgets", ""),
     ("list", "networking.k8s.io", "networkpolicies", ""),
     ("list", "networking.k8s.io", "servicecidrs", ""),

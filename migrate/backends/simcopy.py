@@ -58,6 +58,16 @@ def world_from(
         "serviceCIDRs": list(inventory.service_cidrs) or [w.SERVICE_CIDR],
         "policies": [_policy(p) for p in policies],
         "kubeProxyClusterCIDR": inventory.kube_proxy_cluster_cidr,
+        "webhooks": [
+            {
+                "configuration": h.configuration,
+                "name": h.name,
+                "failurePolicy": h.failure_policy,
+                "namespace": h.namespace,
+                "selector": dict(h.selector),
+            }
+            for h in inventory.webhooks
+        ],
         "copiedFrom": inventory.identity.server,
     }
     calico = inventory.calico_install != "none"

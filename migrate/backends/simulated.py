@@ -37,6 +37,7 @@ from migrate.model import (
     PDBInfo,
     PodInfo,
     Taint,
+    WebhookInfo,
     frozen_map,
 )
 from migrate.policy import addresses
@@ -173,6 +174,12 @@ class SimulatedCluster:
                 calico_vxlan_port=world["calico"].get("vxlanPort", 4789),
                 service_cidrs=tuple(world.get("serviceCIDRs", [w.SERVICE_CIDR])),
                 kube_proxy_cluster_cidr=world.get("kubeProxyClusterCIDR", ""),
+                webhooks=tuple(
+                    WebhookInfo(
+                        h["configuration"], h["name"], h["failurePolicy"], h["namespace"], frozen_map(h["selector"])
+                    )
+                    for h in world.get("webhooks", ())
+                ),
                 cilium=CiliumState(
                     installed=c["installed"],
                     migration_mode=not migration_mode_gaps(config),

@@ -11,8 +11,9 @@ World schema (JSON): {name, uid, seed, latency, failValidation: {node: [check|"*
 faults: [{op, nth, error}], counters: {pod, op: {<op>: n}}, nodes: {name: {...}},
 workloads: [...], pods: {uid: {...}}, pdbs: [...], calico: {...}, cilium: {...},
 policies: [...], actions: [{op, target, changed}], events: [{node, reason, message}]};
-optional: serviceCIDRs, kubeProxyClusterCIDR, copiedFrom (a copy's source, ``simcopy``), and
-a node's autoscalerProtected.
+optional: serviceCIDRs, kubeProxyClusterCIDR, webhooks: [{configuration, name, failurePolicy,
+namespace, selector}], copiedFrom (a copy's source, ``simcopy``), and a node's
+autoscalerProtected.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ The checks live by family: ``nodes`` (Ready, Linux, kernel, cordoned; permission
 ``calico`` (installed, dataplane, BGP, autodetection), ``cilium`` (migration mode, agents,
 node-config API, pool, tunnel port, unenforced policies), ``workloads`` (drain verdicts,
 PDB budgets, capacity, unprotected replicas) and ``surroundings`` (an autoscaler, kube-proxy's
-clusterCIDR, policies naming Calico's addresses); ``check`` says what a check is. This module
-holds the order they run in and the entry points callers use.
+clusterCIDR, policies naming Calico's addresses, admission webhooks a wave takes down);
+``check`` says what a check is. This module holds the order they run in and the entry points
+callers use.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from migrate.preflight.cilium import (
     tunnel_port,
 )
 from migrate.preflight.nodes import already_cordoned, kernel_tuple, kernel_version, node_os, node_ready, permissions
-from migrate.preflight.surroundings import autoscaler, kube_proxy_cluster_cidr, policy_addresses
+from migrate.preflight.surroundings import admission_webhooks, autoscaler, kube_proxy_cluster_cidr, policy_addresses
 from migrate.preflight.workloads import capacity, drain_verdicts, evictable, pdb_budgets, unprotected_replicas
 
 __all__ = [
     "NODE_CHECKS",
+    "admission_webhooks",
     "Check",
     "already_cordoned",
     "autoscaler",
@@ -107,7 +109,7 @@ def plan_findings(
     workload checks, then those that depend on which nodes go together. What the planner
     writes into a plan, and what apply finds again on the live cluster before a new run."""
     findings = run_checks(inv, nodes, opts) if nodes else []
-    return findings + capacity(inv, waves) + unprotected_replicas(inv, waves)
+    return findings + capacity(inv, waves) + unprotected_replicas(inv, waves) + admission_webhooks(inv, waves)
 
 
 def recheck(plan: Plan, inv: Inventory) -> list[Finding]:

@@ -113,3 +113,42 @@ def policy_addresses(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOption
             names,
         )
     ]
+
+
+def admission_webhooks(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
+    """An admission webhook with failurePolicy Fail whose every answering pod a wave's drains
+    evict at once: until a replacement is Ready, the API server refuses what the webhook
+    guards, which can be the very pods the drain is waiting to re-create."""
+    flagged: dict[str, tuple[int, str]] = {}
+    for hook in inv.webhooks:
+        if hook.failure_policy != "Fail" or hook.shown in flagged:
+            continue
+        backing = [
+            p
+            for p in inv.pods
+            if p.namespace == hook.namespace
+            and not p.finished
+            and p.node
+            and all(p.labels.get(k) == v for k, v in hook.selector.items())
+        ]
+        if not backing:
+            continue  # down already, or served from elsewhere: not the migration's doing
+        nodes = {p.node for p in backing}
+        for index, wave in enumerate(waves, 1):
+            if nodes <= set(wave):
+                flagged[hook.shown] = (index, "+".join(sorted(n or "" for n in nodes)))
+                break
+    if not flagged:
+        return []
+    listed = "; ".join(f"{shown} (wave {wave}, on {nodes})" for shown, (wave, nodes) in sorted(flagged.items()))
+    return [
+        Finding(
+            "admission-webhooks",
+            Severity.WARNING,
+            f"a wave drains every pod that answers these webhooks (failurePolicy Fail), so the API server "
+            f"refuses what they guard until a replacement is Ready: {listed}",
+            "run a second replica on a node of another wave (with a PodDisruptionBudget), or exclude their "
+            "nodes from the wave with --exclude-node and migrate them apart",
+            tuple(sorted(flagged)),
+        )
+    ]

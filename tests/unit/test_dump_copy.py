@@ -185,7 +185,26 @@ def cluster_dump() -> list[dict[str, Any]]:
             "metadata": meta("allow-api", "shop"),
             "spec": {"podSelector": {"matchLabels": db}},
         },
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta("kubernetes", "default")},
+        {"apiVersion": "v1", "kind": "Endpoints", "metadata": meta("kubernetes", "default")},
+        # An admission webhook answered by one pod, on worker-2.
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": meta("policy-guard"),
+            "webhooks": [
+                {
+                    "name": "pods.guard.example",
+                    "clientConfig": {"service": {"namespace": "kube-system", "name": "guard"}},
+                }
+            ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta("guard", "kube-system"),
+            "spec": {"selector": {"app": "guard"}},
+        },
+        pod("guard-0", "kube-system", "worker-2", None, {"app": "guard"}),
         # kube-proxy as kubeadm installs it, with Calico's pool as its clusterCIDR.
         workload("DaemonSet", "kube-proxy", "kube-system", {"k8s-app": "kube-proxy"}),
         {
@@ -242,7 +261,13 @@ def test_a_dump_is_read_as_the_live_inventory_would_be(tmp_path):
     assert inv.cilium.cluster_pool_cidr == "10.245.0.0/16" and inv.cilium.tunnel_port == 8473
     assert {(p.key, p.disruptions_allowed) for p in inv.pdbs} == {("kube-system/coredns", 1), ("shop/db", 0)}
     assert [(p.kind, p.name) for p in inv.policies] == [("NetworkPolicy", "allow-api")]
-    assert dump.skipped == {"Service": 1}
+    assert dump.skipped == {"Endpoints": 1}
+    (hook,) = inv.webhooks
+    assert (hook.shown, hook.failure_policy, dict(hook.selector)) == (
+        "ValidatingWebhookConfiguration/policy-guard (pods.guard.example)",
+        "Fail",
+        {"app": "guard"},
+    )
     coredns = next(w for w in dump.workloads if w.kind == "Deployment")
     assert (coredns.replicas, coredns.cpu_millis, coredns.memory_bytes) == (2, 100, 64 * 2**20)
 
@@ -308,6 +333,9 @@ def test_the_copy_plans_the_migration_the_dump_plans(tmp_path):
     checks = {f.check: f for f in live.findings}
     assert checks["kube-proxy-cluster-cidr"].subjects == ("10.245.0.0/16",)
     assert checks["autoscaler"].subjects == ("cp-1", "worker-2")
+    assert checks["admission-webhooks"].subjects == (
+        "ValidatingWebhookConfiguration/policy-guard (pods.guard.example)",
+    )
     assert any(f.severity == "blocking" and "shop/db" in f.message for f in live.findings), live.findings
     assert [name for name, _ in live.excluded] == ["worker-3"]
 

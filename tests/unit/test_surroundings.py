@@ -1,17 +1,19 @@
 """Preflight checks of what runs around the migration (issue 26, part 5): an autoscaler,
-kube-proxy's clusterCIDR, policies naming Calico's addresses; and where the inventory gets
-what they read."""
+kube-proxy's clusterCIDR, policies naming Calico's addresses, admission webhooks a wave takes
+down; and where the inventory gets what they read."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 
 from migrate.backends.kubernetes.inventory import kube_proxy_cluster_cidr as read_cluster_cidr
-from migrate.backends.kubernetes.mapping import node_info
-from migrate.model import CalicoPool, NetworkPolicyInfo
+from migrate.backends.kubernetes.mapping import node_info, webhook_infos, webhook_services
+from migrate.model import CalicoPool, NetworkPolicyInfo, WebhookInfo, frozen_map
 from migrate.plan import PlanOptions, Severity
 from migrate.policy import addresses
-from migrate.preflight import autoscaler, kube_proxy_cluster_cidr, policy_addresses
+from migrate.preflight import admission_webhooks, autoscaler, kube_proxy_cluster_cidr, policy_addresses
 from tests import builders as b
 
 OPTS = PlanOptions()  # Cilium's pool 10.245.0.0/16
@@ -148,3 +150,57 @@ def test_policies_naming_calicos_addresses_and_not_ciliums_warn():
     f = only(policy_addresses(inv, inv.nodes, OPTS))
     assert f.subjects == ("NetworkPolicy shop/db-from-api (192.168.10.0/24)",)
     assert "select those pods by label" in f.fix
+
+
+# -- admission webhooks a wave takes down ----------------------------------------------------
+GUARD = WebhookInfo(
+    "ValidatingWebhookConfiguration/guard", "pods.guard.example", "Fail", "kube-system", frozen_map({"app": "guard"})
+)
+
+
+def guard_pods(*nodes):
+    return [b.pod(f"guard-{i}", n, ns="kube-system", app="guard", owner="ReplicaSet") for i, n in enumerate(nodes)]
+
+
+def test_a_webhook_whose_every_pod_one_wave_drains_warns_with_its_wave():
+    inv = b.inventory([b.node("a"), b.node("b")], guard_pods("a"), webhooks=(GUARD,))
+    f = only(admission_webhooks(inv, [["a"], ["b"]]))
+    assert f.severity is Severity.WARNING and f.subjects == (GUARD.shown,)
+    assert "(wave 1, on a)" in f.message and "--exclude-node" in f.fix
+
+
+@pytest.mark.parametrize(
+    ("hook", "pods", "waves"),
+    [
+        (GUARD, ("a", "b"), [["a"], ["b"]]),  # a replica in each wave: one always answers
+        (replace(GUARD, failure_policy="Ignore"), ("a",), [["a"], ["b"]]),  # the API server lets requests by
+        (GUARD, (), [["a"], ["b"]]),  # no pod answers it now: not the migration's doing
+        (GUARD, ("c",), [["a"], ["b"]]),  # served from a node the plan leaves alone
+    ],
+)
+def test_a_webhook_a_wave_leaves_answering_says_nothing(hook, pods, waves):
+    inv = b.inventory([b.node("a"), b.node("b"), b.node("c")], guard_pods(*pods), webhooks=(hook,))
+    assert admission_webhooks(inv, waves) == []
+
+
+def test_webhooks_are_read_with_the_pods_their_service_selects():
+    configuration = {
+        "metadata": {"name": "guard"},
+        "webhooks": [
+            {"name": "in-cluster", "clientConfig": {"service": {"namespace": "kube-system", "name": "guard"}}},
+            {"name": "elsewhere", "clientConfig": {"url": "https://guard.example.com/validate"}},
+            {"name": "gone", "clientConfig": {"service": {"namespace": "kube-system", "name": "missing"}}},
+            {
+                "name": "lenient",
+                "failurePolicy": "Ignore",
+                "clientConfig": {"service": {"namespace": "kube-system", "name": "guard"}},
+            },
+        ],
+    }
+    services = {("kube-system", "guard"): {"metadata": {"name": "guard"}, "spec": {"selector": {"app": "guard"}}}}
+    hooks = webhook_infos("MutatingWebhookConfiguration", configuration, services)
+    assert [(h.name, h.failure_policy, h.configuration) for h in hooks] == [
+        ("in-cluster", "Fail", "MutatingWebhookConfiguration/guard"),  # Fail: admissionregistration/v1's default
+        ("lenient", "Ignore", "MutatingWebhookConfiguration/guard"),
+    ]
+    assert webhook_services([configuration]) == {("kube-system", "guard"), ("kube-system", "missing")}

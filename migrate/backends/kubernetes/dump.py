@@ -6,8 +6,9 @@ objects, as ``kubectl get ... -o yaml`` (or ``-o json``) writes them. What is re
 command that dumps it is in docs/rehearsal.md):
 
     Node, Pod (required), ReplicaSet, Deployment, StatefulSet, DaemonSet,
-    PodDisruptionBudget, NetworkPolicy, ServiceCIDR, ConfigMap (kube-system/cilium-config
-    and the ones calico-node's environment refers to), Namespace kube-system (the UID),
+    PodDisruptionBudget, NetworkPolicy, ServiceCIDR, ConfigMap (kube-system/cilium-config,
+    kube-proxy's, and the ones calico-node's environment refers to), Namespace kube-system
+    (the UID), Validating/MutatingWebhookConfiguration and Service (who answers a webhook),
     Calico's IPPool, FelixConfiguration, NetworkPolicy, GlobalNetworkPolicy and the
     operator's Installation, and Cilium's CiliumNodeConfig CRD (which version is served).
 
@@ -49,6 +50,9 @@ _LISTS = {
     ("projectcalico.org", "NetworkPolicy"): "calico_policies",
     ("projectcalico.org", "GlobalNetworkPolicy"): "global_policies",
     ("operator.tigera.io", "Installation"): "installations",
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): "validating_webhooks",
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): "mutating_webhooks",
+    ("", "Service"): "services",
 }
 
 

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from kubernetes import client
 
-from migrate.backends.kubernetes.mapping import CALICO_NODE_DS, calico_routing, pdb_info, pod_info
+from migrate.backends.kubernetes.mapping import (
+    CALICO_NODE_DS,
+    calico_routing,
+    pdb_info,
+    pod_info,
+    webhook_infos,
+    webhook_services,
+)
 from migrate.backends.rbac import PERMISSIONS, describe
 from migrate.cilium import migration_mode_gaps
 from migrate.errors import NotFound, PermanentError
@@ -70,6 +77,11 @@ class InventoryReader:
                 self.served_version, "cilium.io", "ciliumnodeconfigs", ("v2", "v2alpha1")
             )
             identity_read = pool.submit(self.cluster.identity)
+            admission = client.AdmissionregistrationV1Api(self.cluster.api)
+            validating_read = listed(
+                "list validatingwebhookconfigurations", admission.list_validating_webhook_configuration
+            )
+            mutating_read = listed("list mutatingwebhookconfigurations", admission.list_mutating_webhook_configuration)
 
             # With some permissions missing, a read they forbid counts as empty, so the plan
             # can list *every* missing permission instead of stopping at the first 403 (its
@@ -91,6 +103,10 @@ class InventoryReader:
                     return []  # before Kubernetes 1.33 the Service range is not an API object
 
             nodes: list[NodeInfo] = read(nodes_read, [])
+            validating, mutating = read(validating_read, []), read(mutating_read, [])
+            services = list(
+                filter(None, pool.map(lambda ref: self.service(*ref), sorted(webhook_services(validating + mutating))))
+            )
             lists = Listed(
                 identity=identity_read.result(),
                 nodes=tuple(nodes),
@@ -106,6 +122,9 @@ class InventoryReader:
                 global_policies=read(global_policies_read, []),
                 cilium_config=read(cilium_config_read, {}),
                 node_config_api=read(node_config_api_read, None),
+                validating_webhooks=validating,
+                mutating_webhooks=mutating,
+                services=services,
                 missing_permissions=missing,
             )
 
@@ -116,6 +135,14 @@ class InventoryReader:
                 return {}  # not ours to read: Calico's defaults stand in
 
         return interpret(lists, configmap)
+
+    def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Service a webhook calls, or None when it is gone or not ours to read (the check
+        then leaves that webhook out)."""
+        try:
+            return self.rest.json(f"get service {namespace}/{name}", self.core.read_namespaced_service, name, namespace)
+        except PermanentError:
+            return None
 
     def served_version(self, group: str, plural: str, versions: Sequence[str]) -> str | None:
         """The first of ``versions`` in which the API server serves ``plural``."""
@@ -187,6 +214,9 @@ class Listed:
     global_policies: list[dict[str, Any]] = field(default_factory=list)
     cilium_config: dict[str, str] = field(default_factory=dict)
     node_config_api: str | None = None
+    validating_webhooks: list[dict[str, Any]] = field(default_factory=list)
+    mutating_webhooks: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)  # those the webhooks call
     missing_permissions: tuple[str, ...] = ()
 
 
@@ -215,6 +245,7 @@ def interpret(listed: Listed, configmap: Callable[[str, str], dict[str, str]]) -
         None,
     )
     cilium_config = dict(listed.cilium_config)
+    services = {(v["metadata"].get("namespace", ""), v["metadata"]["name"]): v for v in listed.services}
     bgp, autodetection = calico_routing(installations, calico_ds, configmap)
     felix_default = next((f for f in listed.felix if f["metadata"]["name"] == "default"), {})
     return Inventory(
@@ -248,6 +279,15 @@ def interpret(listed: Listed, configmap: Callable[[str, str], dict[str, str]]) -
             tunnel_port=int(cilium_config["tunnel-port"]) if cilium_config.get("tunnel-port") else None,
         ),
         kube_proxy_cluster_cidr=kube_proxy_cluster_cidr(listed.daemonsets, configmap),
+        webhooks=tuple(
+            hook
+            for kind, configurations in (
+                ("ValidatingWebhookConfiguration", listed.validating_webhooks),
+                ("MutatingWebhookConfiguration", listed.mutating_webhooks),
+            )
+            for configuration in configurations
+            for hook in webhook_infos(kind, configuration, services)
+        ),
         policies=tuple(
             NetworkPolicyInfo(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"], addresses(p))
             for kind, items in (

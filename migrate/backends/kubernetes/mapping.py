@@ -8,7 +8,18 @@ from typing import Any
 
 from kubernetes.utils import parse_quantity
 
-from migrate.model import Cni, LabelSelector, NodeInfo, OwnerRef, PDBInfo, PodInfo, Taint, WorkloadInfo, frozen_map
+from migrate.model import (
+    Cni,
+    LabelSelector,
+    NodeInfo,
+    OwnerRef,
+    PDBInfo,
+    PodInfo,
+    Taint,
+    WebhookInfo,
+    WorkloadInfo,
+    frozen_map,
+)
 
 
 def pod_waiting(pod: dict[str, Any]) -> str:
@@ -227,3 +238,39 @@ def workload_info(obj: dict[str, Any]) -> WorkloadInfo:
         host_network=bool(pod_spec.get("hostNetwork")),
         owner=_controller(meta),
     )
+
+
+def webhook_infos(
+    kind: str, configuration: dict[str, Any], services: dict[tuple[str, str], dict[str, Any]]
+) -> list[WebhookInfo]:
+    """The webhooks of one ``kind`` (Validating/MutatingWebhookConfiguration) configuration that
+    the cluster's own pods serve: those with a Service (not a URL) whose selector picks pods.
+    ``services`` by (namespace, name); a webhook whose Service is not there is left out."""
+    out = []
+    for hook in configuration.get("webhooks") or []:
+        ref = (hook.get("clientConfig") or {}).get("service") or {}
+        service = services.get((ref.get("namespace", ""), ref.get("name", "")))
+        selector = ((service or {}).get("spec") or {}).get("selector") or {}
+        if not selector:
+            continue
+        out.append(
+            WebhookInfo(
+                configuration=f"{kind}/{configuration['metadata']['name']}",
+                name=str(hook.get("name", "")),
+                failure_policy=str(hook.get("failurePolicy") or "Fail"),  # admissionregistration/v1's default
+                namespace=ref["namespace"],
+                selector=frozen_map({str(k): str(v) for k, v in selector.items()}),
+            )
+        )
+    return out
+
+
+def webhook_services(configurations: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(namespace, name) of every Service these webhook configurations call."""
+    return {
+        (ref["namespace"], ref["name"])
+        for c in configurations
+        for hook in c.get("webhooks") or []
+        for ref in [((hook.get("clientConfig") or {}).get("service") or {})]
+        if ref.get("namespace") and ref.get("name")
+    }
