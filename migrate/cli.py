@@ -287,25 +287,29 @@ def sim_create(
     run_cli(body)
 
 
+def world_nodes(world: simworld.World) -> list[dict[str, Any]]:
+    """Each node of a simulated world: its CNI, whether it is cordoned, its labels and pods."""
+    nodes = []
+    for node_name, n in sorted(world["nodes"].items()):
+        pods = sorted(f"{p['namespace']}/{p['name']}" for p in world["pods"].values() if p["node"] == node_name)
+        nodes.append(
+            {
+                "name": node_name,
+                "cni": simworld.node_cni(world, node_name),
+                "unschedulable": n["unschedulable"],
+                "labels": n["labels"],
+                "pods": pods,
+            }
+        )
+    return nodes
+
+
 @sim_app.command("show")
 def sim_show(name: str, o: Annotated[Format, typer.Option("-o", "--output")] = Format.table) -> None:
     def body() -> None:
-        world = SimStore(home()).open(name).world()
-        nodes = []
-        for node_name, n in sorted(world["nodes"].items()):
-            pods = sorted(f"{p['namespace']}/{p['name']}" for p in world["pods"].values() if p["node"] == node_name)
-            nodes.append(
-                {
-                    "name": node_name,
-                    "cni": simworld.node_cni(world, node_name),
-                    "unschedulable": n["unschedulable"],
-                    "labels": n["labels"],
-                    "pods": pods,
-                }
-            )
+        nodes = world_nodes(SimStore(home()).open(name).world())
         if o is Format.table:
-            rows = [(n["name"], n["cni"], "yes" if n["unschedulable"] else "no", len(n["pods"])) for n in nodes]
-            typer.echo(output.table(("node", "cni", "cordoned", "pods"), rows))
+            typer.echo(output.nodes_table(nodes))
         else:
             typer.echo(output.render({"nodes": nodes}, o.value))
 
@@ -625,12 +629,8 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         )
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
-    done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
-    gone = sorted(n for n, r in state.nodes.items() if r.state.value == "gone")
     requests = getattr(cluster, "requests", None)  # the Kubernetes backend counts its API calls
-    load = f" ({requests} API requests)" if requests is not None else ""
-    left = f", {len(gone)} gone from the cluster ({', '.join(gone)})" if gone else ""
-    typer.echo(f"plan {the_plan.id}: {done}/{len(state.nodes)} node(s) migrated{left}, run {state.status.value}{load}")
+    typer.echo(output.run_summary(the_plan, state, requests))
     return 0
 
 
@@ -825,8 +825,7 @@ def rollback(
             confirm(f"Roll back {which} of plan {the_plan.id} to Calico?", yes)
             with stop_on_signals(executor.stop):
                 state = executor.rollback(node or ())
-        back = sorted(n for n, r in state.nodes.items() if r.state.value == "rolled-back")
-        typer.echo(f"plan {the_plan.id}: rolled back {', '.join(back) or 'nothing'}; run {state.status.value}")
+        typer.echo(output.rollback_summary(the_plan, state))
         return 0
 
     run_cli(body)
@@ -902,33 +901,13 @@ def policy_report(
                 raise BadInput(f"cannot create --write directory {write}: {exc.strerror}") from None
             for v in verdicts:
                 if v.cilium is not None:
-                    path = write / f"{v.cilium['kind'].lower()}-{v.namespace + '-' if v.namespace else ''}{v.name}.yaml"
+                    path = write / v.file_name
                     fileio.write_text(path, output.render(v.cilium, "yaml"), "translated policy", mode=0o644)
                     written.append(str(path))
         if o is Format.table:
-            rows = [
-                (v.kind, f"{v.namespace}/{v.name}" if v.namespace else v.name, v.outcome, "; ".join(v.reasons))
-                for v in verdicts
-            ]
-            typer.echo(output.table(("kind", "policy", "outcome", "why"), rows))
-            counts = {k: sum(1 for v in verdicts if v.outcome == k) for k in ("kept", "translated", "untranslatable")}
-            typer.echo(
-                ", ".join(f"{n} {k}" for k, n in counts.items())
-                + (f"; wrote {len(written)} file(s) to {write}" if write else "")
-            )
+            typer.echo(output.policy_table(verdicts, written, write))
         else:
-            records = [
-                {
-                    "kind": v.kind,
-                    "namespace": v.namespace,
-                    "name": v.name,
-                    "outcome": v.outcome,
-                    "reasons": list(v.reasons),
-                    "cilium": v.cilium,
-                }
-                for v in verdicts
-            ]
-            typer.echo(output.render({"policies": records}, o.value))
+            typer.echo(output.render({"policies": [v.to_record() for v in verdicts]}, o.value))
 
     run_cli(body)
 
@@ -957,18 +936,8 @@ def demo(
         typer.echo(output.plan_summary(the_plan, path) + "\n")
         typer.echo(f"== apply (cni-migrate apply {path} --yes)")
         code = _execute(path, False, RunOptions(yes=True))
-        world = cluster.world()
         typer.echo("\n== result")
-        rows = [
-            (
-                n,
-                simworld.node_cni(world, n),
-                "yes" if world["nodes"][n]["unschedulable"] else "no",
-                sum(1 for p in world["pods"].values() if p["node"] == n),
-            )
-            for n in sorted(world["nodes"])
-        ]
-        typer.echo(output.table(("node", "cni", "cordoned", "pods"), rows))
+        typer.echo(output.nodes_table(world_nodes(cluster.world())))
         typer.echo(f"\nnext: cni-migrate status {path}   |   cni-migrate rollback {path} --node worker-1 --yes")
         return code
 
