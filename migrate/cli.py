@@ -24,22 +24,23 @@ import typer
 import yaml
 
 from migrate import failpoints, fileio, output, planfile, policy, reconcile, traffic
-from migrate.backends import simworld
-from migrate.backends.simulated import SimStore, SimulatedCluster, parse_validation_failure
+from migrate.backends import simbundle, simworld
+from migrate.backends.bundle import Backend, CiliumTools
+from migrate.backends.simulated import SimStore, parse_validation_failure
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import INSTALL_CILIUM, final_values, migration_values, site_values
 from migrate.errors import BadInput, ClusterError, Interrupted, MigrateError, PreflightBlocked, exit_code
 from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable, verify_plan
 from migrate.finalize import Finalizer
-from migrate.helm import CILIUM_CHART, CILIUM_VERSION, HelmInstaller, chart_reference
+from migrate.helm import CILIUM_CHART, CILIUM_VERSION, chart_reference
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
 from migrate.journal import NodeState, RunState
 from migrate.plan import NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.planner import build_plan
-from migrate.ports import CheckpointStore, Cluster, Event, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
+from migrate.ports import CheckpointStore, Event, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
 from migrate.runbook import estimate, render_runbook
 from migrate.window import announce, duration, parse_duration, parse_window_end, remaining, wave_fits
 
@@ -104,32 +105,32 @@ def run_cli(fn: Callable[[], int | None]) -> None:
 
 
 # -- wiring -----------------------------------------------------------------------------------
-def connect(target: Target, kubeconfig: str | None = None, context: str | None = None, **images: str | None) -> Cluster:
+def connect(target: Target, kubeconfig: str | None = None, context: str | None = None, **images: str | None) -> Backend:
     """The plan's cluster; ``images`` (probe_image, node_image) override the helper pods'
     images on Kubernetes, e.g. with a mirror in an air-gapped registry."""
     if target.backend == "sim":
-        return SimStore(home()).open(target.name)
+        return simbundle.backend(home(), target.name)
     if target.backend == "kubernetes":
-        from migrate.backends.kubernetes import KubernetesCluster
+        # Imported when needed: the official client is slow to import, and most commands
+        # (every one on a simulated cluster) never use it.
+        from migrate.backends.kubernetes.bundle import backend
 
-        chosen = {k: v for k, v in images.items() if v}
-        return KubernetesCluster.connect(kubeconfig=kubeconfig, context=context or target.name, **chosen)
+        return backend(kubeconfig, context or target.name, **images)
     raise BadInput(f"plan names an unknown backend {target.backend!r}")
 
 
-def choose_target(sim: str | None, kubeconfig: str | None, context: str | None) -> tuple[Target, Cluster]:
+def choose_target(sim: str | None, kubeconfig: str | None, context: str | None) -> Backend:
+    """The cluster the flags name, for the commands that start from one (plan, policy-report)."""
     for flag, value in (("--sim", sim), ("--kubeconfig", kubeconfig), ("--context", context)):
         if value is not None and not value.strip():
             raise BadInput(f"{flag} is empty")
     if sim and (kubeconfig or context):
         raise BadInput("--sim cannot be combined with --kubeconfig/--context")
     if sim:
-        cluster = SimStore(home()).open(sim)
-        return Target("sim", sim, f"sim://{sim}"), cluster
-    from migrate.backends.kubernetes import KubernetesCluster
+        return simbundle.backend(home(), sim)
+    from migrate.backends.kubernetes.bundle import backend
 
-    kube = KubernetesCluster.connect(kubeconfig=kubeconfig, context=context)
-    return Target("kubernetes", kube.context_name, kube.server), kube
+    return backend(kubeconfig, context)
 
 
 def load_plan(path: Path) -> Plan:
@@ -185,15 +186,16 @@ def hook_caller(hooks_dir: Path | None, timeout: float) -> HookCaller:
 @contextmanager
 def executor_for(
     plan: Plan,
-    cluster: Cluster,
+    backend: Backend,
     log_format: LogFormat,
     console: output.Console,
     hooks: HookCaller = no_hooks,
 ) -> Iterator[Executor]:
     """The executor of one command, wired to its stores, locks and sinks. On leaving, the
     node Events still queued are sent, then the audit log gets the command's API requests
-    by client method (the Kubernetes backend counts them), unless the command was refused
+    by client method (where the backend counts them), unless the command was refused
     before it logged anything: a refused command leaves the audit log as it found it."""
+    cluster = backend.cluster
     directory = run_dir(home(), plan.cluster.fingerprint)
     store = LocalStore(directory)
     store.check_writable()
@@ -209,18 +211,13 @@ def executor_for(
     stop = StopFlag()
     console.on_closed = lambda: stop.set("the standard output was closed")
     lock: ExecutorLock = FileLock(directory)
-    journal: CheckpointStore = store
-    lease = getattr(cluster, "lease", None)
-    if lease is not None:
-        from migrate.checkpoints.incluster import ConfigMapStore, Mirrored
-
-        # The journal lives in the cluster too, so another machine can take over and resume.
-        journal = Mirrored(ConfigMapStore(cluster, plan.cluster.fingerprint), store)
+    journal: CheckpointStore = backend.journal(plan.cluster.fingerprint, store)
+    if backend.lease is not None:
         # On a real cluster the Lease is what keeps executors on other machines out.
         # The holder names this machine and state home, not the process: the local flock
         # already keeps a second process of this home out, so a resume right after a
         # kill -9 of the holder may take the Lease at once instead of waiting for expiry.
-        lease_lock = lease(holder=f"{socket.gethostname()}:{hashlib.sha256(str(home()).encode()).hexdigest()[:10]}")
+        lease_lock = backend.lease(f"{socket.gethostname()}:{hashlib.sha256(str(home()).encode()).hexdigest()[:10]}")
         lease_lock.on_lost = lambda why: stop.set(f"lost the executor lease: {why}")
         lock = AllLocks(lock, lease_lock)
     executor = Executor(
@@ -232,8 +229,7 @@ def executor_for(
         emit=emit,
         hooks=hooks,
         stop=stop,
-        # A simulated node has nothing to settle: its checks fail or pass at once.
-        probe_retry_gap=0.0 if plan.target.backend == "sim" else 5.0,
+        probe_retry_gap=backend.probe_retry_gap,
     )
     try:
         yield executor
@@ -241,7 +237,7 @@ def executor_for(
         node_events.close()
         if node_events.dropped:
             executor.emit(Event("node-events-dropped", plan.id, message=f"{node_events.dropped} node Events not sent"))
-        calls = getattr(cluster, "calls", None)
+        calls = backend.stats.calls if backend.stats is not None else None
         if calls and logged:
             tally = ", ".join(f"{name} {n}" for name, n in calls.most_common())
             executor.emit(Event("api-requests", plan.id, message=tally))
@@ -407,9 +403,9 @@ def plan(
             ),
             install_cilium_values=read_site_values(cilium_values, install_cilium),
         )
-        target, cluster = choose_target(sim, kubeconfig, context)
-        result = build_plan(cluster.inventory(), options, target)
-        path = out or Path("plans") / f"{target.name}.yaml"
+        backend = choose_target(sim, kubeconfig, context)
+        result = build_plan(backend.cluster.inventory(), options, backend.target)
+        path = out or Path("plans") / f"{backend.target.name}.yaml"
         write_plan(result, path)
         typer.echo(output.plan_summary(result, path))
         typer.echo(f"  Cilium Helm values for migration mode: {values_path(path)}")
@@ -559,25 +555,16 @@ def read_site_values(path: Path | None, install: bool) -> dict[str, Any]:
     return site_values({} if values is None else values, str(path))
 
 
-def cilium_installer(the_plan: Plan, cluster: Cluster, opts: RunOptions) -> Callable[[dict[str, Any]], str] | None:
-    """What installs Cilium for a plan made with --install-cilium: Helm, aimed at the same
-    cluster and context as the run (a one-line error when Helm is missing); the simulation's
-    own stand-in on a simulated cluster."""
+def cilium_tools(the_plan: Plan, backend: Backend, helm: str | None) -> CiliumTools | None:
+    """What installs Cilium for a plan made with --install-cilium, as the backend provides it
+    (Helm aimed at the run's cluster and context; a one-line error when Helm is missing);
+    None for a plan made without it."""
     o = the_plan.options
     if not o.install_cilium_chart:
-        if opts.helm:
+        if helm:
             raise BadInput(f"--helm is for plans made with --install-cilium; plan {the_plan.id} was not")
         return None
-    if isinstance(cluster, SimulatedCluster):
-        return cluster.install_cilium
-    context = getattr(cluster, "context_name", None)
-    return HelmInstaller.find(
-        opts.helm,
-        chart=o.install_cilium_chart,
-        version=o.install_cilium_version,
-        kubeconfig=opts.kubeconfig,
-        context=None if context == "in-cluster" else context,
-    )
+    return backend.cilium(helm, o.install_cilium_chart, o.install_cilium_version)
 
 
 def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
@@ -594,13 +581,13 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         raise BadInput("--confirm-each-node asks at a terminal: use it with --guided")
     if opts.guided and not sys.stdin.isatty():
         raise BadInput("--guided needs a terminal to ask on; use --yes for unattended runs")
-    cluster = connect(
+    backend = connect(
         the_plan.target, opts.kubeconfig, opts.context, probe_image=opts.probe_image, node_image=opts.node_image
     )
     steps = sum(len(n.steps) for n in the_plan.nodes)
     with (
         output.Console(steps, live=False if opts.guided else None) as console,
-        executor_for(the_plan, cluster, opts.log_format, console, hooks) as executor,
+        executor_for(the_plan, backend, opts.log_format, console, hooks) as executor,
     ):
         executor.wave_gate = chain(
             window_gate(the_plan, end, clock, console.print) if end else None,
@@ -618,7 +605,8 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         installed = (
             state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
         )
-        executor.cilium_installer = None if installed else cilium_installer(the_plan, cluster, opts)
+        tools = None if installed else cilium_tools(the_plan, backend, opts.helm)
+        executor.cilium_installer = tools.install if tools is not None else None
         if end is not None:
             console.print(announce(end, clock.now()))
         verb = "Resume" if resume else "Apply"
@@ -629,7 +617,7 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         )
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
-    requests = getattr(cluster, "requests", None)  # the Kubernetes backend counts its API calls
+    requests = backend.stats.requests if backend.stats is not None else None
     typer.echo(output.run_summary(the_plan, state, requests))
     return 0
 
@@ -752,20 +740,18 @@ def finalize(
                 "upgrade your release with the final values finalize writes next to the plan"
             )
         # The policy check's probe pods need the same (mirrored) images as apply's.
-        cluster = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
+        backend = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
         upgrader = None
         if upgrade_cilium:
-            installer = cilium_installer(
-                the_plan, cluster, RunOptions(kubeconfig=kubeconfig, context=context, helm=helm)
-            )
-            upgrader = installer.upgrade if isinstance(installer, HelmInstaller) else installer
+            tools = cilium_tools(the_plan, backend, helm)
+            upgrader = tools.upgrade if tools is not None else None
         values = planpath.with_name(planpath.stem + ".cilium-final-values.yaml")
-        with output.Console(0, live=False) as console, executor_for(the_plan, cluster, log_format, console) as executor:
+        with output.Console(0, live=False) as console, executor_for(the_plan, backend, log_format, console) as executor:
             executor.verify(strict=False)
             what = "leave migration mode" + (" and REMOVE CALICO" if remove_calico else "")
             confirm(f"Finalize plan {the_plan.id}: {what}?", yes)
             fileio.write_text(values, output.render(final_values(the_plan.options), "yaml"), "final Cilium values")
-            finalizer = Finalizer(the_plan, cluster, executor.store, executor.lock, executor.emit)
+            finalizer = Finalizer(the_plan, backend.cluster, executor.store, executor.lock, executor.emit)
             finalizer.cilium_upgrader = upgrader
             for line in finalizer.run(remove_calico):
                 typer.echo(line)
@@ -818,8 +804,8 @@ def rollback(
         the_plan = load_plan(planpath)
         # Rollback runs node tasks (restore the CNI config) and probes: an air-gapped site's
         # mirrored images must reach them as they reached apply's.
-        cluster = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
-        with output.Console(0, live=False) as console, executor_for(the_plan, cluster, log_format, console) as executor:
+        backend = connect(the_plan.target, kubeconfig, context, probe_image=probe_image, node_image=node_image)
+        with output.Console(0, live=False) as console, executor_for(the_plan, backend, log_format, console) as executor:
             executor.verify(strict=False)
             which = ", ".join(node) if node else "every node the run touched"
             confirm(f"Roll back {which} of plan {the_plan.id} to Calico?", yes)
@@ -866,11 +852,10 @@ def live_view(the_plan: Plan, kubeconfig: str | None, context: str | None) -> ou
     A cluster that cannot be read (an outage, a deleted simulation, another cluster behind
     the context) is said so beside the journal, never a reason to show nothing."""
     try:
-        cluster = connect(the_plan.target, kubeconfig, context)
-        verify_plan(the_plan, cluster, strict=False)
-        nodes = reconcile.live_map(cluster.nodes())
-        lease = getattr(cluster, "lease", None)
-        holder = lease().holder_now() if lease is not None else None
+        backend = connect(the_plan.target, kubeconfig, context)
+        verify_plan(the_plan, backend.cluster, strict=False)
+        nodes = reconcile.live_map(backend.cluster.nodes())
+        holder = backend.lease(None).holder_now() if backend.lease is not None else None
     except (BadInput, ClusterError) as exc:
         return output.LiveView(error=exc.message)
     return output.LiveView(nodes=nodes, executor=holder or "")
@@ -889,8 +874,7 @@ def policy_report(
     """What happens to each network policy: kept, translated to Cilium, or untranslatable (why)."""
 
     def body() -> None:
-        _, cluster = choose_target(sim, kubeconfig, context)
-        verdicts = policy.report(cluster.network_policies())
+        verdicts = policy.report(choose_target(sim, kubeconfig, context).cluster.network_policies())
         written = []
         if write is not None:
             if write.exists() and not write.is_dir():
@@ -929,7 +913,7 @@ def demo(
         typer.echo(f"== simulated cluster {name}: {nodes} nodes, Calico everywhere, Cilium in migration mode\n")
         cluster = store.open(name)
         options = PlanOptions(max_unavailable=max_unavailable, force=True, delete_emptydir_data=True)
-        the_plan = build_plan(cluster.inventory(), options, Target("sim", name, f"sim://{name}"))
+        the_plan = build_plan(cluster.inventory(), options, simbundle.target(name))
         path = Path("plans") / f"{name}.yaml"
         write_plan(the_plan, path)
         typer.echo("== plan (cni-migrate plan --sim demo --force --delete-emptydir-data --max-unavailable 2)")
