@@ -25,6 +25,7 @@ from migrate import reconcile, yamltext
 from migrate.errors import BadInput, JournalUnwritable
 from migrate.journal import NodeRun, NodeState, RunState, RunStatus, StepStatus
 from migrate.plan import Plan, Severity
+from migrate.policy import PolicyVerdict
 from migrate.ports import Cluster, Event
 from migrate.reconcile import LiveNode
 
@@ -68,6 +69,41 @@ def plan_summary(plan: Plan, path: Path | None = None) -> str:
     if not plan.findings:
         lines.append("  preflight: no findings")
     return "\n".join(lines)
+
+
+def nodes_table(nodes: Sequence[Mapping[str, Any]]) -> str:
+    """Nodes as ``sim show`` and the demo list them: name, CNI, cordoned, pods."""
+    rows = [(n["name"], n["cni"], "yes" if n["unschedulable"] else "no", len(n["pods"])) for n in nodes]
+    return table(("node", "cni", "cordoned", "pods"), rows)
+
+
+def policy_table(verdicts: Sequence[PolicyVerdict], written: Sequence[str], directory: Path | None) -> str:
+    """``policy-report``'s table, and a line counting each outcome (and the files written)."""
+    rows = [
+        (v.kind, f"{v.namespace}/{v.name}" if v.namespace else v.name, v.outcome, "; ".join(v.reasons))
+        for v in verdicts
+    ]
+    counts = {k: sum(1 for v in verdicts if v.outcome == k) for k in ("kept", "translated", "untranslatable")}
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items())
+    if directory:
+        tally += f"; wrote {len(written)} file(s) to {directory}"
+    return table(("kind", "policy", "outcome", "why"), rows) + "\n" + tally
+
+
+# -- runs --------------------------------------------------------------------------------------
+def run_summary(plan: Plan, state: RunState, requests: int | None) -> str:
+    """The line apply and resume end with: nodes migrated, gone, the run's status, and the
+    API requests made (where the backend counts them)."""
+    done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
+    gone = sorted(n for n, r in state.nodes.items() if r.state.value == "gone")
+    load = f" ({requests} API requests)" if requests is not None else ""
+    left = f", {len(gone)} gone from the cluster ({', '.join(gone)})" if gone else ""
+    return f"plan {plan.id}: {done}/{len(state.nodes)} node(s) migrated{left}, run {state.status.value}{load}"
+
+
+def rollback_summary(plan: Plan, state: RunState) -> str:
+    back = sorted(n for n, r in state.nodes.items() if r.state.value == "rolled-back")
+    return f"plan {plan.id}: rolled back {', '.join(back) or 'nothing'}; run {state.status.value}"
 
 
 # -- status ------------------------------------------------------------------------------------

@@ -45,6 +45,23 @@ class PolicyVerdict:
     def key(self) -> str:
         return f"{self.kind} {self.namespace + '/' if self.namespace else ''}{self.name}"
 
+    @property
+    def file_name(self) -> str:
+        """Where ``policy-report --write`` puts the translation (only a translated policy has one)."""
+        assert self.cilium is not None
+        return f"{self.cilium['kind'].lower()}-{self.namespace + '-' if self.namespace else ''}{self.name}.yaml"
+
+    def to_record(self) -> dict[str, Any]:
+        """The stable JSON shape of one policy in ``policy-report -o json``."""
+        return {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+            "cilium": self.cilium,
+        }
+
 
 # -- Calico selectors -----------------------------------------------------------------------------
 _TERM = re.compile(

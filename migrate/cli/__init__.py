@@ -1,0 +1,34 @@
+"""The command line: parse, wire adapters to the engine, map errors to exit codes.
+
+No migration logic lives here. Exit codes: 0 done, 1 unexpected, 2 bad input, 3 blocked
+by preflight, 4 validation failed (node rolled back), 5 interrupted (resumable), 6 a step
+failed (node put back). ``--debug`` shows tracebacks; otherwise one line on stderr.
+
+- ``app``: the typer apps, one error line and exit code per error, signals, the entry point;
+- ``options``: the options several commands share, and apply's and resume's one signature;
+- ``wiring``: the backend a plan or the flags name, hooks, Cilium's installer, the Executor;
+- ``gates``: the questions between waves and nodes (window end, guided runs);
+- ``commands_plan``: plan, runbook, policy-report; ``commands_run``: apply, resume,
+  finalize, rollback, status; ``commands_sim``: sim create/show/delete/list, demo.
+
+The commands are registered here, in the order ``--help`` lists them.
+"""
+
+from migrate.cli import commands_plan, commands_run, commands_sim
+from migrate.cli.app import PROCESS, app, run, sim_app, stop_on_signals
+
+app.command()(commands_plan.plan)
+app.command()(commands_run.apply)
+app.command()(commands_run.resume)
+app.command()(commands_run.finalize)
+app.command()(commands_plan.runbook)
+app.command()(commands_run.rollback)
+app.command()(commands_run.status)
+app.command("policy-report")(commands_plan.policy_report)
+app.command()(commands_sim.demo)
+sim_app.command("create")(commands_sim.sim_create)
+sim_app.command("show")(commands_sim.sim_show)
+sim_app.command("delete")(commands_sim.sim_delete)
+sim_app.command("list")(commands_sim.sim_list)
+
+__all__ = ["PROCESS", "app", "run", "stop_on_signals"]

@@ -1,0 +1,121 @@
+"""The shell every command runs in: the typer apps, the state directory, one line and an
+exit code for each error, signals, confirmation, and the console entry point."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from migrate import output
+from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
+from migrate.ports import StopFlag
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Move a live Kubernetes cluster from Calico to Cilium, node by node.",
+)
+sim_app = typer.Typer(no_args_is_help=True, help="Simulated clusters (no Kubernetes needed).")
+app.add_typer(sim_app, name="sim")
+
+DEBUG = {"on": False}
+# Set by the console entry point: the process is cni-migrate's own, not a test's or a caller's.
+PROCESS = {"own": False}
+
+
+def home() -> Path:
+    if os.environ.get("CNI_MIGRATE_HOME"):
+        return Path(os.environ["CNI_MIGRATE_HOME"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "cni-migrate"
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    DEBUG["on"] = debug
+
+
+def run_cli(fn: Callable[[], int | None]) -> None:
+    """Run a command body; turn errors into one stderr line and an exit code."""
+    try:
+        code = fn() or 0
+    except MigrateError as exc:
+        if DEBUG["on"]:
+            raise
+        message = exc.message
+        if isinstance(exc, Interrupted) and "resume" not in message:
+            message += "; the journal is resumable: continue with 'cni-migrate resume'"
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(exit_code(exc)) from None
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted; the journal is resumable with 'cni-migrate resume'", err=True)
+        raise typer.Exit(Interrupted.exit_code) from None
+    except BrokenPipeError:
+        # The reader of our output left (``| head``) after the command's work was done, or
+        # before a command that only reads: nothing is left half-done; say so once.
+        output.discard_stdout()
+        typer.echo("error: the standard output was closed before all output was written", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """First SIGINT/SIGTERM/SIGHUP (the operator's terminal or SSH session went away):
+    finish the step, checkpoint, exit 5. Second: stop at once."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set(f"received {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        # Once asked to stop, or once the run has ended in cni-migrate's own process, the
+        # journal is saved and the process is on its way out: a further Ctrl-C must not turn
+        # the clean exit into a traceback, or, once the interpreter has begun to shut down and
+        # put back the default handlers, into death by signal with the exit code lost.
+        done = stop.is_set() or PROCESS["own"]
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_IGN if done else h)
+
+
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput("no terminal to confirm on: pass --yes to run non-interactively")
+    if not typer.confirm(question, default=False):
+        raise BadInput("not confirmed; nothing was changed")
+
+
+def run() -> None:
+    """The console entry point. Usage errors (an unknown option, a bad value) are one line
+    and exit 2, like every other bad input; Ctrl-C at a prompt is exit 5."""
+    PROCESS["own"] = True
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo(
+            "error: interrupted at a prompt; a started run's journal is resumable with 'cni-migrate resume'", err=True
+        )
+        sys.exit(Interrupted.exit_code)
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)
+        message = getattr(exc, "format_message", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" or message is None:
+            if show is not None:
+                show()  # the help text, as typer would print it
+            sys.exit(getattr(exc, "exit_code", 2))
+        typer.echo(f"error: {' '.join(message().split())} (see --help)", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

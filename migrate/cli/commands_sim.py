@@ -1,0 +1,131 @@
+"""The simulated backend's own commands: ``sim create/show/delete/list``, and ``demo``, the
+one-command tour on a simulated cluster. The only commands that know which backend they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from migrate import output
+from migrate.backends import simbundle, simworld
+from migrate.backends.simulated import SimStore, parse_validation_failure
+from migrate.cli.app import home, run_cli
+from migrate.cli.commands_plan import write_plan
+from migrate.cli.commands_run import execute
+from migrate.cli.options import Format, OutputOpt, RunOptions
+from migrate.errors import BadInput
+from migrate.plan import PlanOptions
+from migrate.planner import build_plan
+
+
+def sim_create(
+    name: str,
+    nodes: Annotated[int, typer.Option(help="Nodes in all: 1 control-plane + N-1 workers.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed for UIDs and kernel versions.")] = 0,
+    fail_validation_on: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--fail-validation-on",
+            help="NODE, NODE:CHECK, or NODE:CHECK:TIMES (fails that often, then passes) whose validation fails.",
+        ),
+    ] = None,
+    latency: Annotated[float, typer.Option(help="Seconds each API call takes.")] = 0.0,
+    without_cilium: Annotated[
+        bool, typer.Option(help="No Cilium installed yet (plan with --install-cilium to have apply install it).")
+    ] = False,
+) -> None:
+    def body() -> None:
+        if nodes < 2:
+            raise BadInput("--nodes must be at least 2 (1 control-plane + 1 worker)")
+        if latency < 0:
+            raise BadInput("--latency must not be negative")
+        world = simworld.default_world(name, nodes=nodes, seed=seed, latency=latency)
+        failures: dict[str, list[str]] = {}
+        for spec in fail_validation_on or []:
+            node, check = parse_validation_failure(spec)
+            if node not in world["nodes"]:
+                raise BadInput(f"--fail-validation-on names unknown node {node!r}")
+            failures.setdefault(node, []).append(check)
+        world["failValidation"] = failures
+        if without_cilium:
+            world["cilium"].update(installed=False, migrationMode=False)
+        SimStore(home()).create(name, world)
+        cilium = "no Cilium" if without_cilium else "Cilium in migration mode beside it"
+        typer.echo(f"created simulated cluster {name}: {nodes} nodes on Calico, {cilium}")
+
+    run_cli(body)
+
+
+def world_nodes(world: simworld.World) -> list[dict[str, Any]]:
+    """Each node of a simulated world: its CNI, whether it is cordoned, its labels and pods."""
+    nodes = []
+    for node_name, n in sorted(world["nodes"].items()):
+        pods = sorted(f"{p['namespace']}/{p['name']}" for p in world["pods"].values() if p["node"] == node_name)
+        nodes.append(
+            {
+                "name": node_name,
+                "cni": simworld.node_cni(world, node_name),
+                "unschedulable": n["unschedulable"],
+                "labels": n["labels"],
+                "pods": pods,
+            }
+        )
+    return nodes
+
+
+def sim_show(name: str, o: OutputOpt = Format.table) -> None:
+    def body() -> None:
+        nodes = world_nodes(SimStore(home()).open(name).world())
+        if o is Format.table:
+            typer.echo(output.nodes_table(nodes))
+        else:
+            typer.echo(output.render({"nodes": nodes}, o.value))
+
+    run_cli(body)
+
+
+def sim_delete(name: str) -> None:
+    def body() -> None:
+        SimStore(home()).delete(name)
+        typer.echo(f"deleted simulated cluster {name}")
+
+    run_cli(body)
+
+
+def sim_list() -> None:
+    def body() -> None:
+        typer.echo("\n".join(SimStore(home()).names()) or "no simulated clusters")
+
+    run_cli(body)
+
+
+def demo(
+    name: Annotated[str, typer.Option(help="Name of the simulated cluster.")] = "demo",
+    nodes: Annotated[int, typer.Option(help="Nodes in all.")] = 6,
+    max_unavailable: Annotated[int, typer.Option(help="Nodes at once after the canary.")] = 2,
+) -> None:
+    """The one-command tour: simulated cluster -> plan -> apply -> every node on Cilium."""
+
+    def body() -> int:
+        store = SimStore(home())
+        if name in store.names():
+            store.delete(name)
+        store.create(name, simworld.default_world(name, nodes=nodes))
+        typer.echo(f"== simulated cluster {name}: {nodes} nodes, Calico everywhere, Cilium in migration mode\n")
+        cluster = store.open(name)
+        options = PlanOptions(max_unavailable=max_unavailable, force=True, delete_emptydir_data=True)
+        the_plan = build_plan(cluster.inventory(), options, simbundle.target(name))
+        path = Path("plans") / f"{name}.yaml"
+        write_plan(the_plan, path)
+        typer.echo("== plan (cni-migrate plan --sim demo --force --delete-emptydir-data --max-unavailable 2)")
+        typer.echo(output.plan_summary(the_plan, path) + "\n")
+        typer.echo(f"== apply (cni-migrate apply {path} --yes)")
+        code = execute(path, False, RunOptions(yes=True))
+        typer.echo("\n== result")
+        typer.echo(output.nodes_table(world_nodes(cluster.world())))
+        typer.echo(f"\nnext: cni-migrate status {path}   |   cni-migrate rollback {path} --node worker-1 --yes")
+        return code
+
+    run_cli(body)

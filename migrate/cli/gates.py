@@ -1,0 +1,122 @@
+"""The questions a run asks between waves and nodes: the maintenance window's end, the
+guided run's prompts (continue, skip, pause, roll back a wave, abort), and one gate made
+of several. Gates are the executor's ``WaveGate`` / ``NodeGate`` callbacks; a stop is an
+``Interrupted`` they raise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import typer
+
+from migrate.errors import Interrupted
+from migrate.executor import CONTINUE, GateAnswer, NodeGate, WaveGate, skippable
+from migrate.journal import NodeState, RunState
+from migrate.plan import NodePlan, Plan, Wave
+from migrate.ports import SystemClock
+from migrate.runbook import estimate
+from migrate.window import duration, remaining, wave_fits
+
+
+def window_gate(plan: Plan, end: datetime, clock: SystemClock, say: Callable[[str], None]) -> WaveGate:
+    """Stop at a wave boundary when the next wave would not finish before the window ends."""
+    per_node = float(max(estimate(plan).nodes.values(), default=0))
+
+    def gate(wave: Wave, state: RunState) -> None:
+        todo = [n for n in wave.nodes if state.nodes[n.name].state.value != "migrated"]
+        fits, needed = wave_fits(clock.now(), end, len(todo), state, per_node)
+        if fits:
+            return
+        left = remaining(state)
+        per = needed / max(len(todo), 1)
+        raise Interrupted(
+            f"the window ends at {end.isoformat(timespec='minutes')}: wave {wave.index} needs about "
+            f"{duration(int(needed))}; stopped before it with {left} node(s) left (about "
+            f"{duration(int(per * left))}); continue with 'cni-migrate resume' in the next window"
+        )
+
+    return gate
+
+
+def choose(choices: dict[str, str]) -> str:
+    """Ask one question; each choice is answered by its first letter; ask again on anything else."""
+    prompt = ", ".join(f"[{key}]{label[1:]}" for key, label in choices.items())
+    while True:
+        answer = typer.prompt(prompt, default=next(iter(choices))).strip().lower()[:1]
+        if answer in choices:
+            return answer
+        typer.echo(f"  please answer one of: {', '.join(choices)}")
+
+
+def stop_if_asked(choice: str, where: str) -> None:
+    if choice == "p":
+        raise Interrupted(f"paused {where}; continue with 'cni-migrate resume'")
+    if choice == "a":
+        raise Interrupted(f"aborted {where}; 'cni-migrate rollback' undoes what was done")
+
+
+def guided_gate(say: Callable[[str], None], plan: Plan) -> WaveGate:
+    """Before each wave: continue, skip a node, pause (resumable), roll back the last
+    migrated wave, or abort."""
+
+    def gate(wave: Wave, state: RunState) -> GateAnswer | None:
+        todo = [n.name for n in wave.nodes if state.nodes[n.name].state is not NodeState.MIGRATED]
+        say(f"next: wave {wave.index}{' (canary)' if wave.canary else ''}: {', '.join(todo)}")
+        say("  each node: cordon -> drain -> swap-cni -> validate -> uncordon")
+        done = [
+            w.index
+            for w in plan.waves
+            if w.index < wave.index and any(state.nodes[n.name].state is NodeState.MIGRATED for n in w.nodes)
+        ]
+        fresh = [n for n in todo if skippable(state, n)]
+        choices = {"c": "continue"}
+        if fresh:
+            choices["s"] = "skip a node"
+        choices["p"] = "pause (resume later)"
+        if done:
+            choices["r"] = f"roll back wave {done[-1]}"
+        choices["a"] = "abort"
+        choice = choose(choices)
+        if choice == "s":
+            name = typer.prompt(f"  node to skip ({', '.join(fresh)})").strip()
+            if name not in fresh:
+                raise Interrupted(f"{name!r} is not a node of wave {wave.index} that can be skipped; paused")
+            return GateAnswer(skip=(name,))
+        if choice == "r":
+            return GateAnswer(rollback_wave=done[-1])
+        stop_if_asked(choice, f"before wave {wave.index}")
+        return None
+
+    return gate
+
+
+def node_gate(say: Callable[[str], None]) -> NodeGate:
+    """With --confirm-each-node: before a node is cordoned, continue, skip it, pause or abort."""
+
+    def gate(wave: Wave, node: NodePlan, state: RunState) -> GateAnswer | None:
+        role = "control-plane node" if node.control_plane else "node"
+        say(f"next: {role} {node.name} (wave {wave.index}): cordon -> drain -> swap-cni -> validate -> uncordon")
+        choice = choose({"c": "continue", "s": "skip this node", "p": "pause (resume later)", "a": "abort"})
+        if choice == "s":
+            return GateAnswer(skip=(node.name,))
+        stop_if_asked(choice, f"before {node.name}")
+        return None
+
+    return gate
+
+
+def chain(*gates: WaveGate | None) -> WaveGate | None:
+    """One gate asking each in turn; the first that skips, rolls back or stops wins."""
+    live = [g for g in gates if g is not None]
+    if not live:
+        return None
+
+    def gate(wave: Wave, state: RunState) -> GateAnswer | None:
+        for g in live:
+            answer = g(wave, state)
+            if answer is not None and answer != CONTINUE:
+                return answer
+        return None
+
+    return gate

@@ -1,0 +1,139 @@
+"""Options shared by several commands, declared once: output formats, the cluster flags,
+the helper pods' images, and the run options ``apply`` and ``resume`` both take
+(``RunOptions``, with ``with_run_options`` giving a command their one signature)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from migrate import traffic
+from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+class LogFormat(StrEnum):
+    console = "console"
+    json = "json"
+
+
+OutputOpt = Annotated[Format, typer.Option("-o", "--output")]
+LogOpt = Annotated[LogFormat, typer.Option("--log-format", help="Also print JSON logs to stderr.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+KubeconfigOpt = Annotated[Optional[str], typer.Option(help="Path to a kubeconfig.")]
+ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
+HooksDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(help=f"Directory of operator hooks, which must exist (default: {DEFAULT_HOOKS_DIR}/ if present)."),
+]
+HookTimeoutOpt = Annotated[float, typer.Option(help="Seconds each hook may run.")]
+WindowOpt = Annotated[Optional[str], typer.Option(help="End of the maintenance window (RFC 3339 or HH:MM local).")]
+GuidedOpt = Annotated[
+    bool, typer.Option(help="Ask before each wave: continue, skip a node, pause, roll back the last wave, or abort.")
+]
+EachNodeOpt = Annotated[bool, typer.Option(help="With --guided, also ask before each node.")]
+CanaryPauseOpt = Annotated[bool, typer.Option(help="Stop (resumable) after the canary wave, to inspect it.")]
+SoakOpt = Annotated[Optional[str], typer.Option(help="Wait this long after each wave before the next (e.g. 2m).")]
+TrafficWatchOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Run a prober on every node for the run (the probe image's netexec and curl); a node whose "
+        "swap and validation saw more than --max-probe-failures failed requests fails validation."
+    ),
+]
+MaxProbeFailuresOpt = Annotated[
+    Optional[int],
+    typer.Option(help=f"Failed probe requests a node's window may see (default {traffic.DEFAULT_MAX_FAILURES})."),
+]
+ProbeImageOpt = Annotated[
+    Optional[str], typer.Option(help="Image of the validation probe pods (default: the agnhost e2e image).")
+]
+NodeImageOpt = Annotated[
+    Optional[str], typer.Option(help="Image of the node-task and DNS probe pods (default: busybox 1.36.1).")
+]
+HelmOpt = Annotated[
+    Optional[str], typer.Option(help="The helm binary, for plans made with --install-cilium (else helm on PATH).")
+]
+PlanFileArg = Annotated[Path, typer.Argument(metavar="PLANFILE")]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``apply`` and ``resume`` run a plan; the same flags for both."""
+
+    yes: bool = False
+    log_format: LogFormat = LogFormat.console
+    kubeconfig: str | None = None
+    context: str | None = None
+    hooks_dir: Path | None = None  # None: the default hooks/, if there is one
+    hook_timeout: float = 60.0
+    window_end: str | None = None
+    guided: bool = False
+    confirm_each_node: bool = False
+    pause_after_canary: bool = False
+    soak: str | None = None
+    probe_image: str | None = None
+    node_image: str | None = None
+    helm: str | None = None
+    traffic_watch: bool = False
+    max_probe_failures: int | None = None
+
+
+def with_run_options(body: Callable[[Path, RunOptions], None]) -> Callable[..., None]:
+    """``body(planpath, opts)`` as a command of a plan file and every run option: the one
+    signature of ``apply`` and ``resume``. The command takes ``body``'s name and help; not
+    ``functools.wraps``, whose ``__wrapped__`` would show typer ``body``'s signature."""
+
+    def command(
+        planpath: PlanFileArg,
+        yes: YesOpt = False,
+        log_format: LogOpt = LogFormat.console,
+        kubeconfig: KubeconfigOpt = None,
+        context: ContextOpt = None,
+        hooks_dir: HooksDirOpt = None,
+        hook_timeout: HookTimeoutOpt = 60.0,
+        window_end: WindowOpt = None,
+        guided: GuidedOpt = False,
+        confirm_each_node: EachNodeOpt = False,
+        pause_after_canary: CanaryPauseOpt = False,
+        soak: SoakOpt = None,
+        probe_image: ProbeImageOpt = None,
+        node_image: NodeImageOpt = None,
+        helm: HelmOpt = None,
+        traffic_watch: TrafficWatchOpt = False,
+        max_probe_failures: MaxProbeFailuresOpt = None,
+    ) -> None:
+        opts = RunOptions(
+            yes=yes,
+            log_format=log_format,
+            kubeconfig=kubeconfig,
+            context=context,
+            hooks_dir=hooks_dir,
+            hook_timeout=hook_timeout,
+            window_end=window_end,
+            guided=guided,
+            confirm_each_node=confirm_each_node,
+            pause_after_canary=pause_after_canary,
+            soak=soak,
+            probe_image=probe_image,
+            node_image=node_image,
+            helm=helm,
+            traffic_watch=traffic_watch,
+            max_probe_failures=max_probe_failures,
+        )
+        body(planpath, opts)
+
+    command.__name__ = body.__name__
+    command.__qualname__ = body.__qualname__
+    command.__doc__ = body.__doc__
+    return command
