@@ -3,6 +3,7 @@ one-command tour on a simulated cluster. The only commands that know which backe
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -22,7 +23,9 @@ from migrate.planner import build_plan
 
 def sim_create(
     name: str,
-    nodes: Annotated[int, typer.Option(help="Nodes in all: 1 control-plane + N-1 workers.")] = 6,
+    nodes: Annotated[
+        Optional[int], typer.Option(help="Nodes in all: 1 control-plane + N-1 workers.  [default: 6]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for UIDs and kernel versions.")] = 0,
     fail_validation_on: Annotated[
         Optional[list[str]],
@@ -35,13 +38,28 @@ def sim_create(
     without_cilium: Annotated[
         bool, typer.Option(help="No Cilium installed yet (plan with --install-cilium to have apply install it).")
     ] = False,
+    from_: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--from",
+            help="A copy of a real cluster: kubectl's YAML or JSON dump of it (tools/dump-cluster; "
+            "docs/rehearsal.md). Repeat for several files.",
+        ),
+    ] = None,
 ) -> None:
     def body() -> None:
-        if nodes < 2:
+        if from_ and nodes is not None:
+            raise BadInput("--nodes and --from exclude each other: a copy has the dumped cluster's nodes")
+        if (nodes or 6) < 2:
             raise BadInput("--nodes must be at least 2 (1 control-plane + 1 worker)")
         if latency < 0:
             raise BadInput("--latency must not be negative")
-        world = simworld.default_world(name, nodes=nodes, seed=seed, latency=latency)
+        copied = ""
+        if from_:
+            world, copied = copy_of(name, from_, seed)
+            world["latency"] = latency
+        else:
+            world = simworld.default_world(name, nodes=nodes or 6, seed=seed, latency=latency)
         failures: dict[str, list[str]] = {}
         for spec in fail_validation_on or []:
             node, check = parse_validation_failure(spec)
@@ -52,10 +70,37 @@ def sim_create(
         if without_cilium:
             world["cilium"].update(installed=False, migrationMode=False)
         SimStore(home()).create(name, world)
+        if copied:
+            typer.echo(copied)
+            return
         cilium = "no Cilium" if without_cilium else "Cilium in migration mode beside it"
-        typer.echo(f"created simulated cluster {name}: {nodes} nodes on Calico, {cilium}")
+        typer.echo(f"created simulated cluster {name}: {nodes or 6} nodes on Calico, {cilium}")
 
     run_cli(body)
+
+
+def copy_of(name: str, paths: list[Path], seed: int) -> tuple[simworld.World, str]:
+    """A world copied from a dump, and the line that says what it holds and what it cannot."""
+    from migrate.backends import simcopy
+    from migrate.backends.kubernetes.dump import read_dump  # the client only for this command
+
+    dump = read_dump(paths)
+    copy = simcopy.world_from(
+        name, dump.inventory, dump.workloads, dump.policies, cilium_config=dump.cilium_config, seed=seed
+    )
+    world = copy.world
+    cnis = Counter(simworld.node_cni(world, n) for n in world["nodes"])
+    said = [
+        f"created simulated cluster {name} from {', '.join(p.name for p in paths)}: {len(world['nodes'])} nodes "
+        f"({', '.join(f'{n} on {cni}' for cni, n in sorted(cnis.items()))}), {len(world['pods'])} pods, "
+        f"{len(world['workloads'])} workloads, {len(world['pdbs'])} PodDisruptionBudgets"
+    ]
+    if copy.unmanaged:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in copy.unmanaged.items())
+        said.append(f"pods of controllers the simulation does not run are not re-created once evicted: {kinds}")
+    if dump.skipped:
+        said.append("skipped: " + ", ".join(f"{kind} {n}" for kind, n in dump.skipped.items()))
+    return world, "\n".join(said)
 
 
 def world_nodes(world: simworld.World) -> list[dict[str, Any]]:
