@@ -30,7 +30,7 @@ from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import INSTALL_CILIUM, final_values, migration_values, site_values
 from migrate.errors import BadInput, ClusterError, Interrupted, MigrateError, PreflightBlocked, exit_code
-from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, WaveGate, skippable, verify_plan
+from migrate.executor import CONTINUE, Executor, GateAnswer, NodeGate, RunConfig, WaveGate, skippable, verify_plan
 from migrate.finalize import Finalizer
 from migrate.helm import CILIUM_CHART, CILIUM_VERSION, HelmInstaller, chart_reference
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
@@ -39,7 +39,7 @@ from migrate.hooks import failed as failed_hooks
 from migrate.journal import NodeState, RunState
 from migrate.plan import NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.planner import build_plan
-from migrate.ports import CheckpointStore, Cluster, Event, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
+from migrate.ports import CheckpointStore, Cluster, Event, ExecutorLock, HookCaller, StopFlag, SystemClock
 from migrate.runbook import estimate, render_runbook
 from migrate.window import announce, duration, parse_duration, parse_window_end, remaining, wave_fits
 
@@ -188,7 +188,7 @@ def executor_for(
     cluster: Cluster,
     log_format: LogFormat,
     console: output.Console,
-    hooks: HookCaller = no_hooks,
+    config: RunConfig | None = None,
 ) -> Iterator[Executor]:
     """The executor of one command, wired to its stores, locks and sinks. On leaving, the
     node Events still queued are sent, then the audit log gets the command's API requests
@@ -230,10 +230,9 @@ def executor_for(
         lock=lock,
         clock=SystemClock(),
         emit=emit,
-        hooks=hooks,
         stop=stop,
         # A simulated node has nothing to settle: its checks fail or pass at once.
-        probe_retry_gap=0.0 if plan.target.backend == "sim" else 5.0,
+        config=replace(config or RunConfig(), probe_retry_gap=0.0 if plan.target.backend == "sim" else 5.0),
     )
     try:
         yield executor
@@ -594,37 +593,40 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
         the_plan.target, opts.kubeconfig, opts.context, probe_image=opts.probe_image, node_image=opts.node_image
     )
     steps = sum(len(n.steps) for n in the_plan.nodes)
-    with (
-        output.Console(steps, live=False if opts.guided else None) as console,
-        executor_for(the_plan, cluster, opts.log_format, console, hooks) as executor,
-    ):
-        executor.wave_gate = chain(
-            window_gate(the_plan, end, clock, console.print) if end else None,
-            guided_gate(console.print, the_plan) if opts.guided else None,
+    with output.Console(steps, live=False if opts.guided else None) as console:
+        config = RunConfig(
+            wave_gate=chain(
+                window_gate(the_plan, end, clock, console.print) if end else None,
+                guided_gate(console.print, the_plan) if opts.guided else None,
+            ),
+            node_gate=node_gate(console.print) if opts.confirm_each_node else None,
+            pause_after_canary=opts.pause_after_canary,
+            soak_seconds=soak,
+            hooks=hooks,
+            traffic_watch=opts.traffic_watch,
+            max_probe_failures=(
+                RunConfig.max_probe_failures if opts.max_probe_failures is None else opts.max_probe_failures
+            ),
         )
-        executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
-        executor.pause_after_canary = opts.pause_after_canary
-        executor.soak_seconds = soak
-        executor.traffic_watch = opts.traffic_watch
-        if opts.max_probe_failures is not None:
-            executor.max_probe_failures = opts.max_probe_failures
-        executor.verify(to_apply=True, strict=not resume)  # first: an identity without the rights is told so
-        # Helm is needed until this run's install has succeeded, not on every later resume.
-        state = executor.store.load()
-        installed = (
-            state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
-        )
-        executor.cilium_installer = None if installed else cilium_installer(the_plan, cluster, opts)
-        if end is not None:
-            console.print(announce(end, clock.now()))
-        verb = "Resume" if resume else "Apply"
-        confirm(
-            f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
-            f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?",
-            opts.yes or opts.guided,
-        )
-        with stop_on_signals(executor.stop):
-            state = executor.apply(resume=resume)
+        with executor_for(the_plan, cluster, opts.log_format, console, config) as executor:
+            executor.verify(to_apply=True, strict=not resume)  # first: an identity without the rights is told so
+            # Helm is needed until this run's install has succeeded, not on every later resume.
+            state = executor.store.load()
+            installed = (
+                state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
+            )
+            if not installed:
+                executor = executor.reconfigured(cilium_installer=cilium_installer(the_plan, cluster, opts))
+            if end is not None:
+                console.print(announce(end, clock.now()))
+            verb = "Resume" if resume else "Apply"
+            confirm(
+                f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
+                f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?",
+                opts.yes or opts.guided,
+            )
+            with stop_on_signals(executor.stop):
+                state = executor.apply(resume=resume)
     done = sum(1 for r in state.nodes.values() if r.state.value == "migrated")
     gone = sorted(n for n, r in state.nodes.items() if r.state.value == "gone")
     requests = getattr(cluster, "requests", None)  # the Kubernetes backend counts its API calls

@@ -76,15 +76,12 @@ WaveGate = Callable[[Wave, RunState], Answer]
 NodeGate = Callable[[Wave, NodePlan, RunState], Answer]
 
 
-@dataclass
-class Executor:
-    plan: Plan
-    cluster: Cluster
-    store: CheckpointStore
-    lock: ExecutorLock
-    clock: Clock
-    emit: EventSink
-    stop: StopFlag
+@dataclass(frozen=True)
+class RunConfig:
+    """What the operator asked of one run, fixed before it starts: the executor reads it and
+    never changes it, so the options a run had are the ones it was built with."""
+
+    # Called before each wave / each node of a wave (see ``WaveGate``, ``NodeGate``).
     wave_gate: WaveGate | None = None
     node_gate: NodeGate | None = None
     pause_after_canary: bool = False
@@ -101,6 +98,21 @@ class Executor:
     traffic_watch: bool = False
     max_probe_failures: int = traffic.DEFAULT_MAX_FAILURES
     traffic_start_timeout: float = 120.0
+
+
+@dataclass
+class Executor:
+    """One command's run of a plan. ``config`` is fixed at construction; the ports (store,
+    emit, ...) are the wiring the shell (or a test) hands it."""
+
+    plan: Plan
+    cluster: Cluster
+    store: CheckpointStore
+    lock: ExecutorLock
+    clock: Clock
+    emit: EventSink
+    stop: StopFlag
+    config: RunConfig = RunConfig()
 
     def __post_init__(self) -> None:
         self._steps: dict[StepKind, StepFn] = registry()
@@ -121,13 +133,20 @@ class Executor:
             stop=self.stop,
             emit=self._report,
             plan_id=self.plan.id,
-            agent_timeout=self.agent_timeout,
-            probe_timeout=self.probe_timeout,
-            probe_retry_gap=self.probe_retry_gap,
-            hooks=self.hooks,
+            agent_timeout=self.config.agent_timeout,
+            probe_timeout=self.config.probe_timeout,
+            probe_retry_gap=self.config.probe_retry_gap,
+            hooks=self.config.hooks,
         )
 
     # -- entry points ---------------------------------------------------------------------
+    def reconfigured(self, **changes: Any) -> Executor:
+        """A new executor with the same wiring and some options changed (this one's stay as
+        they were); it keeps what ``verify`` established, so the checks are not read twice."""
+        other = replace(self, config=replace(self.config, **changes))
+        other._rechecked = self._rechecked
+        return other
+
     def verify(self, *, to_apply: bool = False, strict: bool = True) -> None:
         """Refuse (to apply) a plan with blocking findings; then an identity without the
         permissions the run needs, a plan for another cluster, or (``strict``: a new run) one
@@ -189,10 +208,10 @@ class Executor:
             and existing.prepare.get(INSTALL_CILIUM) == "started"
         )
         completed = admitted is not None and admitted.status is RunStatus.COMPLETED
-        if cut_short and self.cilium_installer:
+        if cut_short and self.config.cilium_installer:
             install = True  # this run's own install was cut short: finish it, whatever it left
         elif not completed:
-            install = self._check_cilium(may_install=self.cilium_installer is not None)
+            install = self._check_cilium(may_install=self.config.cilium_installer is not None)
         with self.lock.hold():
             # Before the journal is opened: a refusing hook leaves it as it was (no new run
             # recorded as running, an interrupted one still interrupted).
@@ -208,25 +227,25 @@ class Executor:
             ):
                 return state
             if completed and not install:
-                install = self._check_cilium(may_install=self.cilium_installer is not None)
+                install = self._check_cilium(may_install=self.config.cilium_installer is not None)
             if resume:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
-            if install or (self.cilium_installer and state.prepare.get(INSTALL_CILIUM) == "started"):
+            if install or (self.config.cilium_installer and state.prepare.get(INSTALL_CILIUM) == "started"):
                 self._install_cilium()
-            if self.traffic_watch:
+            if self.config.traffic_watch:
                 self._start_traffic()
             elif resume:
                 self._remove_traffic(leftover=True)  # a killed run's watch, not asked for this time
             try:
                 return self._forward()
             finally:
-                if self.traffic_watch:
+                if self.config.traffic_watch:
                     self._remove_traffic()
 
     def _check_permissions(self) -> None:
         """Refuse, before any write, an identity that could not finish the run."""
-        missing = self.cluster.missing_permissions(traffic.PERMISSIONS if self.traffic_watch else ())
+        missing = self.cluster.missing_permissions(traffic.PERMISSIONS if self.config.traffic_watch else ())
         if missing:
             raise BadInput(
                 f"this identity lacks {len(missing)} permission(s) the run needs ({', '.join(missing[:5])}"
@@ -258,11 +277,11 @@ class Executor:
         """Install Cilium in migration mode before the first node, recorded in the journal as
         started and succeeded (an interrupted install is run again on resume: it is an
         idempotent ``helm upgrade --install``); then check the live configuration it made."""
-        assert self.cilium_installer is not None
+        assert self.config.cilium_installer is not None
         self._commit(lambda s: s.with_prepare(INSTALL_CILIUM, "started"))
         self._report(Event("prepare", self.plan.id, step=INSTALL_CILIUM, message="installing Cilium in migration mode"))
         try:
-            message = self.cilium_installer(migration_values(self.plan.options))
+            message = self.config.cilium_installer(migration_values(self.plan.options))
         except ClusterError as exc:
             self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
             raise Interrupted(
@@ -282,7 +301,7 @@ class Executor:
         a watch that does not report stops the run before any node is touched (a silent
         prober would fail every node's validation)."""
         try:
-            message = self.cluster.start_traffic_watch(self.traffic_start_timeout)
+            message = self.cluster.start_traffic_watch(self.config.traffic_start_timeout)
         except ClusterError as exc:
             self._commit(lambda s: s.with_status(RunStatus.INTERRUPTED))
             self._remove_traffic()
@@ -292,7 +311,7 @@ class Executor:
             ) from exc
         self._report(Event("prepare", self.plan.id, step=traffic.CHECK, message=message))
         self._traffic = traffic.TrafficWatch(
-            read=self.cluster.traffic_reports, now=self.clock.now, max_failures=self.max_probe_failures
+            read=self.cluster.traffic_reports, now=self.clock.now, max_failures=self.config.max_probe_failures
         )
         self._ctx = replace(self._ctx, traffic=self._traffic, started=self._started_at)
 
@@ -531,7 +550,7 @@ class Executor:
 
     # -- forward ----------------------------------------------------------------------------
     def _hook(self, point: str, **context: object) -> list[str]:
-        return self.hooks(point, {"plan_id": self.plan.id, **context})
+        return self.config.hooks(point, {"plan_id": self.plan.id, **context})
 
     def _report(self, event: Event) -> None:
         """The one way events leave the executor: the sinks see one event at a time, also
@@ -576,18 +595,18 @@ class Executor:
             if not todo:
                 continue
             self._check_stop()
-            if ran and self.soak_seconds > 0:
+            if ran and self.config.soak_seconds > 0:
                 self._soak(wave)
-            answer = self._ask(wave, self.wave_gate, wave, self._current)
+            answer = self._ask(wave, self.config.wave_gate, wave, self._current)
             if answer.rollback_wave is not None:
                 self._rollback_wave(answer.rollback_wave)
             skipped += [n for n in answer.skip if skippable(self._current, n)]
             todo = [n for n in todo if n.name not in skipped]
-            if self.node_gate is not None:
+            if self.config.node_gate is not None:
                 for node in list(todo):
                     if self._current.nodes[node.name].state is NodeState.IN_PROGRESS:
                         continue  # already under way: asking now would leave it half-done
-                    if node.name in self._ask(wave, self.node_gate, wave, node, self._current).skip:
+                    if node.name in self._ask(wave, self.config.node_gate, wave, node, self._current).skip:
                         skipped.append(node.name)
                         todo.remove(node)
             for name in skipped:
@@ -605,7 +624,7 @@ class Executor:
                 for w in self.plan.waves[wave.index :]
                 for n in w.nodes
             )
-            if wave.canary and self.pause_after_canary and later:
+            if wave.canary and self.config.pause_after_canary and later:
                 self._stop_at_boundary(
                     wave,
                     f"paused after the canary wave {wave.index} ({', '.join(n.name for n in todo)}): check it, "
@@ -641,9 +660,9 @@ class Executor:
 
     def _soak(self, wave: Wave) -> None:
         """Let the last wave run on Cilium for a while before touching the next one."""
-        message = f"soaking {self.soak_seconds:g}s before wave {wave.index}"
+        message = f"soaking {self.config.soak_seconds:g}s before wave {wave.index}"
         self._report(Event("soak", self.plan.id, wave=wave.index, message=message))
-        self.stop.wait(self.soak_seconds)
+        self.stop.wait(self.config.soak_seconds)
         self._check_stop()
 
     def _rollback_wave(self, index: int) -> NoReturn:
