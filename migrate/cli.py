@@ -612,9 +612,7 @@ def _execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
             executor.verify(to_apply=True, strict=not resume)  # first: an identity without the rights is told so
             # Helm is needed until this run's install has succeeded, not on every later resume.
             state = executor.store.load()
-            installed = (
-                state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
-            )
+            installed = state is not None and state.plan_id == the_plan.id and state.done(INSTALL_CILIUM)
             if not installed:
                 executor = executor.reconfigured(cilium_installer=cilium_installer(the_plan, cluster, opts))
             if end is not None:

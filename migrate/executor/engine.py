@@ -110,11 +110,7 @@ class Executor:
         running = existing is not None and existing.status is RunStatus.RUNNING
         admitted = None if running else admission.admit(self.plan, existing, resume)
         install = False
-        cut_short = (
-            existing is not None
-            and existing.plan_id == self.plan.id
-            and existing.prepare.get(INSTALL_CILIUM) == "started"
-        )
+        cut_short = existing is not None and existing.plan_id == self.plan.id and existing.cut_short(INSTALL_CILIUM)
         completed = admitted is not None and admitted.status is RunStatus.COMPLETED
         if cut_short and installer:
             install = True  # this run's own install was cut short: finish it, whatever it left
@@ -138,8 +134,8 @@ class Executor:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
             prepare = Prepare(run)
-            if install or (installer and state.prepare.get(INSTALL_CILIUM) == "started"):
-                prepare.install_cilium()
+            if install or (installer and state.cut_short(INSTALL_CILIUM)):
+                prepare.install_cilium(self._runner(run, None))
             watch = None
             if self.config.traffic_watch:
                 watch = prepare.start_traffic()

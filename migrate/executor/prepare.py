@@ -12,6 +12,7 @@ from migrate import traffic
 from migrate.cilium import INSTALL_CILIUM, live_config_problems, migration_values, node_config
 from migrate.errors import ClusterError, Interrupted, PreflightBlocked
 from migrate.executor.run import Run
+from migrate.executor.runner import StepRunner
 from migrate.journal import RunStatus
 from migrate.plan import Plan
 from migrate.ports import Cluster, Event
@@ -43,30 +44,34 @@ class Prepare:
     def __init__(self, run: Run) -> None:
         self.run = run
 
-    def install_cilium(self) -> None:
-        """Install Cilium in migration mode before the first node, recorded in the journal as
-        started and succeeded (an interrupted install is run again on resume: it is an
-        idempotent ``helm upgrade --install``); then check the live configuration it made."""
+    def install_cilium(self, runner: StepRunner) -> None:
+        """Install Cilium in migration mode before the first node, a cluster step of the
+        journal (one cut short is run again on resume: it is an idempotent ``helm upgrade
+        --install``); then check the live configuration it made."""
         run = self.run
         installer = run.config.cilium_installer
         assert installer is not None
-        run.commit(lambda s: s.with_prepare(INSTALL_CILIUM, "started"))
-        run.report(Event("prepare", run.plan.id, step=INSTALL_CILIUM, message="installing Cilium in migration mode"))
-        try:
+
+        def install() -> str:
             message = installer(migration_values(run.plan.options))
-        except ClusterError as exc:
-            run.set_status(RunStatus.INTERRUPTED)
-            raise Interrupted(
-                f"installing Cilium stopped: {exc.message}; no node was touched; "
-                "fix it and run 'cni-migrate resume PLANFILE' (with --helm PATH if helm is not on PATH)"
-            ) from exc
-        try:
             check_cilium(run.plan, run.cluster)
+            return message
+
+        try:
+            outcome = runner.cluster_step(
+                INSTALL_CILIUM, install, starting="installing Cilium in migration mode", stops_run=True
+            )
         except PreflightBlocked:
+            # Installed, and not as the plan prescribes: stop, the step left as started.
             run.set_status(RunStatus.INTERRUPTED)
             raise
-        run.commit(lambda s: s.with_prepare(INSTALL_CILIUM, "succeeded"))
-        run.report(Event("prepare", run.plan.id, step=INSTALL_CILIUM, outcome="succeeded", message=message))
+        if isinstance(outcome.error, ClusterError):
+            raise Interrupted(
+                f"installing Cilium stopped: {outcome.error.message}; no node was touched; "
+                "fix it and run 'cni-migrate resume PLANFILE' (with --helm PATH if helm is not on PATH)"
+            ) from outcome.error
+        if outcome.error is not None:
+            raise outcome.error
 
     def node_config(self) -> None:
         """The ``cilium-default`` CiliumNodeConfig the swapped nodes' agents read."""
