@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from migrate.errors import BadInput
+from migrate.journal import ClusterStep
 from migrate.model import MIGRATION_LABEL
 from migrate.plan import NODE_POOL_PREFIX, PlanOptions
 
@@ -49,7 +50,7 @@ def _migration(options: PlanOptions) -> dict[str, Any]:
 
 
 # The journal's cluster-level step for apply --install-cilium (``RunState.prepare``).
-INSTALL_CILIUM = "install-cilium"
+INSTALL_CILIUM = ClusterStep.INSTALL_CILIUM
 
 # cilium-config keys the Helm chart renders from ``migration_values``, and what they must say.
 MIGRATION_CONFIG = {

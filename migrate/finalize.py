@@ -1,9 +1,10 @@
 """Finalize: after every node is on Cilium, take the cluster out of migration mode.
 
-Steps, each recorded in the journal before and after (``finalize/<step>``) and safe to run
-again: restart every Cilium agent one node at a time (so agents pick up the final
-configuration once it is installed), check that NetworkPolicy is enforced (an allowed and a
-denied client against a probe server; only once cilium-config enables policy, else the step
+Steps, each run by the executor's step runner (recorded in the journal's ``finalize``
+section before and after, as ``ClusterStep``s) and safe to run again: restart every Cilium
+agent one node at a time (so agents pick up the final configuration once it is installed),
+check that NetworkPolicy is enforced (an allowed and a denied client against a probe
+server; only once cilium-config enables policy, else the step
 waits for the next finalize), delete the ``cilium-default`` CiliumNodeConfig, and,
 only when asked, remove Calico (the Tigera ``Installation`` for operator installs, the
 calico-node DaemonSet and calico-kube-controllers for manifest installs). The final Helm
@@ -16,15 +17,20 @@ or, for a Cilium that apply installed (``plan --install-cilium``), the first ste
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrate import reconcile, verdicts
-from migrate.cilium import INSTALL_CILIUM, NODE_CONFIG_NAME, final_config_problems, final_values
+from migrate.cilium import NODE_CONFIG_NAME, final_config_problems, final_values
 from migrate.errors import BadInput, ClusterError, Interrupted, PermanentError, ValidationFailed
-from migrate.journal import NodeState, RunState, RunStatus
+from migrate.executor.commit import GroupCommit
+from migrate.executor.config import RunConfig
+from migrate.executor.run import Run
+from migrate.executor.runner import StepRunner
+from migrate.journal import ClusterStep, NodeState, RunState, RunStatus
 from migrate.plan import Plan
-from migrate.ports import CheckpointStore, Cluster, Event, EventSink, ExecutorLock
+from migrate.ports import CheckpointStore, Clock, Cluster, EventSink, ExecutorLock, StopFlag, SystemClock
+from migrate.steps import StepContext
 
 CALICO_OBJECTS = {
     "operator": [("operator.tigera.io/v1", "Installation", "", "default")],
@@ -52,6 +58,7 @@ class Finalizer:
     # (Helm on a real cluster); None: the operator runs helm upgrade with the values file.
     cilium_upgrader: Callable[[dict[str, Any]], str] | None = None
     held_back: str = ""  # set by run(): what was asked for and not done, and why
+    clock: Clock = field(default_factory=SystemClock)
 
     def _admit(self, state: RunState | None, *, read_cni: bool = False) -> RunState:
         """Refuse, naming the nodes, while any live node (in the plan or not) is not on
@@ -86,7 +93,7 @@ class Finalizer:
                 f"finalize needs every node on Cilium; not yet: {', '.join(blockers)}; nothing was changed: "
                 "migrate them (a new plan covers nodes outside this one) or roll back"
             )
-        if self.cilium_upgrader is not None and state.prepare.get(INSTALL_CILIUM) != "succeeded":
+        if self.cilium_upgrader is not None and not state.done(ClusterStep.INSTALL_CILIUM):
             raise BadInput(
                 "--upgrade-cilium upgrades only a Cilium that this run installed; apply found Cilium already "
                 "running and installed nothing: upgrade your release with the final values finalize writes "
@@ -98,63 +105,65 @@ class Finalizer:
         """Finalize; returns the report lines (what was done, what is left)."""
         self._admit(self.store.load())  # refuse before the lock: taking it is a cluster write
         with self.lock.hold():
-            state = self._admit(self.store.load(), read_cni=True)
+            runner = self._runner(self._admit(self.store.load(), read_cni=True))
             self.cluster.cleanup_helper_pods()  # a killed finalize's policy probe, if any
             report: list[str] = []
-            steps: list[tuple[str, Callable[[], str]]] = []
+            steps: list[tuple[ClusterStep, Callable[[], str]]] = []
             if self.cilium_upgrader is not None:
-                steps.append(("upgrade-cilium", self._upgrade_cilium))  # before the restarts pick it up
+                steps.append((ClusterStep.UPGRADE_CILIUM, self._upgrade_cilium))  # before the restarts pick it up
             steps += [
-                ("restart-agents", self._restart_agents),
+                (ClusterStep.RESTART_AGENTS, self._restart_agents),
                 # Before anything is removed: a cluster that does not enforce policy stops here.
-                ("check-policy", self._check_policy),
-                ("delete-node-config", self._delete_node_config),
+                (ClusterStep.CHECK_POLICY, self._check_policy),
+                (ClusterStep.DELETE_NODE_CONFIG, self._delete_node_config),
             ]
             if remove_calico:
-                steps.append(("remove-calico", self._remove_calico))
+                steps.append((ClusterStep.REMOVE_CALICO, self._remove_calico))
             upgraded = False
             self.held_back = ""
-            for name, fn in steps:
+            for step, fn in steps:
+                state = runner.run.state
                 # Agents read cilium-config when they start: an upgrade in this run means they
                 # restart again, and the policy check is made again, whatever an earlier run did.
-                redo = upgraded and name in ("restart-agents", "check-policy")
-                if state.finalize.get(name) == "succeeded" and not redo:
-                    report.append(f"{name}: done earlier")
+                redo = upgraded and step in (ClusterStep.RESTART_AGENTS, ClusterStep.CHECK_POLICY)
+                if state.done(step) and not redo:
+                    report.append(f"{step}: done earlier")
                     continue
-                if name == "check-policy" and not self._enforcing():
+                if step is ClusterStep.CHECK_POLICY and not self._enforcing():
                     report.append(
-                        f"{name}: not yet: Cilium does not enforce policy yet (enable-policy never in "
+                        f"{step}: not yet: Cilium does not enforce policy yet (enable-policy never in "
                         "kube-system/cilium-config); after the helm upgrade to the final values, run finalize again"
                     )
                     continue
-                if name == "remove-calico" and state.finalize.get("check-policy") != "succeeded":
+                if step is ClusterStep.REMOVE_CALICO and not state.done(ClusterStep.CHECK_POLICY):
                     self.held_back = (
                         "Calico was not removed: Cilium's policy enforcement is not proven yet (check-policy); "
                         "upgrade Cilium to the final values, restart its agents, then finalize --remove-calico again"
                     )
-                    report.append(f"{name}: not yet: {self.held_back}")
+                    report.append(f"{step}: not yet: {self.held_back}")
                     continue
-                if name == "upgrade-cilium":
+                if step is ClusterStep.UPGRADE_CILIUM:
                     upgraded = True
-                state = self._save(state.with_finalize(name, "started"))
-                try:
-                    message = fn()
-                except ClusterError as exc:
-                    raise Interrupted(f"finalize {name} stopped: {exc.message}; run finalize again") from exc
-                except ValidationFailed:
-                    self._save(state.with_finalize(name, "failed"))
-                    raise
-                state = self._save(state.with_finalize(name, "succeeded"))
-                self.emit(Event("finalize", self.plan.id, step=name, outcome="succeeded", message=message))
-                report.append(f"{name}: {message}")
+                outcome = runner.cluster_step(step, fn)
+                if isinstance(outcome.error, ClusterError):
+                    raise Interrupted(
+                        f"finalize {step} stopped: {outcome.error.message}; run finalize again"
+                    ) from outcome.error
+                if outcome.error is not None:
+                    raise outcome.error
+                report.append(f"{step}: {outcome.message}")
             if not self.held_back:
-                self._save(state.with_status(RunStatus.COMPLETED))
+                runner.run.set_status(RunStatus.COMPLETED)
             report.append(f"left on the nodes: {LEFTOVERS}")
             return report
 
-    def _save(self, state: RunState) -> RunState:
-        self.store.save(state)
-        return state
+    def _runner(self, state: RunState) -> StepRunner:
+        """The executor's step runner, over this run's journal; finalize runs no node step."""
+        config = RunConfig(agent_timeout=self.agent_timeout, probe_timeout=self.probe_timeout)
+        stop = StopFlag()
+        run = Run(self.plan, config, self.cluster, self.clock, stop, GroupCommit(self.store, state), self.emit)
+        context = StepContext(self.cluster, self.plan.options, self.clock, stop, self.emit, self.plan.id)
+        return StepRunner(run, {}, context)
 
     def _upgrade_cilium(self) -> str:
         assert self.cilium_upgrader is not None

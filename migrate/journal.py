@@ -8,11 +8,14 @@ Record schema (``to_record``)::
 
     apiVersion: cni-migrate.io/v1
     kind: RunJournal
-    planId, planChecksum, fingerprint, seq, status, finalize: {<step>: started|succeeded},
-    prepare: {<step>: started|succeeded}   (only when a run had one, e.g. install-cilium)
+    planId, planChecksum, fingerprint, seq, status,
+    finalize: {<cluster step>: <step status>},
+    prepare: {<cluster step>: <step status>}   (only when a run had one, e.g. install-cilium)
     nodes: {<name>: {state, wave, attempt, reason, message, startedAt, finishedAt,
                      steps: {<step id>: {kind, status, startedAt, finishedAt, message}}}}
 
+A cluster step is a ``ClusterStep`` and its status a ``StepStatus``, as a node step's
+(journals of earlier versions hold the same strings, and load as they are).
 ``seq`` grows by one per transition; stores use it to refuse writing an older state over
 a newer one. Times are RFC 3339 strings in UTC.
 """
@@ -44,6 +47,22 @@ class StepStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+
+class ClusterStep(StrEnum):
+    """A step of the cluster as a whole: before the first node (``prepare``) or after the
+    last (``finalize``), recorded by name in that section of the journal."""
+
+    INSTALL_CILIUM = "install-cilium"  # apply --install-cilium
+    UPGRADE_CILIUM = "upgrade-cilium"  # finalize --upgrade-cilium
+    RESTART_AGENTS = "restart-agents"
+    CHECK_POLICY = "check-policy"
+    DELETE_NODE_CONFIG = "delete-node-config"
+    REMOVE_CALICO = "remove-calico"
+
+    @property
+    def section(self) -> str:
+        return "prepare" if self is ClusterStep.INSTALL_CILIUM else "finalize"
 
 
 class RunStatus(StrEnum):
@@ -114,10 +133,10 @@ class RunState:
     nodes: Mapping[str, NodeRun]
     status: RunStatus = RunStatus.RUNNING
     seq: int = 0
-    # Cluster-level steps after every node migrated (``cni-migrate finalize``): id -> status.
-    finalize: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    # Cluster-level steps before the first node (``apply --install-cilium``): id -> status.
-    prepare: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Cluster-level steps after every node migrated (``cni-migrate finalize``).
+    finalize: Mapping[ClusterStep, StepStatus] = field(default_factory=lambda: MappingProxyType({}))
+    # Cluster-level steps before the first node (``apply --install-cilium``).
+    prepare: Mapping[ClusterStep, StepStatus] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def new(cls, plan: Plan) -> RunState:
@@ -179,20 +198,33 @@ class RunState:
         steps[step_id] = record
         return self._with_node(name, replace(run, steps=MappingProxyType(steps), last_step=step_id))
 
+    def with_cluster_step(self, step: ClusterStep, status: StepStatus) -> RunState:
+        """A cluster step's status, in its section (``ClusterStep.section``)."""
+        if step.section == "prepare":
+            return replace(self, prepare=MappingProxyType({**self.prepare, step: status}), seq=self.seq + 1)
+        return replace(self, finalize=MappingProxyType({**self.finalize, step: status}), seq=self.seq + 1)
+
     def with_finalize(self, step: str, status: str) -> RunState:
-        steps = dict(self.finalize)
-        steps[step] = status
-        return replace(self, finalize=MappingProxyType(steps), seq=self.seq + 1)
+        return self.with_cluster_step(ClusterStep(step), StepStatus(status))
 
     def with_prepare(self, step: str, status: str) -> RunState:
-        steps = dict(self.prepare)
-        steps[step] = status
-        return replace(self, prepare=MappingProxyType(steps), seq=self.seq + 1)
+        return self.with_cluster_step(ClusterStep(step), StepStatus(status))
 
     def with_status(self, status: RunStatus) -> RunState:
         return replace(self, status=status, seq=self.seq + 1)
 
     # -- queries --------------------------------------------------------------------------
+    def cluster_step(self, step: ClusterStep) -> StepStatus | None:
+        """A cluster step's last recorded status; None if it never started."""
+        return (self.prepare if step.section == "prepare" else self.finalize).get(step)
+
+    def done(self, step: ClusterStep) -> bool:
+        return self.cluster_step(step) is StepStatus.SUCCEEDED
+
+    def cut_short(self, step: ClusterStep) -> bool:
+        """Started and never succeeded: killed, stopped or failed part-way."""
+        return self.cluster_step(step) not in (None, StepStatus.SUCCEEDED)
+
     @property
     def touched(self) -> list[str]:
         return [n for n, r in self.nodes.items() if r.state not in (NodeState.PENDING, NodeState.GONE)]
@@ -212,10 +244,10 @@ class RunState:
             "seq": self.seq,
             "status": self.status.value,
             "nodes": {k: v.to_record() for k, v in self.nodes.items()},
-            "finalize": dict(self.finalize),
+            "finalize": _cluster_steps(self.finalize),
         }
         if self.prepare:  # written only when used: journals of runs without one stay as they were
-            record["prepare"] = dict(self.prepare)
+            record["prepare"] = _cluster_steps(self.prepare)
         return record
 
     @classmethod
@@ -257,10 +289,17 @@ class RunState:
                 fingerprint=str(r["fingerprint"]),
                 nodes=MappingProxyType(nodes),
                 status=RunStatus(r["status"]),
-                finalize=MappingProxyType({str(k): str(v) for k, v in (r.get("finalize") or {}).items()}),
-                prepare=MappingProxyType({str(k): str(v) for k, v in (r.get("prepare") or {}).items()}),
+                finalize=MappingProxyType(
+                    {ClusterStep(k): StepStatus(v) for k, v in (r.get("finalize") or {}).items()}
+                ),
+                prepare=MappingProxyType({ClusterStep(k): StepStatus(v) for k, v in (r.get("prepare") or {}).items()}),
                 seq=int(r["seq"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             # A journal we cannot read must stop the run, never be guessed at.
             raise BadInput(f"checkpoint journal is malformed: {exc!r}") from exc
+
+
+def _cluster_steps(steps: Mapping[ClusterStep, StepStatus]) -> dict[str, str]:
+    """A section of cluster steps as written: plain strings, as journals always held."""
+    return {str(k): str(v) for k, v in steps.items()}

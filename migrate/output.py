@@ -159,8 +159,8 @@ def status_record(
         "liveRead": live.nodes is not None,
         "liveError": live.error,
         # Cluster-level steps: before the first node (install-cilium) and after the last.
-        "prepare": dict(state.prepare) if state else {},
-        "finalize": dict(state.finalize) if state else {},
+        "prepare": {str(k): str(v) for k, v in state.prepare.items()} if state else {},
+        "finalize": {str(k): str(v) for k, v in state.finalize.items()} if state else {},
         "nodes": nodes,
     }
 

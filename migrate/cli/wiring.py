@@ -9,6 +9,7 @@ import hashlib
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,12 @@ from migrate.cli.app import home
 from migrate.cli.gates import chain, guided_gate, node_gate, window_gate
 from migrate.cli.options import LogFormat, RunOptions
 from migrate.errors import BadInput
-from migrate.executor import Executor
+from migrate.executor import Executor, RunConfig
 from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
 from migrate.plan import Plan, Target
-from migrate.ports import CheckpointStore, Event, ExecutorLock, HookCaller, StopFlag, SystemClock, no_hooks
+from migrate.ports import CheckpointStore, Event, ExecutorLock, HookCaller, StopFlag, SystemClock
 
 
 # -- the backend --------------------------------------------------------------------------------
@@ -93,9 +94,10 @@ def executor_for(
     backend: Backend,
     log_format: LogFormat,
     console: output.Console,
-    hooks: HookCaller = no_hooks,
+    config: RunConfig | None = None,
 ) -> Iterator[Executor]:
-    """The executor of one command, wired to its stores, locks and sinks. On leaving, the
+    """The executor of one command, wired to its stores, locks and sinks, run as ``config``
+    says (with the backend's probe retry gap). On leaving, the
     node Events still queued are sent, then the audit log gets the command's API requests
     by client method (where the backend counts them), unless the command was refused
     before it logged anything: a refused command leaves the audit log as it found it."""
@@ -131,9 +133,8 @@ def executor_for(
         lock=lock,
         clock=SystemClock(),
         emit=emit,
-        hooks=hooks,
         stop=stop,
-        probe_retry_gap=backend.probe_retry_gap,
+        config=replace(config or RunConfig(), probe_retry_gap=backend.probe_retry_gap),
     )
     try:
         yield executor
@@ -163,23 +164,24 @@ def executor_for_run(
     """``executor_for`` configured for apply or resume: the gates (window end, guided
     questions), the canary pause, the soak, the traffic watch; then the plan verified
     against the cluster, and what installs Cilium if this run has still to install it."""
-    with executor_for(the_plan, backend, opts.log_format, console, hooks) as executor:
-        executor.wave_gate = chain(
+    config = RunConfig(
+        wave_gate=chain(
             window_gate(the_plan, end, clock, console.print) if end else None,
             guided_gate(console.print, the_plan) if opts.guided else None,
-        )
-        executor.node_gate = node_gate(console.print) if opts.confirm_each_node else None
-        executor.pause_after_canary = opts.pause_after_canary
-        executor.soak_seconds = soak
-        executor.traffic_watch = opts.traffic_watch
-        if opts.max_probe_failures is not None:
-            executor.max_probe_failures = opts.max_probe_failures
+        ),
+        node_gate=node_gate(console.print) if opts.confirm_each_node else None,
+        pause_after_canary=opts.pause_after_canary,
+        soak_seconds=soak,
+        hooks=hooks,
+        traffic_watch=opts.traffic_watch,
+        max_probe_failures=RunConfig.max_probe_failures if opts.max_probe_failures is None else opts.max_probe_failures,
+    )
+    with executor_for(the_plan, backend, opts.log_format, console, config) as executor:
         executor.verify(to_apply=True, strict=not resume)  # first: an identity without the rights is told so
         # Helm is needed until this run's install has succeeded, not on every later resume.
         state = executor.store.load()
-        installed = (
-            state is not None and state.plan_id == the_plan.id and state.prepare.get(INSTALL_CILIUM) == "succeeded"
-        )
+        installed = state is not None and state.plan_id == the_plan.id and state.done(INSTALL_CILIUM)
         tools = None if installed else cilium_tools(the_plan, backend, opts.helm)
-        executor.cilium_installer = tools.install if tools is not None else None
+        if tools is not None:
+            executor = executor.reconfigured(cilium_installer=tools.install)
         yield executor

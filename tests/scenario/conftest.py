@@ -21,7 +21,7 @@ from migrate.backends.simulated import SimStore
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore
 from migrate.cniconf import after_restore
-from migrate.executor import Executor
+from migrate.executor import Executor, RunConfig
 from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import Plan, PlanOptions, Target
 from migrate.planner import build_plan
@@ -72,7 +72,7 @@ class Harness:
             clock=self.clock,
             emit=self.events.append,
             stop=stop or StopFlag(),
-            **kw,
+            config=RunConfig(**kw),
         )
 
     def lock(self, directory: Path) -> ExecutorLock:

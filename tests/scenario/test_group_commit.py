@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from migrate.executor.commit import GroupCommit
 from migrate.journal import NodeState, RunState, StepStatus
 from migrate.plan import StepKind, step_id
 
@@ -36,9 +37,8 @@ class Recording:
 @pytest.mark.parametrize("backend", ["simulated"], indirect=True)
 def test_changes_made_during_a_save_share_the_next_one(backend):
     plan = backend.plan(max_unavailable=8)
-    ex = backend.executor(plan)
-    ex._state = RunState.new(plan)
-    ex.store = store = Recording(ex.store, hold_first=True)
+    store = Recording(backend.store(), hold_first=True)
+    journal = GroupCommit(store, RunState.new(plan))
     names = [n.name for n in plan.nodes]
     applied = threading.Semaphore(0)
 
@@ -49,7 +49,7 @@ def test_changes_made_during_a_save_share_the_next_one(backend):
 
         return to
 
-    threads = [threading.Thread(target=ex._commit, args=(change(n),)) for n in names]
+    threads = [threading.Thread(target=journal.commit, args=(change(n),)) for n in names]
     for thread in threads:
         thread.start()
     assert store.held.wait(30)
