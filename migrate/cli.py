@@ -212,7 +212,7 @@ def executor_for(
     journal: CheckpointStore = store
     lease = getattr(cluster, "lease", None)
     if lease is not None:
-        from migrate.checkpoints.incluster import ConfigMapStore, Mirrored
+        from migrate.backends.kubernetes.journal import ConfigMapStore, Mirrored
 
         # The journal lives in the cluster too, so another machine can take over and resume.
         journal = Mirrored(ConfigMapStore(cluster, plan.cluster.fingerprint), store)

@@ -82,3 +82,26 @@ def test_nothing_outside_the_kubernetes_backend_imports_its_private_names():
             ):
                 offenders.append(f"{path.relative_to(root)}: {node.module}")
     assert offenders == []
+
+
+def test_the_checkpoint_stores_import_no_backend():
+    """``checkpoints`` sits below the backends: the in-cluster store is the Kubernetes
+    backend's (``backends/kubernetes/journal.py``), the local one knows no cluster."""
+    offenders = {
+        p.relative_to(PACKAGE).as_posix(): bad
+        for p in (PACKAGE / "checkpoints").rglob("*.py")
+        if (bad := sorted(m for m in imports(p) if m.startswith(("kubernetes", "migrate.backends"))))
+    }
+    assert offenders == {}
+
+
+def test_every_watch_of_the_kubernetes_backend_goes_through_its_one_list_then_watch_loop():
+    package = PACKAGE / "backends" / "kubernetes"
+    offenders = [
+        p.name
+        for p in package.glob("*.py")
+        if p.name not in ("api.py", "watching.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "watch"
+    ]
+    assert offenders == []

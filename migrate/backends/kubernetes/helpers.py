@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 
 from migrate.backends.kubernetes.mapping import pod_waiting, termination_message
+from migrate.backends.kubernetes.watching import Collection, Objects, list_then_watch
 from migrate.backends.rbac import TOOL_NAMESPACE
 from migrate.errors import Conflict, NotFound, PermanentError, TemporaryError
 from migrate.ports import NodeTask
@@ -214,26 +215,33 @@ class HelperPods:
                 until_running and phase == "Running" and bool(status.get("podIP"))
             )
 
-        current = pod  # the created pod is the first read: watch from its version
-        while time.monotonic() < deadline:
-            if done(current):
-                return current
-            rv = current["metadata"]["resourceVersion"]
-            try:
-                for _kind, obj in self.rest.watch(
-                    "watch pod",
-                    self.core.list_namespaced_pod,
-                    TOOL_NAMESPACE,
-                    resource_version=rv,
-                    timeout=deadline - time.monotonic(),
-                    field_selector=f"metadata.name={name}",
-                ):
-                    if done(obj):
-                        return obj
-                    current = obj
-            except TemporaryError:  # dropped or expired: read it again, then watch from there
-                current = self.rest.json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
-        raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s{pod_waiting(current)}")
+        latest = pod  # as last seen, for the error
+
+        def finished(_kind: str, obj: dict[str, Any]) -> dict[str, Any] | None:
+            nonlocal latest
+            latest = obj
+            return obj if done(obj) else None
+
+        def read() -> Objects:
+            again = self.rest.json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
+            return [again], again["metadata"]["resourceVersion"]
+
+        this_pod = Collection(
+            "pod", self.core.list_namespaced_pod, (TOOL_NAMESPACE,), {"field_selector": f"metadata.name={name}"}
+        )
+        # The created pod is the first read: watched from its version; a watch that drops or
+        # expires reads the pod again, then watches from there.
+        found = list_then_watch(
+            self.rest,
+            this_pod,
+            finished,
+            deadline=deadline,
+            first=([pod], pod["metadata"]["resourceVersion"]),
+            read=read,
+        )
+        if found is None:
+            raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s{pod_waiting(latest)}")
+        return found
 
     def run_task(self, node: str, task: NodeTask, timeout: float) -> str:
         container = {"name": "task", "image": self.cluster.node_image, "command": ["sh", "-c", TASK_SCRIPTS[task]]}
