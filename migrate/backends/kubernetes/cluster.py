@@ -167,7 +167,7 @@ class KubernetesCluster:
         return sorted(items, key=lambda n: n.name)
 
     def get_node(self, name: str) -> NodeInfo:
-        return node_info(self.rest.json(f"get node {name}", self.core.read_node, name))
+        return self.node_writes.get(name)  # remembered there for the writes that follow
 
     def pods_on_node(self, name: str) -> list[PodInfo]:
         items, _ = self.rest.list_all(
