@@ -170,10 +170,7 @@ class KubernetesCluster:
         return self.node_writes.get(name)  # remembered there for the writes that follow
 
     def pods_on_node(self, name: str) -> list[PodInfo]:
-        items, _ = self.rest.list_all(
-            f"list pods on {name}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={name}"
-        )
-        return [pod_info(p) for p in items]
+        return self.pod_writes.on_node(name)  # remembered there for a wait that follows
 
     def inventory(self) -> Inventory:
         return self.reader.read()

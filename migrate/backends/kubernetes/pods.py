@@ -1,7 +1,12 @@
 """Pod writes on a real cluster and the waits that follow them: an eviction (a PodDisruption-
 Budget's refusal told apart from other errors), a deletion, both fenced by the pod's UID;
 waiting until pods are gone, and until a node's new Cilium agent is Ready. Helper pods, the
-tool's own, are ``helpers``'."""
+tool's own, are ``helpers``'.
+
+The pods on a node are listed here (``pods_on_node``), and the list's UIDs and version are
+remembered: a wait for pods that were all in it watches from that version instead of
+listing again (a watch from a past version misses no deletion since, and a UID never comes
+back), so a drain lists its node's pods once for the evictions and not again to wait."""
 
 from __future__ import annotations
 
@@ -30,6 +35,17 @@ class PodWrites:
 
     def __init__(self, cluster: KubernetesCluster) -> None:
         self.rest, self.core = cluster.rest, cluster.core
+        # node -> the UIDs of its pods as last listed here, and that list's version. Each
+        # node's steps run in one thread at a time; a dict's get and set are atomic.
+        self.listed: dict[str, tuple[frozenset[str], str]] = {}
+
+    def on_node(self, name: str) -> list[PodInfo]:
+        items, version = self.rest.list_all(
+            f"list pods on {name}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={name}"
+        )
+        pods = [pod_info(p) for p in items]
+        self.listed[name] = (frozenset(p.uid for p in pods), version)
+        return pods
 
     def evict(self, pod: PodInfo) -> None:
         body = client.V1Eviction(
@@ -98,7 +114,10 @@ class PodWrites:
 
         selector = f"spec.nodeName={node}" if node else ""
         pods_there = Collection("pods", self.core.list_pod_for_all_namespaces, selectors={"field_selector": selector})
-        list_then_watch(self.rest, pods_there, deleted, on_list=listed, deadline=deadline)
+        uids, version = self.listed.get(node or "", (frozenset(), ""))
+        # Every pod waited for was in the node's last list: watched from its version, no list.
+        first = ([{"metadata": {"uid": uid}} for uid in uids], version) if version and waiting.keys() <= uids else None
+        list_then_watch(self.rest, pods_there, deleted, on_list=listed, deadline=deadline, first=first)
         return list(waiting.values())
 
     def wait_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
