@@ -103,7 +103,7 @@ def main() -> int:
             tmp = tempfile.TemporaryDirectory()
             stores.append(("local", LocalStore(Path(tmp.name))))
             if cluster is not None:
-                from migrate.checkpoints.incluster import ConfigMapStore
+                from migrate.backends.kubernetes.journal import ConfigMapStore
 
                 stores.append(("configmap", ConfigMapStore(cluster, f"sha256:{size:016x}{0:048x}")))
             for name, store in stores:

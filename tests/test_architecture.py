@@ -123,3 +123,26 @@ def test_the_cli_imports_the_kubernetes_client_only_for_a_command_that_needs_it(
     code = "import sys, migrate.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_checkpoint_stores_import_no_backend():
+    """``checkpoints`` sits below the backends: the in-cluster store is the Kubernetes
+    backend's (``backends/kubernetes/journal.py``), the local one knows no cluster."""
+    offenders = {
+        p.relative_to(PACKAGE).as_posix(): bad
+        for p in (PACKAGE / "checkpoints").rglob("*.py")
+        if (bad := sorted(m for m in imports(p) if m.startswith(("kubernetes", "migrate.backends"))))
+    }
+    assert offenders == {}
+
+
+def test_every_watch_of_the_kubernetes_backend_goes_through_its_one_list_then_watch_loop():
+    package = PACKAGE / "backends" / "kubernetes"
+    offenders = [
+        p.name
+        for p in package.glob("*.py")
+        if p.name not in ("api.py", "watching.py")
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "watch"
+    ]
+    assert offenders == []

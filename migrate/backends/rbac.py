@@ -21,6 +21,7 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("delete", "", "pods", ""),
     ("create", "", "pods/eviction", ""),
     ("create", "", "pods", TOOL_NAMESPACE),
+    ("deletecollection", "", "pods", TOOL_NAMESPACE),  # a node's probe pods, by their labels
     ("create", "", "services", TOOL_NAMESPACE),
     ("list", "", "services", TOOL_NAMESPACE),
     ("delete", "", "services", TOOL_NAMESPACE),

@@ -37,7 +37,7 @@ def lab_cluster(tmp_path_factory) -> Iterator[object]:
 def make_store(request, tmp_path: Path):
     if request.param == "local":
         return lambda: LocalStore(tmp_path / "runs")
-    from migrate.checkpoints.incluster import ConfigMapStore
+    from migrate.backends.kubernetes.journal import ConfigMapStore
 
     cluster = request.getfixturevalue("lab_cluster")
     fingerprint = f"sha256:{tmp_path.name[-20:]:0>32}".replace("_", "0")
@@ -93,7 +93,7 @@ def test_archive_sets_a_finished_journal_aside(make_store):
 
 @pytest.mark.realcluster
 def test_two_writers_of_one_in_cluster_journal_conflict_instead_of_overwriting(lab_cluster, tmp_path):
-    from migrate.checkpoints.incluster import ConfigMapStore
+    from migrate.backends.kubernetes.journal import ConfigMapStore
 
     fingerprint = "sha256:" + "c0ffee" * 5 + "00"
     one, two = ConfigMapStore(lab_cluster, fingerprint), ConfigMapStore(lab_cluster, fingerprint)
@@ -147,7 +147,8 @@ def test_a_status_change_and_every_n_lines_rewrite_the_snapshot(tmp_path, monkey
 
 def test_a_long_run_of_saves_over_many_nodes_and_status_changes_reloads_exactly(make_store, monkeypatch):
     # Small compaction thresholds, so both stores rewrite their snapshot several times.
-    from migrate.checkpoints import incluster, local
+    from migrate.backends.kubernetes import journal as incluster
+    from migrate.checkpoints import local
 
     monkeypatch.setattr(local, "COMPACT_EVERY", 5)
     monkeypatch.setattr(incluster, "COMPACT_NODES", 2)
@@ -176,7 +177,7 @@ def test_a_long_run_of_saves_over_many_nodes_and_status_changes_reloads_exactly(
 
 @pytest.mark.realcluster
 def test_an_in_cluster_save_rewrites_only_the_small_delta(lab_cluster):
-    from migrate.checkpoints.incluster import ConfigMapStore
+    from migrate.backends.kubernetes.journal import ConfigMapStore
 
     fingerprint = "sha256:" + "de17a0" * 5 + "00"
     store = ConfigMapStore(lab_cluster, fingerprint)
@@ -197,7 +198,7 @@ def test_an_in_cluster_save_rewrites_only_the_small_delta(lab_cluster):
 def test_a_delta_older_than_its_snapshot_is_ignored(lab_cluster):
     """Killed between a new snapshot and the next delta: the old delta is in the snapshot
     already, and must not be replayed over it."""
-    from migrate.checkpoints.incluster import ConfigMapStore
+    from migrate.backends.kubernetes.journal import ConfigMapStore
 
     fingerprint = "sha256:" + "0dde17" * 5 + "00"
     store = ConfigMapStore(lab_cluster, fingerprint)

@@ -1,4 +1,4 @@
-"""Crash and fencing cases of the snapshot + delta ConfigMap protocol (migrate/checkpoints/incluster.py),
+"""Crash and fencing cases of the snapshot + delta ConfigMap protocol (migrate/backends/kubernetes/journal.py),
 on an in-memory fake of the three ConfigMap calls with resourceVersion compare-and-swap."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from migrate.checkpoints import incluster
-from migrate.checkpoints.incluster import ConfigMapStore
+from migrate.backends.kubernetes import journal as incluster
+from migrate.backends.kubernetes.journal import ConfigMapStore
 from migrate.errors import Conflict, NotFound, RunConflict
 from migrate.journal import NodeState, RunState, RunStatus, StepStatus
 from migrate.plan import PlanOptions, Target

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from migrate.backends.bundle import Backend, CiliumTools
 from migrate.backends.kubernetes.cluster import KubernetesCluster
-from migrate.checkpoints.incluster import ConfigMapStore, Mirrored
+from migrate.backends.kubernetes.journal import ConfigMapStore, Mirrored
 from migrate.helm import HelmInstaller
 from migrate.plan import Target
 from migrate.ports import CheckpointStore

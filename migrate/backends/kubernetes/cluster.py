@@ -1,50 +1,44 @@
 """The Kubernetes backend's adapter: ``KubernetesCluster`` is the ``Cluster`` port over the
-official client, composed of the package's rooms: ``api`` (every request: errors translated,
-retried, counted; paged lists; watches), ``inventory`` (reading it), ``mapping`` (API
-objects to the model), ``helpers`` (helper pods), ``probes`` (validation observations),
+official client, a thin front over the package's rooms: ``api`` (every request: errors
+translated, retried, counted; paged lists; watches), ``watching`` (the one list-then-watch
+loop), ``inventory`` (reading it), ``mapping`` (API objects to the model), ``nodes`` and
+``pods`` (writes and their waits), ``objects`` (whole objects ensured or deleted),
+``helpers`` (helper pods), ``probes`` (validation observations), ``trafficwatch`` and
 ``informer`` (the traffic watch) and ``lease`` (the executor lock). Here: connecting like
-kubectl, node and pod writes, waits (watches from a listed resourceVersion, re-listed when
-the watch expires), and the traffic watch's setup."""
+kubectl, the reads the steps make one at a time, and the tool's namespace."""
 
 from __future__ import annotations
 
 import collections
 import contextlib
 import os
-import re
 import socket
-import time
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from migrate import traffic
 from migrate.backends.kubernetes.api import Api
 from migrate.backends.kubernetes.helpers import HelperPods
-from migrate.backends.kubernetes.informer import TrafficCache
 from migrate.backends.kubernetes.inventory import InventoryReader
 from migrate.backends.kubernetes.lease import LeaseLock
-from migrate.backends.kubernetes.mapping import (
-    node_info,
-    pod_info,
-)
+from migrate.backends.kubernetes.mapping import node_info, pod_info
+from migrate.backends.kubernetes.nodes import NodeWrites
+from migrate.backends.kubernetes.objects import Objects
+from migrate.backends.kubernetes.pods import CILIUM_SELECTOR, PodWrites
 from migrate.backends.kubernetes.probes import Probes
+from migrate.backends.kubernetes.trafficwatch import TrafficDeployment
 from migrate.backends.rbac import TOOL_NAMESPACE
 from migrate.cniconf import cni_from_files
 from migrate.errors import (
     BadInput,
     ClusterError,
     Conflict,
-    EvictionRefused,
     NotFound,
     PermanentError,
-    TemporaryError,
 )
 from migrate.model import (
     ClusterIdentity,
@@ -58,11 +52,9 @@ from migrate.ports import NodeTask, ProbeResult
 # HTTP connections kept to the API server (urllib3's default: 5 per core). A wave's nodes
 # validate at once, each with up to four helper pods watched together.
 POOL_SIZE = 128
-CILIUM_SELECTOR = "k8s-app=cilium"
 DEFAULT_NODE_IMAGE = "docker.io/library/busybox:1.36.1"
 DEFAULT_PROBE_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.52"
 FORBIDDEN_UID = "unreadable"  # kube-system's UID when this identity may not read it
-EVICTION_PDB = re.compile(r"disruption budget (\S+?) needs")
 
 
 class KubernetesCluster:
@@ -88,11 +80,14 @@ class KubernetesCluster:
         self.node_image = node_image
         self.probe_image = probe_image
         self._identity: ClusterIdentity | None = None
-        self._traffic: TrafficCache | None = None  # apply --traffic-watch: its reports and probers
         self._namespace_made = False  # the tool's namespace exists: not asked again per helper pod
+        self.node_writes = NodeWrites(self)
+        self.pod_writes = PodWrites(self)
+        self.objects = Objects(self)
         self.helpers = HelperPods(self)
         self.probes = Probes(self)
         self.reader = InventoryReader(self)
+        self.traffic = TrafficDeployment(self)  # apply --traffic-watch: its objects, reports and probers
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, **kw: Any) -> KubernetesCluster:
@@ -172,13 +167,10 @@ class KubernetesCluster:
         return sorted(items, key=lambda n: n.name)
 
     def get_node(self, name: str) -> NodeInfo:
-        return node_info(self.rest.json(f"get node {name}", self.core.read_node, name))
+        return self.node_writes.get(name)  # remembered there for the writes that follow
 
     def pods_on_node(self, name: str) -> list[PodInfo]:
-        items, _ = self.rest.list_all(
-            f"list pods on {name}", self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={name}"
-        )
-        return [pod_info(p) for p in items]
+        return self.pod_writes.on_node(name)  # remembered there for a wait that follows
 
     def inventory(self) -> Inventory:
         return self.reader.read()
@@ -225,200 +217,48 @@ class KubernetesCluster:
         listing = self.run_node_task(node, NodeTask.READ_CNI, 120.0)
         return cni_from_files(listing.split())
 
-    # -- writes ----------------------------------------------------------------------------------
+    # -- writes and waits: each a room of its own ------------------------------------------------
     def set_unschedulable(self, name: str, value: bool) -> bool:
-        node = self.get_node(name)
-        if node.unschedulable == value:
-            return False
-        self.rest.call(f"patch node {name}", self.core.patch_node, name, {"spec": {"unschedulable": value or None}})
-        return True
+        return self.node_writes.set_unschedulable(name, value)
 
     def set_node_label(self, name: str, key: str, value: str | None) -> bool:
-        node = self.get_node(name)
-        if node.labels.get(key) == value:
-            return False
-        self.rest.call(f"label node {name}", self.core.patch_node, name, {"metadata": {"labels": {key: value}}})
-        return True
-
-    def evict(self, pod: PodInfo) -> None:
-        body = client.V1Eviction(
-            metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace),
-            delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.uid)),
-        )
-        try:
-            # Not retried here: the drain step owns the retry loop and its deadline.
-            self.rest.call(
-                f"evict pod {pod.key}",
-                self.core.create_namespaced_pod_eviction,
-                pod.name,
-                pod.namespace,
-                body,
-                retry=False,
-            )
-        except TemporaryError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ApiException) and "more than one PodDisruptionBudget" in (cause.body or ""):
-                raise PermanentError(exc.message.replace(" (HTTP 500)", "")) from cause
-            if isinstance(cause, ApiException) and cause.status == 429:
-                match = EVICTION_PDB.search(cause.body or "")
-                pdb = f"{pod.namespace}/{match[1]}" if match else "a PodDisruptionBudget"
-                raise EvictionRefused(exc.message, delay=exc.delay, pdb=pdb) from cause
-            raise
-        except Conflict:
-            # The UID precondition failed: the pod we meant is gone (a new one has its name).
-            raise NotFound(f"pod {pod.key} was replaced") from None
-
-    def delete_pod(self, pod: PodInfo) -> None:
-        self.rest.call(
-            f"delete pod {pod.key}",
-            self.core.delete_namespaced_pod,
-            pod.name,
-            pod.namespace,
-            body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.uid)),
-        )
-
-    def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
-        if not pods:
-            return []
-        by_node: dict[str | None, list[PodInfo]] = {}
-        for pod in pods:
-            by_node.setdefault(pod.node, []).append(pod)
-        deadline = time.monotonic() + timeout
-        left: list[PodInfo] = []
-        for node, group in by_node.items():
-            left += self._wait_gone_on(node, group, deadline)
-        return left
-
-    def _wait_gone_on(self, node: str | None, pods: list[PodInfo], deadline: float) -> list[PodInfo]:
-        waiting = {p.uid: p for p in pods}
-        selector = f"spec.nodeName={node}" if node else ""
-        while waiting and time.monotonic() < deadline:
-            items, rv = self.rest.list_all("list pods", self.core.list_pod_for_all_namespaces, field_selector=selector)
-            present = {p["metadata"]["uid"] for p in items}
-            for uid in [u for u in waiting if u not in present]:
-                del waiting[uid]
-            if not waiting:
-                break
-            try:
-                for kind, obj in self.rest.watch(
-                    "watch pods",
-                    self.core.list_pod_for_all_namespaces,
-                    resource_version=rv,
-                    timeout=deadline - time.monotonic(),
-                    field_selector=selector,
-                ):
-                    if kind == "DELETED":
-                        waiting.pop(obj["metadata"]["uid"], None)
-                        if not waiting:
-                            break
-            except TemporaryError:
-                continue  # watch expired or dropped: re-list and watch again
-        return list(waiting.values())
-
-    def wait_cilium_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            items, rv = self.rest.list_all(
-                "list cilium agents",
-                self.core.list_namespaced_pod,
-                "kube-system",
-                label_selector=CILIUM_SELECTOR,
-                field_selector=f"spec.nodeName={node}",
-            )
-            for obj in items:
-                pod = pod_info(obj)
-                if pod.uid != not_uid and pod.ready and not pod.deleting:
-                    return pod
-            try:
-                for _kind, obj in self.rest.watch(
-                    "watch cilium agents",
-                    self.core.list_namespaced_pod,
-                    "kube-system",
-                    resource_version=rv,
-                    timeout=deadline - time.monotonic(),
-                    label_selector=CILIUM_SELECTOR,
-                    field_selector=f"spec.nodeName={node}",
-                ):
-                    pod = pod_info(obj)
-                    if _kind != "DELETED" and pod.uid != not_uid and pod.ready and not pod.deleting:
-                        return pod
-            except TemporaryError:
-                continue  # re-list
-        raise TemporaryError(f"no new Ready Cilium agent on {node} within {timeout:.0f}s", node=node)
-
-    def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
-        what = f"delete {kind} {namespace + '/' if namespace else ''}{name}"
-        try:
-            if api_version == "apps/v1":
-                apps = client.AppsV1Api(self.api)
-                fn = apps.delete_namespaced_daemon_set if kind == "DaemonSet" else apps.delete_namespaced_deployment
-                self.rest.call(what, fn, name, namespace)
-            elif namespace:
-                group, version = api_version.split("/")
-                self.rest.call(
-                    what,
-                    self.custom.delete_namespaced_custom_object,
-                    group,
-                    version,
-                    namespace,
-                    kind.lower() + "s",
-                    name,
-                )
-            else:
-                group, version = api_version.split("/")
-                self.rest.call(what, self.custom.delete_cluster_custom_object, group, version, kind.lower() + "s", name)
-        except NotFound:
-            return False
-        return True
-
-    def ensure_object(self, obj: dict[str, Any]) -> bool:
-        """Create a namespaced custom object, or replace its spec when it differs."""
-        group, version = obj["apiVersion"].split("/")
-        plural = obj["kind"].lower() + "s"
-        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-        what = f"{obj['kind']} {namespace}/{name}"
-        try:
-            live: Any = self.rest.call(
-                f"get {what}", self.custom.get_namespaced_custom_object, group, version, namespace, plural, name
-            )
-        except NotFound:
-            self.rest.call(
-                f"create {what}", self.custom.create_namespaced_custom_object, group, version, namespace, plural, obj
-            )
-            return True
-        if live.get("spec") == obj["spec"]:
-            return False
-        body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": live["metadata"]["resourceVersion"]}}
-        self.rest.call(
-            f"update {what}",
-            self.custom.replace_namespaced_custom_object,
-            group,
-            version,
-            namespace,
-            plural,
-            name,
-            body,
-        )
-        return True
+        return self.node_writes.set_label(name, key, value)
 
     def record_event(self, node: str, reason: str, message: str, warning: bool = False) -> None:
-        now = datetime.now(UTC)
-        event = {
-            "metadata": {"generateName": f"{node}.cni-migrate.", "namespace": "default"},
-            "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": node},
-            "reason": reason,
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": "cni-migrate"},
-            "reportingComponent": "cni-migrate",
-            "reportingInstance": socket.gethostname(),
-            "firstTimestamp": now.isoformat().replace("+00:00", "Z"),
-            "lastTimestamp": now.isoformat().replace("+00:00", "Z"),
-            "count": 1,
-        }
-        self.rest.call(f"create event on {node}", self.core.create_namespaced_event, "default", event, retry=False)
+        self.node_writes.record_event(node, reason, message, warning)
 
-    # -- node tasks and probes ---------------------------------------------------------------------
+    def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
+        return self.node_writes.wait_rebooted(node, old_boot_id, timeout)
+
+    def evict(self, pod: PodInfo) -> None:
+        self.pod_writes.evict(pod)
+
+    def delete_pod(self, pod: PodInfo) -> None:
+        self.pod_writes.delete(pod)
+
+    def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
+        return self.pod_writes.wait_gone(pods, timeout)
+
+    def wait_cilium_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
+        return self.pod_writes.wait_agent_ready(node, not_uid, timeout)
+
+    def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        return self.objects.delete(api_version, kind, namespace, name)
+
+    def ensure_object(self, obj: dict[str, Any]) -> bool:
+        return self.objects.ensure(obj)
+
+    # -- the traffic watch (apply --traffic-watch) ---------------------------------------------
+    def start_traffic_watch(self, timeout: float) -> str:
+        return self.traffic.start(timeout)
+
+    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
+        return self.traffic.reports(timeout)
+
+    def stop_traffic_watch(self) -> bool:
+        return self.traffic.stop()
+
+    # -- helper pods and probes ------------------------------------------------------------------
     def ensure_namespace(self, again: bool = False) -> None:
         """The tool's namespace, made if missing; asked once per process (every helper pod
         would otherwise ask), again with ``again`` (a create there said it is gone)."""
@@ -437,119 +277,6 @@ class KubernetesCluster:
 
     def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
         return self.helpers.run_task(node, task, timeout)
-
-    # -- the traffic watch (apply --traffic-watch) ---------------------------------------------
-    def _traffic_api(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
-        """(create, delete) of a traffic-watch object kind, both namespaced."""
-        apps, rbac = client.AppsV1Api(self.api), client.RbacAuthorizationV1Api(self.api)
-        apis: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
-            "ServiceAccount": (
-                self.core.create_namespaced_service_account,
-                self.core.delete_namespaced_service_account,
-            ),
-            "Role": (rbac.create_namespaced_role, rbac.delete_namespaced_role),
-            "RoleBinding": (rbac.create_namespaced_role_binding, rbac.delete_namespaced_role_binding),
-            "Service": (self.core.create_namespaced_service, self.core.delete_namespaced_service),
-            "DaemonSet": (apps.create_namespaced_daemon_set, apps.delete_namespaced_daemon_set),
-        }
-        return apis[kind]
-
-    def start_traffic_watch(self, timeout: float) -> str:
-        """Create the watch's objects (kept as they are when present; the DaemonSet's probe
-        image is brought in line), then wait until every prober pod has written a report."""
-        objects = traffic.manifests(self.probe_image)
-        try:
-            self.rest.call("get namespace", self.core.read_namespace, traffic.NAMESPACE)
-        except NotFound:
-            with contextlib.suppress(Conflict):  # created meanwhile
-                self.rest.call("create namespace", self.core.create_namespace, objects[0])
-        for obj in objects[1:]:
-            kind, name = obj["kind"], obj["metadata"]["name"]
-            create, _ = self._traffic_api(kind)
-            try:
-                self.rest.call(f"create {kind} {traffic.NAMESPACE}/{name}", create, traffic.NAMESPACE, obj)
-            except Conflict:
-                if kind == "DaemonSet":
-                    # A watch left by a killed run: same objects, perhaps another image.
-                    apps = client.AppsV1Api(self.api)
-                    self.rest.call(
-                        f"patch DaemonSet {traffic.NAMESPACE}/{name}",
-                        apps.patch_namespaced_daemon_set,
-                        name,
-                        traffic.NAMESPACE,
-                        {"spec": obj["spec"]},
-                    )
-        if self._traffic is None:
-            self._traffic = TrafficCache(self)
-        probers, silent = self._traffic.first_reports(timeout)
-        if probers and not silent:
-            return f"{len(probers)}/{len(probers)} probers reporting"
-        named = ", ".join(silent[:5]) + (", ..." if len(silent) > 5 else "")
-        raise TemporaryError(
-            f"{len(silent)} of {len(probers)} probers sent no report within {timeout:.0f}s"
-            + (f" (on {named})" if silent else " (no prober pod runs)")
-            + f"; see 'kubectl -n {traffic.NAMESPACE} logs ds/{traffic.NAME} -c prober'"
-        )
-
-    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
-        """Every prober's report once each has written again after this call began (a write
-        after the window's end covers it: no clock is compared); and the nodes whose prober
-        did not. Read from the run's shared cache: no request per validated node."""
-        if self._traffic is None:
-            self._traffic = TrafficCache(self)
-        return self._traffic.fresh_reports(timeout)
-
-    def stop_traffic_watch(self) -> bool:
-        """Delete the DaemonSet first (no prober writes afterwards), then the rest and every
-        report. The namespace stays: deploy/rbac.yaml's Role there is what allows all this."""
-        if self._traffic is not None:
-            self._traffic.close()
-            self._traffic = None
-        apps = client.AppsV1Api(self.api)
-        try:
-            # Briefly: this runs as a run ends, maybe because the API server went away, and
-            # must not hold the operator's exit for the usual two minutes of retries.
-            self.rest.call(
-                "get traffic watch", apps.read_namespaced_daemon_set, traffic.NAME, traffic.NAMESPACE, retry_seconds=5
-            )
-        except NotFound:
-            return False  # none: nothing to remove (and no rights needed to find that out)
-        for obj in reversed(traffic.manifests(self.probe_image)[1:]):
-            _, delete = self._traffic_api(obj["kind"])
-            with contextlib.suppress(NotFound):  # gone already
-                self.rest.call(f"delete {obj['kind']} {traffic.NAME}", delete, traffic.NAME, traffic.NAMESPACE)
-        self.rest.call(
-            "delete traffic reports",
-            self.core.delete_collection_namespaced_config_map,
-            traffic.NAMESPACE,
-            label_selector=f"{traffic.REPORT_LABEL}=true",
-        )
-        return True
-
-    def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            items, rv = self.rest.list_all(
-                f"list node {node}", self.core.list_node, field_selector=f"metadata.name={node}"
-            )
-            for obj in items:
-                info = node_info(obj)
-                if info.boot_id != old_boot_id and info.ready:
-                    return info
-            try:
-                for _kind, obj in self.rest.watch(
-                    f"watch node {node}",
-                    self.core.list_node,
-                    resource_version=rv,
-                    timeout=deadline - time.monotonic(),
-                    field_selector=f"metadata.name={node}",
-                ):
-                    info = node_info(obj)
-                    if _kind != "DELETED" and info.boot_id != old_boot_id and info.ready:
-                        return info
-            except TemporaryError:
-                continue  # re-list
-        raise TemporaryError(f"{node} did not come back from its reboot within {timeout:.0f}s", node=node)
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         return self.probes.probe(node, check, timeout)

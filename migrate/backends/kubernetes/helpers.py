@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
 from migrate.backends.kubernetes.mapping import pod_waiting, termination_message
+from migrate.backends.kubernetes.watching import Collection, Objects, list_then_watch
 from migrate.backends.rbac import TOOL_NAMESPACE
 from migrate.errors import Conflict, NotFound, PermanentError, TemporaryError
 from migrate.ports import NodeTask
@@ -99,7 +101,7 @@ class HelperPods:
                 )
         return len(items) + len(services) + len(policies)
 
-    def run(
+    def start(
         self,
         node: str,
         role: str,
@@ -108,19 +110,16 @@ class HelperPods:
         timeout: float,
         *,
         host_paths: bool = False,
-        until_running: bool = False,
-        keep: list[str] | None = None,
         labels: dict[str, str] | None = None,
         for_node: str = "",
         clean: bool = True,
     ) -> dict[str, Any]:
-        """Create a pinned helper pod of one container or several (which run side by side),
-        wait for it to finish (or run), return it; delete it, unless ``keep`` is given: then
-        its name goes there and the caller deletes it.
+        """Create a pinned helper pod of one container or several (which run side by side) and
+        return it as created; ``wait`` for it.
         ``for_node``: the node whose check this pod serves (default ``node``); a peer node
         may host pods of several nodes' checks at once (a parallel wave).
         ``clean``: first delete what an earlier attempt of this very task left on the node
-        (validation clears its checks' leftovers once, ``_clear_stale_checks``)."""
+        (validation clears its checks' pods itself, ``Probes.checks_cleared``)."""
         self.cluster.ensure_namespace()
         owner = for_node or node
         for stale in self.stale(node, role) if clean else ():
@@ -174,11 +173,42 @@ class HelperPods:
             # The name is ours alone (random per call): AlreadyExists means an earlier attempt
             # of this very create succeeded and only its answer was lost.
             created = self.rest.json(f"get {role} pod on {node}", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
+        return created
+
+    def run(
+        self,
+        node: str,
+        role: str,
+        name_hint: str,
+        container: dict[str, Any] | list[dict[str, Any]],
+        timeout: float,
+        *,
+        host_paths: bool = False,
+        until_running: bool = False,
+        keep: list[str] | None = None,
+        labels: dict[str, str] | None = None,
+        for_node: str = "",
+        clean: bool = True,
+    ) -> dict[str, Any]:
+        """``start`` a helper pod, wait for it to finish (or run), return it; delete it, unless
+        ``keep`` is given: then its name goes there and the caller deletes it."""
+        created = self.start(
+            node,
+            role,
+            name_hint,
+            container,
+            timeout,
+            host_paths=host_paths,
+            labels=labels,
+            for_node=for_node,
+            clean=clean,
+        )
+        name = created["metadata"]["name"]
         if keep is not None:
             keep.append(name)
-            return self.wait(created, timeout, until_running)
+            return self.wait([created], timeout, until_running)[0]
         try:
-            return self.wait(created, timeout, until_running)
+            return self.wait([created], timeout, until_running)[0]
         finally:
             self.delete(name)
 
@@ -196,44 +226,65 @@ class HelperPods:
                     grace_period_seconds=0,
                 )
 
-    def wait(self, pod: dict[str, Any], timeout: float, until_running: bool) -> dict[str, Any]:
-        """The pod once finished (or running with an address, ``until_running``). A finished
-        pod keeps the address it ran with: kubelets 1.27-1.30 drop it from the first
-        terminal status (kubernetes#125370), so the last one seen is put back."""
-        name = pod["metadata"]["name"]
+    def wait(self, pods: Sequence[dict[str, Any]], timeout: float, until_running: bool) -> list[dict[str, Any]]:
+        """The pods, as created, once each has finished (or runs with an address,
+        ``until_running``), in their order: one watch for them all, of the pod by its name, or
+        of several (started together for one task, on several nodes) by their role, task and
+        owner labels. A finished pod keeps the address it ran with: kubelets 1.27-1.30 drop it
+        from the first terminal status (kubernetes#125370), so the last one seen is put back."""
         deadline = time.monotonic() + timeout
-        seen = {"podIP": ""}
+        latest = {pod["metadata"]["name"]: pod for pod in pods}  # as last seen, for the error
+        addresses = dict.fromkeys(latest, "")
+        finished: dict[str, dict[str, Any]] = {}
 
         def done(obj: dict[str, Any]) -> bool:
-            status = obj.get("status") or {}
-            seen["podIP"] = status.get("podIP") or seen["podIP"]
+            name, status = obj["metadata"]["name"], obj.get("status") or {}
+            addresses[name] = status.get("podIP") or addresses[name]
             phase = status.get("phase")
-            if phase in ("Succeeded", "Failed") and not status.get("podIP") and seen["podIP"]:
-                obj["status"] = {**status, "podIP": seen["podIP"]}
+            if phase in ("Succeeded", "Failed") and not status.get("podIP") and addresses[name]:
+                obj["status"] = {**status, "podIP": addresses[name]}
             return phase in ("Succeeded", "Failed") or (
                 until_running and phase == "Running" and bool(status.get("podIP"))
             )
 
-        current = pod  # the created pod is the first read: watch from its version
-        while time.monotonic() < deadline:
-            if done(current):
-                return current
-            rv = current["metadata"]["resourceVersion"]
-            try:
-                for _kind, obj in self.rest.watch(
-                    "watch pod",
-                    self.core.list_namespaced_pod,
-                    TOOL_NAMESPACE,
-                    resource_version=rv,
-                    timeout=deadline - time.monotonic(),
-                    field_selector=f"metadata.name={name}",
-                ):
-                    if done(obj):
-                        return obj
-                    current = obj
-            except TemporaryError:  # dropped or expired: read it again, then watch from there
-                current = self.rest.json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
-        raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s{pod_waiting(current)}")
+        def seen(_kind: str, obj: dict[str, Any]) -> bool | None:
+            name = obj["metadata"]["name"]
+            if name in latest and name not in finished:
+                latest[name] = obj
+                if done(obj):
+                    finished[name] = obj
+            return True if len(finished) == len(latest) else None
+
+        def listed(items: list[dict[str, Any]]) -> bool | None:
+            for item in items:
+                seen("ADDED", item)
+            return True if len(finished) == len(latest) else None
+
+        versions = [pod["metadata"]["resourceVersion"] for pod in pods]
+        # The created pods are the first read, watched from the oldest of their versions (the
+        # API server's are etcd revisions; where they are not numbers, the pods are listed).
+        first: Objects | None = (list(pods), min(versions, key=int)) if all(v.isdigit() for v in versions) else None
+        if len(pods) == 1:
+            name = pods[0]["metadata"]["name"]
+            these = Collection(
+                "pod", self.core.list_namespaced_pod, (TOOL_NAMESPACE,), {"field_selector": f"metadata.name={name}"}
+            )
+
+            def read() -> Objects:
+                again = self.rest.json("get pod", self.core.read_namespaced_pod, name, TOOL_NAMESPACE)
+                return [again], again["metadata"]["resourceVersion"]
+
+            # A watch that drops or expires reads the pod again, then watches from there.
+            list_then_watch(self.rest, these, seen, on_list=listed, deadline=deadline, first=first, read=read)
+        else:
+            marks = pods[0]["metadata"]["labels"]
+            selector = ",".join(f"{key}={marks[key]}" for key in (ROLE_LABEL, TASK_LABEL, FOR_LABEL))
+            these = Collection("pods", self.core.list_namespaced_pod, (TOOL_NAMESPACE,), {"label_selector": selector})
+            list_then_watch(self.rest, these, seen, on_list=listed, deadline=deadline, first=first)
+        for name, pod in latest.items():
+            if name not in finished:
+                raise TemporaryError(f"pod {name} did not finish within {timeout:.0f}s{pod_waiting(pod)}")
+        return [finished[name] for name in latest]
 
     def run_task(self, node: str, task: NodeTask, timeout: float) -> str:
         container = {"name": "task", "image": self.cluster.node_image, "command": ["sh", "-c", TASK_SCRIPTS[task]]}

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from migrate import traffic
+from migrate.backends.kubernetes.watching import Collection, list_then_watch
 from migrate.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -43,32 +44,34 @@ class TrafficCache:
     def _follow(
         self, what: str, fn: Callable[..., Any], selector: str, apply: Callable[[str, dict[str, Any]], None]
     ) -> None:
-        c = self.cluster
+        def listed(items: list[dict[str, Any]]) -> None:
+            with self.changed:
+                (self.reports if what == "reports" else self.probers).clear()
+                for obj in items:
+                    apply("ADDED", obj)
+                self.listed[what] = True
+                self.changed.notify_all()
+
+        def seen(kind: str, obj: dict[str, Any]) -> None:
+            with self.changed:
+                apply(kind, obj)
+                self.changed.notify_all()
+
+        followed = Collection(f"traffic {what}", fn, (traffic.NAMESPACE,), {"label_selector": selector})
         while not self._closed.is_set():
             try:
-                items, rv = c.rest.list_all(f"list traffic {what}", fn, traffic.NAMESPACE, label_selector=selector)
-                with self.changed:
-                    (self.reports if what == "reports" else self.probers).clear()
-                    for obj in items:
-                        apply("ADDED", obj)
-                    self.listed[what] = True
-                    self.changed.notify_all()
-                while not self._closed.is_set():
-                    for kind, obj in c.rest.watch(
-                        f"watch traffic {what}",
-                        fn,
-                        traffic.NAMESPACE,
-                        resource_version=rv,
-                        timeout=self.WATCH_SECONDS,
-                        label_selector=selector,
-                    ):
-                        rv = obj["metadata"].get("resourceVersion", rv)
-                        with self.changed:
-                            apply(kind, obj)
-                            self.changed.notify_all()
+                list_then_watch(
+                    self.cluster.rest,
+                    followed,
+                    seen,
+                    on_list=listed,
+                    stop=self._closed.is_set,
+                    watch_seconds=self.WATCH_SECONDS,
+                )
             except ClusterError:
-                # Expired, dropped or refused: re-list after a moment. Waiters keep their own
-                # timeout, and a prober that stays unseen is reported silent.
+                # Refused, or the API server gone past the list's retries: list again after a
+                # moment. Waiters keep their own timeout, and a prober that stays unseen is
+                # reported silent.
                 self._closed.wait(0.5)
 
     def _report(self, kind: str, obj: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import functools
 import itertools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubernetes import client
@@ -95,27 +95,27 @@ class Probes:
             "command": ["/agnhost", "netexec", f"--http-port={PROBE_PORT}"],
             "ports": [{"containerPort": PROBE_PORT}],
         }
-        kept: list[str] = []
         service = f"cni-migrate-peers-{uuid.uuid4().hex[:8]}"
         service_made = False
         try:
-            # The servers start together, then the clients together: a node's check waits for
-            # two pod start-ups, not one per pod.
-            started = together(
-                lambda name: self.helpers.run(
+            # The servers start together, then the clients together, each set waited for with
+            # one watch: a node's check waits for two pod start-ups, not one per pod. The pods
+            # go with the node's other check pods (``checks_cleared``).
+            created = together(
+                lambda name: self.helpers.start(
                     name,
                     "probe",
                     "cross-node-server",
                     server,
                     timeout,
-                    until_running=True,
-                    keep=kept,
                     labels={PEER_LABEL: node} if name != node else {},
                     for_node=node,
                     clean=False,
                 ),
                 [node, *peers],
             )
+            running = self.helpers.wait(list(created.values()), timeout, until_running=True)
+            started = dict(zip(created, running, strict=True))
             ips = {name: (pod.get("status") or {}).get("podIP", "") for name, pod in started.items()}
             body = {
                 "apiVersion": "v1",
@@ -145,19 +145,19 @@ class Probes:
                     for i, (start, ip, _) in enumerate(routes)
                     if start == source
                 ]
-                return self.helpers.run(
+                return self.helpers.start(
                     source, "probe", "cross-node-client", containers, timeout, for_node=node, clean=False
                 )
 
+            clients = together(client_pod, list(dict.fromkeys(source for source, _, _ in routes)))
             finished: dict[str, tuple[bool, str]] = {}
-            for done in together(client_pod, list(dict.fromkeys(source for source, _, _ in routes))).values():
+            for done in self.helpers.wait(list(clients.values()), timeout, until_running=False):
                 finished.update(container_results(done))
             connections = [
                 verdicts.Connection(label, *finished.get(f"route-{i}", (False, "")))
                 for i, (_, _, label) in enumerate(routes)
             ]
         finally:
-            together(self.helpers.delete, kept)
             if service_made:
                 self.helpers.delete(service, "service")
         return verdicts.cross_node(connections)
@@ -251,22 +251,33 @@ class Probes:
     def cilium_pool(self) -> str:
         return self.cluster.cilium_config().get("cluster-pool-ipv4-cidr", "")
 
-    def clear_stale_checks(self, node: str) -> None:
-        """Delete the helper pods an earlier attempt of this node's checks left (a killed run,
-        an answer lost), wherever they run: one list for all of them before the checks, not
-        one before every pod. Only one validation of a node runs at a time."""
+    def clear_checks(self, node: str) -> None:
+        """Delete every helper pod of this node's checks, wherever it runs, with one request:
+        before the checks, what an earlier attempt left (a killed run, an answer lost); after
+        them, their own. Only one validation of a node runs at a time."""
         self.cluster.ensure_namespace()
-        items, _ = self.rest.list_all(
-            f"list probe pods for {node}",
-            self.core.list_namespaced_pod,
+        self.rest.call(
+            f"delete probe pods for {node}",
+            self.core.delete_collection_namespaced_pod,
             TOOL_NAMESPACE,
             label_selector=f"{ROLE_LABEL}=probe,{FOR_LABEL}={node},{TASK_LABEL} in ({','.join(CHECK_TASKS)})",
+            grace_period_seconds=0,
         )
-        together(self.helpers.delete, [item["metadata"]["name"] for item in items])
+
+    @contextlib.contextmanager
+    def checks_cleared(self, node: str) -> Iterator[None]:
+        """Checks with helper pods run inside: the node's check pods are cleared before and
+        after them, however they end."""
+        self.clear_checks(node)
+        try:
+            yield
+        finally:
+            self.clear_checks(node)
 
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         if check in POD_CHECKS or check == "cross-node":
-            self.clear_stale_checks(node)
+            with self.checks_cleared(node):
+                return self.observe(node, check, timeout)
         return self.observe(node, check, timeout)
 
     def observe(self, node: str, check: str, timeout: float, pool: Callable[[], str] | None = None) -> ProbeResult:
@@ -310,17 +321,17 @@ class Probes:
                     if not results[-1].ok:
                         return results
                 continue
-            self.clear_stale_checks(node)
             in_pod = tuple(c for c in group if c in POD_CHECKS)
             batches = ([in_pod] if in_pod else []) + [(c,) for c in group if c not in POD_CHECKS]
-            answered = together(
-                lambda batch: (
-                    self.pod_checks(node, batch, timeout, pool)
-                    if batch[0] in POD_CHECKS
-                    else [self.observe(node, batch[0], timeout, pool)]
-                ),
-                batches,
-            )
+            with self.checks_cleared(node):
+                answered = together(
+                    lambda batch: (
+                        self.pod_checks(node, batch, timeout, pool)
+                        if batch[0] in POD_CHECKS
+                        else [self.observe(node, batch[0], timeout, pool)]
+                    ),
+                    batches,
+                )
             by_check = {r.check: r for answers in answered.values() for r in answers}
             for check in group:
                 results.append(by_check[check])
@@ -345,11 +356,14 @@ class Probes:
             },
         }
         containers = [commands[c] for c in checks if c in commands]
+        # The pod is kept: ``checks_cleared`` deletes it with the node's other check pods.
         if containers:
-            done = self.helpers.run(node, "probe", "pod-checks", containers, timeout, clean=False)
+            done = self.helpers.run(node, "probe", "pod-checks", containers, timeout, keep=[], clean=False)
         else:
             pause = {"name": "pod-network", "image": self.cluster.probe_image, "command": ["/agnhost", "pause"]}
-            done = self.helpers.run(node, "probe", "pod-checks", pause, timeout, until_running=True, clean=False)
+            done = self.helpers.run(
+                node, "probe", "pod-checks", pause, timeout, until_running=True, keep=[], clean=False
+            )
         finished = container_results(done)
         results = []
         for check in checks:

@@ -1,4 +1,5 @@
-"""The in-cluster checkpoint store: the run journal in ConfigMaps, mirrored locally.
+"""The in-cluster checkpoint store (the ``CheckpointStore`` port on a real cluster): the run
+journal in ConfigMaps, mirrored locally. Its requests go through the package's ``Api``.
 
     ConfigMap cni-migrate/journal-<fingerprint[:16]>
       binaryData.journal.json.gz   snapshot: the RunJournal record, gzipped (5,000 nodes fit in 1 MiB)
