@@ -9,12 +9,10 @@ checks the live state first.
 
 from __future__ import annotations
 
-from migrate.errors import StepFailed
 from migrate.model import MIGRATION_LABEL, Cni
 from migrate.plan import NodePlan
 from migrate.steps import StepContext
-from migrate.steps.reboot import reboot
-from migrate.steps.restart import restart_pods
+from migrate.steps.restart import finish_on, restart_agent
 
 
 def run(ctx: StepContext, node: NodePlan) -> str:
@@ -23,22 +21,5 @@ def run(ctx: StepContext, node: NodePlan) -> str:
     agent = cluster.cilium_agent(node.name)
     parts = ["labelled" if labelled else "label present"]
     if labelled or cluster.node_cni(node.name) is not Cni.CILIUM or agent is None or not agent.ready:
-        if agent is not None:
-            cluster.delete_pod(agent)
-        ctx.check_stop(node.name)
-        cluster.wait_cilium_agent_ready(node.name, agent.uid if agent else "", ctx.agent_timeout)
-        parts.append("cilium agent restarted")
-    cni = cluster.node_cni(node.name)
-    if cni is not Cni.CILIUM:
-        raise StepFailed(
-            f"{node.name}: CNI is still {cni.value} after the Cilium agent restart",
-            node=node.name,
-            check="cni",
-            observed=cni.value,
-            expected="cilium",
-        )
-    if ctx.options.reboot:
-        parts.append(reboot(ctx, node.name))
-    restarted = restart_pods(ctx, node.name, want_cilium=True)
-    parts.append(f"{restarted} pod(s) restarted")
-    return ", ".join(parts)
+        parts.append(restart_agent(ctx, node.name, agent))
+    return finish_on(ctx, node.name, Cni.CILIUM, "{node}: CNI is still {found} after the Cilium agent restart", parts)
