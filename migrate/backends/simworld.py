@@ -295,23 +295,12 @@ def reconcile(world: World) -> None:
     """Run the controllers once: DaemonSets, Deployments, StatefulSets, pending pods."""
     for wl in world["workloads"]:
         kind, ns, name = wl["kind"], wl["namespace"], wl["name"]
-        owner = {"kind": kind, "name": name}
         pods = owned(world, kind, ns, name)
         if kind == "DaemonSet":
             have = {p["node"] for p in pods}
             for node in sorted(world["nodes"]):
                 if node not in have and world["nodes"][node]["ready"]:
-                    create_pod(
-                        world,
-                        ns,
-                        f"{name}-{world['nodes'][node]['uid'][:5]}",
-                        owner,
-                        wl["labels"],
-                        node=node,
-                        cpu=wl["cpu"],
-                        memory=wl["memory"],
-                        host_network=wl["hostNetwork"],
-                    )
+                    _replica(world, wl, f"{name}-{world['nodes'][node]['uid'][:5]}", node)
                     if (ns, name) == AGENT_DS:
                         agent_started(world, node)
             continue
@@ -320,38 +309,32 @@ def reconcile(world: World) -> None:
             for ordinal in range(wl["replicas"]):
                 pod_name = f"{name}-{ordinal}"
                 if pod_name not in present:
-                    target = schedule(world, wl["cpu"], wl["memory"])
-                    create_pod(
-                        world,
-                        ns,
-                        pod_name,
-                        owner,
-                        wl["labels"],
-                        node=target,
-                        cpu=wl["cpu"],
-                        memory=wl["memory"],
-                        emptydir=wl["emptydir"],
-                    )
+                    _replica(world, wl, pod_name, schedule(world, wl["cpu"], wl["memory"]))
             continue
         for _ in range(wl["replicas"] - len(pods)):
             suffix = f"{world['counters']['pod'] + 1:05d}"
-            target = schedule(world, wl["cpu"], wl["memory"])
-            create_pod(
-                world,
-                ns,
-                f"{name}-{suffix}",
-                owner,
-                wl["labels"],
-                node=target,
-                cpu=wl["cpu"],
-                memory=wl["memory"],
-                emptydir=wl["emptydir"],
-            )
+            _replica(world, wl, f"{name}-{suffix}", schedule(world, wl["cpu"], wl["memory"]))
     for pod in world["pods"].values():
         if pod["node"] is None:
             target = schedule(world, pod["cpu"], pod["memory"])
             if target is not None:
                 pod.update(node=target, phase="Running", ready=True, ip=_pod_ip(world, target, pod["hostNetwork"]))
+
+
+def _replica(world: World, wl: dict[str, Any], name: str, node: str | None) -> dict[str, Any]:
+    """A pod of workload ``wl``, from its template: labels, requests, volumes, network."""
+    return create_pod(
+        world,
+        wl["namespace"],
+        name,
+        {"kind": wl["kind"], "name": wl["name"]},
+        wl["labels"],
+        node=node,
+        cpu=wl["cpu"],
+        memory=wl["memory"],
+        emptydir=wl["emptydir"],
+        host_network=wl["hostNetwork"],
+    )
 
 
 def agent_started(world: World, node: str) -> None:
