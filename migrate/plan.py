@@ -22,6 +22,10 @@ The same inventory and options always give a byte-identical file (no timestamps)
 A checksum proves integrity, not soundness: ``from_record`` also refuses a plan the planner
 could not have made (``unsound``: a node in no wave or in two, a wave over maxUnavailable,
 the control plane before the workers...), so a file edited and summed again is caught.
+
+One file (some 550 lines) on purpose: the record schema, the checksum, the soundness check
+and the options all meet in ``Plan.from_record``; split apart, each piece would import the
+others back (a circle) or every caller would import from three places for one artifact.
 """
 
 from __future__ import annotations

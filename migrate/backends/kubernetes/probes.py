@@ -1,5 +1,9 @@
 """The validation probes on a real cluster: what each check observes (helper pods on the
-node and its peers, the CiliumNode, the agent pod), judged by ``migrate.verdicts``."""
+node and its peers, the CiliumNode, the agent pod), judged by ``migrate.verdicts``.
+
+``Probes`` is one class of some 320 lines on purpose: each method is one check's
+observation, they share the probe pods' lifecycle and one cached cilium-config per node,
+and the checks read best side by side with the verdicts they feed."""
 
 from __future__ import annotations
 
