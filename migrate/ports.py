@@ -126,10 +126,10 @@ class Cluster(Protocol):
         raises ``TemporaryError`` naming the silent probers when some never report."""
         ...
 
-    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
+    def traffic_reports(self, after: int, timeout: float, node: str) -> tuple[list[Any], list[str]]:
         """The probers' reports (``migrate.traffic.Report``), read once every prober has
-        reported again (within ``timeout``) after epoch second ``after``; and the nodes whose
-        prober did not."""
+        reported again (within ``timeout``) after epoch second ``after``, ``node``'s own among
+        them even while its prober pod is being replaced; and the nodes whose prober did not."""
         ...
 
     def stop_traffic_watch(self) -> bool:

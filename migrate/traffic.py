@@ -299,19 +299,23 @@ def epoch(moment: datetime) -> int:
 @dataclass
 class TrafficWatch:
     """What the validate step asks: did the probers see more than ``max_failures`` failed
-    requests between ``since`` (the node's swap started) and now? ``read`` is the backend's
+    requests between ``since`` (the node's swap started) and the fresh reports that answer
+    (every prober's, the node's own included)? ``read`` is the backend's
     ``traffic_reports``: it waits (bounded) until every prober has reported after the
     window's end, and names those that did not."""
 
-    read: Callable[[int, float], tuple[list[Report], list[str]]]
+    read: Callable[[int, float, str], tuple[list[Report], list[str]]]
     now: Callable[[], datetime]
     max_failures: int = DEFAULT_MAX_FAILURES
     timeout: float = 2 * REPORT_EVERY + 5
     seen: dict[str, Interruption] = field(default_factory=dict)  # per node, for the run's report
 
     def check(self, node: str, since: datetime) -> ProbeResult:
-        until = epoch(self.now())
-        reports, silent = self.read(until, self.timeout)
-        seen = interruption(reports, epoch(since), until, silent)
+        asked = epoch(self.now())
+        reports, silent = self.read(asked, self.timeout, node)
+        # The window ends when the evidence is in, not when it was asked for: the node's own
+        # prober, restarted by its swap, may only start counting during the wait, and what it
+        # sees then belongs to this node's window, not to the next node's.
+        seen = interruption(reports, epoch(since), max(asked, epoch(self.now())), silent)
         self.seen[node] = seen
         return verdict(node, seen, self.max_failures)

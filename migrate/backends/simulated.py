@@ -376,7 +376,7 @@ class SimulatedCluster:
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult:
         return self.probes.probe(node, check, timeout)
 
-    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
+    def traffic_reports(self, after: int, timeout: float, node: str) -> tuple[list[Any], list[str]]:
         return self.probes.traffic_reports(after, timeout)
 
 

@@ -254,6 +254,8 @@ class KubeHarness(Harness):
             owned = [p for p in inv.pods if p.owner and not p.daemonset and p.ready and not p.deleting]
             if expected_pods and len(owned) < want:
                 return False
+            if any(p.deleting for p in inv.pods):
+                return False  # a pod still terminating (the node agent's grace): not settled yet
             return all(p.expected_pods and p.current_healthy >= p.desired_healthy for p in inv.pdbs)
 
         wait_for("workloads ready and PDBs satisfied", settled, timeout=90)

@@ -82,9 +82,13 @@ def test_planning_again_after_a_full_run_has_nothing_to_do_and_says_why(backend)
 def test_applying_a_completed_plan_again_changes_nothing(backend):
     plan = backend.plan()
     backend.executor(plan).apply()
+    # Pods the run restarted may still be terminating, and a StatefulSet's replacement comes
+    # only after: compare settled clusters.
+    backend.wait_settled()
     before = backend.snapshot()
     state = backend.executor(plan).apply()
     assert state.status is RunStatus.COMPLETED
+    backend.wait_settled()
     assert backend.snapshot() == before
 
 

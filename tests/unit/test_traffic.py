@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -66,16 +66,16 @@ def test_report_round_trips_through_configmap_data() -> None:
 
 
 def test_traffic_watch_reads_after_the_window_end_and_keeps_what_it_saw() -> None:
-    asked: list[tuple[int, float]] = []
+    asked: list[tuple[int, float, str]] = []
     now = datetime(2026, 12, 1, 20, 0, 10, tzinfo=UTC)
 
-    def read(after: int, timeout: float) -> tuple[list[Report], list[str]]:
-        asked.append((after, timeout))
+    def read(after: int, timeout: float, node: str) -> tuple[list[Report], list[str]]:
+        asked.append((after, timeout, node))
         return [report("w1", (traffic.epoch(now) - 5, 1, 3))], []
 
     watch = TrafficWatch(read=read, now=lambda: now, max_failures=0)
     result = watch.check("w1", since=datetime(2026, 12, 1, 20, 0, 0, tzinfo=UTC))
-    assert asked == [(traffic.epoch(now), watch.timeout)]
+    assert asked == [(traffic.epoch(now), watch.timeout, "w1")]
     assert not result.ok and watch.seen["w1"].failed == 1
 
 
@@ -222,3 +222,17 @@ def test_prober_script_counts_failed_seconds_and_reports_them(fake_api: FakeApi,
     seen = interruption([got], since=failed_from - 1, until=failed_to + 1)
     assert seen.failed == sum(f for _, f, _ in got.buckets)
     assert seen.longest_gap >= 1
+
+
+def test_a_window_ends_when_the_evidence_is_in_not_when_it_was_asked_for() -> None:
+    """The node's own prober, restarted by its swap, may write its first failures only
+    during the wait for fresh reports: they belong to this node's window."""
+    clock = [datetime(2026, 12, 1, 20, 0, 10, tzinfo=UTC)]
+
+    def read(after: int, timeout: float, node: str) -> tuple[list[Report], list[str]]:
+        clock[0] += timedelta(seconds=3)  # the wait for every prober's next report
+        return [report(node, (after + 2, 4, 0))], []
+
+    watch = TrafficWatch(read=read, now=lambda: clock[0], max_failures=1)
+    result = watch.check("w2", since=datetime(2026, 12, 1, 20, 0, 0, tzinfo=UTC))
+    assert not result.ok and watch.seen["w2"].failed == 4

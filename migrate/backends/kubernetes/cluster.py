@@ -252,8 +252,8 @@ class KubernetesCluster:
     def start_traffic_watch(self, timeout: float) -> str:
         return self.traffic.start(timeout)
 
-    def traffic_reports(self, after: int, timeout: float) -> tuple[list[Any], list[str]]:
-        return self.traffic.reports(timeout)
+    def traffic_reports(self, after: int, timeout: float, node: str) -> tuple[list[Any], list[str]]:
+        return self.traffic.reports(timeout, node)
 
     def stop_traffic_watch(self) -> bool:
         return self.traffic.stop()

@@ -102,16 +102,24 @@ class TrafficCache:
         with self.changed:
             return dict(self.probers), sorted(set(self.probers) - set(self.reports))
 
-    def fresh_reports(self, timeout: float) -> tuple[list[traffic.Report], list[str]]:
-        """Wait until every prober has written again since now (or ``timeout``): (reports of
-        the running probers, nodes whose prober did not write)."""
+    def fresh_reports(self, timeout: float, node: str) -> tuple[list[traffic.Report], list[str]]:
+        """Wait until every prober has written again since now (or ``timeout``): those running
+        now or when the wait began, and ``node``'s. A swap restarts its node's prober pod, so a
+        node may have none running for a moment (the old one terminating, the DaemonSet's
+        next not yet created): the validated node's verdict needs its own fresh report, and
+        every window wants each node's evidence. (Their reports, and the nodes whose prober
+        did not write.)"""
         with self.changed:
             before = {n: seen for n, (_, seen) in self.reports.items()}
+            running = set(self.probers)
 
-        def written(node: str) -> bool:
-            return self.reports.get(node, (None, 0))[1] > before.get(node, 0)
+        def written(name: str) -> bool:
+            return self.reports.get(name, (None, 0))[1] > before.get(name, 0)
 
-        self._wait(timeout, lambda: all(written(n) for n in self.probers))
+        def awaited() -> set[str]:
+            return {*running, *self.probers, node}
+
+        self._wait(timeout, lambda: all(written(n) for n in awaited()))
         with self.changed:
-            silent = sorted(n for n in self.probers if not written(n))
-            return [r for n, (r, _) in sorted(self.reports.items()) if n in self.probers], silent
+            silent = sorted(n for n in awaited() if not written(n))
+            return [r for n, (r, _) in sorted(self.reports.items()) if n in awaited()], silent

@@ -81,11 +81,12 @@ class TrafficDeployment:
             + f"; see 'kubectl -n {traffic.NAMESPACE} logs ds/{traffic.NAME} -c prober'"
         )
 
-    def reports(self, timeout: float) -> tuple[list[Any], list[str]]:
+    def reports(self, timeout: float, node: str) -> tuple[list[Any], list[str]]:
         """Every prober's report once each has written again after this call began (a write
-        after the window's end covers it: no clock is compared); and the nodes whose prober
-        did not. Read from the run's shared cache: no request per validated node."""
-        return self._cache().fresh_reports(timeout)
+        after the window's end covers it: no clock is compared), ``node``'s included; and the
+        nodes whose prober did not. Read from the run's shared cache: no request per
+        validated node."""
+        return self._cache().fresh_reports(timeout, node)
 
     def stop(self) -> bool:
         """Delete the DaemonSet first (no prober writes afterwards), then the rest and every
