@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from migrate.backends.simworld import World
+from migrate.model import LabelSelector, frozen_map
 
 
 # -- disruption budgets --------------------------------------------------------------------
@@ -20,10 +21,9 @@ def _scaled(value: str, total: int) -> int:
 def pdb_status(world: World, pdb: dict[str, Any]) -> dict[str, int]:
     """currentHealthy, desiredHealthy, expectedPods and disruptionsAllowed, as the
     disruption controller computes them (expected from the owning controllers' scale)."""
+    selector = pdb_selector(pdb)
     selected = [
-        p
-        for p in world["pods"].values()
-        if p["namespace"] == pdb["namespace"] and _selects(pdb["selector"], p["labels"])
+        p for p in world["pods"].values() if p["namespace"] == pdb["namespace"] and selector.matches(p["labels"])
     ]
     owners = {(p["owner"]["kind"], p["owner"]["name"]) for p in selected if p["owner"]}
     expected = sum(
@@ -45,12 +45,17 @@ def pdb_status(world: World, pdb: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
+def pdb_selector(pdb: dict[str, Any]) -> LabelSelector:
+    """A world PDB's selector: ``selector`` (matchLabels) and, optionally, ``matchExpressions``
+    as [key, operator, [values]] rows (In, NotIn, Exists, DoesNotExist)."""
+    return LabelSelector(
+        match_labels=frozen_map(pdb["selector"]),
+        match_expressions=tuple((k, op, tuple(values)) for k, op, values in pdb.get("matchExpressions") or ()),
+    )
 
 
 def selecting_pdbs(world: World, pod: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in world["pdbs"] if p["namespace"] == pod["namespace"] and _selects(p["selector"], pod["labels"])]
+    return [p for p in world["pdbs"] if p["namespace"] == pod["namespace"] and pdb_selector(p).matches(pod["labels"])]
 
 
 def blocking_pdb(world: World, pod: dict[str, Any]) -> str | None:

@@ -137,11 +137,13 @@ def world_from(
             "ip": pod.ip,
         }
     for pdb in inventory.pdbs:
+        budget: dict[str, Any] = {
+            "namespace": pdb.namespace,
+            "name": pdb.name,
+            "selector": dict(pdb.selector.match_labels),
+        }
         if pdb.selector.match_expressions:
-            raise BadInput(
-                f"PodDisruptionBudget {pdb.key} selects with matchExpressions, which the simulation cannot copy yet"
-            )
-        budget = {"namespace": pdb.namespace, "name": pdb.name, "selector": dict(pdb.selector.match_labels)}
+            budget["matchExpressions"] = [[k, op, list(values)] for k, op, values in pdb.selector.match_expressions]
         if pdb.min_available is not None:
             budget["minAvailable"] = pdb.min_available
         else:

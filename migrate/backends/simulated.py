@@ -30,7 +30,6 @@ from migrate.model import (
     ClusterIdentity,
     Cni,
     Inventory,
-    LabelSelector,
     NetworkPolicyInfo,
     NodeInfo,
     OwnerRef,
@@ -147,7 +146,7 @@ class SimulatedCluster:
                     PDBInfo(
                         namespace=pdb["namespace"],
                         name=pdb["name"],
-                        selector=LabelSelector(match_labels=frozen_map(pdb["selector"])),
+                        selector=simbudgets.pdb_selector(pdb),
                         min_available=pdb.get("minAvailable"),
                         max_unavailable=pdb.get("maxUnavailable"),
                         disruptions_allowed=status["disruptionsAllowed"],

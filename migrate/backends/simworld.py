@@ -12,8 +12,8 @@ faults: [{op, nth, error}], counters: {pod, op: {<op>: n}}, nodes: {name: {...}}
 workloads: [...], pods: {uid: {...}}, pdbs: [...], calico: {...}, cilium: {...},
 policies: [...], actions: [{op, target, changed}], events: [{node, reason, message}]};
 optional: serviceCIDRs, kubeProxyClusterCIDR, webhooks: [{configuration, name, failurePolicy,
-namespace, selector}], copiedFrom (a copy's source, ``simcopy``), and a node's
-autoscalerProtected.
+namespace, selector}], copiedFrom (a copy's source, ``simcopy``), a node's
+autoscalerProtected, and a PDB's matchExpressions ([key, operator, [values]], ``simbudgets``).
 """
 
 from __future__ import annotations

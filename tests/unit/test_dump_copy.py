@@ -366,19 +366,31 @@ def test_a_dump_without_pods_or_with_an_unreadable_file_is_refused(tmp_path):
         read_dump([tmp_path / "missing.yaml"])
 
 
-def test_a_budget_the_simulation_cannot_copy_is_named(tmp_path):
+def test_a_budget_selecting_with_match_expressions_is_copied_with_its_meaning(tmp_path):
     items = cluster_dump()
     items.append(
         {
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": meta("web", "shop"),
+            "metadata": meta("db-expr", "shop"),
             "spec": {
-                "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
-                "minAvailable": 1,
+                "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["db", "cache"]}]},
+                "minAvailable": "100%",
             },
+            "status": {"currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2, "disruptionsAllowed": 0},
         }
     )
     dump = read_dump([write(tmp_path, items)])
-    with pytest.raises(BadInput, match="PodDisruptionBudget shop/web selects with matchExpressions"):
-        world_from("prod", dump.inventory, dump.workloads, dump.policies)
+    copy = world_from("prod", dump.inventory, dump.workloads, dump.policies, cilium_config=dump.cilium_config)
+    (budget,) = [p for p in copy.world["pdbs"] if p["name"] == "db-expr"]
+    assert budget["matchExpressions"] == [["app", "In", ["db", "cache"]]]
+    # It selects the StatefulSet's two pods, as the real controller counted them.
+    assert simbudgets.pdb_status(copy.world, budget) == {
+        "currentHealthy": 2,
+        "desiredHealthy": 2,
+        "expectedPods": 2,
+        "disruptionsAllowed": 0,
+    }
+    sim = SimStore(tmp_path / "home").create("prod", copy.world)
+    (copied,) = [p for p in sim.inventory().pdbs if p.name == "db-expr"]
+    assert copied.selector == next(p for p in dump.inventory.pdbs if p.name == "db-expr").selector
