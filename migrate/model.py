@@ -9,6 +9,7 @@ Quantities are normalised at the backend boundary: CPU in millicores, memory in 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -110,6 +111,11 @@ class PodInfo:
     ip: str = ""
     host_network: bool = False
     deleting: bool = False
+    grace_seconds: int = 30  # spec.terminationGracePeriodSeconds
+    # How long it took from start to Ready (status.startTime to its Ready condition's
+    # lastTransitionTime), 0 when unknown: what a replacement of it can be expected to take.
+    startup_seconds: float = 0.0
+    deletion_cost: int = 0  # controller.kubernetes.io/pod-deletion-cost
 
     @property
     def key(self) -> str:
@@ -245,6 +251,78 @@ class WorkloadInfo:
         return f"{self.namespace}/{self.name}"
 
 
+# The annotation a surge writes on a Deployment in the same request that changes its
+# replicas (migrate.surge): what the surge changed, so that nothing can separate the change
+# from its record.
+SURGE_ANNOTATION = "cni-migrate.io/surge"
+
+
+@dataclass(frozen=True)
+class SurgeRecord:
+    """What a surge changed on a Deployment: its replicas before, the extra pods, the node
+    whose drain asked for them and the plan that run follows."""
+
+    original: int
+    extra: int
+    node: str
+    plan: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"original": self.original, "extra": self.extra, "node": self.node, "plan": self.plan},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SurgeRecord | None:
+        """The record, or None when the annotation is not one of ours (edited, truncated)."""
+        try:
+            r = json.loads(text)
+            record = cls(int(r["original"]), int(r["extra"]), str(r["node"]), str(r["plan"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+        return record if record.original >= 0 and record.extra > 0 else None
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """A Deployment as a surge needs it: its scale, whether its rollout is finished (a
+    Deployment mid-rollout spreads a scale change over its ReplicaSets), who else changes its
+    replicas (a GitOps controller), and a surge in flight."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    replicas: int = 1
+    selector: LabelSelector = field(default_factory=LabelSelector)
+    ready_replicas: int = 0
+    settled: bool = True  # observedGeneration current, every replica updated, no old pods
+    gitops: str = ""  # the GitOps controller whose markers it carries ("Argo CD", "Flux"), "" if none
+    surge: SurgeRecord | None = None
+    version: str = ""  # resourceVersion: a scale is written only if it is unchanged
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class AutoscalerInfo:
+    """A HorizontalPodAutoscaler: it owns its target's replicas between min and max."""
+
+    namespace: str
+    name: str
+    target_kind: str
+    target_name: str
+    min_replicas: int = 1
+    max_replicas: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
 @dataclass(frozen=True)
 class Inventory:
     """A consistent read of everything planning needs. Pods are indexed by node once."""
@@ -269,6 +347,8 @@ class Inventory:
     webhooks: tuple[WebhookInfo, ...] = ()
     cilium: CiliumState = CiliumState()
     policies: tuple[NetworkPolicyInfo, ...] = ()
+    deployments: tuple[DeploymentInfo, ...] = ()
+    autoscalers: tuple[AutoscalerInfo, ...] = ()
     missing_permissions: tuple[str, ...] = ()
 
     def node(self, name: str) -> NodeInfo | None:

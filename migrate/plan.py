@@ -12,9 +12,11 @@ Record schema (``to_record``), schema ``cni-migrate.io/v1``::
     target: {backend: sim|kubernetes, name: <sim name or kube context>, server: <url>}
     cluster: {fingerprint, kubeSystemUID, server, nodes: [{name, uid}], ciliumNodeConfigAPI}
     options: {maxUnavailable, canary, drainTimeoutSeconds, force, deleteEmptydirData,
-              excludeNodes: [..], ciliumPoolCIDR}
+              excludeNodes: [..], ciliumPoolCIDR, (reboot, installCilium, nodeParallelism,
+              surge: false, maxSurge: written only when set)}
     findings: [{check, severity, message, fix, subjects: [..]}]
-    waves: [{index, canary, nodes: [{name, controlPlane, keepCordoned, steps: [{id, kind}]}]}]
+    waves: [{index, canary, nodes: [{name, controlPlane, keepCordoned, surge: [ns/name] (when any),
+             steps: [{id, kind}]}]}]
     excluded: [{name, reason}]
 
 The checksum covers everything but ``metadata``; the plan id is its first 12 hex digits.
@@ -142,6 +144,10 @@ class PlanOptions:
     # How many nodes of a wave go through drain..uncordon at once: 0 is the whole wave (as
     # many as max-unavailable lets out of service together), 1 is one after another.
     node_parallelism: int = 0
+    # Surge before evict (migrate.surge): a drain that would strand a Deployment brings its
+    # replacements up first; max_surge caps the extra pods of one wave (0: no cap).
+    surge: bool = True
+    max_surge: int = 0
 
     def __post_init__(self) -> None:
         if self.max_unavailable < 1:
@@ -150,6 +156,8 @@ class PlanOptions:
             raise BadInput("--node-parallelism must not be negative (0: the whole wave at once)")
         if self.canary < 0:
             raise BadInput("--canary must not be negative")
+        if self.max_surge < 0:
+            raise BadInput("--max-surge must not be negative (0: no cap)")
         if self.drain_timeout_seconds < 1:
             raise BadInput("--drain-timeout must be at least 1 second")
         try:
@@ -190,6 +198,8 @@ class PlanOptions:
                 else {}
             ),
             **({"nodeParallelism": self.node_parallelism} if self.node_parallelism else {}),
+            **({} if self.surge else {"surge": False}),
+            **({"maxSurge": self.max_surge} if self.max_surge else {}),
         }
 
     @classmethod
@@ -207,6 +217,8 @@ class PlanOptions:
             install_cilium_version=str((r.get("installCilium") or {}).get("version", "")),
             install_cilium_values=_values_record((r.get("installCilium") or {}).get("values") or {}),
             node_parallelism=_whole(r.get("nodeParallelism", 0), "option nodeParallelism"),
+            surge=_flag(r.get("surge", True), "option surge"),
+            max_surge=_whole(r.get("maxSurge", 0), "option maxSurge"),
         )
 
 
@@ -227,6 +239,8 @@ class NodePlan:
     name: str
     control_plane: bool = False
     keep_cordoned: bool = False  # the node was cordoned before the run: leave it so
+    # Deployments (namespace/name) its drain surges before evicting (migrate.surge)
+    surge: tuple[str, ...] = ()
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -332,6 +346,7 @@ class Plan:
                             "name": n.name,
                             "controlPlane": n.control_plane,
                             "keepCordoned": n.keep_cordoned,
+                            **({"surge": list(n.surge)} if n.surge else {}),
                             "steps": [{"id": s.id, "kind": s.kind.value} for s in n.steps],
                         }
                         for n in w.nodes
@@ -482,6 +497,12 @@ def unsound(plan: Plan) -> list[str]:
                 f"wave {wave.index} of workers comes after control-plane wave {first_control}; "
                 "the control plane goes last"
             )
+
+    # Surges: only when the options allow them, each a namespace/name.
+    for node in plan.nodes:
+        if node.surge and not options.surge:
+            problems.append(f"node {node.name} surges {node.surge[0]} but option surge is off")
+        problems += [f"node {node.name} surges {d!r}, not a namespace/name" for d in node.surge if d.count("/") != 1]
     return problems
 
 
@@ -500,6 +521,7 @@ def _parse_body(r: Mapping[str, Any]) -> Plan:
                 name=_str(n["name"]),
                 control_plane=_flag(n["controlPlane"], "controlPlane"),
                 keep_cordoned=_flag(n["keepCordoned"], "keepCordoned"),
+                surge=tuple(_str(d) for d in n.get("surge", ())),
             )
             declared = [(s["id"], StepKind(s["kind"])) for s in n["steps"]]
             if declared != [(s.id, s.kind) for s in node.steps]:

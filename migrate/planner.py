@@ -7,6 +7,7 @@ Waves:
    budget stay within what the budget allows at once (a lone node is always allowed: its
    drain then proceeds one eviction at a time as the budget recovers);
 3. control-plane nodes last, one per wave.
+Then each node's drain is told which Deployments it surges (``migrate.surge``).
 Nodes already on Cilium are excluded with that reason, so planning again after a
 finished run yields an empty plan that says why.
 """
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 from migrate.errors import BadInput
 from migrate.model import CORDON_LABEL, MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import ClusterSnapshot, NodePlan, Plan, PlanOptions, Target, Wave
 from migrate.preflight import plan_findings
+from migrate.surge import Surges, decide
 
 
 def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
@@ -41,7 +44,10 @@ def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
             candidates.append(node)
 
     waves = _waves(inv, candidates, options)
-    findings = plan_findings(inv, candidates, [[n.name for n in w.nodes] for w in waves], options)
+    names = [[n.name for n in w.nodes] for w in waves]
+    surges = decide(inv, names, options) if options.surge else Surges()
+    waves = [replace(w, nodes=tuple(replace(n, surge=surges.on(n.name)) for n in w.nodes)) for w in waves]
+    findings = plan_findings(inv, candidates, names, options, surges)
     return Plan(
         target=target,
         cluster=ClusterSnapshot(

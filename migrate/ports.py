@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from migrate.journal import RunState
-from migrate.model import ClusterIdentity, Cni, Inventory, NodeInfo, PodInfo
+from migrate.model import ClusterIdentity, Cni, DeploymentInfo, Inventory, NodeInfo, PodInfo, SurgeRecord
 
 
 class NodeTask(StrEnum):
@@ -79,6 +79,29 @@ class Cluster(Protocol):
         ...
 
     def delete_pod(self, pod: PodInfo) -> None: ...
+
+    # -- surge before evict (migrate.surge, steps/surge.py) ----------------------------------
+    def deployment(self, namespace: str, name: str) -> DeploymentInfo:
+        """One Deployment as it is now; NotFound when it is gone."""
+        ...
+
+    def scale_deployment(self, deployment: DeploymentInfo, replicas: int, surge: SurgeRecord | None) -> DeploymentInfo:
+        """Set its replicas and its surge record (None removes it) in one write, only if it
+        is unchanged since ``deployment`` was read (its version): ``Conflict`` otherwise."""
+        ...
+
+    def surged_deployments(self) -> list[DeploymentInfo]:
+        """Every Deployment that carries a surge record."""
+        ...
+
+    def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
+        """Set the pod's ``controller.kubernetes.io/pod-deletion-cost``; NotFound if it is gone."""
+        ...
+
+    def wait_replicas_ready(self, deployment: DeploymentInfo, count: int, away_from: str, timeout: float) -> int:
+        """Wait (watching) until ``count`` of the Deployment's pods are Ready, not being
+        deleted and not on node ``away_from``; return how many are (fewer on timeout)."""
+        ...
 
     def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
         """Wait (watching, not polling) until these pod UIDs are gone; return those left."""

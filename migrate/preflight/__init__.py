@@ -35,6 +35,7 @@ from migrate.preflight.cilium import (
 from migrate.preflight.nodes import already_cordoned, kernel_tuple, kernel_version, node_os, node_ready, permissions
 from migrate.preflight.surroundings import admission_webhooks, autoscaler, kube_proxy_cluster_cidr, policy_addresses
 from migrate.preflight.workloads import capacity, drain_verdicts, evictable, pdb_budgets, unprotected_replicas
+from migrate.surge import Surges, decide
 
 __all__ = [
     "NODE_CHECKS",
@@ -86,7 +87,6 @@ NODE_CHECKS: tuple[Check, ...] = (
     pool_overlap,
     pool_size,
     tunnel_port,
-    pdb_budgets,
     drain_verdicts,
     network_policies,
     policy_addresses,
@@ -103,17 +103,36 @@ def run_checks(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> 
 
 
 def plan_findings(
-    inv: Inventory, nodes: Sequence[NodeInfo], waves: Sequence[Sequence[str]], opts: PlanOptions
+    inv: Inventory,
+    nodes: Sequence[NodeInfo],
+    waves: Sequence[Sequence[str]],
+    opts: PlanOptions,
+    surges: Surges | None = None,
 ) -> list[Finding]:
     """Every finding for migrating ``nodes`` in these ``waves`` (node names): the node and
     workload checks, then those that depend on which nodes go together. What the planner
-    writes into a plan, and what apply finds again on the live cluster before a new run."""
+    writes into a plan, and what apply finds again on the live cluster before a new run.
+    ``surges``: which drains surge what (``migrate.surge``); decided here when not given."""
+    if surges is None:
+        surges = decide(inv, waves, opts) if opts.surge else Surges()
     findings = run_checks(inv, nodes, opts) if nodes else []
-    return findings + capacity(inv, waves) + unprotected_replicas(inv, waves) + admission_webhooks(inv, waves)
+    if nodes:
+        findings += pdb_budgets(inv, nodes, opts, surges)
+    return (
+        findings
+        + list(surges.findings)
+        + capacity(inv, waves)
+        + unprotected_replicas(inv, waves, surges)
+        + admission_webhooks(inv, waves)
+    )
 
 
 def recheck(plan: Plan, inv: Inventory) -> list[Finding]:
-    """``plan_findings`` for the plan's own waves, on ``inv`` (the cluster as it is now)."""
+    """``plan_findings`` for the plan's own waves, on ``inv`` (the cluster as it is now),
+    with the surges the plan was reviewed with: a drain surges only what its plan names."""
     planned = {n.name for n in plan.nodes}
     nodes = [n for n in sorted(inv.nodes, key=lambda n: n.name) if n.name in planned]
-    return plan_findings(inv, nodes, [[n.name for n in w.nodes] for w in plan.waves], plan.options)
+    waves = [[n.name for n in w.nodes] for w in plan.waves]
+    decided = decide(inv, waves, plan.options) if plan.options.surge else Surges()
+    reviewed = Surges({n.name: n.surge for n in plan.nodes if n.surge}, decided.findings)
+    return plan_findings(inv, nodes, waves, plan.options, reviewed)

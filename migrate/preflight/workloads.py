@@ -11,6 +11,7 @@ from migrate.drain import DrainOptions, Verdict, noteworthy
 from migrate.model import Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import Finding, PlanOptions, Severity
 from migrate.preflight.check import subjects
+from migrate.surge import NO_SURGES, Surges
 
 
 def drain_verdicts(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
@@ -42,7 +43,11 @@ def _fix(message: str) -> str:
     return ""
 
 
-def pdb_budgets(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) -> list[Finding]:
+def pdb_budgets(
+    inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions, surges: Surges = NO_SURGES
+) -> list[Finding]:
+    """Budgets that allow no disruption now and cover pods a drain would evict (a surged
+    Deployment's pods are retired by its scale, not evicted: ``migrate.surge``)."""
     drained = {n.name for n in nodes}
     blocked = {pdb.namespace for pdb in inv.pdbs if pdb.disruptions_allowed <= 0}
     if not blocked:
@@ -52,7 +57,13 @@ def pdb_budgets(inv: Inventory, nodes: Sequence[NodeInfo], opts: PlanOptions) ->
     # a 1,000-node / 30,000-pod plan with 2,000 such PDBs before this; the whole plan 0.9 s after).
     groups: dict[str, dict[tuple[tuple[str, str], ...], list[PodInfo]]] = {}
     for pod in inv.pods:
-        if pod.namespace in blocked and pod.node in drained and not pod.daemonset and not pod.mirror:
+        if (
+            pod.namespace in blocked
+            and pod.node in drained
+            and not pod.daemonset
+            and not pod.mirror
+            and not surges.covers(pod)
+        ):
             labels = tuple(sorted(pod.labels.items()))
             groups.setdefault(pod.namespace, {}).setdefault(labels, []).append(pod)
     findings = []
@@ -151,10 +162,11 @@ def _replica_of(pod: PodInfo) -> tuple[str, str, str] | None:
     return pod.namespace, pod.owner.kind, pod.owner.name
 
 
-def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]]) -> list[Finding]:
+def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]], surges: Surges = NO_SURGES) -> list[Finding]:
     """Workloads whose every replica a wave's drains evict at once, with no PDB to make the
     drain wait for a replacement: down until their new pods are Ready (e.g. both CoreDNS
-    replicas on one node: the cluster's DNS fails for the whole drain)."""
+    replicas on one node: the cluster's DNS fails for the whole drain). A Deployment whose
+    drains surge is not: its replacements are Ready first."""
     # Ready pods per workload, one pass over the cluster's pods.
     replicas: dict[tuple[str, str, str], int] = {}
     for pod in inv.pods:
@@ -170,7 +182,7 @@ def unprotected_replicas(inv: Inventory, waves: Sequence[Sequence[str]]) -> list
         for name in wave:
             for pod in inv.evictable_on(name):
                 key = _replica_of(pod)
-                if key is not None:
+                if key is not None and not surges.covers(pod):
                     moving.setdefault(key, []).append(pod)
         for key, pods in moving.items():
             if len(pods) < 2 or len(pods) < replicas[key] or key in flagged:
