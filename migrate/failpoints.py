@@ -4,6 +4,8 @@ Like etcd's gofail: when ``CNI_MIGRATE_FAILPOINT`` is set (only tests set it), t
 checkpoint store is wrapped so that the process SIGKILLs itself just before or just after
 its N-th checkpoint write: ``before-save:N`` (a step ran but its result is unrecorded, or
 a step is about to start) or ``after-save:N`` (exactly at a recorded boundary).
+Inside a step, ``at:NAME[:N]`` kills at the N-th (default first) pass of a named point
+(``reached``): e.g. ``at:surge-scaled`` just after a surge scaled its Deployment up.
 Unset, nothing is wrapped and this module does nothing.
 """
 
@@ -45,7 +47,26 @@ def wrap(store: CheckpointStore) -> CheckpointStore:
     spec = os.environ.get(ENV, "")
     if not spec:
         return store
+    if spec.startswith("at:"):
+        return store  # a named point (``reached``), not a checkpoint write
     where, _, nth = spec.partition(":")
     if where not in ("before-save", "after-save") or not nth.isdigit():
         raise BadInput(f"{ENV}={spec!r}: expected before-save:N or after-save:N")
     return FailpointStore(store, where, int(nth))
+
+
+_passes: dict[str, int] = {}
+
+
+def reached(name: str) -> None:
+    """A named point inside a step: SIGKILL here when ``CNI_MIGRATE_FAILPOINT`` is
+    ``at:NAME`` (the first pass) or ``at:NAME:N`` (the N-th)."""
+    spec = os.environ.get(ENV, "")
+    if not spec.startswith("at:"):
+        return
+    point, _, nth = spec[3:].partition(":")
+    if point != name:
+        return
+    _passes[name] = _passes.get(name, 0) + 1
+    if _passes[name] == (int(nth) if nth.isdigit() else 1):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -58,6 +58,10 @@ def plan_summary(plan: Plan, path: Path | None = None) -> str:
     for wave in plan.waves:
         label = " (canary)" if wave.canary else ""
         lines.append(f"  wave {wave.index}{label}: {', '.join(n.name for n in wave.nodes)}")
+    surging = [n for n in plan.nodes if n.surge]
+    if surging:
+        lines.append("  surge before evict (replacements Ready elsewhere first):")
+        lines += [f"    {n.name}: {', '.join(n.surge)}" for n in surging]
     for name, reason in plan.excluded:
         lines.append(f"  not in plan: {name}: {reason}")
     if not plan.nodes:
@@ -360,7 +364,7 @@ class Console:
             self.print(f"  {mark} {event.node:<14} {phase}{event.step:<12} {event.message} ({event.duration:.1f}s)")
             if self._progress is not None and event.phase == "apply" and event.outcome == "succeeded":
                 self._progress.advance(self._task)
-        elif event.kind == "wait":
+        elif event.kind in ("wait", "surge"):
             self.print(f"  ...  {event.node:<14} {event.message}")
         elif event.kind == "prepare":
             self.print(f"{event.step}: {event.message}")

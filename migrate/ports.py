@@ -203,7 +203,7 @@ class SystemClock:
 class Event:
     """Something the engine did, for the shell to log, display or post as a k8s Event."""
 
-    kind: str  # run-started, step-started, step-finished, node-state, run-finished, wait
+    kind: str  # run-started, step-started, step-finished, node-state, run-finished, wait, surge
     plan_id: str
     node: str = ""
     wave: int = 0

@@ -44,6 +44,7 @@ from migrate.plan import (
     StepKind,
     step_id,
 )
+from migrate.surge import RETIRE_COST
 from migrate.traffic import CHECK as TRAFFIC_CHECK
 from migrate.verdicts import CHECKS
 from migrate.window import duration
@@ -180,7 +181,17 @@ def manual_commands(plan: Plan, node: NodePlan, kind: StepKind) -> list[str]:
         flags = ["--ignore-daemonsets"]
         flags += ["--delete-emptydir-data"] if opts.delete_emptydir_data else []
         flags += ["--force"] if opts.force else []
-        return [f"kubectl drain {n} {' '.join(flags)} --timeout={opts.drain_timeout_seconds}s"]
+        surge = []
+        for key in node.surge:
+            ns, name = (shlex.quote(part) for part in key.split("/", 1))
+            surge += [
+                f"# surge {key}: N = its replicas now, K = its pods on {node.name}",
+                f"kubectl -n {ns} scale deployment {name} --replicas=$((N+K))",
+                f"kubectl -n {ns} rollout status deployment {name}  # N Ready off {node.name}",
+                f"kubectl -n {ns} annotate pod POD-ON-{n} controller.kubernetes.io/pod-deletion-cost={RETIRE_COST}",
+                f"kubectl -n {ns} scale deployment {name} --replicas=N",
+            ]
+        return [*surge, f"kubectl drain {n} {' '.join(flags)} --timeout={opts.drain_timeout_seconds}s"]
     if kind is StepKind.SWAP_CNI:
         return [
             f"kubectl label node {n} {MIGRATION_LABEL}=true --overwrite",
@@ -209,7 +220,14 @@ def _step_text(plan: Plan, node: NodePlan, kind: StepKind) -> str:
     if kind is StepKind.CORDON:
         return "Mark the node unschedulable (with the rest of its wave, before any drain)."
     if kind is StepKind.DRAIN:
-        return (
+        surge = (
+            f"First surge {', '.join(node.surge)}: scale up by its pods here, wait until its original count is "
+            "Ready elsewhere, retire its pods here (lowest deletion cost) and scale back, its count recorded on it "
+            "until then. "
+            if node.surge
+            else ""
+        )
+        return surge + (
             "Evict the node's pods through the Eviction API, honouring PodDisruptionBudgets; "
             f"fails after {plan.options.drain_timeout_seconds}s if a budget keeps refusing."
         )
@@ -349,6 +367,8 @@ def _plan_flags(plan: Plan) -> str:
     )
     flags += ["--reboot-nodes"] if o.reboot else []
     flags += [f"--node-parallelism {o.node_parallelism}"] if o.node_parallelism else []
+    flags += [] if o.surge else ["--no-surge"]
+    flags += [f"--max-surge {o.max_surge}"] if o.max_surge else []
     if o.install_cilium_chart:
         flags += [
             "--install-cilium",

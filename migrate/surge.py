@@ -30,6 +30,12 @@ surge), Deployments under GitOps self-heal (the controller reverts the change), 
 mid-rollout (a scale is spread over old and new ReplicaSets), and, with ``--max-surge N``,
 what would exceed N extra pods in one wave. ``--no-surge`` turns it off.
 
+The plan lists, per node, the Deployments its drain surges as the cluster stands; a run
+surges a listed Deployment wherever a drain finds its pods (a surged pod moves, and a later
+wave's drain may find it again). A Deployment that is stranded only by the run's own moves
+(two replicas with no budget that end up on one node) is not surged: the
+``unprotected-replicas`` finding asks for a budget, which makes the drain wait instead.
+
 ``steps/surge.py`` carries the four steps out; a run that starts (apply, resume, rollback)
 first puts back any surge a killed run left (``steps/surge.restore_all``).
 """

@@ -23,24 +23,30 @@ from migrate.backends import simworld as w
 from migrate.backends.simprobes import SimProbes
 from migrate.backends.simstore import WorldFile, check_name, sims_dir, write_world
 from migrate.cilium import migration_mode_gaps
-from migrate.errors import BadInput, EvictionRefused, NotFound, PermanentError, TemporaryError
+from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, PermanentError, TemporaryError
 from migrate.model import (
+    SURGE_ANNOTATION,
+    AutoscalerInfo,
     CalicoPool,
     CiliumState,
     ClusterIdentity,
     Cni,
+    DeploymentInfo,
     Inventory,
+    LabelSelector,
     NetworkPolicyInfo,
     NodeInfo,
     OwnerRef,
     PDBInfo,
     PodInfo,
+    SurgeRecord,
     Taint,
     WebhookInfo,
     frozen_map,
 )
 from migrate.policy import addresses
 from migrate.ports import NodeTask, ProbeResult
+from migrate.surge import gitops_manager
 
 
 class SimStore:
@@ -193,6 +199,13 @@ class SimulatedCluster:
                     NetworkPolicyInfo(p["kind"], p["namespace"], p["name"], addresses(w.policy_object(p)))
                     for p in world["policies"]
                 ),
+                deployments=tuple(_deployment(world, wl) for wl in world["workloads"] if wl["kind"] == "Deployment"),
+                autoscalers=tuple(
+                    AutoscalerInfo(
+                        a["namespace"], a["name"], a["targetKind"], a["targetName"], a["minReplicas"], a["maxReplicas"]
+                    )
+                    for a in world.get("autoscalers", ())
+                ),
             )
 
     def missing_permissions(self, extra: Sequence[tuple[str, str, str, str]] = ()) -> tuple[str, ...]:
@@ -263,6 +276,49 @@ class SimulatedCluster:
             if world["pods"].pop(pod.uid, None) is None:
                 raise NotFound(f"pod {pod.key} not found")
             w.log_action(world, "delete-pod", pod.uid, True)
+
+    # -- surge before evict ----------------------------------------------------------------------
+    def deployment(self, namespace: str, name: str) -> DeploymentInfo:
+        with self.file.transaction("get-deployment") as world:
+            return _deployment(world, _workload(world, "Deployment", namespace, name))
+
+    def scale_deployment(self, deployment: DeploymentInfo, replicas: int, surge: SurgeRecord | None) -> DeploymentInfo:
+        with self.file.transaction("patch-deployment", write=True) as world:
+            wl = _workload(world, "Deployment", deployment.namespace, deployment.name)
+            if str(wl.get("version", 1)) != deployment.version:
+                raise Conflict(f"Deployment {deployment.key} changed since it was read")
+            annotations = wl.setdefault("annotations", {})
+            if surge is None:
+                annotations.pop(SURGE_ANNOTATION, None)
+            else:
+                annotations[SURGE_ANNOTATION] = surge.to_json()
+            wl["replicas"] = replicas
+            wl["version"] = int(wl.get("version", 1)) + 1
+            w.log_action(world, f"scale:{replicas}", deployment.key, True)
+            w.reconcile(world)  # the controllers react before the answer, as the write's result
+            return _deployment(world, wl)
+
+    def surged_deployments(self) -> list[DeploymentInfo]:
+        with self.file.transaction("list-deployments") as world:
+            found = [
+                _deployment(world, wl)
+                for wl in world["workloads"]
+                if wl["kind"] == "Deployment" and (wl.get("annotations") or {}).get(SURGE_ANNOTATION)
+            ]
+            return [d for d in found if d.surge is not None]
+
+    def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
+        with self.file.transaction("patch-pod", write=True) as world:
+            live = world["pods"].get(pod.uid)
+            if live is None:
+                raise NotFound(f"pod {pod.key} not found")
+            live["deletionCost"] = cost
+
+    def wait_replicas_ready(self, deployment: DeploymentInfo, count: int, away_from: str, timeout: float) -> int:
+        # Pods start Ready where they fit in the simulation: one look is the whole wait.
+        with self.file.transaction("list-pods") as world:
+            pods = w.owned(world, "Deployment", deployment.namespace, deployment.name)
+            return sum(1 for p in pods if p["ready"] and p["node"] not in (None, away_from))
 
     def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
         # Deletion is immediate in the simulation: one look is the whole wait.
@@ -417,4 +473,32 @@ def _pod(p: dict[str, Any]) -> PodInfo:
         memory_bytes=p["memory"],
         ip=p["ip"],
         host_network=p["hostNetwork"],
+        grace_seconds=p.get("grace", 30),
+        startup_seconds=p.get("startup", 0.0),
+        deletion_cost=p.get("deletionCost", 0),
     )
+
+
+def _deployment(world: w.World, wl: dict[str, Any]) -> DeploymentInfo:
+    annotations = wl.get("annotations") or {}
+    record = annotations.get(SURGE_ANNOTATION)
+    pods = w.owned(world, "Deployment", wl["namespace"], wl["name"])
+    return DeploymentInfo(
+        namespace=wl["namespace"],
+        name=wl["name"],
+        uid=f"{wl['namespace']}/{wl['name']}",
+        replicas=wl["replicas"],
+        selector=LabelSelector(match_labels=frozen_map(wl["labels"])),
+        ready_replicas=sum(1 for p in pods if p["ready"]),
+        settled=not wl.get("rolling"),
+        gitops=gitops_manager(wl["labels"], annotations),
+        surge=SurgeRecord.from_json(record) if record else None,
+        version=str(wl.get("version", 1)),
+    )
+
+
+def _workload(world: w.World, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    for wl in world["workloads"]:
+        if (wl["kind"], wl["namespace"], wl["name"]) == (kind, namespace, name):
+            return wl
+    raise NotFound(f"{kind} {namespace}/{name} not found")

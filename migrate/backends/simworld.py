@@ -13,7 +13,10 @@ workloads: [...], pods: {uid: {...}}, pdbs: [...], calico: {...}, cilium: {...},
 policies: [...], actions: [{op, target, changed}], events: [{node, reason, message}]};
 optional: serviceCIDRs, kubeProxyClusterCIDR, webhooks: [{configuration, name, failurePolicy,
 namespace, selector}], copiedFrom (a copy's source, ``simcopy``), a node's
-autoscalerProtected, and a PDB's matchExpressions ([key, operator, [values]], ``simbudgets``).
+autoscalerProtected, a PDB's matchExpressions ([key, operator, [values]], ``simbudgets``),
+autoscalers: [{namespace, name, targetKind, targetName, minReplicas, maxReplicas}], a
+workload's annotations, version (bumped by each scale) and rolling (a rollout under way),
+a pod's deletionCost, grace and startup (seconds).
 """
 
 from __future__ import annotations
@@ -314,11 +317,22 @@ def reconcile(world: World) -> None:
         for _ in range(wl["replicas"] - len(pods)):
             suffix = f"{world['counters']['pod'] + 1:05d}"
             _replica(world, wl, f"{name}-{suffix}", schedule(world, wl["cpu"], wl["memory"]))
+        ranked = sorted(enumerate(pods), key=lambda ip: _deletion_rank(ip[1], ip[0]))
+        for _, pod in ranked[: max(len(pods) - wl["replicas"], 0)]:
+            del world["pods"][pod["uid"]]  # scaled down: the ReplicaSet controller's choice
+            log_action(world, "delete-pod", pod["uid"], True)
     for pod in world["pods"].values():
         if pod["node"] is None:
             target = schedule(world, pod["cpu"], pod["memory"])
             if target is not None:
                 pod.update(node=target, phase="Running", ready=True, ip=_pod_ip(world, target, pod["hostNetwork"]))
+
+
+def _deletion_rank(pod: dict[str, Any], age: int) -> tuple[bool, bool, int, int]:
+    """The ReplicaSet controller's order for scaling down, first deleted first: unscheduled
+    before scheduled, not Ready before Ready, lower pod-deletion-cost first, newer first
+    (``age``: its place among the workload's pods, oldest first)."""
+    return pod["node"] is not None, pod["ready"], pod.get("deletionCost", 0), -age
 
 
 def _replica(world: World, wl: dict[str, Any], name: str, node: str | None) -> dict[str, Any]:

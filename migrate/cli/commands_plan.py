@@ -85,10 +85,22 @@ def plan(
             help="Nodes of a wave drained, swapped and validated at once (0: the whole wave; 1: one after another)."
         ),
     ] = 0,
+    surge: Annotated[
+        bool,
+        typer.Option(
+            "--surge/--no-surge",
+            help="A drain that would strand a Deployment (a budget allowing no disruption, or no Ready replica "
+            "left) first brings its replacements up elsewhere.",
+        ),
+    ] = True,
+    max_surge: Annotated[
+        int, typer.Option(help="At most this many extra pods surged in one wave (0: no cap).", min=0)
+    ] = 0,
 ) -> None:
     """Dry run: inspect the cluster, run preflight checks, write a reviewable plan file."""
 
     def body() -> int:
+        chart, version = chart_reference(cilium_chart, cilium_version) if install_cilium else ("", "")
         options = PlanOptions(
             max_unavailable=max_unavailable,
             canary=canary,
@@ -99,14 +111,11 @@ def plan(
             cilium_pool_cidr=cilium_pool_cidr,
             reboot=reboot_nodes,
             node_parallelism=node_parallelism,
-            **dict(
-                zip(
-                    ("install_cilium_chart", "install_cilium_version"),
-                    chart_reference(cilium_chart, cilium_version) if install_cilium else ("", ""),
-                    strict=True,
-                )
-            ),
+            install_cilium_chart=chart,
+            install_cilium_version=version,
             install_cilium_values=read_site_values(cilium_values, install_cilium),
+            surge=surge,
+            max_surge=max_surge,
         )
         backend = choose_target(sim, kubeconfig, context)
         result = build_plan(backend.cluster.inventory(), options, backend.target)

@@ -30,6 +30,7 @@ from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import Plan, StepKind
 from migrate.ports import CheckpointStore, Clock, Cluster, Event, EventSink, ExecutorLock, StopFlag
 from migrate.steps import StepContext, StepFn, registry
+from migrate.steps.surge import restore_all
 
 
 @dataclass
@@ -130,6 +131,7 @@ class Executor:
                 return state
             if completed and not install:
                 install = check_cilium(self.plan, self.cluster, may_install=installer is not None)
+            self._restore_surges(run)
             if resume:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
@@ -183,6 +185,7 @@ class Executor:
                 self.store.save(state)
             run = self._begin(state)
             Prepare(run).remove_traffic(None, leftover=True)  # a killed apply's watch
+            self._restore_surges(run)
             for name in self._gone(run, live):
                 self._report(Event("node-state", self.plan.id, node=name, outcome="gone", message=reconcile.GONE))
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
@@ -247,6 +250,7 @@ class Executor:
             probe_retry_gap=config.probe_retry_gap,
             hooks=config.hooks,
             traffic=watch,
+            surges=frozenset(key for node in self.plan.nodes for key in node.surge),
             started=run.started_at,
         )
         return StepRunner(run, self._steps, context)
@@ -256,6 +260,15 @@ class Executor:
         when the nodes of a wave report from their threads."""
         with self._report_lock:
             self.emit(event)
+
+    def _restore_surges(self, run: Run) -> None:
+        """A surge a killed run left (a Deployment above its count, its record on it): put
+        back before the run decides anything; a run that cannot stops, resumably."""
+        try:
+            restore_all(self.cluster, self._report, self.plan.id)
+        except ClusterError as exc:
+            run.set_status(RunStatus.INTERRUPTED)
+            raise Interrupted(f"cannot put back a surged Deployment before the run: {exc.message}") from exc
 
     # -- the live cluster ---------------------------------------------------------------------
     def _live(self) -> dict[str, reconcile.LiveNode]:

@@ -31,6 +31,9 @@ class StepContext:
     hooks: HookCaller = no_hooks
     # apply --traffic-watch: the probers' evidence, checked at the end of each validation
     traffic: TrafficWatch | None = None
+    # Deployments (namespace/name) a drain surges wherever it finds their pods: those the
+    # plan lists for any node (a surged pod moves, and may be found by a later wave's drain)
+    surges: frozenset[str] = frozenset()
     # when a node's step last started (RFC 3339, from the journal), "" if never
     started: Callable[[str, StepKind], str] = lambda node, kind: ""
 

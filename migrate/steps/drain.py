@@ -4,6 +4,10 @@ Like ``kubectl drain``: DaemonSet and mirror pods stay; bare and emptyDir pods a
 only if the plan allows it. An eviction a PDB refuses is retried with backoff until the
 plan's drain timeout; then the step fails naming the budget. Evicted pods are waited for
 with the backend's watch. Re-running after a crash evicts only what is still there.
+
+First, the Deployments the plan surges that have a pod here get their replacements Ready
+elsewhere and their pods here retired (``steps/surge.py``); the eviction loop then moves
+the rest, and evicts under its budget anything a surge left behind.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from migrate.model import PodInfo
 from migrate.plan import NodePlan
 from migrate.ports import Event
 from migrate.steps import StepContext
+from migrate.steps.surge import surge
+from migrate.surge import deployment_of
 
 INITIAL_BACKOFF = 0.5
 MAX_BACKOFF = 5.0
@@ -23,6 +29,14 @@ def run(ctx: StepContext, node: NodePlan) -> str:
     opts = DrainOptions(force=ctx.options.force, delete_emptydir_data=ctx.options.delete_emptydir_data)
     deadline = ctx.clock.monotonic() + ctx.options.drain_timeout_seconds
     evicted: dict[str, PodInfo] = {}
+    # Retired pods are deleted by their ReplicaSet; one it has not marked yet is evicted
+    # below like any other (its budget allows it now: the replacements are Ready).
+    retired: dict[str, PodInfo] = {}
+    surged: list[str] = []
+    for key in surged_here(ctx, node.name):
+        pods, note = surge(ctx, node.name, key, deadline)
+        retired.update((p.uid, p) for p in pods)
+        surged.append(note)
     backoff = INITIAL_BACKOFF
     refused_by: dict[str, str] = {}
     while True:
@@ -72,13 +86,24 @@ def run(ctx: StepContext, node: NodePlan) -> str:
         ctx.clock.sleep(min(backoff, remaining))
         backoff = min(backoff * 2, MAX_BACKOFF)
 
-    if evicted:
-        left = ctx.cluster.wait_pods_gone(list(evicted.values()), max(deadline - ctx.clock.monotonic(), 1.0))
+    said = f"; {'; '.join(surged)}" if surged else ""
+    moved = {**retired, **evicted}
+    if moved:
+        left = ctx.cluster.wait_pods_gone(list(moved.values()), max(deadline - ctx.clock.monotonic(), 1.0))
         if left:
             names = ", ".join(sorted(p.key for p in left))
             raise StepFailed(f"evicted pods did not terminate in time on {node.name}: {names}", node=node.name)
-        return f"evicted {len(evicted)} pod(s): {named(sorted(p.key for p in evicted.values()))}"
-    return "nothing to evict"
+    if evicted:
+        return f"evicted {len(evicted)} pod(s): {named(sorted(p.key for p in evicted.values()))}{said}"
+    return f"nothing to evict{said}"
+
+
+def surged_here(ctx: StepContext, node: str) -> list[str]:
+    """The plan's surged Deployments with a pod on ``node`` now."""
+    if not ctx.surges:
+        return []
+    found = (deployment_of(p) for p in ctx.cluster.pods_on_node(node) if not p.deleting)
+    return sorted({f"{d[0]}/{d[1]}" for d in found if d is not None} & ctx.surges)
 
 
 def named(keys: list[str], limit: int = 10) -> str:

@@ -1,0 +1,125 @@
+"""Surge before evict, carried out by a node's drain (why and what: ``migrate.surge``).
+
+For each Deployment the plan names for the node: scale up with the record, wait for its
+replacements Ready off the node, give the node's pods the lowest deletion cost, scale back
+and drop the record. The record on the Deployment says where a killed run stopped, so each
+call picks up from it; and a run that starts puts back every surge a killed run left
+(``restore_all``) before it decides anything, so nothing stays scaled.
+"""
+
+from __future__ import annotations
+
+from migrate import failpoints
+from migrate.errors import Conflict, NotFound, StepFailed
+from migrate.model import DeploymentInfo, PodInfo, SurgeRecord
+from migrate.ports import Cluster, Event, EventSink
+from migrate.steps import StepContext
+from migrate.surge import RETIRE_COST, deployment_of
+
+WAIT_GAP = 1.0  # seconds between looks while another node's surge of the same Deployment runs
+CONFLICT_TRIES = 5
+
+
+def surge(ctx: StepContext, node: str, key: str, deadline: float) -> tuple[list[PodInfo], str]:
+    """Surge Deployment ``key`` (namespace/name) for the drain of ``node``: the pods it
+    retired (to wait for) and what happened, for the step's message."""
+    namespace, name = key.split("/", 1)
+    conflicts = 0
+    while True:
+        ctx.check_stop(node)
+        try:
+            d = ctx.cluster.deployment(namespace, name)
+        except NotFound:
+            return [], f"{key} is gone"
+        mine = [p for p in ctx.cluster.pods_on_node(node) if deployment_of(p) == (namespace, name) and not p.deleting]
+        record = d.surge
+        if record is not None and (record.node != node or record.plan != ctx.plan_id):
+            # Another node of the wave surges it now: one surge at a time keeps the counts exact.
+            _wait_turn(ctx, node, key, record, deadline)
+            continue
+        try:
+            if record is None:
+                if not mine:
+                    return [], f"{key}: no pod on {node}"
+                if not d.settled:
+                    return [], f"{key}: its rollout is unfinished, so its pods are evicted under their budget"
+                record = SurgeRecord(original=d.replicas, extra=len(mine), node=node, plan=ctx.plan_id)
+                d = ctx.cluster.scale_deployment(d, d.replicas + len(mine), record)
+                _say(ctx, node, f"surge {key}: {record.original} -> {d.replicas} replicas before evicting from {node}")
+                failpoints.reached("surge-scaled")
+            remaining = max(deadline - ctx.clock.monotonic(), 1.0)
+            ready = ctx.cluster.wait_replicas_ready(d, record.original, node, remaining)
+            if ready < record.original:
+                put_back(ctx.cluster, d)
+                raise StepFailed(
+                    f"cannot drain {node}: {key}'s replacements were not Ready in time ({ready} of "
+                    f"{record.original} Ready off {node}); scaled back to its {record.original} replica(s), "
+                    f"its pods on {node} untouched",
+                    node=node,
+                    check="surge",
+                    observed=f"{ready} of {record.original} Ready off {node}",
+                    expected=f"{record.original} Ready off {node} before its pods there are retired",
+                )
+            for pod in mine:
+                if pod.deletion_cost != RETIRE_COST:
+                    try:
+                        ctx.cluster.set_deletion_cost(pod, RETIRE_COST)
+                    except NotFound:
+                        continue
+            failpoints.reached("surge-retiring")
+            ctx.cluster.scale_deployment(d, record.original, None)
+        except Conflict:
+            # Changed since it was read (its controller's status, or someone's edit): read it
+            # again; the record it carries (or not) says where this surge is.
+            conflicts += 1
+            if conflicts > CONFLICT_TRIES:
+                raise
+            continue
+        return mine, f"{key} surged ({record.original}+{record.extra}; {len(mine)} retired)"
+
+
+def _wait_turn(ctx: StepContext, node: str, key: str, record: SurgeRecord, deadline: float) -> None:
+    remaining = deadline - ctx.clock.monotonic()
+    if remaining <= 0:
+        raise StepFailed(
+            f"cannot drain {node}: {key} is still surged for {record.node} (plan {record.plan})",
+            node=node,
+            check="surge",
+        )
+    ctx.clock.sleep(min(WAIT_GAP, remaining))
+
+
+def put_back(cluster: Cluster, d: DeploymentInfo) -> DeploymentInfo:
+    """The Deployment at its count before the surge, its record dropped. If someone changed
+    its replicas while the surge was on, their number less the surge's pods."""
+    for _ in range(CONFLICT_TRIES):
+        record = d.surge
+        if record is None:
+            return d
+        surged = record.original + record.extra
+        target = record.original if d.replicas == surged else max(d.replicas - record.extra, 0)
+        try:
+            return cluster.scale_deployment(d, target, None)
+        except Conflict:
+            d = cluster.deployment(d.namespace, d.name)
+    raise Conflict(f"Deployment {d.key} kept changing while its surge was put back")
+
+
+def restore_all(cluster: Cluster, emit: EventSink, plan_id: str) -> list[str]:
+    """Put back every surge a killed run left (any plan's: only cni-migrate writes the record,
+    and only one executor runs); what was put back, for the audit log."""
+    restored = []
+    for d in cluster.surged_deployments():
+        assert d.surge is not None
+        back = put_back(cluster, d)
+        message = (
+            f"put back {d.key} to {back.replicas} replica(s): a surge for {d.surge.node} "
+            f"(plan {d.surge.plan}) was cut short"
+        )
+        emit(Event("surge", plan_id, node=d.surge.node, message=message))
+        restored.append(message)
+    return restored
+
+
+def _say(ctx: StepContext, node: str, message: str) -> None:
+    ctx.emit(Event("surge", ctx.plan_id, node=node, message=message))

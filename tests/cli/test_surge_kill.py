@@ -1,0 +1,58 @@
+"""kill -9 in the middle of a surge (the named failpoints of migrate/steps/surge.py), then
+resume or rollback through the CLI: the Deployment ends at exactly its original count with
+no record left on it, and its pod was never evicted. Both backends at the executor level:
+tests/scenario/test_surge.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from migrate.model import MIGRATION_LABEL, SURGE_ANNOTATION
+
+PLAN = ("plan", "--sim", "c1", "--out", "p.yaml", "--force", "--delete-emptydir-data")
+
+
+def thumbnailer(world: dict) -> dict:
+    return next(w for w in world["workloads"] if w["name"] == "thumbnailer")
+
+
+def evicted_thumbnailers(world: dict, uids: set[str]) -> list[str]:
+    return [a["target"] for a in world["actions"] if a["op"] == "evict" and a["target"] in uids]
+
+
+@pytest.mark.parametrize("point", ["surge-scaled", "surge-retiring"])
+def test_killed_mid_surge_then_resumed_ends_at_the_original_count(cli, point):
+    cli("sim", "create", "c1", "--nodes", "4")
+    plan = cli(*PLAN)
+    assert plan.code == 0, plan.err
+    uids = {p["uid"] for p in cli.world("c1")["pods"].values() if p["labels"].get("app") == "thumbnailer"}
+
+    killed = cli("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": f"at:{point}"})
+
+    assert killed.code == -9, killed
+    left = thumbnailer(cli.world("c1"))
+    assert left["replicas"] == 2 and json.loads(left["annotations"][SURGE_ANNOTATION])["original"] == 1
+    resumed = cli("resume", "p.yaml", "--yes")
+    assert resumed.code == 0, resumed.err + resumed.out
+    assert "put back shop/thumbnailer to 1 replica(s)" in resumed.out
+    world = cli.world("c1")
+    assert thumbnailer(world)["replicas"] == 1
+    assert SURGE_ANNOTATION not in thumbnailer(world).get("annotations", {})
+    assert evicted_thumbnailers(world, uids) == []
+    assert all(n["labels"].get(MIGRATION_LABEL) == "true" for n in world["nodes"].values())
+
+
+def test_killed_mid_surge_then_rolled_back_ends_at_the_original_count(cli):
+    cli("sim", "create", "c1", "--nodes", "4")
+    assert cli(*PLAN).code == 0
+    assert cli("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": "at:surge-scaled"}).code == -9
+
+    back = cli("rollback", "p.yaml", "--yes")
+
+    assert back.code == 0, back.err + back.out
+    world = cli.world("c1")
+    assert thumbnailer(world)["replicas"] == 1
+    assert SURGE_ANNOTATION not in thumbnailer(world).get("annotations", {})
+    assert not any(n["unschedulable"] for n in world["nodes"].values())
