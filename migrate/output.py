@@ -24,6 +24,7 @@ import structlog
 from migrate import reconcile, yamltext
 from migrate.errors import BadInput, JournalUnwritable
 from migrate.journal import NodeRun, NodeState, RunState, RunStatus, StepStatus
+from migrate.model import DeploymentInfo
 from migrate.plan import Plan, Severity
 from migrate.policy import PolicyVerdict
 from migrate.ports import Cluster, Event
@@ -119,6 +120,7 @@ class LiveView:
     nodes: Mapping[str, LiveNode] | None = None  # None: not read (offline, or unreachable)
     error: str = ""
     executor: str = ""  # the lock's holder ("pid 4242", a Lease holder), "" when none holds it
+    surges: tuple[DeploymentInfo, ...] = ()  # Deployments scaled up by a surge now (migrate.surge)
 
 
 def status_record(
@@ -165,6 +167,19 @@ def status_record(
         # Cluster-level steps: before the first node (install-cilium) and after the last.
         "prepare": {str(k): str(v) for k, v in state.prepare.items()} if state else {},
         "finalize": {str(k): str(v) for k, v in state.finalize.items()} if state else {},
+        # Deployments a surge has scaled up now: a live run's, or a killed one's that the
+        # next apply, resume or rollback puts back first.
+        "surges": [
+            {
+                "deployment": d.key,
+                "replicas": d.replicas,
+                "original": d.surge.original,
+                "node": d.surge.node,
+                "plan": d.surge.plan,
+            }
+            for d in live.surges
+            if d.surge is not None
+        ],
         "nodes": nodes,
     }
 
@@ -235,6 +250,11 @@ def status_table(record: dict[str, Any]) -> str:
     head = f"plan {record['planId']}  cluster {record['cluster']}  run {run}\n"
     if record.get("liveError"):
         head += f"live cluster not read: {record['liveError']}\n"
+    for s in record.get("surges", ()):
+        head += (
+            f"surged: {s['deployment']} at {s['replicas']} replicas (its own {s['original']}) for {s['node']}, "
+            f"plan {s['plan']}; the next apply, resume or rollback puts it back\n"
+        )
     for phase in ("prepare", "finalize"):
         if record.get(phase):
             head += f"{phase}: {', '.join(f'{k} {v}' for k, v in record[phase].items())}\n"

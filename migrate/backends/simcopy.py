@@ -26,7 +26,8 @@ from migrate.backends import simstore
 from migrate.backends import simworld as w
 from migrate.cniconf import CALICO_CONF
 from migrate.errors import BadInput
-from migrate.model import CONTROL_PLANE_LABEL, Inventory, PodInfo, WorkloadInfo
+from migrate.model import CONTROL_PLANE_LABEL, SURGE_ANNOTATION, Inventory, PodInfo, WorkloadInfo
+from migrate.surge import GITOPS_MARKS
 
 POD_TEMPLATE_HASH = "pod-template-hash"
 
@@ -94,6 +95,7 @@ def world_from(
             "autoscalerProtected": node.autoscaler_protected,
         }
     objects = list(workloads)
+    deployments = {(d.namespace, d.name): d for d in inventory.deployments}
     deployment_of = {
         (o.namespace, o.name): o.owner.name
         for o in objects
@@ -115,6 +117,28 @@ def world_from(
                 "labels": dict(o.template_labels),
             }
         )
+    # What a surge needs to know of a Deployment (migrate.surge): a GitOps mark, an
+    # unfinished rollout, a surge record; and the autoscalers that own replicas.
+    for wl in world["workloads"]:
+        d = deployments.get((wl["namespace"], wl["name"])) if wl["kind"] == "Deployment" else None
+        if d is not None:
+            mark = next((key for key, manager in GITOPS_MARKS if manager == d.gitops), "") if d.gitops else ""
+            annotations = {mark: "copied"} if mark else {}
+            if d.surge is not None:
+                annotations[SURGE_ANNOTATION] = d.surge.to_json()
+            wl["annotations"] = annotations
+            wl["rolling"] = not d.settled
+    world["autoscalers"] = [
+        {
+            "namespace": a.namespace,
+            "name": a.name,
+            "targetKind": a.target_kind,
+            "targetName": a.target_name,
+            "minReplicas": a.min_replicas,
+            "maxReplicas": a.max_replicas,
+        }
+        for a in inventory.autoscalers
+    ]
     kinds = {(wl["namespace"], wl["kind"], wl["name"]) for wl in world["workloads"]}
     unmanaged: Counter[str] = Counter()
     for pod in inventory.pods:
@@ -135,6 +159,9 @@ def world_from(
             "emptydir": pod.emptydir,
             "hostNetwork": pod.host_network,
             "ip": pod.ip,
+            "grace": pod.grace_seconds,
+            "startup": pod.startup_seconds,
+            **({"deletionCost": pod.deletion_cost} if pod.deletion_cost else {}),
         }
     for pdb in inventory.pdbs:
         budget: dict[str, Any] = {

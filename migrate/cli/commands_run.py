@@ -212,6 +212,7 @@ def live_view(the_plan: Plan, kubeconfig: str | None, context: str | None) -> ou
         verify_plan(the_plan, backend.cluster, strict=False)
         nodes = reconcile.live_map(backend.cluster.nodes())
         holder = backend.lease(None).holder_now() if backend.lease is not None else None
+        surges = tuple(backend.cluster.surged_deployments())
     except (BadInput, ClusterError) as exc:
         return output.LiveView(error=exc.message)
-    return output.LiveView(nodes=nodes, executor=holder or "")
+    return output.LiveView(nodes=nodes, executor=holder or "", surges=surges)

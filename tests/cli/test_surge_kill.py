@@ -56,3 +56,18 @@ def test_killed_mid_surge_then_rolled_back_ends_at_the_original_count(cli):
     assert thumbnailer(world)["replicas"] == 1
     assert SURGE_ANNOTATION not in thumbnailer(world).get("annotations", {})
     assert not any(n["unschedulable"] for n in world["nodes"].values())
+
+
+def test_status_shows_a_surge_a_killed_run_left(cli):
+    cli("sim", "create", "c1", "--nodes", "4")
+    assert cli(*PLAN).code == 0
+    assert cli("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": "at:surge-scaled"}).code == -9
+
+    record = json.loads(cli("status", "p.yaml", "-o", "json").out)
+
+    [surge] = record["surges"]
+    assert surge["deployment"] == "shop/thumbnailer" and (surge["replicas"], surge["original"]) == (2, 1)
+    table = cli("status", "p.yaml").out
+    assert "surged: shop/thumbnailer at 2 replicas (its own 1)" in table
+    assert cli("resume", "p.yaml", "--yes").code == 0
+    assert json.loads(cli("status", "p.yaml", "-o", "json").out)["surges"] == []
