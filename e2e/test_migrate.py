@@ -45,6 +45,7 @@ CALICO_POOL = ipaddress.ip_network("192.168.0.0/16")
 MIGRATION_LABEL = "io.cilium.migration/cilium-default"  # what swap-cni sets (Cilium's guide)
 BREAK_LABEL = "e2e.cni-migrate.io/break-cilium"
 BREAK_CONFIG = "e2e-break-policy"
+SOLO_PDB = Path(__file__).parent / "manifests" / "solo-pdb.yaml"
 BROKEN_MS = 2000  # an interruption longer than two probe timeouts: the path is broken
 
 
@@ -366,14 +367,37 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     if not run.seen.get("rolled-back"):
         pytest.skip("the cluster is not back on Calico")
     workload, lab = run.workload, run.lab
+    # Surge before evict, measured: solo (one replica) gets a budget that allows no eviction.
+    workload.kubectl("apply", "-f", str(SOLO_PDB))
     run.plan = run.artifacts / "migrate-plan-2.yaml"
     proc = run.cli("plan-2", "plan", "-o", str(run.plan))
     assert proc.returncode == 0, proc.stderr
+    surges = {n["name"]: n.get("surge", []) for w in yaml.safe_load(run.plan.read_text())["waves"] for n in w["nodes"]}
+    solo_host = next(
+        p["spec"]["nodeName"] for p in workload.json("get", "pods", "-n", "e2e", "-l", "app=solo")["items"]
+    )
+    assert surges[solo_host] == ["e2e/solo"], surges
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     kindlab.reset_probers(workload)
     start = time.monotonic()
-    with run.traced("apply"):
+    with run.traced("apply") as logs:
+        started = time.time()
         proc = run.cli("apply", "apply", str(run.plan), "--yes", *images(lab), timeout=3600)
+    # Every drain that surged solo: no request to its Service failed from the other nodes.
+    events = [e for e in kindlab.audit(run.home) if kindlab.parse_time(e["timestamp"]) >= started]
+    failures = [f for f in logs.failures() if kindlab.parse_time(f["ts"]) >= started]
+    surged = {e["node"] for e in events if e.get("event") == "surge"}
+    solo = {
+        kind: {(node, step): n for node, step, n in kindlab.failures_by_step(failures, events, kind=kind)}
+        for kind in ("solo", "solo-ip")
+    }
+    lines = [
+        f"{node} drain: solo by name {solo['solo'].get((node, 'drain'), 0)}, "
+        f"at its IP {solo['solo-ip'].get((node, 'drain'), 0)}"
+        for node in sorted(surged)
+    ]
+    (run.artifacts / "migrate-surge.txt").write_text("\n".join(lines) + "\n")
+    print("\nsolo's failed requests from the other nodes while its drains surged:", *lines, sep="\n  ")
     took = time.monotonic() - start
     during = kindlab.prober_summary(workload)
     (run.artifacts / "migrate-probers.txt").write_text(during.table())
@@ -392,6 +416,9 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     # the cluster DNS for 15 s, no target interrupted (lone timeouts of a saturated machine aside).
     assert_probers_clean(run, "after-apply")
     run.seen["migrated"] = True
+    # The surge's goal (issue 26): solo never down at its Service while a drain moved it.
+    assert solo_host in surged, surged
+    assert all(solo["solo-ip"].get((node, "drain"), 0) == 0 for node in surged), lines
 
 
 def test_policy_is_not_enforced_during_the_window(run: Run):

@@ -21,12 +21,15 @@ from .cluster import KindCluster
 def target_kind(target: str) -> str:
     """'dns' (a name did not resolve), 'service-ip' (the web Service at the ClusterIP its
     name resolved to: the datapath without DNS), 'peer' (a prober pod by IP) or 'service'
-    (the web Service by name: a DNS lookup, then the datapath)."""
+    (the web Service by name: a DNS lookup, then the datapath); 'solo' and 'solo-ip' the
+    same for the single-replica solo Service (the surge's witness)."""
     if target.startswith("dns:"):
         return "dns"
     if target.startswith("svcip:"):
-        return "service-ip"
+        return "solo-ip" if (urlsplit(target[6:]).hostname or "").startswith("solo.") else "service-ip"
     host = urlsplit(target).hostname or ""
+    if host.startswith("solo."):
+        return "solo"
     try:
         ipaddress.ip_address(host)
     except ValueError:
