@@ -45,6 +45,7 @@ CALICO_POOL = ipaddress.ip_network("192.168.0.0/16")
 MIGRATION_LABEL = "io.cilium.migration/cilium-default"  # what swap-cni sets (Cilium's guide)
 BREAK_LABEL = "e2e.cni-migrate.io/break-cilium"
 BREAK_CONFIG = "e2e-break-policy"
+CONTROL_SECONDS = 300  # about one apply of this lab (runs 4-11: 324-456 s)
 SOLO_PDB = Path(__file__).parent / "manifests" / "solo-pdb.yaml"
 BROKEN_MS = 2000  # an interruption longer than two probe timeouts: the path is broken
 
@@ -378,11 +379,17 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     )
     assert surges[solo_host] == ["e2e/solo"], surges
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
+    # The control window: the same probers as long as an apply takes here, no migration step.
+    kindlab.reset_probers(workload)
+    with kindlab.ProberLogs(workload, run.artifacts / "prober-logs-control") as control_logs:
+        control_from = time.time()
+        time.sleep(CONTROL_SECONDS)
+    control = [f for f in control_logs.failures() if kindlab.parse_time(f["ts"]) >= control_from]
     kindlab.reset_probers(workload)
     start = time.monotonic()
     with run.traced("apply") as logs:
         started = time.time()
-        proc = run.cli("apply", "apply", str(run.plan), "--yes", *images(lab), timeout=3600)
+        proc = run.cli("apply", "apply", str(run.plan), "--yes", "--traffic-watch", *images(lab), timeout=3600)
     # Every drain that surged solo: no request to its Service failed from the other nodes.
     events = [e for e in kindlab.audit(run.home) if kindlab.parse_time(e["timestamp"]) >= started]
     failures = [f for f in logs.failures() if kindlab.parse_time(f["ts"]) >= started]
@@ -397,6 +404,10 @@ def test_apply_moves_every_node_to_cilium(run: Run):
         for node in sorted(surged)
     ]
     (run.artifacts / "migrate-surge.txt").write_text("\n".join(lines) + "\n")
+    report, totals = kindlab.control_report(failures, events, control, CONTROL_SECONDS)
+    (run.artifacts / "migrate-control.txt").write_text("\n".join(report) + "\n")
+    (run.artifacts / "migrate-control.json").write_text(json.dumps(totals, indent=1))
+    print(f"\nthe apply beside a {CONTROL_SECONDS} s control window:", *report, sep="\n  ")
     print("\nsolo's failed requests from the other nodes while its drains surged:", *lines, sep="\n  ")
     took = time.monotonic() - start
     during = kindlab.prober_summary(workload)

@@ -60,7 +60,15 @@ from .probers import (
     reset_probers,
     target_kind,
 )
-from .timeline import failure_timeline, failures_by_step, short_error, short_node, step_windows
+from .timeline import (
+    control_report,
+    failure_timeline,
+    failures_by_step,
+    longest_run,
+    short_error,
+    short_node,
+    step_windows,
+)
 from .watches import CpuSampler, EndpointWatch, describe_endpoint
 
 __all__ = [
@@ -91,7 +99,9 @@ __all__ = [
     "describe_endpoint",
     "detect_cni",
     "failure_counts",
+    "control_report",
     "failure_timeline",
+    "longest_run",
     "failures_by_step",
     "images",
     "install_calico",

@@ -107,3 +107,66 @@ def short_error(error: str) -> str:
 
 def short_node(name: str) -> str:
     return name.removeprefix("cni-migrate-e2e-")
+
+
+# The kinds a window report counts from the probers on nodes not being swapped.
+OTHERS = ("service", "service-ip", "peer")
+
+
+def control_report(
+    failures: Sequence[dict[str, Any]],
+    audit: Iterable[dict[str, Any]],
+    control: Sequence[dict[str, Any]],
+    control_seconds: float,
+) -> tuple[list[str], dict[str, tuple[int, float]]]:
+    """The apply's failed requests beside a control window's (the same probers, no
+    migration step, ``control_seconds`` long): per finished step, the failures from probers
+    on other nodes by kind (web by name, at its ClusterIP, to peers) beside what the control
+    window's rate predicts for a step that long from those nodes, and the swapped node's own
+    (its prober's failures, and its longest run of them). Returns the report's lines and,
+    per kind, (the apply's failures from other nodes over all steps, the control's expected
+    count for the same time): the goal is the first no larger than the second."""
+    rates: dict[tuple[str, str], float] = {}  # (from node, kind) -> failures a second
+    for f in control:
+        key = (f.get("from_node", ""), target_kind(f.get("target", "")))
+        rates[key] = rates.get(key, 0.0) + 1 / max(control_seconds, 1.0)
+    nodes = {n for n, _ in rates}
+    windows = step_windows(audit)
+    nodes |= {f.get("from_node", "") for f in failures} | {n for n, _, _, _ in windows}
+    lines = [
+        f"{'node':<14} {'step':<12} {'secs':>5}  "
+        + "  ".join(f"{k + ' apply/control':>22}" for k in OTHERS)
+        + "  own failures, longest run"
+    ]
+    totals = {k: (0, 0.0) for k in OTHERS}
+    for node, step, start, end in windows:
+        inside = [f for f in failures if start <= parse_time(f["ts"]) <= end]
+        cells = []
+        for kind in OTHERS:
+            seen = sum(1 for f in inside if f.get("from_node") != node and target_kind(f.get("target", "")) == kind)
+            expected = sum(rates.get((other, kind), 0.0) for other in nodes if other != node) * (end - start)
+            cells.append(f"{seen:>10} / {expected:>9.1f}")
+            totals[kind] = (totals[kind][0] + seen, totals[kind][1] + expected)
+        own = [parse_time(f["ts"]) for f in inside if f.get("from_node") == node]
+        lines.append(
+            f"{short_node(node):<14} {step:<12} {end - start:>5.0f}  "
+            + "  ".join(f"{c:>22}" for c in cells)
+            + f"  {len(own)}, {longest_run(own):.1f} s"
+        )
+    lines.append(
+        "all steps: "
+        + ", ".join(f"{k} {seen} failed (control {expected:.1f})" for k, (seen, expected) in totals.items())
+    )
+    return lines, totals
+
+
+def longest_run(sent: Sequence[float], gap: float = 1.5) -> float:
+    """The longest span of failures each within ``gap`` seconds of the last (send times)."""
+    best = 0.0
+    first = last = None
+    for t in sorted(sent):
+        if last is None or t - last > gap:
+            first = t
+        last = t
+        best = max(best, last - first)  # type: ignore[operator]
+    return best

@@ -80,6 +80,8 @@ def test_a_burst_is_one_line_and_steps_are_interleaved() -> None:
         ("svcip:http://web.e2e.svc.cluster.local/", "service-ip"),
         ("http://10.245.0.4:8080/", "peer"),
         ("dns:prober.e2e", "dns"),
+        ("http://solo.e2e.svc.cluster.local/", "solo"),
+        ("svcip:http://solo.e2e.svc.cluster.local/", "solo-ip"),
     ],
 )
 def test_failures_are_counted_by_target_kind(target: str, kind: str) -> None:
@@ -115,6 +117,32 @@ def test_service_failures_are_counted_per_step_from_the_other_nodes() -> None:
     ]
     assert kindlab.step_windows(audit)[0][:2] == ("cni-migrate-e2e-worker2", "drain")
     assert kindlab.failures_by_step(failures, audit) == [("cni-migrate-e2e-worker2", "drain", 1)]
+
+
+def test_the_apply_is_put_beside_the_control_window() -> None:
+    audit = [
+        step("2026-12-02T05:00:00Z", "step-started", "drain"),
+        step("2026-12-02T05:00:10Z", "step-finished", "drain"),
+    ]
+    # Control: 100 s of the same probers, 5 failures by name from worker and 1 at the IP from worker3.
+    control = [failure(f"2026-12-02T04:50:{i:02d}Z") for i in range(5)]
+    control.append(failure("2026-12-02T04:50:30Z", target="svcip:" + WEB, node="cni-migrate-e2e-worker3"))
+    failures = [
+        failure("2026-12-02T05:00:02Z"),  # by name from worker: 1 against 0.5 expected in 10 s
+        failure("2026-12-02T05:00:03Z", node="cni-migrate-e2e-worker2"),  # the drained node's own
+        failure("2026-12-02T05:00:04Z", node="cni-migrate-e2e-worker2"),
+        failure("2026-12-02T05:00:20Z"),  # outside every step
+    ]
+    lines, totals = kindlab.control_report(failures, audit, control, control_seconds=100)
+    assert totals == {"service": (1, 0.5), "service-ip": (0, 0.1), "peer": (0, 0.0)}
+    assert lines[1].split()[:3] == ["worker2", "drain", "10"]
+    assert lines[1].endswith("2, 1.0 s")
+    assert lines[-1].startswith("all steps: service 1 failed (control 0.5)")
+
+
+def test_a_run_of_failures_is_measured_from_first_to_last_send() -> None:
+    assert kindlab.longest_run([1.0, 2.0, 2.5, 10.0, 10.4]) == 1.5
+    assert kindlab.longest_run([]) == 0.0
 
 
 def test_the_cpu_sampler_reads_this_machine() -> None:
