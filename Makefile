@@ -67,6 +67,9 @@ bench-real: install kube
 # About 2 minutes with a cached lab; see e2e/README.md.
 e2e: install
 	e2e/images/prereqs
+	@# The lab is built before pytest starts (a cold build takes about an hour; inside pytest
+	@# its per-test timeout would cut it short); cached, it takes seconds.
+	case " $(E2E_ARGS) " in *" --images upstream "*|*"--images=upstream"*) ;; *) e2e/images/build >/dev/null ;; esac
 	$(BIN)/pytest e2e -v $(E2E_ARGS)
 
 clean:
