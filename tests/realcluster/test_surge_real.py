@@ -65,6 +65,16 @@ def web(namespace: str) -> list[dict[str, Any]]:
             "metadata": {"name": "web", "namespace": namespace},
             "spec": {"minAvailable": 1, "selector": {"matchLabels": LABELS}},
         },
+        {
+            # An autoscaler of another Deployment (one that does not exist: nothing to scale).
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "api", "namespace": namespace},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"},
+                "maxReplicas": 3,
+            },
+        },
     ]
 
 
@@ -125,6 +135,14 @@ def test_a_surge_scales_with_its_record_in_one_write_and_the_old_pod_is_the_one_
         # ... unless it is the write already made (a retry whose first answer was lost).
         assert cluster.scale_deployment(before, 2, record).surge == record
         assert [d.key for d in cluster.surged_deployments()] == [f"{namespace}/web"]
+        # The inventory reads the Deployment with its record, and the autoscaler.
+        inv = cluster.inventory()
+        assert [(d.replicas, d.surge) for d in inv.deployments if d.namespace == namespace] == [(2, record)]
+        assert [
+            (a.name, a.target_kind, a.target_name, a.min_replicas, a.max_replicas)
+            for a in inv.autoscalers
+            if a.namespace == namespace
+        ] == [("api", "Deployment", "api", 1, 3)]
 
         # 2. a replacement Ready off the node (asking for two: only one can be, on timeout).
         assert cluster.wait_replicas_ready(surged, 1, away_from=node, timeout=60) == 1
