@@ -49,6 +49,10 @@ class DeploymentWrites:
         A retried patch whose first attempt landed (its answer lost) meets its own new
         version: 409. So on a conflict the Deployment is read again, and one that already
         has these replicas and this record is the write done, not a conflict."""
+        if not deployment.version:
+            # An empty resourceVersion in a patch fences nothing: the write would land on
+            # whatever the Deployment has become.
+            raise ValueError(f"deployment {deployment.key} was not read from the cluster (no resourceVersion)")
         body = {
             "metadata": {
                 "resourceVersion": deployment.version,
