@@ -23,6 +23,7 @@ from migrate.backends.kubernetes.mapping import pod_info
 from migrate.errors import Conflict, EvictionRefused, NotFound
 from migrate.model import SURGE_ANNOTATION, PodInfo, SurgeRecord
 from migrate.surge import RETIRE_COST
+from tests.labsupport import wait_for
 
 pytestmark = pytest.mark.realcluster
 LABELS = {"app": "web"}
@@ -116,7 +117,12 @@ def test_a_surge_scales_with_its_record_in_one_write_and_the_old_pod_is_the_one_
 
     cluster.set_unschedulable(node, True)  # as the drain's cordon: replacements land elsewhere
     try:
-        before = cluster.deployment(namespace, "web")
+        # Read once the controller has written the Ready pod into the status: a status
+        # update after the read would (rightly) make the scale below a conflict.
+        before = wait_for(
+            "the Deployment's status to count its Ready pod",
+            lambda: (d := cluster.deployment(namespace, "web")).ready_replicas == 1 and d,
+        )
         assert (before.replicas, before.surge, before.settled) == (1, None, True)
         record = SurgeRecord(original=1, extra=1, node=node, plan="test-plan")
 
@@ -134,7 +140,7 @@ def test_a_surge_scales_with_its_record_in_one_write_and_the_old_pod_is_the_one_
         assert cluster.deployment(namespace, "web").replicas == 2
         # ... unless it is the write already made (a retry whose first answer was lost).
         assert cluster.scale_deployment(before, 2, record).surge == record
-        assert [d.key for d in cluster.surged_deployments()] == [f"{namespace}/web"]
+        assert [d.key for d in cluster.surged_deployments() if d.namespace == namespace] == [f"{namespace}/web"]
         # The inventory reads the Deployment with its record, and the autoscaler.
         inv = cluster.inventory()
         assert [(d.replicas, d.surge) for d in inv.deployments if d.namespace == namespace] == [(2, record)]
@@ -161,7 +167,7 @@ def test_a_surge_scales_with_its_record_in_one_write_and_the_old_pod_is_the_one_
         assert cluster.wait_pods_gone([old], timeout=60) == []
         (left,) = pods(cluster, namespace)
         assert left.uid == new.uid and not left.deleting
-        assert cluster.surged_deployments() == []
+        assert [d for d in cluster.surged_deployments() if d.namespace == namespace] == []
         assert cluster.wait_replicas_ready(back, 1, away_from=node, timeout=10) == 1
 
         with pytest.raises(NotFound):
