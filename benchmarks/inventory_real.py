@@ -58,6 +58,8 @@ LISTS = (
     ("/api/v1/pods", "pods"),
     ("/apis/policy/v1/poddisruptionbudgets", "poddisruptionbudgets.policy"),
     ("/apis/apps/v1/daemonsets", "daemonsets.apps"),
+    ("/apis/apps/v1/deployments", "deployments.apps"),
+    ("/apis/autoscaling/v2/horizontalpodautoscalers", "horizontalpodautoscalers.autoscaling"),
     ("/apis/networking.k8s.io/v1/networkpolicies", "networkpolicies.networking.k8s.io"),
     ("/apis/networking.k8s.io/v1/servicecidrs", "servicecidrs.networking.k8s.io"),
     ("/apis/crd.projectcalico.org/v1/felixconfigurations", "felixconfigurations.crd.projectcalico.org"),

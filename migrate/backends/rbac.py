@@ -19,6 +19,7 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("list", "", "pods", ""),
     ("watch", "", "pods", ""),
     ("delete", "", "pods", ""),
+    ("patch", "", "pods", ""),  # a surge's pod-deletion-cost on the pods it retires
     ("create", "", "pods/eviction", ""),
     ("create", "", "pods", TOOL_NAMESPACE),
     ("deletecollection", "", "pods", TOOL_NAMESPACE),  # a node's probe pods, by their labels
@@ -34,6 +35,10 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("update", "", "configmaps", TOOL_NAMESPACE),
     ("delete", "", "configmaps", TOOL_NAMESPACE),
     ("list", "apps", "daemonsets", ""),
+    ("list", "apps", "deployments", ""),  # surge before evict: the Deployments behind a drain's pods
+    ("get", "apps", "deployments", ""),
+    ("patch", "apps", "deployments", ""),  # a surge's replicas and its record, in one write
+    ("list", "autoscaling", "horizontalpodautoscalers", ""),  # autoscaled Deployments are not surged
     ("list", "admissionregistration.k8s.io", "validatingwebhookconfigurations", ""),
     ("list", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", ""),
     ("get", "", "services", ""),  # those admission webhooks call

@@ -78,7 +78,12 @@ def workload(
     }
     if replicas is not None:
         spec["replicas"] = replicas
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta(name, namespace, **extra), "spec": spec}
+    obj = {"apiVersion": "apps/v1", "kind": kind, "metadata": meta(name, namespace, **extra), "spec": spec}
+    if kind == "Deployment":  # as kubectl dumps one its controller has rolled out
+        count = 1 if replicas is None else replicas
+        obj["metadata"]["generation"] = 1
+        obj["status"] = {"observedGeneration": 1, "replicas": count, "updatedReplicas": count, "readyReplicas": count}
+    return obj
 
 
 def pdb(

@@ -4,8 +4,9 @@ translated, retried, counted; paged lists; watches), ``watching`` (the one list-
 loop), ``inventory`` (reading it), ``mapping`` (API objects to the model), ``nodes`` and
 ``pods`` (writes and their waits), ``objects`` (whole objects ensured or deleted),
 ``helpers`` (helper pods), ``probes`` (validation observations), ``trafficwatch`` and
-``informer`` (the traffic watch) and ``lease`` (the executor lock). Here: connecting like
-kubectl, the reads the steps make one at a time, and the tool's namespace."""
+``informer`` (the traffic watch), ``deployments`` (a surge's scales and waits) and ``lease``
+(the executor lock). Here: connecting like kubectl, the reads the steps make one at a time,
+and the tool's namespace."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 from migrate.backends.kubernetes.api import Api
+from migrate.backends.kubernetes.deployments import DeploymentWrites
 from migrate.backends.kubernetes.helpers import HelperPods
 from migrate.backends.kubernetes.inventory import InventoryReader
 from migrate.backends.kubernetes.lease import LeaseLock
@@ -43,9 +45,11 @@ from migrate.errors import (
 from migrate.model import (
     ClusterIdentity,
     Cni,
+    DeploymentInfo,
     Inventory,
     NodeInfo,
     PodInfo,
+    SurgeRecord,
 )
 from migrate.ports import NodeTask, ProbeResult
 
@@ -83,6 +87,7 @@ class KubernetesCluster:
         self._namespace_made = False  # the tool's namespace exists: not asked again per helper pod
         self.node_writes = NodeWrites(self)
         self.pod_writes = PodWrites(self)
+        self.deployments = DeploymentWrites(self)
         self.objects = Objects(self)
         self.helpers = HelperPods(self)
         self.probes = Probes(self)
@@ -241,6 +246,22 @@ class KubernetesCluster:
 
     def wait_cilium_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
         return self.pod_writes.wait_agent_ready(node, not_uid, timeout)
+
+    # -- surge before evict: Deployments scaled up and back, their pods priced ------------------
+    def deployment(self, namespace: str, name: str) -> DeploymentInfo:
+        return self.deployments.get(namespace, name)
+
+    def scale_deployment(self, deployment: DeploymentInfo, replicas: int, surge: SurgeRecord | None) -> DeploymentInfo:
+        return self.deployments.scale(deployment, replicas, surge)
+
+    def surged_deployments(self) -> list[DeploymentInfo]:
+        return self.deployments.surged()
+
+    def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
+        self.deployments.set_deletion_cost(pod, cost)
+
+    def wait_replicas_ready(self, deployment: DeploymentInfo, count: int, away_from: str, timeout: float) -> int:
+        return self.deployments.wait_ready(deployment, count, away_from, timeout)
 
     def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         return self.objects.delete(api_version, kind, namespace, name)

@@ -6,11 +6,16 @@ objects, as ``kubectl get ... -o yaml`` (or ``-o json``) writes them. What is re
 command that dumps it is in docs/rehearsal.md):
 
     Node, Pod (required), ReplicaSet, Deployment, StatefulSet, DaemonSet,
-    PodDisruptionBudget, NetworkPolicy, ServiceCIDR, ConfigMap (kube-system/cilium-config,
-    kube-proxy's, and the ones calico-node's environment refers to), Namespace kube-system
-    (the UID), Validating/MutatingWebhookConfiguration and Service (who answers a webhook),
-    Calico's IPPool, FelixConfiguration, NetworkPolicy, GlobalNetworkPolicy and the
-    operator's Installation, and Cilium's CiliumNodeConfig CRD (which version is served).
+    HorizontalPodAutoscaler, PodDisruptionBudget, NetworkPolicy, ServiceCIDR, ConfigMap
+    (kube-system/cilium-config, kube-proxy's, and the ones calico-node's environment refers
+    to), Namespace kube-system (the UID), Validating/MutatingWebhookConfiguration and
+    Service (who answers a webhook), Calico's IPPool, FelixConfiguration, NetworkPolicy,
+    GlobalNetworkPolicy and the operator's Installation, and Cilium's CiliumNodeConfig CRD
+    (which version is served).
+
+Deployments are both workloads (who re-creates a pod) and, with the autoscalers, the
+inventory's ``deployments`` and ``autoscalers`` (what a surge needs: a surge record left
+on a Deployment is in its annotation, so a copy knows it too).
 
 Every other kind is skipped and counted. A file that is not YAML or JSON, an object with
 no kind or name, or a dump with no Node or no Pod is refused in one line (``BadInput``).
@@ -38,6 +43,7 @@ NODE_CONFIG_VERSIONS = ("v2", "v2alpha1")  # as the live read asks, newest first
 # (API group, kind) -> the Listed field it fills; the core group is "".
 _LISTS = {
     ("policy", "PodDisruptionBudget"): "pdbs",
+    ("autoscaling", "HorizontalPodAutoscaler"): "autoscalers",  # v1 or v2: the fields read are in both
     ("apps", "DaemonSet"): "daemonsets",
     ("networking.k8s.io", "NetworkPolicy"): "policies",
     ("networking.k8s.io", "ServiceCIDR"): "service_cidrs",
@@ -58,8 +64,9 @@ _LISTS = {
 
 @dataclass(frozen=True)
 class Dump:
-    """A dumped cluster: its inventory, the workloads behind its pods, the policies with
-    their specs, kube-system/cilium-config, and the kinds that were skipped (kind -> count)."""
+    """A dumped cluster: its inventory (with its Deployments and HorizontalPodAutoscalers),
+    the workloads behind its pods, the policies with their specs, kube-system/cilium-config,
+    and the kinds that were skipped (kind -> count)."""
 
     inventory: Inventory
     workloads: tuple[WorkloadInfo, ...] = ()
@@ -95,8 +102,8 @@ def read_dump(paths: Sequence[Path]) -> Dump:
                     kube_system_uid = meta.get("uid", "")
             elif group == "apps" and kind in WORKLOAD_KINDS:
                 workloads.append(obj)
-                if kind == "DaemonSet":
-                    objects.setdefault("daemonsets", []).append(obj)
+                if kind in ("DaemonSet", "Deployment"):  # the inventory reads them too
+                    objects.setdefault(kind.lower() + "s", []).append(obj)
             elif (group, kind) in _LISTS:
                 objects.setdefault(_LISTS[(group, kind)], []).append(obj)
             elif kind == "CustomResourceDefinition" and meta["name"] == "ciliumnodeconfigs.cilium.io":

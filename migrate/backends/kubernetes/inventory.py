@@ -14,7 +14,9 @@ from kubernetes import client
 
 from migrate.backends.kubernetes.mapping import (
     CALICO_NODE_DS,
+    autoscaler_info,
     calico_routing,
+    deployment_info,
     pdb_info,
     pod_info,
     webhook_infos,
@@ -61,8 +63,12 @@ class InventoryReader:
                 "list poddisruptionbudgets",
                 client.PolicyV1Api(self.cluster.api).list_pod_disruption_budget_for_all_namespaces,
             )
-            daemonsets_read = listed(
-                "list daemonsets", client.AppsV1Api(self.cluster.api).list_daemon_set_for_all_namespaces
+            apps = client.AppsV1Api(self.cluster.api)
+            daemonsets_read = listed("list daemonsets", apps.list_daemon_set_for_all_namespaces)
+            deployments_read = listed("list deployments", apps.list_deployment_for_all_namespaces)
+            autoscalers_read = listed(
+                "list horizontalpodautoscalers",
+                client.AutoscalingV2Api(self.cluster.api).list_horizontal_pod_autoscaler_for_all_namespaces,
             )
             networking = client.NetworkingV1Api(self.cluster.api)
             policies_read = listed("list networkpolicies", networking.list_network_policy_for_all_namespaces)
@@ -113,6 +119,8 @@ class InventoryReader:
                 pods=read(pods_read, ()),
                 pdbs=read(pdbs_read, []),
                 daemonsets=read(daemonsets_read, []),
+                deployments=read(deployments_read, []),
+                autoscalers=read(autoscalers_read, []),
                 policies=read(policies_read, []),
                 service_cidrs=service_cidrs(),
                 felix=read(felix_read, []),
@@ -205,6 +213,8 @@ class Listed:
     pods: tuple[PodInfo, ...]
     pdbs: list[dict[str, Any]] = field(default_factory=list)
     daemonsets: list[dict[str, Any]] = field(default_factory=list)
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    autoscalers: list[dict[str, Any]] = field(default_factory=list)  # HorizontalPodAutoscalers
     policies: list[dict[str, Any]] = field(default_factory=list)
     service_cidrs: list[dict[str, Any]] = field(default_factory=list)
     felix: list[dict[str, Any]] = field(default_factory=list)
@@ -297,6 +307,8 @@ def interpret(listed: Listed, configmap: Callable[[str, str], dict[str, str]]) -
             )
             for p in items
         ),
+        deployments=tuple(deployment_info(d) for d in listed.deployments),
+        autoscalers=tuple(autoscaler_info(a) for a in listed.autoscalers),
         missing_permissions=listed.missing_permissions,
     )
 

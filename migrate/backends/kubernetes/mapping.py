@@ -4,22 +4,31 @@ status says: pure functions, no client, no I/O."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from kubernetes.utils import parse_quantity
 
 from migrate.model import (
+    SURGE_ANNOTATION,
+    AutoscalerInfo,
     Cni,
+    DeploymentInfo,
     LabelSelector,
     NodeInfo,
     OwnerRef,
     PDBInfo,
     PodInfo,
+    SurgeRecord,
     Taint,
     WebhookInfo,
     WorkloadInfo,
     frozen_map,
 )
+from migrate.surge import gitops_manager
+
+# The annotation the ReplicaSet controller ranks pods by when it scales down (lowest first).
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
 def pod_waiting(pod: dict[str, Any]) -> str:
@@ -181,6 +190,9 @@ def pod_info(obj: dict[str, Any]) -> PodInfo:
     annotations = meta.get("annotations") or {}
     cpu, memory = _requests(spec)
     volumes = spec.get("volumes") or []
+    ready = _ready_condition(status)
+    grace = spec.get("terminationGracePeriodSeconds")
+    cost = annotations.get(DELETION_COST)
     return PodInfo(
         namespace=meta["namespace"],
         name=meta["name"],
@@ -189,7 +201,7 @@ def pod_info(obj: dict[str, Any]) -> PodInfo:
         labels=frozen_map(meta.get("labels") or {}),
         owner=_controller(meta),
         phase=status.get("phase", "Pending"),
-        ready=any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []),
+        ready=ready is not None,
         mirror="kubernetes.io/config.mirror" in annotations,
         emptydir=any("emptyDir" in v for v in volumes),
         cpu_millis=cpu,
@@ -197,21 +209,117 @@ def pod_info(obj: dict[str, Any]) -> PodInfo:
         ip=status.get("podIP", ""),
         host_network=bool(spec.get("hostNetwork")),
         deleting=bool(meta.get("deletionTimestamp")),
+        grace_seconds=30 if grace is None else int(grace),  # the API server's default
+        startup_seconds=_seconds_between(status.get("startTime"), ready.get("lastTransitionTime")) if ready else 0.0,
+        deletion_cost=0 if cost is None else _int(cost),
+    )
+
+
+def _ready_condition(status: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod's Ready condition when it is True (a plain loop: this runs for every pod)."""
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return condition if condition.get("status") == "True" else None
+    return None
+
+
+def _seconds_between(start: Any, end: Any) -> float:
+    """Seconds from one RFC 3339 timestamp to a later one (the API server writes them as
+    ``2026-12-07T11:26:05Z``); 0 when either is missing or unreadable, or the order is wrong.
+    ``fromisoformat`` is C code: the two parses cost about a microsecond a pod (the three
+    fields a surge reads made mapping 30,000 pods ~25 ms slower, 250 -> 275 ms, measured
+    2026-12-07 with the collector paused as the inventory's read has it)."""
+    if not start or not end:
+        return 0.0
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return 0.0
+    return max(seconds, 0.0)
+
+
+def _int(value: Any, default: int = 0) -> int:
+    """An annotation's integer (the API server validates pod-deletion-cost as an int32 on
+    write; a dump may hold anything), ``default`` when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def label_selector(selector: dict[str, Any] | None) -> LabelSelector:
+    """A ``metav1.LabelSelector`` (matchLabels and matchExpressions) as the model's."""
+    selector = selector or {}
+    return LabelSelector(
+        match_labels=frozen_map(selector.get("matchLabels") or {}),
+        match_expressions=tuple(
+            (e["key"], e["operator"], tuple(e.get("values") or ())) for e in selector.get("matchExpressions") or []
+        ),
+    )
+
+
+def selector_text(selector: LabelSelector) -> str:
+    """The selector as a list call's ``labelSelector`` parameter (``app=web,tier in (a,b)``)."""
+    parts = [f"{key}={value}" for key, value in selector.match_labels.items()]
+    for key, operator, values in selector.match_expressions:
+        if operator == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif operator == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif operator == "Exists":
+            parts.append(key)
+        elif operator == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            raise ValueError(f"unknown label selector operator {operator!r}")
+    return ",".join(parts)
+
+
+def deployment_info(obj: dict[str, Any]) -> DeploymentInfo:
+    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    replicas = int(1 if spec.get("replicas") is None else spec["replicas"])
+    record = annotations.get(SURGE_ANNOTATION)
+    return DeploymentInfo(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta.get("uid", ""),
+        replicas=replicas,
+        selector=label_selector(spec.get("selector")),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        # The controller has seen the latest spec, every replica runs the current template,
+        # and no old pod is left (status.replicas counts the pods of every ReplicaSet).
+        settled=int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+        and int(status.get("updatedReplicas") or 0) == replicas
+        and int(status.get("replicas") or 0) == replicas,
+        gitops=gitops_manager(labels, annotations),
+        surge=SurgeRecord.from_json(record) if isinstance(record, str) else None,
+        version=meta.get("resourceVersion", ""),
+    )
+
+
+def autoscaler_info(obj: dict[str, Any]) -> AutoscalerInfo:
+    """A HorizontalPodAutoscaler (autoscaling/v2 as listed; v1, as a dump may hold, has the
+    same fields)."""
+    meta, spec = obj["metadata"], obj.get("spec") or {}
+    target = spec.get("scaleTargetRef") or {}
+    minimum = spec.get("minReplicas")
+    return AutoscalerInfo(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        target_kind=str(target.get("kind", "")),
+        target_name=str(target.get("name", "")),
+        min_replicas=1 if minimum is None else int(minimum),  # the API server's default
+        max_replicas=int(spec.get("maxReplicas") or 1),
     )
 
 
 def pdb_info(obj: dict[str, Any]) -> PDBInfo:
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    selector = spec.get("selector") or {}
     return PDBInfo(
         namespace=meta["namespace"],
         name=meta["name"],
-        selector=LabelSelector(
-            match_labels=frozen_map(selector.get("matchLabels") or {}),
-            match_expressions=tuple(
-                (e["key"], e["operator"], tuple(e.get("values") or ())) for e in selector.get("matchExpressions") or []
-            ),
-        ),
+        selector=label_selector(spec.get("selector")),
         min_available=None if spec.get("minAvailable") is None else str(spec["minAvailable"]),
         max_unavailable=None if spec.get("maxUnavailable") is None else str(spec["maxUnavailable"]),
         disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
