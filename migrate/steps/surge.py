@@ -17,7 +17,7 @@ from migrate.steps import StepContext
 from migrate.surge import RETIRE_COST, deployment_of
 
 WAIT_GAP = 1.0  # seconds between looks while another node's surge of the same Deployment runs
-CONFLICT_TRIES = 5
+CONFLICT_TRIES = 10  # a Deployment's controller writes its status as its pods change: a 409 is routine
 
 
 def surge(ctx: StepContext, node: str, key: str, deadline: float) -> tuple[list[PodInfo], str]:
