@@ -319,6 +319,23 @@ def test_a_window_too_short_for_the_next_wave_stops_cleanly_and_resume_finishes_
     assert {n["state"] for n in json.loads(cli("status", "p.yaml", "-o", "json").out)["nodes"]} == {"migrated"}
 
 
+def test_the_window_gate_counts_a_parallel_wave_once_as_the_runbook_does(cli):
+    from datetime import UTC, datetime, timedelta
+
+    cli("sim", "create", "c1", "--nodes", "5")
+    flags = ("--force", "--delete-emptydir-data", "--canary", "3", "--max-unavailable", "3")
+    assert cli("plan", "--sim", "c1", *flags, "--out", "p.yaml").code == 0
+    # The runbook's estimate of the canary wave, its nodes at once (as many as the PDBs allow)...
+    row = next(line for line in cli("runbook", "p.yaml").out.splitlines() if line.startswith("| 1 (canary) |"))
+    _, _, names, minutes, _ = row.split("|")
+    assert len(names.split(",")) == 2 and minutes.strip() == "4m 55s"
+    # ...is what the window gate stops on (it said 9m 40s: the two nodes one after the other).
+    soon = (datetime.now(UTC) + timedelta(minutes=4)).isoformat(timespec="seconds")
+    r = cli("apply", "p.yaml", "--yes", "--window-end", soon)
+    assert r.code == 5, r.err
+    assert "wave 1 needs about 4m 55s;" in r.err and "5 node(s) left in 4 wave(s)" in r.err
+
+
 def test_a_window_end_in_the_past_is_bad_input(cli):
     cli("sim", "create", "c1", "--nodes", "3")
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")

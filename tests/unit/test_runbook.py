@@ -15,17 +15,10 @@ import pytest
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore
 from migrate.errors import MigrateError
+from migrate.estimate import ASSUMED_PODS_PER_NODE, DRAIN_SECONDS_PER_POD, STEP_SECONDS, estimate
 from migrate.plan import ClusterSnapshot, Finding, NodePlan, Plan, PlanOptions, Severity, StepKind, Target, Wave
 from migrate.planner import build_plan
-from migrate.runbook import (
-    ASSUMED_PODS_PER_NODE,
-    DRAIN_SECONDS_PER_POD,
-    STEP_SECONDS,
-    estimate,
-    manual_commands,
-    render_runbook,
-    view,
-)
+from migrate.runbook import manual_commands, render_runbook, view
 from migrate.verdicts import CHECKS
 
 ROOT = Path(__file__).resolve().parents[2]
