@@ -319,6 +319,16 @@ def test_a_window_too_short_for_the_next_wave_stops_cleanly_and_resume_finishes_
     assert {n["state"] for n in json.loads(cli("status", "p.yaml", "-o", "json").out)["nodes"]} == {"migrated"}
 
 
+def test_plan_says_where_it_made_the_waves_smaller_than_asked(cli):
+    cli("sim", "create", "c1", "--nodes", "5")
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--canary", "99", "--out", "p.yaml")
+    assert r.code == 0, r.err
+    assert "warning  [canary-size] --canary 99 asks for more workers than the plan migrates (4)" in r.out
+    assert "kube-system/coredns, shop/db allow no more of their pods down at once" in r.out
+    findings = yaml.safe_load((cli.cwd / "p.yaml").read_text())["findings"]
+    assert [f["severity"] for f in findings if f["check"] == "canary-size"] == ["warning", "warning"]
+
+
 def test_the_window_gate_counts_a_parallel_wave_once_as_the_runbook_does(cli):
     from datetime import UTC, datetime, timedelta
 
