@@ -240,8 +240,9 @@ def test_plan_names_the_install(run: Run):
         lab.cilium_chart,
         "--cilium-values",
         lab.cilium_values,
-        "-o",
+        "--out",
         str(run.plan),
+        "--overwrite",  # the artifacts directory outlives a run
     )
     assert proc.returncode == 0, proc.stderr
     plan = yaml.safe_load(run.plan.read_text())
@@ -367,7 +368,7 @@ def test_apply_moves_every_node_to_cilium(run: Run):
         pytest.skip("the cluster is not back on Calico")
     workload, lab = run.workload, run.lab
     run.plan = run.artifacts / "migrate-plan-2.yaml"
-    proc = run.cli("plan-2", "plan", "-o", str(run.plan))
+    proc = run.cli("plan-2", "plan", "--out", str(run.plan), "--overwrite")  # as above: last run's artifacts
     assert proc.returncode == 0, proc.stderr
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     kindlab.reset_probers(workload)

@@ -201,7 +201,7 @@ def view(plan: Plan, plan_path: str, pods_per_node: Mapping[str, int] | None = N
             "resume": f"cni-migrate resume {path} --yes",
             "rollback_all": rollback_command(plan_path),
             "status": f"cni-migrate status {path}",
-            "plan": f"cni-migrate plan {_plan_flags(plan)} -o {path}",
+            "plan": f"cni-migrate plan {_plan_flags(plan)} --out {path} --overwrite",
         },
         "scope": {
             "server": plan.cluster.server,

@@ -122,7 +122,8 @@ def test_the_replan_command_and_options_carry_reboots_and_the_cilium_install():
     options = PlanOptions(reboot=True, install_cilium_chart="oci://mirror/cilium", install_cilium_version="1.18.4")
     text = render_runbook(_plan(options), PLAN_PATH)
     assert view(_plan(options), PLAN_PATH)["commands"]["plan"].endswith(
-        "--reboot-nodes --install-cilium --cilium-chart oci://mirror/cilium --cilium-version 1.18.4 -o plans/demo.yaml"
+        "--reboot-nodes --install-cilium --cilium-chart oci://mirror/cilium --cilium-version 1.18.4 "
+        "--out plans/demo.yaml --overwrite"
     )
     assert "| install Cilium with Helm first (--install-cilium) | yes: chart oci://mirror/cilium 1.18.4 |" in text
     assert "| reboot nodes after the swap (--reboot-nodes) | yes |" in text

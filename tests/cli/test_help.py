@@ -1,0 +1,80 @@
+"""kubectl's habits in the help and the version: ``-h`` like ``--help`` everywhere, ``--version``
+and ``version -o json``, ``-o`` a format with ``=`` accepted, and help that reads clean at 80
+columns (real metavars, no option name cut, a description for every command)."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import version
+
+import pytest
+import yaml
+
+from migrate.plan import SCHEMA
+
+
+def commands(cli, *group: str) -> dict[str, str]:
+    """The commands a group's help lists, each with its description."""
+    text = cli(*group, "-h", env={"COLUMNS": "80"}).out
+    listed = text.split("Commands:\n", 1)[1]
+    return dict(re.findall(r"^  (\S+) +(.*)$", listed, re.M))
+
+
+@pytest.fixture(scope="module")
+def every_command(tmp_path_factory):
+    from tests.cli.conftest import CLI
+
+    cli = CLI(tmp_path_factory.mktemp("help"))
+    top = commands(cli)
+    paths = [(name,) for name in top if name != "sim"] + [("sim", name) for name in commands(cli, "sim")]
+    return cli, top, [(), ("sim",), *paths]
+
+
+def test_every_command_has_a_description_that_fits(every_command):
+    cli, top, paths = every_command
+    assert {"plan", "apply", "version", "sim"} <= set(top)
+    for path in [(), ("sim",)]:
+        for name, text in commands(cli, *path).items():
+            assert text and not text.endswith("..."), (path, name, text)
+
+
+def test_help_reads_clean_at_80_columns_and_h_is_help(every_command):
+    cli, _, paths = every_command
+    for path in paths:
+        short = cli(*path, "-h", env={"COLUMNS": "80"})
+        assert short.code == 0, (path, short.err)
+        if path in ((), ("plan",), ("sim", "create")):
+            assert short.out == cli(*path, "--help", env={"COLUMNS": "80"}).out
+        text = short.out
+        # No Python types for metavars, no braces, no cut names, no --no- twins of switches.
+        for bad in ("<bool>", "<str>", "<int>", "<path>", "<list", "{", "…", "--no-"):
+            assert bad not in text, (path, bad, text)
+        assert not re.search(r"--[a-z-]*-\n", text), (path, "an option name broken across lines", text)
+        assert all(len(line) <= 80 for line in text.splitlines()), path
+        summary = text.split("\n\n")[1].strip()
+        assert summary and not summary.startswith(("Options", "Arguments")), (path, "no description")
+
+
+def test_version_flag_and_command_name_the_version_and_the_plan_schema(cli):
+    r = cli("--version")
+    assert (r.code, r.out) == (0, f"cni-migrate {version('cni-migrate')}\n")
+    record = json.loads(cli("version", "-o", "json").out)
+    assert record == {"version": version("cni-migrate"), "planSchema": SCHEMA}
+    assert yaml.safe_load(cli("version", "--output=yaml").out) == record
+    assert json.loads(cli("version", "-o=json").out) == record
+    assert SCHEMA in cli("version").out
+
+
+def test_o_is_a_format_everywhere_and_a_file_name_says_where_files_go(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    assert json.loads(cli("sim", "show", "c1", "-o=json").out)["nodes"][0]["name"] == "cp-1"
+    assert yaml.safe_load(cli("sim", "show", "c1", "--output=yaml").out)["nodes"][0]["name"] == "cp-1"
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    assert r.code == 2 and r.err.count("\n") == 1
+    assert (
+        "'p.yaml' is not an output format (table, json, yaml); plan and runbook write their files with --out" in r.err
+    )
+    assert not (cli.cwd / "p.yaml").exists()
+    r = cli("version", "-o", "xml")
+    assert r.code == 2 and "'xml' is not an output format (table, json, yaml)" in r.err and "--out FILE" not in r.err
