@@ -187,3 +187,19 @@ def _plan(options: PlanOptions | None = None, *, keep_cordoned: bool = False, no
         options=options or PlanOptions(),
         waves=(Wave(1, nodes),),
     )
+
+
+def test_the_plan_summary_shows_the_runbooks_estimates(demo_plan):
+    from migrate.output import plan_summary
+    from migrate.window import duration
+
+    summary = plan_summary(demo_plan)
+    text = render_runbook(demo_plan, PLAN_PATH)
+    est = estimate(demo_plan)
+    for w in demo_plan.waves:
+        said = duration(est.waves[w.index])
+        names = ", ".join(n.name for n in w.nodes)
+        assert f"wave {w.index}{' (canary)' if w.canary else ''}: {names} (about {said})" in summary
+        assert f"| {w.index}{' (canary)' if w.canary else ''} | {names} | {said} |" in text
+    assert f"estimated duration: about {duration(est.total)}" in summary
+    assert f"| Estimated duration | {duration(est.total)} |" in text
