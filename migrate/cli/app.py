@@ -203,6 +203,10 @@ def run() -> None:
             if show is not None:
                 show()  # the help text, as typer would print it
             sys.exit(getattr(exc, "exit_code", 2))
-        typer.echo(f"error: {' '.join(message().split())} (see --help)", err=True)
+        text = " ".join(message().split())
+        if text == "No such option: -o":
+            # runbook's -o was its file before -o meant a format (issue 29): say where it went.
+            text += "; files are written with --out FILE"
+        typer.echo(f"error: {text} (see --help)", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)

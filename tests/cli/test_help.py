@@ -78,3 +78,13 @@ def test_o_is_a_format_everywhere_and_a_file_name_says_where_files_go(cli):
     assert not (cli.cwd / "p.yaml").exists()
     r = cli("version", "-o", "xml")
     assert r.code == 2 and "'xml' is not an output format (table, json, yaml)" in r.err and "--out FILE" not in r.err
+
+
+def test_runbook_o_with_a_file_says_files_go_to_out(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    assert cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml").code == 0
+    r = cli("runbook", "p.yaml", "-o", "r.md")
+    assert (r.code, r.err) == (2, "error: No such option: -o; files are written with --out FILE (see --help)\n")
+    assert not (cli.cwd / "r.md").exists()
+    r = cli("runbook", "p.yaml", "--out", "r.md")
+    assert r.code == 0 and (cli.cwd / "r.md").read_text().startswith("# Runbook")
