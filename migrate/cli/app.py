@@ -2,7 +2,8 @@
 directory, one line and an exit code for each error, signals, confirmation, and the
 console entry point.
 
-Help follows kubectl's habits: ``-h`` or ``--help`` anywhere, ``--version``, plain text
+Help follows kubectl's habits: ``-h`` or ``--help`` anywhere, ``--version``, shell
+completion (``--install-completion``, or ``--show-completion bash`` to copy), plain text
 (no boxes that cut long option names at 80 columns), each value's metavar saying what it
 is (``FILE``, ``NODE``, ``DURATION``), and switches without a ``--no-`` twin."""
 
@@ -77,7 +78,7 @@ def write_rows(formatter: Any, rows: list[tuple[str, str]]) -> None:
 
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     rich_markup_mode=None,
     context_settings=HELP_OPTIONS,

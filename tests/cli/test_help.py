@@ -88,3 +88,18 @@ def test_runbook_o_with_a_file_says_files_go_to_out(cli):
     assert not (cli.cwd / "r.md").exists()
     r = cli("runbook", "p.yaml", "--out", "r.md")
     assert r.code == 0 and (cli.cwd / "r.md").read_text().startswith("# Runbook")
+
+
+def test_shell_completion_is_installable_and_completes_commands_and_formats(cli):
+    script = cli("--show-completion", "bash")
+    assert script.code == 0 and "complete -o default -F _cni_migrate_completion cni-migrate" in script.out
+    assert "--install-completion" in cli("-h").out
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        env = {"_CNI_MIGRATE_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)}
+        return cli(env=env).out.split()
+
+    assert complete("cni-migrate pl") == ["plan"]
+    assert complete("cni-migrate status p.yaml -o ") == ["table", "json", "yaml"]
+    assert complete("cni-migrate sim ") == ["create", "show", "delete", "list"]
