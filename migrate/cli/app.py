@@ -186,12 +186,20 @@ def confirm(question: str, yes: bool) -> None:
         raise BadInput("not confirmed; nothing was changed")
 
 
+def prog_name(argv0: str) -> str:
+    """``kubectl cni-migrate`` when kubectl runs us as its plugin (the ``kubectl-cni_migrate``
+    script on PATH), so help and usage show what the operator typed."""
+    return "kubectl cni-migrate" if Path(argv0).name.startswith("kubectl-") else "cni-migrate"
+
+
 def run() -> None:
-    """The console entry point. Usage errors (an unknown option, a bad value) are one line
-    and exit 2, like every other bad input; Ctrl-C at a prompt is exit 5."""
+    """The console entry point (``cni-migrate``, and ``kubectl-cni_migrate`` for kubectl).
+    Usage errors (an unknown option, a bad value) are one line and exit 2, like every other
+    bad input; Ctrl-C at a prompt is exit 5."""
     PROCESS["own"] = True
     try:
-        code = app(standalone_mode=False)
+        # One completion variable whichever name started us.
+        code = app(standalone_mode=False, prog_name=prog_name(sys.argv[0]), complete_var="_CNI_MIGRATE_COMPLETE")
     except typer.Abort:
         typer.echo(
             "error: interrupted at a prompt; a started run's journal is resumable with 'cni-migrate resume'", err=True

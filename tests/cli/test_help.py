@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 import yaml
 
 from migrate.plan import SCHEMA
+
+KUBE_CACHE = Path.home() / ".cache" / "cni-migrate" / "kube"  # where tools/kube/build keeps kubectl
 
 
 def commands(cli, *group: str) -> dict[str, str]:
@@ -103,3 +108,16 @@ def test_shell_completion_is_installable_and_completes_commands_and_formats(cli)
     assert complete("cni-migrate pl") == ["plan"]
     assert complete("cni-migrate status p.yaml -o ") == ["table", "json", "yaml"]
     assert complete("cni-migrate sim ") == ["create", "show", "delete", "list"]
+
+
+def test_kubectl_runs_it_as_its_plugin_and_help_shows_kubectl_cni_migrate(cli):
+    plugin = shutil.which("kubectl-cni_migrate", path=str(Path(sys.executable).parent))
+    assert plugin, "pip install -e . installs the kubectl-cni_migrate script"
+    r = cli.run_exe(plugin, "plan", "-h")
+    assert r.code == 0 and r.out.startswith("Usage: kubectl cni-migrate plan [OPTIONS]")
+    kubectl = shutil.which("kubectl") or next(iter(sorted(KUBE_CACHE.glob("kubectl-*/bin/kubectl"))), None)
+    if kubectl is None:
+        pytest.skip("no kubectl here to run the plugin through")
+    r = cli.run_exe(str(kubectl), "cni-migrate", "version", "-o", "json", path=str(Path(plugin).parent))
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["planSchema"] == SCHEMA
