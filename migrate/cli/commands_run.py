@@ -112,8 +112,9 @@ def finalize(
 ) -> None:
     """Leave migration mode once every node is migrated.
 
-    Checks that Cilium enforces policy, deletes the per-node config, writes the final Helm
-    values (or upgrades the release with --upgrade-cilium) and optionally removes Calico."""
+    Writes the final Helm values (or, with --upgrade-cilium, upgrades the release apply
+    installed), checks that Cilium enforces policy, deletes the per-node config and, with
+    --remove-calico, removes Calico."""
 
     def body() -> int:
         the_plan = planfile.read(planpath)

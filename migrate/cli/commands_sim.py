@@ -172,7 +172,7 @@ def demo(
         int, typer.Option("--max-unavailable", metavar="N", help="Nodes at once after the canary.")
     ] = 2,
 ) -> None:
-    """Tour it in one command on a simulated cluster.
+    """A one-command tour on a simulated cluster.
 
     Simulated cluster -> plan -> apply -> every node on Cilium."""
 
