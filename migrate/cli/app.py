@@ -3,7 +3,7 @@ directory, one line and an exit code for each error, signals, confirmation, and 
 console entry point.
 
 Help follows kubectl's habits: ``-h`` or ``--help`` anywhere, ``--version``, shell
-completion (``--install-completion``, or ``--show-completion bash`` to copy), plain text
+completion (``--install-completion``, or ``--show-completion`` to copy), plain text
 (no boxes that cut long option names at 80 columns), each value's metavar saying what it
 is (``FILE``, ``NODE``, ``DURATION``), and switches without a ``--no-`` twin."""
 
