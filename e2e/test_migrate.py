@@ -242,8 +242,9 @@ def test_plan_names_the_install(run: Run):
         lab.cilium_chart,
         "--cilium-values",
         lab.cilium_values,
-        "-o",
+        "--out",
         str(run.plan),
+        "--overwrite",  # the artifacts directory outlives a run
     )
     assert proc.returncode == 0, proc.stderr
     plan = yaml.safe_load(run.plan.read_text())
@@ -371,7 +372,7 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     # Surge before evict, measured: solo (one replica) gets a budget that allows no eviction.
     workload.kubectl("apply", "-f", str(SOLO_PDB))
     run.plan = run.artifacts / "migrate-plan-2.yaml"
-    proc = run.cli("plan-2", "plan", "-o", str(run.plan))
+    proc = run.cli("plan-2", "plan", "--out", str(run.plan), "--overwrite")  # as above: last run's artifacts
     assert proc.returncode == 0, proc.stderr
     surges = {n["name"]: n.get("surge", []) for w in yaml.safe_load(run.plan.read_text())["waves"] for n in w["nodes"]}
     solo_host = next(

@@ -12,8 +12,16 @@ import yaml
 
 def run_plan(workload: kindlab.KindCluster, artifacts: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = artifacts / "plan.yaml"
+    # The artifacts directory outlives a run (/tmp/cni-migrate-e2e): replace the last run's plan.
     proc = kindlab.cni_migrate(
-        "plan", "--kubeconfig", str(workload.kubeconfig), "--context", workload.context, "-o", str(out)
+        "plan",
+        "--kubeconfig",
+        str(workload.kubeconfig),
+        "--context",
+        workload.context,
+        "--out",
+        str(out),
+        "--overwrite",
     )
     (artifacts / "plan.txt").write_text(proc.stdout + proc.stderr)
     print("\n" + proc.stdout + proc.stderr)

@@ -23,12 +23,14 @@ import structlog
 
 from migrate import reconcile, yamltext
 from migrate.errors import BadInput, JournalUnwritable
+from migrate.estimate import ASSUMED_PODS_PER_NODE, estimate
 from migrate.journal import NodeRun, NodeState, RunState, RunStatus, StepStatus
 from migrate.model import DeploymentInfo
 from migrate.plan import Plan, Severity
 from migrate.policy import PolicyVerdict
 from migrate.ports import Cluster, Event
 from migrate.reconcile import LiveNode
+from migrate.window import duration
 
 
 # -- formats ----------------------------------------------------------------------------------
@@ -52,13 +54,21 @@ def plan_summary(plan: Plan, path: Path | None = None) -> str:
     if path is not None:
         lines[0] += f" written to {path}"
     o = plan.options
+    # The runbook's and the window gate's estimate (migrate.estimate), not a third one.
+    est = estimate(plan)
     lines.append(
         f"  {len(plan.nodes)} node(s) in {len(plan.waves)} wave(s); max unavailable {o.max_unavailable}, "
         f"canary {o.canary}, drain timeout {o.drain_timeout_seconds}s"
     )
     for wave in plan.waves:
         label = " (canary)" if wave.canary else ""
-        lines.append(f"  wave {wave.index}{label}: {', '.join(n.name for n in wave.nodes)}")
+        names = ", ".join(n.name for n in wave.nodes)
+        lines.append(f"  wave {wave.index}{label}: {names} (about {duration(est.waves[wave.index])})")
+    if plan.nodes:
+        lines.append(
+            f"  estimated duration: about {duration(est.total)} ({ASSUMED_PODS_PER_NODE} pods per node assumed; "
+            "the runbook shows the model)"
+        )
     surging = [n for n in plan.nodes if n.surge]
     if surging:
         lines.append("  surge before evict (replacements Ready elsewhere first):")

@@ -12,14 +12,8 @@ The wording lives in Jinja2 templates in the repository's top-level ``runbooks/`
 (commands are assembled and shell-quoted here, so templates never build commands). Output
 is deterministic: no timestamps, and every list follows the plan's own order.
 
-The duration model is deliberately simple and kept in one place (``STEP_SECONDS`` and the
-drain constants below): each step costs a fixed number of seconds, and a drain also costs
-``DRAIN_SECONDS_PER_POD`` per pod on the node. The plan does not record pod counts, so the
-caller may pass them (``pods_per_node``, e.g. from the inventory the plan was built from);
-without them every node is assumed to carry ``ASSUMED_PODS_PER_NODE`` pods, and the
-runbook says so. A wave's nodes are cordoned one by one, then go through the other steps
-``node_parallelism`` at a time (the whole wave by default), each batch as long as its
-slowest node; the run takes the sum of its waves.
+How long each node and wave should take comes from ``migrate.estimate``, the duration model
+the window gate decides with too; without pod counts the runbook says what it assumed.
 """
 
 from __future__ import annotations
@@ -27,11 +21,11 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, StepFailed, ValidationFailed
+from migrate.estimate import ASSUMED_PODS_PER_NODE, DRAIN_SECONDS_PER_POD, STEP_SECONDS, Estimate, estimate
 from migrate.model import MIGRATION_LABEL
 from migrate.plan import (
     FORWARD_STEPS,
@@ -54,17 +48,6 @@ if TYPE_CHECKING:
 
 TEMPLATE = "runbook.md.j2"
 TEMPLATES_ENV = "CNI_MIGRATE_RUNBOOK_TEMPLATES"  # overrides the template folder (e.g. a wheel install)
-
-# -- the duration model (seconds) ----------------------------------------------------------
-STEP_SECONDS: Mapping[StepKind, int] = {
-    StepKind.CORDON: 5,
-    StepKind.DRAIN: 30,  # fixed part: listing pods, waiting for the last ones to terminate
-    StepKind.SWAP_CNI: 90,  # label, Cilium agent restart until Ready, restart of the node's pods
-    StepKind.VALIDATE: 60,  # the three probes
-    StepKind.UNCORDON: 5,
-}
-DRAIN_SECONDS_PER_POD = 10  # eviction, graceful termination, PDB pacing
-ASSUMED_PODS_PER_NODE = 10  # used when the caller does not say how many pods a node has
 
 # What the validate step checks (``migrate.verdicts.CHECKS``), in words.
 CHECK_DESCRIPTIONS: Mapping[str, str] = {
@@ -139,35 +122,6 @@ def _environment(directory: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-
-
-# -- estimates -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Estimate:
-    nodes: Mapping[str, int]  # node -> seconds
-    waves: Mapping[int, int]  # wave index -> seconds
-    total: int
-    assumed_pods: bool  # True when pod counts were not given and ASSUMED_PODS_PER_NODE was used
-
-
-def estimate(plan: Plan, pods_per_node: Mapping[str, int] | None = None) -> Estimate:
-    """Seconds per node, per wave and in all, by the model in the module docstring."""
-
-    def pods(node: NodePlan) -> int:
-        return ASSUMED_PODS_PER_NODE if pods_per_node is None else max(pods_per_node.get(node.name, 0), 0)
-
-    fixed = sum(STEP_SECONDS[k] for k in FORWARD_STEPS)
-    nodes = {n.name: fixed + DRAIN_SECONDS_PER_POD * pods(n) for n in plan.nodes}
-    cordon = STEP_SECONDS[StepKind.CORDON]
-    waves = {}
-    for w in plan.waves:
-        # The wave is cordoned node by node, then its nodes go through the rest
-        # ``node_parallelism`` at a time: each batch lasts as long as its slowest node.
-        width = plan.options.node_parallelism or len(w.nodes)
-        rest = [nodes[n.name] - cordon for n in w.nodes]
-        batches = [rest[i : i + width] for i in range(0, len(rest), width)]
-        waves[w.index] = cordon * len(w.nodes) + sum(max(b) for b in batches)
-    return Estimate(nodes=nodes, waves=waves, total=sum(waves.values()), assumed_pods=pods_per_node is None)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -265,7 +219,7 @@ def view(plan: Plan, plan_path: str, pods_per_node: Mapping[str, int] | None = N
             "resume": f"cni-migrate resume {path} --yes",
             "rollback_all": rollback_command(plan_path),
             "status": f"cni-migrate status {path}",
-            "plan": f"cni-migrate plan {_plan_flags(plan)} -o {path}",
+            "plan": f"cni-migrate plan {_plan_flags(plan)} --out {path} --overwrite",
         },
         "scope": {
             "server": plan.cluster.server,

@@ -1,8 +1,10 @@
 """The maintenance window: parse its end, and decide at each wave boundary whether the
 next wave can finish before it closes. Pure: the clock's ``now`` is passed in.
 
-A wave's duration is its node count times the mean measured duration of the nodes this
-run migrated so far, or, before any node finished, the plan's estimate per node.
+A wave's duration comes from the one duration model (``migrate.estimate.wave_seconds``,
+the runbook's too: a parallel wave lasts as long as its slowest batch, not the sum of its
+nodes), fed with the mean measured duration of the nodes this run migrated so far, or,
+before any node finished, the plan's estimate of each node.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import re
 from datetime import datetime, time, timedelta, tzinfo
 
 from migrate.errors import BadInput
+from migrate.estimate import Estimate, wave_seconds
 from migrate.journal import NodeState, RunState
+from migrate.plan import Plan, Wave
 
 # A bare clock time that has passed today is taken for tomorrow only when that is at most
 # this far ahead (a window that runs past midnight); further, it is far more likely a window
@@ -89,14 +93,17 @@ def measured_node_seconds(state: RunState) -> float | None:
     return sum(durations) / len(durations) if durations else None
 
 
+def wave_seconds_left(plan: Plan, wave: Wave, state: RunState, est: Estimate) -> float:
+    """Seconds the nodes of ``wave`` not yet migrated need: each node's estimate, or the mean
+    measured so far once a node finished, through the one model of a wave's duration."""
+    measured = measured_node_seconds(state)
+    todo = [n.name for n in wave.nodes if state.nodes[n.name].state is not NodeState.MIGRATED]
+    return wave_seconds([measured or est.nodes[n] for n in todo], plan.options.node_parallelism)
+
+
 def wave_fits(
-    now: datetime, end: datetime, wave_nodes: int, state: RunState, estimate_per_node: float
+    now: datetime, end: datetime, plan: Plan, wave: Wave, state: RunState, est: Estimate
 ) -> tuple[bool, float]:
-    """Whether a wave of ``wave_nodes`` nodes ends before ``end``; and its expected seconds."""
-    per_node = measured_node_seconds(state) or estimate_per_node
-    needed = wave_nodes * per_node
+    """Whether what is left of ``wave`` ends before ``end``; and its expected seconds."""
+    needed = wave_seconds_left(plan, wave, state, est)
     return now + timedelta(seconds=needed) <= end, needed
-
-
-def remaining(state: RunState) -> int:
-    return sum(1 for r in state.nodes.values() if r.state is not NodeState.MIGRATED)

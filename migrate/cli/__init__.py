@@ -9,26 +9,28 @@ failed (node put back). ``--debug`` shows tracebacks; otherwise one line on stde
 - ``wiring``: the backend a plan or the flags name, hooks, Cilium's installer, the Executor;
 - ``gates``: the questions between waves and nodes (window end, guided runs);
 - ``commands_plan``: plan, runbook, policy-report; ``commands_run``: apply, resume,
-  finalize, rollback, status; ``commands_sim``: sim create/show/delete/list, demo.
+  finalize, rollback, status; ``commands_sim``: sim create/show/delete/list, demo;
+  ``version`` lives in ``app``.
 
 The commands are registered here, in the order ``--help`` lists them.
 """
 
 from migrate.cli import commands_plan, commands_run, commands_sim
-from migrate.cli.app import PROCESS, app, run, sim_app, stop_on_signals
+from migrate.cli.app import PROCESS, Command, app, run, sim_app, stop_on_signals, version
 
-app.command()(commands_plan.plan)
-app.command()(commands_run.apply)
-app.command()(commands_run.resume)
-app.command()(commands_run.finalize)
-app.command()(commands_plan.runbook)
-app.command()(commands_run.rollback)
-app.command()(commands_run.status)
-app.command("policy-report")(commands_plan.policy_report)
-app.command()(commands_sim.demo)
-sim_app.command("create")(commands_sim.sim_create)
-sim_app.command("show")(commands_sim.sim_show)
-sim_app.command("delete")(commands_sim.sim_delete)
-sim_app.command("list")(commands_sim.sim_list)
+app.command(cls=Command)(commands_plan.plan)
+app.command(cls=Command)(commands_run.apply)
+app.command(cls=Command)(commands_run.resume)
+app.command(cls=Command)(commands_run.finalize)
+app.command(cls=Command)(commands_plan.runbook)
+app.command(cls=Command)(commands_run.rollback)
+app.command(cls=Command)(commands_run.status)
+app.command("policy-report", cls=Command)(commands_plan.policy_report)
+app.command(cls=Command)(commands_sim.demo)
+app.command(cls=Command)(version)
+sim_app.command("create", cls=Command)(commands_sim.sim_create)
+sim_app.command("show", cls=Command)(commands_sim.sim_show)
+sim_app.command("delete", cls=Command)(commands_sim.sim_delete)
+sim_app.command("list", cls=Command)(commands_sim.sim_list)
 
 __all__ = ["PROCESS", "app", "run", "stop_on_signals"]

@@ -1,28 +1,95 @@
-"""The shell every command runs in: the typer apps, the state directory, one line and an
-exit code for each error, signals, confirmation, and the console entry point."""
+"""The shell every command runs in: the typer apps and how their help reads, the state
+directory, one line and an exit code for each error, signals, confirmation, and the
+console entry point.
+
+Help follows kubectl's habits: ``-h`` or ``--help`` anywhere, ``--version``, shell
+completion (``--install-completion``, or ``--show-completion`` to copy), plain text
+(no boxes that cut long option names at 80 columns), each value's metavar saying what it
+is (``FILE``, ``NODE``, ``DURATION``), and switches without a ``--no-`` twin."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
-from migrate import output
+from migrate import __version__, output
+from migrate.cli.options import Format, OutputOpt
 from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
+from migrate.plan import SCHEMA
 from migrate.ports import StopFlag
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+class Command(TyperCommand):
+    """A command whose help names its arguments as their metavars (``PLANFILE``, not
+    ``{PLANFILE}``) and lists them with their help, not their Python type."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.metavar or param.name.upper()
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments = [
+            (p.metavar or p.name.upper(), p.help or "")
+            for p in self.get_params(ctx)
+            if isinstance(p, TyperArgument) and not p.hidden
+        ]
+        options = [
+            record
+            for p in self.get_params(ctx)
+            if not isinstance(p, TyperArgument) and (record := p.get_help_record(ctx)) is not None
+        ]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    write_rows(formatter, rows)
+
+
+def write_rows(formatter: Any, rows: list[tuple[str, str]]) -> None:
+    """Rows of name and help as click's ``write_dl`` lays them out, but wrapped only at
+    spaces: a flag named in a help text (``--install-cilium``) is never split at its hyphen."""
+    indent = " " * formatter.current_indent
+    column = min(max(len(name) for name, _ in rows), 30) + 2
+    width = max(formatter.width - column - len(indent), 10)
+    for name, text in rows:
+        lines = textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False) or [""]
+        if len(name) <= column - 2:
+            formatter.write(f"{indent}{name:<{column}}{lines[0]}".rstrip() + "\n")
+        else:
+            formatter.write(f"{indent}{name}\n{indent}{' ' * column}{lines[0]}".rstrip() + "\n")
+        for line in lines[1:]:
+            formatter.write(f"{indent}{' ' * column}{line}\n")
+
+
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
     help="Move a live Kubernetes cluster from Calico to Cilium, node by node.",
 )
-sim_app = typer.Typer(no_args_is_help=True, help="Simulated clusters (no Kubernetes needed).")
+sim_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=HELP_OPTIONS,
+    help="Simulated clusters (no Kubernetes needed).",
+)
 app.add_typer(sim_app, name="sim")
 
 DEBUG = {"on": False}
@@ -37,9 +104,30 @@ def home() -> Path:
     return Path(state) / "cni-migrate"
 
 
+def print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"cni-migrate {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     DEBUG["on"] = debug
+
+
+def version(o: OutputOpt = Format.table) -> None:
+    """Print the version and the plan schema it reads and writes."""
+    record = {"version": __version__, "planSchema": SCHEMA}
+    if o is Format.table:
+        typer.echo(f"cni-migrate {__version__} (plan schema {SCHEMA})")
+    else:
+        typer.echo(output.render(record, o.value))
 
 
 def run_cli(fn: Callable[[], int | None]) -> None:
@@ -98,12 +186,20 @@ def confirm(question: str, yes: bool) -> None:
         raise BadInput("not confirmed; nothing was changed")
 
 
+def prog_name(argv0: str) -> str:
+    """``kubectl cni-migrate`` when kubectl runs us as its plugin (the ``kubectl-cni_migrate``
+    script on PATH), so help and usage show what the operator typed."""
+    return "kubectl cni-migrate" if Path(argv0).name.startswith("kubectl-") else "cni-migrate"
+
+
 def run() -> None:
-    """The console entry point. Usage errors (an unknown option, a bad value) are one line
-    and exit 2, like every other bad input; Ctrl-C at a prompt is exit 5."""
+    """The console entry point (``cni-migrate``, and ``kubectl-cni_migrate`` for kubectl).
+    Usage errors (an unknown option, a bad value) are one line and exit 2, like every other
+    bad input; Ctrl-C at a prompt is exit 5."""
     PROCESS["own"] = True
     try:
-        code = app(standalone_mode=False)
+        # One completion variable whichever name started us.
+        code = app(standalone_mode=False, prog_name=prog_name(sys.argv[0]), complete_var="_CNI_MIGRATE_COMPLETE")
     except typer.Abort:
         typer.echo(
             "error: interrupted at a prompt; a started run's journal is resumable with 'cni-migrate resume'", err=True
@@ -116,6 +212,10 @@ def run() -> None:
             if show is not None:
                 show()  # the help text, as typer would print it
             sys.exit(getattr(exc, "exit_code", 2))
-        typer.echo(f"error: {' '.join(message().split())} (see --help)", err=True)
+        text = " ".join(message().split())
+        if text == "No such option: -o":
+            # runbook's -o was its file before -o meant a format (issue 29): say where it went.
+            text += "; files are written with --out FILE"
+        typer.echo(f"error: {text} (see --help)", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)

@@ -12,7 +12,7 @@ import yaml
 from migrate import fileio, output, planfile, policy
 from migrate.cilium import migration_values, site_values
 from migrate.cli.app import run_cli
-from migrate.cli.options import ContextOpt, Format, KubeconfigOpt, OutputOpt, PlanFileArg
+from migrate.cli.options import Format, KubeconfigOpt, OutputOpt, PlanFileArg
 from migrate.cli.wiring import choose_target
 from migrate.errors import BadInput
 from migrate.helm import CILIUM_CHART, CILIUM_VERSION, chart_reference
@@ -51,53 +51,96 @@ def read_site_values(path: Path | None, install: bool) -> dict[str, Any]:
 
 
 def plan(
-    sim: Annotated[Optional[str], typer.Option(help="Plan for this simulated cluster.")] = None,
-    kubeconfig: Annotated[Optional[str], typer.Option(help="Path to a kubeconfig (else $KUBECONFIG).")] = None,
-    context: Annotated[Optional[str], typer.Option(help="kubeconfig context (else the current one).")] = None,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Plan file to write.")] = None,
-    max_unavailable: Annotated[int, typer.Option(help="Nodes migrated at once after the canary.")] = 1,
-    canary: Annotated[int, typer.Option(help="Workers in the first, canary wave.")] = 1,
-    drain_timeout: Annotated[int, typer.Option(help="Seconds a drain may wait for PDBs.")] = 300,
-    force: Annotated[bool, typer.Option(help="Evict pods no controller re-creates.")] = False,
-    delete_emptydir_data: Annotated[bool, typer.Option(help="Evict pods with emptyDir data.")] = False,
-    exclude_node: Annotated[Optional[list[str]], typer.Option(help="Leave this node out.")] = None,
-    cilium_pool_cidr: Annotated[str, typer.Option(help="Cilium cluster-pool CIDR.")] = "10.245.0.0/16",
+    sim: Annotated[
+        Optional[str], typer.Option("--sim", metavar="NAME", help="Plan for this simulated cluster.")
+    ] = None,
+    kubeconfig: Annotated[
+        Optional[str], typer.Option("--kubeconfig", metavar="FILE", help="Path to a kubeconfig (else $KUBECONFIG).")
+    ] = None,
+    context: Annotated[
+        Optional[str], typer.Option("--context", metavar="NAME", help="kubeconfig context (else the current one).")
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", metavar="FILE", help="Plan file to write (default: plans/TARGET.yaml)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing plan file.")] = False,
+    o: OutputOpt = Format.table,
+    max_unavailable: Annotated[
+        int, typer.Option("--max-unavailable", metavar="N", help="Nodes migrated at once after the canary.")
+    ] = 1,
+    canary: Annotated[int, typer.Option("--canary", metavar="N", help="Workers in the first, canary wave.")] = 1,
+    drain_timeout: Annotated[
+        int, typer.Option("--drain-timeout", metavar="SECONDS", help="Seconds a drain may wait for PDBs.")
+    ] = 300,
+    force: Annotated[bool, typer.Option("--force", help="Evict pods no controller re-creates.")] = False,
+    delete_emptydir_data: Annotated[
+        bool, typer.Option("--delete-emptydir-data", help="Evict pods with emptyDir data.")
+    ] = False,
+    exclude_node: Annotated[
+        Optional[list[str]],
+        typer.Option("--exclude-node", metavar="NODE", help="Leave this node out (repeatable)."),
+    ] = None,
+    cilium_pool_cidr: Annotated[
+        str, typer.Option("--cilium-pool-cidr", metavar="CIDR", help="Cilium cluster-pool CIDR.")
+    ] = "10.245.0.0/16",
     reboot_nodes: Annotated[
-        bool, typer.Option(help="Reboot each node after its CNI swap (and rollback), not only restart its pods.")
+        bool,
+        typer.Option(
+            "--reboot-nodes", help="Reboot each node after its CNI swap (and rollback), not only restart its pods."
+        ),
     ] = False,
     install_cilium: Annotated[
-        bool, typer.Option(help="apply installs Cilium in migration mode with Helm first (where none runs).")
+        bool,
+        typer.Option(
+            "--install-cilium", help="apply installs Cilium in migration mode with Helm first (where none runs)."
+        ),
     ] = False,
     cilium_chart: Annotated[
-        str, typer.Option(help="With --install-cilium: a chart in helm.cilium.io, a local chart, or oci://.")
+        str,
+        typer.Option(
+            "--cilium-chart",
+            metavar="CHART",
+            help="With --install-cilium: a chart in helm.cilium.io, a local chart, or oci://.",
+        ),
     ] = CILIUM_CHART,
-    cilium_version: Annotated[str, typer.Option(help="With --install-cilium: the chart version.")] = CILIUM_VERSION,
+    cilium_version: Annotated[
+        str, typer.Option("--cilium-version", metavar="VERSION", help="With --install-cilium: the chart version.")
+    ] = CILIUM_VERSION,
     cilium_values: Annotated[
         Optional[Path],
         typer.Option(
+            "--cilium-values",
+            metavar="FILE",
             help="With --install-cilium: your own Helm values (image mirrors, resources...) under cni-migrate's; "
-            "recorded in the plan."
+            "recorded in the plan.",
         ),
     ] = None,
     node_parallelism: Annotated[
         int,
         typer.Option(
-            help="Nodes of a wave drained, swapped and validated at once (0: the whole wave; 1: one after another)."
+            "--node-parallelism",
+            metavar="N",
+            help="Nodes of a wave drained, swapped and validated at once (0: the whole wave; 1: one after another).",
         ),
     ] = 0,
-    surge: Annotated[
+    no_surge: Annotated[
         bool,
         typer.Option(
-            "--surge/--no-surge",
-            help="A drain that would strand a Deployment (a budget allowing no disruption, or no Ready replica "
-            "left) first brings its replacements up elsewhere.",
+            "--no-surge",
+            help="Never surge. By default a drain that would strand a Deployment (a budget allowing no disruption, "
+            "or no Ready replica left) first brings its replacements up elsewhere.",
         ),
-    ] = True,
+    ] = False,
     max_surge: Annotated[
-        int, typer.Option(help="At most this many extra pods surged in one wave (0: no cap).", min=0)
+        int,
+        typer.Option("--max-surge", metavar="N", help="At most N extra pods surged in one wave (0: no cap).", min=0),
     ] = 0,
 ) -> None:
-    """Dry run: inspect the cluster, run preflight checks, write a reviewable plan file."""
+    """Write a reviewable plan from the cluster (a dry run).
+
+    Reads the cluster, runs the preflight checks and writes the plan file (and the Helm
+    values for Cilium's migration mode next to it); nothing is written to the cluster."""
 
     def body() -> int:
         chart, version = chart_reference(cilium_chart, cilium_version) if install_cilium else ("", "")
@@ -114,15 +157,23 @@ def plan(
             install_cilium_chart=chart,
             install_cilium_version=version,
             install_cilium_values=read_site_values(cilium_values, install_cilium),
-            surge=surge,
+            surge=not no_surge,
             max_surge=max_surge,
         )
         backend = choose_target(sim, kubeconfig, context)
-        result = build_plan(backend.cluster.inventory(), options, backend.target)
         path = out or Path("plans") / f"{backend.target.name}.yaml"
+        if path.is_file() and not overwrite:
+            # A reviewed plan is what apply runs: replacing it must be asked for, before
+            # the cluster is read and whatever the new plan would say.
+            raise BadInput(f"plan file {path} exists: pass --overwrite to replace it, or --out another file")
+        result = build_plan(backend.cluster.inventory(), options, backend.target)
         write_plan(result, path)
-        typer.echo(output.plan_summary(result, path))
-        typer.echo(f"  Cilium Helm values for migration mode: {values_path(path)}")
+        if o is Format.table:
+            typer.echo(output.plan_summary(result, path))
+            typer.echo(f"  Cilium Helm values for migration mode: {values_path(path)}")
+        else:
+            record = {"planFile": str(path), "ciliumValues": str(values_path(path)), "plan": result.to_record()}
+            typer.echo(output.render(record, o.value))
         return 3 if result.blocking else 0
 
     run_cli(body)
@@ -130,9 +181,14 @@ def plan(
 
 def runbook(
     planpath: PlanFileArg,
-    out: Annotated[Optional[Path], typer.Option("-o", "--out", help="Write the runbook here (else stdout).")] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", metavar="FILE", help="Write the runbook here (else stdout).")
+    ] = None,
 ) -> None:
-    """Render the change-board runbook (Markdown) for a plan: steps, commands, rollback."""
+    """Render a plan's runbook (Markdown) for the change board.
+
+    Every step with its manual kubectl equivalent, the validation, the estimated duration,
+    and the rollback command for every point of the run."""
 
     def body() -> None:
         the_plan = planfile.read(planpath)
@@ -147,15 +203,20 @@ def runbook(
 
 
 def policy_report(
-    sim: Annotated[Optional[str], typer.Option(help="Simulated cluster name.")] = None,
+    sim: Annotated[Optional[str], typer.Option("--sim", metavar="NAME", help="Simulated cluster name.")] = None,
     kubeconfig: KubeconfigOpt = None,
-    context: ContextOpt = None,
+    context: Annotated[
+        Optional[str], typer.Option("--context", metavar="NAME", help="kubeconfig context (else the current one).")
+    ] = None,
     o: OutputOpt = Format.table,
     write: Annotated[
-        Optional[Path], typer.Option(help="Write each translated Cilium policy as YAML into this directory.")
+        Optional[Path],
+        typer.Option("--write", metavar="DIR", help="Write each translated Cilium policy as YAML into this directory."),
     ] = None,
 ) -> None:
-    """What happens to each network policy: kept, translated to Cilium, or untranslatable (why)."""
+    """Say what becomes of each network policy.
+
+    Kept (Kubernetes NetworkPolicy), translated to a Cilium policy, or untranslatable, and why."""
 
     def body() -> None:
         verdicts = policy.report(choose_target(sim, kubeconfig, context).cluster.network_policies())

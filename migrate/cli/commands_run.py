@@ -81,21 +81,26 @@ def execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
 
 @with_run_options
 def apply(planpath: Path, opts: RunOptions) -> None:
-    """Execute a reviewed plan, checkpointing every step."""
+    """Run a reviewed plan, checkpointing every step."""
     run_cli(lambda: execute(planpath, False, opts))
 
 
 @with_run_options
 def resume(planpath: Path, opts: RunOptions) -> None:
-    """Continue an interrupted or failed run from its last checkpoint."""
+    """Continue a stopped or failed run from its last checkpoint."""
     run_cli(lambda: execute(planpath, True, opts))
 
 
 def finalize(
     planpath: PlanFileArg,
-    remove_calico: Annotated[bool, typer.Option(help="Also remove Calico (operator or manifest install).")] = False,
+    remove_calico: Annotated[
+        bool, typer.Option("--remove-calico", help="Also remove Calico (operator or manifest install).")
+    ] = False,
     upgrade_cilium: Annotated[
-        bool, typer.Option(help="Upgrade the Cilium that apply installed to the final values first (Helm).")
+        bool,
+        typer.Option(
+            "--upgrade-cilium", help="Upgrade the Cilium that apply installed to the final values first (Helm)."
+        ),
     ] = False,
     helm: HelmOpt = None,
     yes: YesOpt = False,
@@ -105,7 +110,11 @@ def finalize(
     probe_image: ProbeImageOpt = None,
     node_image: NodeImageOpt = None,
 ) -> None:
-    """After every node is migrated: leave migration mode (and optionally remove Calico)."""
+    """Leave migration mode once every node is migrated.
+
+    Writes the final Helm values (or, with --upgrade-cilium, upgrades the release apply
+    installed), checks that Cilium enforces policy, deletes the per-node config and, with
+    --remove-calico, removes Calico."""
 
     def body() -> int:
         the_plan = planfile.read(planpath)
@@ -147,7 +156,9 @@ def finalize(
 
 def rollback(
     planpath: PlanFileArg,
-    node: Annotated[Optional[list[str]], typer.Option("--node", help="Only this node (repeatable).")] = None,
+    node: Annotated[
+        Optional[list[str]], typer.Option("--node", metavar="NODE", help="Only this node (repeatable).")
+    ] = None,
     yes: YesOpt = False,
     log_format: LogOpt = LogFormat.console,
     kubeconfig: KubeconfigOpt = None,
@@ -155,7 +166,9 @@ def rollback(
     probe_image: ProbeImageOpt = None,
     node_image: NodeImageOpt = None,
 ) -> None:
-    """Put nodes back on Calico (default: every node the run touched), last first."""
+    """Put nodes back on Calico, last migrated first.
+
+    Default: every node the run touched; --node picks some."""
 
     def body() -> int:
         the_plan = planfile.read(planpath)
@@ -181,8 +194,10 @@ def status(
     context: ContextOpt = None,
     offline: Annotated[bool, typer.Option("--offline", help="Show the journal only; do not read the cluster.")] = False,
 ) -> None:
-    """Per-node state of a plan's run (pending, in-progress, migrated, failed, rolled-back),
-    beside each node as the cluster shows it now (read only: one node list, no write)."""
+    """Show each node's state in a plan's run.
+
+    Pending, in-progress, migrated, failed or rolled-back, beside each node as the cluster
+    shows it now (read only: one node list, no write; --offline reads the journal only)."""
 
     def body() -> None:
         the_plan = planfile.read(planpath)

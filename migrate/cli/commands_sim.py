@@ -20,33 +20,46 @@ from migrate.errors import BadInput
 from migrate.plan import PlanOptions
 from migrate.planner import build_plan
 
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The simulated cluster's name.")]
+
 
 def sim_create(
-    name: str,
+    name: NameArg,
     nodes: Annotated[
-        Optional[int], typer.Option(help="Nodes in all: 1 control-plane + N-1 workers.  [default: 6]")
+        Optional[int],
+        typer.Option("--nodes", metavar="N", help="Nodes in all: 1 control-plane + N-1 workers.  [default: 6]"),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for UIDs and kernel versions.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for UIDs and kernel versions.")] = 0,
     fail_validation_on: Annotated[
         Optional[list[str]],
         typer.Option(
             "--fail-validation-on",
-            help="NODE, NODE:CHECK, or NODE:CHECK:TIMES (fails that often, then passes) whose validation fails.",
+            metavar="NODE[:CHECK[:TIMES]]",
+            help="Make this node's validation fail (that check only; TIMES times, then pass). Repeatable.",
         ),
     ] = None,
-    latency: Annotated[float, typer.Option(help="Seconds each API call takes.")] = 0.0,
+    latency: Annotated[float, typer.Option("--latency", metavar="SECONDS", help="Seconds each API call takes.")] = 0.0,
     without_cilium: Annotated[
-        bool, typer.Option(help="No Cilium installed yet (plan with --install-cilium to have apply install it).")
+        bool,
+        typer.Option(
+            "--without-cilium", help="No Cilium installed yet (plan with --install-cilium to have apply install it)."
+        ),
     ] = False,
     from_: Annotated[
         Optional[list[Path]],
         typer.Option(
             "--from",
+            metavar="FILE",
             help="A copy of a real cluster: kubectl's YAML or JSON dump of it (tools/dump-cluster; "
             "docs/rehearsal.md). Repeat for several files.",
         ),
     ] = None,
 ) -> None:
+    """Create a simulated cluster.
+
+    Calico on every node, Cilium in migration mode beside it (or none: --without-cilium),
+    the default workloads with their PodDisruptionBudgets, or a copy of a real cluster (--from)."""
+
     def body() -> None:
         if from_ and nodes is not None:
             raise BadInput("--nodes and --from exclude each other: a copy has the dumped cluster's nodes")
@@ -120,7 +133,9 @@ def world_nodes(world: simworld.World) -> list[dict[str, Any]]:
     return nodes
 
 
-def sim_show(name: str, o: OutputOpt = Format.table) -> None:
+def sim_show(name: NameArg, o: OutputOpt = Format.table) -> None:
+    """Show a simulated cluster's nodes: CNI, cordoned, labels, pods."""
+
     def body() -> None:
         nodes = world_nodes(SimStore(home()).open(name).world())
         if o is Format.table:
@@ -131,7 +146,9 @@ def sim_show(name: str, o: OutputOpt = Format.table) -> None:
     run_cli(body)
 
 
-def sim_delete(name: str) -> None:
+def sim_delete(name: NameArg) -> None:
+    """Delete a simulated cluster and everything it holds."""
+
     def body() -> None:
         SimStore(home()).delete(name)
         typer.echo(f"deleted simulated cluster {name}")
@@ -140,6 +157,8 @@ def sim_delete(name: str) -> None:
 
 
 def sim_list() -> None:
+    """List the simulated clusters."""
+
     def body() -> None:
         typer.echo("\n".join(SimStore(home()).names()) or "no simulated clusters")
 
@@ -147,11 +166,15 @@ def sim_list() -> None:
 
 
 def demo(
-    name: Annotated[str, typer.Option(help="Name of the simulated cluster.")] = "demo",
-    nodes: Annotated[int, typer.Option(help="Nodes in all.")] = 6,
-    max_unavailable: Annotated[int, typer.Option(help="Nodes at once after the canary.")] = 2,
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="Name of the simulated cluster.")] = "demo",
+    nodes: Annotated[int, typer.Option("--nodes", metavar="N", help="Nodes in all.")] = 6,
+    max_unavailable: Annotated[
+        int, typer.Option("--max-unavailable", metavar="N", help="Nodes at once after the canary.")
+    ] = 2,
 ) -> None:
-    """The one-command tour: simulated cluster -> plan -> apply -> every node on Cilium."""
+    """A one-command tour on a simulated cluster.
+
+    Simulated cluster -> plan -> apply -> every node on Cilium."""
 
     def body() -> int:
         store = SimStore(home())

@@ -11,29 +11,30 @@ from datetime import datetime
 import typer
 
 from migrate.errors import Interrupted
+from migrate.estimate import estimate
 from migrate.executor import CONTINUE, GateAnswer, NodeGate, WaveGate, skippable
 from migrate.journal import NodeState, RunState
 from migrate.plan import NodePlan, Plan, Wave
 from migrate.ports import SystemClock
-from migrate.runbook import estimate
-from migrate.window import duration, remaining, wave_fits
+from migrate.window import duration, wave_fits, wave_seconds_left
 
 
 def window_gate(plan: Plan, end: datetime, clock: SystemClock, say: Callable[[str], None]) -> WaveGate:
-    """Stop at a wave boundary when the next wave would not finish before the window ends."""
-    per_node = float(max(estimate(plan).nodes.values(), default=0))
+    """Stop at a wave boundary when the next wave would not finish before the window ends,
+    by the runbook's estimator (``migrate.estimate``): a parallel wave as long as its slowest node."""
+    est = estimate(plan)
 
     def gate(wave: Wave, state: RunState) -> None:
-        todo = [n for n in wave.nodes if state.nodes[n.name].state.value != "migrated"]
-        fits, needed = wave_fits(clock.now(), end, len(todo), state, per_node)
+        fits, needed = wave_fits(clock.now(), end, plan, wave, state, est)
         if fits:
             return
-        left = remaining(state)
-        per = needed / max(len(todo), 1)
+        ahead = [w for w in plan.waves if w.index >= wave.index]
+        left = sum(1 for w in ahead for n in w.nodes if state.nodes[n.name].state is not NodeState.MIGRATED)
+        rest = sum(wave_seconds_left(plan, w, state, est) for w in ahead)
         raise Interrupted(
             f"the window ends at {end.isoformat(timespec='minutes')}: wave {wave.index} needs about "
-            f"{duration(int(needed))}; stopped before it with {left} node(s) left (about "
-            f"{duration(int(per * left))}); continue with 'cni-migrate resume' in the next window"
+            f"{duration(int(needed))}; stopped before it with {left} node(s) left in {len(ahead)} wave(s) "
+            f"(about {duration(int(rest))}); continue with 'cni-migrate resume' in the next window"
         )
 
     return gate

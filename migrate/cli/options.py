@@ -27,44 +27,115 @@ class LogFormat(StrEnum):
     json = "json"
 
 
-OutputOpt = Annotated[Format, typer.Option("-o", "--output")]
-LogOpt = Annotated[LogFormat, typer.Option("--log-format", help="Also print JSON logs to stderr.")]
+FORMATS = ", ".join(f.value for f in Format)
+
+
+def output_format(value: str) -> Format:
+    """``-o json``, ``-o=json`` (kubectl takes both) or ``--output=json``: the output format.
+    A file name is not a format: files are written with ``--out`` (``plan``, ``runbook``)."""
+    text = value[1:] if value.startswith("=") else value
+    try:
+        return Format(text.strip().lower())
+    except ValueError:
+        # -o meant a file for plan and runbook before (issue 29): say where files go now.
+        hint = "; plan and runbook write their files with --out FILE" if any(c in value for c in "./") else ""
+        raise typer.BadParameter(f"{value!r} is not an output format ({FORMATS}){hint}") from None
+
+
+def format_names(incomplete: str) -> list[str]:
+    return [f.value for f in Format if f.value.startswith(incomplete)]
+
+
+OutputOpt = Annotated[
+    Format,
+    typer.Option(
+        "-o",
+        "--output",
+        parser=output_format,
+        autocompletion=format_names,
+        metavar="FORMAT",
+        help=f"Output format: {FORMATS}.",
+    ),
+]
+LogOpt = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        metavar="FORMAT",
+        help="console: progress on the terminal only; json: also every event as a JSON line on stderr "
+        "(the audit log's format; the audit log under the state directory is written either way).",
+    ),
+]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-KubeconfigOpt = Annotated[Optional[str], typer.Option(help="Path to a kubeconfig.")]
-ContextOpt = Annotated[Optional[str], typer.Option(help="kubeconfig context.")]
+KubeconfigOpt = Annotated[
+    Optional[str], typer.Option("--kubeconfig", metavar="FILE", help="Path to a kubeconfig (else $KUBECONFIG).")
+]
+ContextOpt = Annotated[
+    Optional[str],
+    typer.Option("--context", metavar="NAME", help="kubeconfig context (default: the one the plan was made for)."),
+]
 HooksDirOpt = Annotated[
     Optional[Path],
-    typer.Option(help=f"Directory of operator hooks, which must exist (default: {DEFAULT_HOOKS_DIR}/ if present)."),
+    typer.Option(
+        "--hooks-dir",
+        metavar="DIR",
+        help=f"Directory of operator hooks, which must exist (default: {DEFAULT_HOOKS_DIR}/ if present).",
+    ),
 ]
-HookTimeoutOpt = Annotated[float, typer.Option(help="Seconds each hook may run.")]
-WindowOpt = Annotated[Optional[str], typer.Option(help="End of the maintenance window (RFC 3339 or HH:MM local).")]
+HookTimeoutOpt = Annotated[float, typer.Option("--hook-timeout", metavar="SECONDS", help="Seconds each hook may run.")]
+WindowOpt = Annotated[
+    Optional[str],
+    typer.Option("--window-end", metavar="TIME", help="End of the maintenance window (RFC 3339 or HH:MM local)."),
+]
 GuidedOpt = Annotated[
-    bool, typer.Option(help="Ask before each wave: continue, skip a node, pause, roll back the last wave, or abort.")
+    bool,
+    typer.Option(
+        "--guided", help="Ask before each wave: continue, skip a node, pause, roll back the last wave, or abort."
+    ),
 ]
-EachNodeOpt = Annotated[bool, typer.Option(help="With --guided, also ask before each node.")]
-CanaryPauseOpt = Annotated[bool, typer.Option(help="Stop (resumable) after the canary wave, to inspect it.")]
-SoakOpt = Annotated[Optional[str], typer.Option(help="Wait this long after each wave before the next (e.g. 2m).")]
+EachNodeOpt = Annotated[bool, typer.Option("--confirm-each-node", help="With --guided, also ask before each node.")]
+CanaryPauseOpt = Annotated[
+    bool, typer.Option("--pause-after-canary", help="Stop (resumable) after the canary wave, to inspect it.")
+]
+SoakOpt = Annotated[
+    Optional[str],
+    typer.Option("--soak", metavar="DURATION", help="Wait this long after each wave before the next (e.g. 2m)."),
+]
 TrafficWatchOpt = Annotated[
     bool,
     typer.Option(
+        "--traffic-watch",
         help="Run a prober on every node for the run (the probe image's netexec and curl); a node whose "
-        "swap and validation saw more than --max-probe-failures failed requests fails validation."
+        "swap and validation saw more than --max-probe-failures failed requests fails validation.",
     ),
 ]
 MaxProbeFailuresOpt = Annotated[
     Optional[int],
-    typer.Option(help=f"Failed probe requests a node's window may see (default {traffic.DEFAULT_MAX_FAILURES})."),
+    typer.Option(
+        "--max-probe-failures",
+        metavar="N",
+        help=f"Failed probe requests a node's window may see (default {traffic.DEFAULT_MAX_FAILURES}).",
+    ),
 ]
 ProbeImageOpt = Annotated[
-    Optional[str], typer.Option(help="Image of the validation probe pods (default: the agnhost e2e image).")
+    Optional[str],
+    typer.Option(
+        "--probe-image", metavar="IMAGE", help="Image of the validation probe pods (default: the agnhost e2e image)."
+    ),
 ]
 NodeImageOpt = Annotated[
-    Optional[str], typer.Option(help="Image of the node-task and DNS probe pods (default: busybox 1.36.1).")
+    Optional[str],
+    typer.Option(
+        "--node-image", metavar="IMAGE", help="Image of the node-task and DNS probe pods (default: busybox 1.36.1)."
+    ),
 ]
 HelmOpt = Annotated[
-    Optional[str], typer.Option(help="The helm binary, for plans made with --install-cilium (else helm on PATH).")
+    Optional[str],
+    typer.Option(
+        "--helm", metavar="PATH", help="The helm binary, for plans made with --install-cilium (else helm on PATH)."
+    ),
 ]
-PlanFileArg = Annotated[Path, typer.Argument(metavar="PLANFILE")]
+PlanFileArg = Annotated[Path, typer.Argument(metavar="PLANFILE", help="The plan file (written by plan).")]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,13 @@ class CLI:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
+    def run_exe(self, exe: str, *args: str, path: str | None = None) -> Result:
+        """Another executable (the kubectl plugin script, kubectl) in this CLI's state home;
+        ``path`` goes in front of ``$PATH``."""
+        env = {**self.env, **({"PATH": f"{path}{os.pathsep}{self.env.get('PATH', '')}"} if path else {})}
+        proc = subprocess.run([exe, *args], cwd=self.cwd, env=env, capture_output=True, text=True, timeout=120)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
     def popen(self, *args: str, stdout: int = subprocess.PIPE) -> subprocess.Popen[str]:
         """Start the CLI in the background (for signals, kills and disks filling under it)."""
         return subprocess.Popen(

@@ -30,8 +30,8 @@ def test_sim_show_json_has_the_documented_fields(cli):
 
 def test_plan_is_deterministic_and_blocked_without_drain_flags(cli):
     cli("sim", "create", "c1")
-    first = cli("plan", "--sim", "c1", "-o", "a.yaml")
-    second = cli("plan", "--sim", "c1", "-o", "b.yaml")
+    first = cli("plan", "--sim", "c1", "--out", "a.yaml")
+    second = cli("plan", "--sim", "c1", "--out", "b.yaml")
     assert first.code == second.code == 3  # the bare and emptyDir pods block without flags
     assert "BLOCKING [drain-pods]" in first.out and "--force" in first.out
     assert (cli.cwd / "a.yaml").read_bytes() == (cli.cwd / "b.yaml").read_bytes()
@@ -47,7 +47,7 @@ def test_plan_writes_no_change_to_the_cluster(cli):
 
 def test_apply_without_a_terminal_and_without_yes_refuses(cli):
     cli("sim", "create", "c1")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", stdin="")
     assert r.code == 2 and "--yes" in r.err
     assert not any(a["changed"] for a in cli.world("c1")["actions"])
@@ -55,7 +55,7 @@ def test_apply_without_a_terminal_and_without_yes_refuses(cli):
 
 def test_failed_validation_exits_4_and_status_names_the_check(cli):
     cli("sim", "create", "c1", "--fail-validation-on", "worker-2:pod-network")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 4, r.err
     assert r.err.count("\n") == 1 and "pod-network" in r.err
@@ -72,7 +72,7 @@ def test_failed_validation_exits_4_and_status_names_the_check(cli):
 
 def test_traffic_watch_failure_is_exit_4_and_status_shows_the_evidence(cli):
     cli("sim", "create", "c1", "--nodes", "4", "--fail-validation-on", "worker-2:traffic-watch")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", "--yes", "--traffic-watch")
     assert r.code == 4, (r.out, r.err)
     assert "validation of worker-2 failed: traffic-watch: observed 12 failed probe request(s)" in r.err
@@ -88,7 +88,7 @@ def test_traffic_watch_failure_is_exit_4_and_status_shows_the_evidence(cli):
 
 def test_rollback_of_one_node_and_then_everything(cli):
     cli("sim", "create", "c1", "--nodes", "4")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     assert cli("apply", "p.yaml", "--yes").code == 0
     assert cli("rollback", "p.yaml", "--node", "worker-2", "--yes").code == 0
     nodes = {n["name"]: n for n in json.loads(cli("sim", "show", "c1", "-o", "json").out)["nodes"]}
@@ -133,12 +133,15 @@ def test_rollback_of_one_node_and_then_everything(cli):
         (("apply", "/dev/zero", "--yes"), "plan file /dev/zero is not a regular file (a device)"),
         (("apply", "adir", "--yes"), "plan file adir is a directory"),
         (("apply", "bomb.yaml", "--yes"), "uses YAML anchors and aliases"),
-        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "fifo"), "it is not a regular file"),
-        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "adir"), "it is a directory"),
+        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "fifo"), "it is not a regular file"),
+        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "adir"), "it is a directory"),
         (("plan", "--sim", "c1", "--cilium-pool-cidr", "fd00::/104"), "is IPv6"),
         (("plan", "--sim", "c1", "--cilium-pool-cidr", "10.250.0.0/30"), "smaller than one node's block (/24)"),
-        (("runbook", "good.yaml", "-o", "adir"), "cannot write runbook adir: it is a directory"),
-        (("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", ""), "cannot write plan file .: it is a"),
+        (("runbook", "good.yaml", "--out", "adir"), "cannot write runbook adir: it is a directory"),
+        (
+            ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", ""),
+            "cannot write plan file .: it is a",
+        ),
         (("plan", "--sim", ""), "--sim is empty"),
         (("plan", "--context", ""), "--context is empty"),
         (("policy-report", "--sim", "c1", "--write", "good.yaml"), "--write good.yaml is not a directory"),
@@ -146,7 +149,7 @@ def test_rollback_of_one_node_and_then_everything(cli):
 )
 def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, message):
     cli("sim", "create", "c1")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "good.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "good.yaml")
     (cli.cwd / "garbage.yaml").write_text("{{{")
     (cli.cwd / "foreign.yaml").write_text("kind: Deployment\napiVersion: apps/v1\n")
     os.mkfifo(cli.cwd / "fifo")
@@ -174,7 +177,7 @@ def test_a_sim_home_that_cannot_be_written_and_a_malformed_world_are_one_line(cl
     world = cli.world("c1")
     del world["nodes"]["worker-1"]["ready"]
     (cli.cwd / "home" / "sims" / "c1" / "world.json").write_text(json.dumps(world))
-    for args in (("sim", "show", "c1"), ("plan", "--sim", "c1", "-o", "p.yaml")):
+    for args in (("sim", "show", "c1"), ("plan", "--sim", "c1", "--out", "p.yaml")):
         r = cli(*args)
         assert r.code == 2 and "node 'worker-1' has no 'ready'" in r.err and r.err.count("\n") == 1, r.err
     assert not (cli.cwd / "p.yaml").exists()
@@ -182,7 +185,7 @@ def test_a_sim_home_that_cannot_be_written_and_a_malformed_world_are_one_line(cl
 
 def test_a_window_end_just_passed_is_refused_and_the_resolved_end_is_echoed(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     # A time zone in which it is about noon now, so ten minutes ago is today whatever the hour.
     utc = datetime.now(UTC)
     offset = 12 - utc.hour
@@ -200,7 +203,7 @@ def test_rollback_of_a_named_node_reads_its_cni_when_no_journal_or_label_says_so
     """worker-1 was moved to Cilium outside any run and its label removed: the journal and
     the label both say Calico, the node's CNI configuration says Cilium, and decides."""
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     world = cli.world("c1")
     world["nodes"]["worker-1"]["cniFiles"] = after_agent_start(world["nodes"]["worker-1"]["cniFiles"], True)
     (cli.cwd / "home" / "sims" / "c1" / "world.json").write_text(json.dumps(world))
@@ -215,7 +218,7 @@ def test_rollback_of_a_named_node_reads_its_cni_when_no_journal_or_label_says_so
 
 def test_plan_for_a_recreated_cluster_of_the_same_name_is_refused(cli):
     cli("sim", "create", "c1", "--seed", "1")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     cli("sim", "delete", "c1")
     cli("sim", "create", "c1", "--seed", "2")
     r = cli("apply", "p.yaml", "--yes")
@@ -225,7 +228,7 @@ def test_plan_for_a_recreated_cluster_of_the_same_name_is_refused(cli):
 
 def test_edited_plan_is_refused(cli):
     cli("sim", "create", "c1")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     path = cli.cwd / "p.yaml"
     path.write_text(path.read_text().replace("maxUnavailable: 1", "maxUnavailable: 3"))
     r = cli("apply", "p.yaml", "--yes")
@@ -243,7 +246,7 @@ def _hook(directory, name, body):
 
 def test_a_failing_post_swap_hook_fails_validation_and_rolls_the_node_back(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     _hook(cli.cwd / "hooks", "post-swap.ingress", 'echo "ingress on $CNI_MIGRATE_NODE answered 503"; exit 1')
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 4, r.err
@@ -255,7 +258,7 @@ def test_a_failing_post_swap_hook_fails_validation_and_rolls_the_node_back(cli):
 
 def test_hooks_get_the_context_and_never_a_shell(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     log = cli.cwd / "hook.log"
     _hook(cli.cwd / "hooks", "pre-node", f'echo "$CNI_MIGRATE_HOOK $CNI_MIGRATE_NODE $CNI_MIGRATE_WAVE" >> {log}')
     assert cli("apply", "p.yaml", "--yes").code == 0
@@ -264,7 +267,7 @@ def test_hooks_get_the_context_and_never_a_shell(cli):
 
 def test_a_non_executable_hook_is_bad_input_before_any_write(cli):
     cli("sim", "create", "c1", "--nodes", "2")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     (cli.cwd / "hooks").mkdir()
     (cli.cwd / "hooks" / "post-swap").write_text("#!/bin/sh\nexit 0\n")
     r = cli("apply", "p.yaml", "--yes")
@@ -274,7 +277,7 @@ def test_a_non_executable_hook_is_bad_input_before_any_write(cli):
 
 def test_a_refusing_pre_run_hook_leaves_no_run_behind(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     _hook(cli.cwd / "hooks", "pre-run", "echo 'change freeze' >&2; exit 1")
     r = cli("apply", "p.yaml", "--yes", "--hooks-dir", "hooks")
     assert r.code == 3 and "pre-run hook failed, nothing was changed" in r.err, r.err
@@ -286,8 +289,8 @@ def test_a_refusing_pre_run_hook_leaves_no_run_behind(cli):
 
 def test_runbook_names_every_node_and_its_rollback_command(cli):
     cli("sim", "create", "c1", "--nodes", "4")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
-    r = cli("runbook", "p.yaml", "-o", "runbooks/c1.md")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
+    r = cli("runbook", "p.yaml", "--out", "runbooks/c1.md")
     assert r.code == 0, r.err
     text = (cli.cwd / "runbooks" / "c1.md").read_text()
     for node in ("cp-1", "worker-1", "worker-2", "worker-3"):
@@ -297,7 +300,7 @@ def test_runbook_names_every_node_and_its_rollback_command(cli):
 
 def test_a_cluster_with_no_room_to_drain_into_is_blocked_at_plan_time(cli):
     cli("sim", "create", "c1", "--nodes", "2")  # one worker: its pods have nowhere to go
-    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     assert r.code == 3
     assert "BLOCKING [capacity]" in r.out and "worker-1" in r.out
 
@@ -306,7 +309,7 @@ def test_a_window_too_short_for_the_next_wave_stops_cleanly_and_resume_finishes_
     from datetime import UTC, datetime, timedelta
 
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     soon = (datetime.now(UTC) + timedelta(seconds=60)).isoformat(timespec="seconds")
     r = cli("apply", "p.yaml", "--yes", "--window-end", soon)
     assert r.code == 5, r.err
@@ -319,23 +322,80 @@ def test_a_window_too_short_for_the_next_wave_stops_cleanly_and_resume_finishes_
     assert {n["state"] for n in json.loads(cli("status", "p.yaml", "-o", "json").out)["nodes"]} == {"migrated"}
 
 
+def test_plan_says_where_it_made_the_waves_smaller_than_asked(cli):
+    cli("sim", "create", "c1", "--nodes", "5")
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--canary", "99", "--out", "p.yaml")
+    assert r.code == 0, r.err
+    assert "warning  [canary-size] --canary 99 asks for more workers than the plan migrates (4)" in r.out
+    assert "kube-system/coredns, shop/db allow no more of their pods down at once" in r.out
+    findings = yaml.safe_load((cli.cwd / "p.yaml").read_text())["findings"]
+    assert [f["severity"] for f in findings if f["check"] == "canary-size"] == ["warning", "warning"]
+
+
+def test_plan_refuses_to_replace_a_plan_file_unless_asked(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    flags = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data")
+    assert cli(*flags, "--out", "p.yaml").code == 0
+    reviewed = (cli.cwd / "p.yaml").read_bytes()
+    values = (cli.cwd / "p.cilium-values.yaml").read_bytes()
+    r = cli(*flags, "--max-unavailable", "2", "--out", "p.yaml")
+    assert r.code == 2 and r.out == ""
+    assert r.err == "error: plan file p.yaml exists: pass --overwrite to replace it, or --out another file\n"
+    assert (cli.cwd / "p.yaml").read_bytes() == reviewed
+    assert (cli.cwd / "p.cilium-values.yaml").read_bytes() == values
+    # The default file too (plans/<cluster>.yaml); --overwrite replaces it.
+    assert cli(*flags).code == 0
+    assert cli(*flags).code == 2
+    r = cli(*flags, "--max-unavailable", "2", "--out", "p.yaml", "--overwrite")
+    assert r.code == 0, r.err
+    assert yaml.safe_load((cli.cwd / "p.yaml").read_text())["options"]["maxUnavailable"] == 2
+
+
+def test_plan_prints_the_plan_as_json_or_yaml_with_o(cli):
+    cli("sim", "create", "c1", "--nodes", "3")
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml", "-o", "json")
+    assert r.code == 0, r.err
+    record = json.loads(r.out)
+    assert (record["planFile"], record["ciliumValues"]) == ("p.yaml", "p.cilium-values.yaml")
+    assert record["plan"] == yaml.safe_load((cli.cwd / "p.yaml").read_text())
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "q.yaml", "--output=yaml")
+    assert yaml.safe_load(r.out)["plan"]["waves"] == record["plan"]["waves"]
+
+
+def test_the_window_gate_counts_a_parallel_wave_once_as_the_runbook_does(cli):
+    from datetime import UTC, datetime, timedelta
+
+    cli("sim", "create", "c1", "--nodes", "5")
+    flags = ("--force", "--delete-emptydir-data", "--canary", "3", "--max-unavailable", "3")
+    assert cli("plan", "--sim", "c1", *flags, "--out", "p.yaml").code == 0
+    # The runbook's estimate of the canary wave, its nodes at once (as many as the PDBs allow)...
+    row = next(line for line in cli("runbook", "p.yaml").out.splitlines() if line.startswith("| 1 (canary) |"))
+    _, _, names, minutes, _ = row.split("|")
+    assert len(names.split(",")) == 2 and minutes.strip() == "4m 55s"
+    # ...is what the window gate stops on (it said 9m 40s: the two nodes one after the other).
+    soon = (datetime.now(UTC) + timedelta(minutes=4)).isoformat(timespec="seconds")
+    r = cli("apply", "p.yaml", "--yes", "--window-end", soon)
+    assert r.code == 5, r.err
+    assert "wave 1 needs about 4m 55s;" in r.err and "5 node(s) left in 4 wave(s)" in r.err
+
+
 def test_a_window_end_in_the_past_is_bad_input(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", "--yes", "--window-end", "2020-01-01T00:00:00Z")
     assert r.code == 2 and "in the past" in r.err
 
 
 def test_guided_without_a_terminal_is_bad_input(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", "--guided", stdin="c\n")
     assert r.code == 2 and "terminal" in r.err
 
 
 def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     assert cli("finalize", "p.yaml", "--yes").code == 2  # nothing migrated yet
     assert cli("apply", "p.yaml", "--yes").code == 0
     # Cilium still runs with the migration values: Calico stays until policy is proven enforced.
@@ -364,7 +424,7 @@ def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
 )
 def test_each_validation_check_can_fail_and_names_node_check_and_observed_value(cli, check):
     cli("sim", "create", "c1", "--nodes", "3", "--fail-validation-on", f"worker-1:{check}")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 4, r.err
     assert f"validation of worker-1 failed: {check}: observed " in r.err and "expected" in r.err
@@ -393,9 +453,9 @@ def test_policy_report_keeps_translates_and_explains(cli):
 
 def test_an_interrupted_run_cannot_be_resumed_or_replaced_with_another_plan(cli):
     cli("sim", "create", "c1")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "a.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "a.yaml")
     assert cli("apply", "a.yaml", "--yes", "--pause-after-canary").code == 5
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "1", "-o", "b.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "1", "--out", "b.yaml")
     plan_a = yaml.safe_load((cli.cwd / "a.yaml").read_text())["metadata"]["id"]
     before = cli.world("c1")["actions"]
     for verb in ("resume", "apply"):
@@ -408,7 +468,7 @@ def test_an_interrupted_run_cannot_be_resumed_or_replaced_with_another_plan(cli)
 
 def test_plan_with_reboot_nodes_reboots_every_node_once(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--reboot-nodes", "-o", "p.yaml")
+    r = cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--reboot-nodes", "--out", "p.yaml")
     assert r.code == 0, r.err
     assert yaml.safe_load((cli.cwd / "p.yaml").read_text())["options"]["reboot"] is True
     assert "reboot" in cli("runbook", "p.yaml").out
@@ -419,7 +479,7 @@ def test_plan_with_reboot_nodes_reboots_every_node_once(cli):
 
 def test_a_check_failing_while_the_node_settles_is_retried_then_passes(cli):
     cli("sim", "create", "c1", "--nodes", "3", "--fail-validation-on", "worker-1:dns:2")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 0, r.err
     assert "dns: observed nslookup" in r.out and "attempt 2/3" in r.out and "attempt 3/3" in r.out
@@ -429,7 +489,7 @@ def test_a_check_failing_while_the_node_settles_is_retried_then_passes(cli):
 
 def test_a_check_still_failing_after_its_attempts_rolls_the_node_back(cli):
     cli("sim", "create", "c1", "--nodes", "3", "--fail-validation-on", "worker-1:dns:3")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 4 and "validation of worker-1 failed: dns" in r.err, r
     # The failure was transient after all: resume validates it again and goes on.

@@ -31,7 +31,7 @@ PLAN = (
     "2",
     "--node-parallelism",
     "1",
-    "-o",
+    "--out",
     "p.yaml",
 )
 

@@ -41,7 +41,7 @@ def run_in_pty(cli, args, answers):
 
 def test_guided_run_continues_the_canary_pauses_before_wave_two_and_resumes(cli):
     cli("sim", "create", "c1", "--nodes", "4")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "--out", "p.yaml")
     code, screen = run_in_pty(cli, ["apply", "p.yaml", "--guided"], ["c", "p"])
     assert code == 5, screen
     waves = yaml.safe_load((cli.cwd / "p.yaml").read_text())["waves"]
@@ -62,7 +62,7 @@ def states(cli):
 
 def test_guided_each_node_skip_then_roll_back_a_wave_then_resume(cli):
     cli("sim", "create", "c2", "--nodes", "6")
-    cli("plan", "--sim", "c2", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "-o", "p.yaml")
+    cli("plan", "--sim", "c2", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "--out", "p.yaml")
     waves = [[n["name"] for n in w["nodes"]] for w in yaml.safe_load((cli.cwd / "p.yaml").read_text())["waves"]]
     assert waves[0] == ["worker-1"] and len(waves[1]) == 2, waves
     first, second = waves[1]
@@ -91,7 +91,7 @@ def test_guided_each_node_skip_then_roll_back_a_wave_then_resume(cli):
 
 def test_guided_pause_after_canary_stops_once(cli):
     cli("sim", "create", "c3", "--nodes", "4")
-    cli("plan", "--sim", "c3", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c3", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     result = cli("apply", "p.yaml", "--yes", "--pause-after-canary")
     assert result.code == 5 and "paused after the canary wave 1 (worker-1)" in result.err, result
     result = cli("resume", "p.yaml", "--yes", "--pause-after-canary", "--soak", "0s")

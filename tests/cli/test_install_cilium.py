@@ -12,7 +12,7 @@ import json
 import pytest
 import yaml
 
-PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
 
 
 def prepare(cli) -> dict:

@@ -36,7 +36,7 @@ def changed(cli, name) -> list[dict]:
 
 def test_a_node_dropped_from_the_waves_is_exit_2_in_one_line_and_nothing_written(cli):
     cli("sim", "create", "c1")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     path = cli.cwd / "p.yaml"
 
     def drop_worker_3(record):
@@ -56,7 +56,7 @@ def test_a_node_dropped_from_the_waves_is_exit_2_in_one_line_and_nothing_written
 
 def test_a_blocking_finding_deleted_from_the_plan_is_found_again_live_and_apply_exits_3(cli):
     cli("sim", "create", "c1")
-    assert cli("plan", "--sim", "c1", "-o", "p.yaml").code == 3  # the bare and emptyDir pods block
+    assert cli("plan", "--sim", "c1", "--out", "p.yaml").code == 3  # the bare and emptyDir pods block
     path = cli.cwd / "p.yaml"
     edit(path, lambda r: r.update(findings=[f for f in r["findings"] if f["severity"] != "blocking"]))
     before = cli.world("c1")
@@ -71,7 +71,7 @@ def test_a_blocking_finding_deleted_from_the_plan_is_found_again_live_and_apply_
 
 def test_a_cluster_that_changed_since_the_plan_blocks_a_new_run_but_not_a_resume(cli):
     cli("sim", "create", "c1", "--nodes", "3")
-    assert cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml").code == 0
+    assert cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml").code == 0
     # Calico moved to its eBPF dataplane after the plan was reviewed: a new run is refused.
     edit_world(cli, "c1", lambda w: w["calico"].update(dataplane="bpf"))
     r = cli("apply", "p.yaml", "--yes")

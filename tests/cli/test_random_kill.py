@@ -20,7 +20,7 @@ from tests.cli.test_crash import end_state, same_effects_in_any_order
 from tests.cli.test_signals import copy, reference_run
 
 SIM = ("sim", "create", "c1", "--nodes", "6", "--seed", "3", "--latency", "0.01")
-PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "-o", "p.yaml")
+PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "--out", "p.yaml")
 RUNS = 100 if os.environ.get("CNI_MIGRATE_SOAK") else 12
 
 

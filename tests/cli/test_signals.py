@@ -23,7 +23,7 @@ from tests.cli.conftest import CLI
 from tests.cli.test_crash import end_state, same_effects_in_any_order
 
 SIM = ("sim", "create", "c1", "--nodes", "6", "--seed", "3", "--latency", "0.02")
-PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "-o", "p.yaml")
+PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--max-unavailable", "2", "--out", "p.yaml")
 RUNS = 10
 
 

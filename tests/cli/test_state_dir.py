@@ -19,7 +19,7 @@ from tests.cli.conftest import CLI
 from tests.cli.test_crash import effects, end_state
 
 SIM = ("sim", "create", "c1", "--nodes", "4", "--seed", "3", "--latency", "0.02")
-PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
 
 
 class Tmpfs:

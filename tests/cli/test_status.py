@@ -8,7 +8,7 @@ import json
 from migrate.model import MIGRATION_LABEL
 from tests.cli.conftest import CLI
 
-PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "p.yaml")
+PLAN = ("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
 
 
 def status(cli: CLI, *extra: str) -> dict:
@@ -102,9 +102,9 @@ def test_a_run_whose_executor_died_is_told_from_a_live_one(cli):
 
 def test_a_plans_run_replaced_by_another_plans_is_still_shown(cli):
     cli("sim", "create", "c1", "--nodes", "4")
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--exclude-node", "worker-3", "-o", "p.yaml")
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--exclude-node", "worker-3", "--out", "p.yaml")
     assert cli("apply", "p.yaml", "--yes").code == 0
-    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "-o", "b.yaml")  # worker-3 only
+    cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "b.yaml")  # worker-3 only
     assert cli("apply", "b.yaml", "--yes").code == 0
     record = status(cli)
     assert record["run"] == "completed" and record["archived"] is True

@@ -131,7 +131,9 @@ class CliLab:
         )
 
     def plan(self, *flags: str, out: str = "p.yaml", kubeconfig: Path | None = None) -> Result:
-        return self.cli("plan", "--force", "--delete-emptydir-data", *flags, "-o", out, kubeconfig=kubeconfig)
+        return self.cli(
+            "plan", "--force", "--delete-emptydir-data", *flags, "--out", out, "--overwrite", kubeconfig=kubeconfig
+        )
 
     # -- reading the cluster back -------------------------------------------------------------
     @property

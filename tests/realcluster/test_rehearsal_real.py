@@ -55,7 +55,7 @@ def test_a_copy_of_a_real_cluster_plans_what_the_cluster_plans_and_rehearses_it(
         flags = ("--force", "--delete-emptydir-data", "--max-unavailable", "2")
         real = lab.plan(*flags, out="real.yaml")
         assert real.code == 0, real
-        rehearsal = sim("plan", "--sim", "copy", *flags, "-o", "copy.yaml")
+        rehearsal = sim("plan", "--sim", "copy", *flags, "--out", "copy.yaml")
         assert rehearsal.code == 0, rehearsal
         assert shape(planfile.read(tmp_path / "copy.yaml")) == shape(planfile.read(tmp_path / "real.yaml"))
 

@@ -79,6 +79,20 @@ def test_same_cluster_and_options_give_a_byte_identical_plan(case):
     assert dump(build_plan(inv, options, TARGET)) == dump(build_plan(inv, options, TARGET))
 
 
+@settings(max_examples=200, deadline=None)
+@given(clusters())
+def test_every_wave_smaller_than_asked_is_explained_by_a_warning(case):
+    inv, options = case
+    plan = build_plan(inv, options, TARGET)
+    checks = {f.check for f in plan.findings}
+    workers = [n for n in plan.nodes if not n.control_plane]
+    canary = len(plan.waves[0].nodes) if plan.waves and plan.waves[0].canary else 0
+    assert ("canary-size" in checks) == (0 < canary < options.canary or 0 < len(workers) < options.canary)
+    # A worker wave stays open until it is full; only the last can end small for want of nodes.
+    rest = [w for w in plan.waves if not w.canary and not w.nodes[0].control_plane]
+    assert ("wave-size" in checks) == any(len(w.nodes) < options.max_unavailable for w in rest[:-1])
+
+
 def test_canary_wave_is_the_first_worker_alone():
     inv = b.inventory([b.node("cp-1", control_plane=True), b.node("w-1"), b.node("w-2"), b.node("w-3")])
     plan = build_plan(inv, PlanOptions(max_unavailable=2, canary=1), TARGET)
@@ -116,3 +130,55 @@ def test_plan_without_capacity_to_drain_is_blocked():
     capacity = [f for f in plan.findings if f.check == "capacity"]
     assert capacity and capacity[0].severity is Severity.BLOCKING
     assert "w-1" in capacity[0].message
+
+
+def test_nodes_are_taken_in_natural_order_of_their_names():
+    nodes = [b.node(f"worker-{i}") for i in (10, 2, 11, 1, 3)]
+    plan = build_plan(b.inventory(nodes), PlanOptions(max_unavailable=2, canary=1), TARGET)
+    assert [[n.name for n in w.nodes] for w in plan.waves] == [
+        ["worker-1"],
+        ["worker-2", "worker-3"],
+        ["worker-10", "worker-11"],
+    ]
+
+
+def test_a_canary_larger_than_the_workers_is_capped_with_a_warning_that_says_so():
+    inv = b.inventory([b.node("cp-1", control_plane=True), *(b.node(f"w-{i}") for i in range(1, 6))])
+    plan = build_plan(inv, PlanOptions(canary=99), TARGET)
+    assert [n.name for n in plan.waves[0].nodes] == ["w-1", "w-2", "w-3", "w-4", "w-5"]
+    (finding,) = [f for f in plan.findings if f.check == "canary-size"]
+    assert finding.severity is Severity.WARNING and not plan.blocking
+    assert "--canary 99 asks for more workers than the plan migrates (5): the canary wave has 5" in finding.message
+
+
+def test_waves_kept_small_by_a_pdb_are_a_warning_naming_the_budget():
+    nodes = [b.node(f"w-{i}") for i in range(1, 6)]
+    pods = [b.pod(f"a{i}", f"w-{i}", app="a") for i in (1, 2, 3)]
+    plan = build_plan(
+        b.inventory(nodes, pods, [b.pdb("a", "a", allowed=1)]), PlanOptions(max_unavailable=3, canary=2), TARGET
+    )
+    assert [[n.name for n in w.nodes] for w in plan.waves] == [["w-1", "w-4"], ["w-2", "w-5"], ["w-3"]]
+    by_check = {f.check: f for f in plan.findings}
+    assert by_check["wave-size"].subjects == ("default/a",)
+    assert "1 wave(s) have fewer nodes than --max-unavailable 3 (wave 2: 2)" in by_check["wave-size"].message
+    assert "default/a allow no more of their pods down at once" in by_check["wave-size"].message
+    assert "canary-size" not in by_check  # the canary got the two it asked for
+
+
+def test_a_canary_kept_small_by_a_pdb_says_which_budget():
+    nodes = [b.node(f"w-{i}") for i in range(1, 4)]
+    pods = [b.pod(f"a{i}", f"w-{i}", app="a") for i in (1, 2)]
+    plan = build_plan(b.inventory(nodes, pods, [b.pdb("a", "a", allowed=1)]), PlanOptions(canary=2), TARGET)
+    assert [n.name for n in plan.waves[0].nodes] == ["w-1", "w-3"]
+    assert not [f for f in plan.findings if f.check == "canary-size"]  # w-3 filled the place w-2 could not
+    plan = build_plan(b.inventory(nodes, pods, [b.pdb("a", "a", allowed=1)]), PlanOptions(canary=3), TARGET)
+    (finding,) = [f for f in plan.findings if f.check == "canary-size"]
+    assert finding.message.startswith(
+        "the canary wave has 2 worker(s), not --canary 3: PodDisruptionBudget(s) default/a"
+    )
+
+
+def test_waves_as_asked_add_no_adjustment_finding():
+    inv = b.inventory([b.node("cp-1", control_plane=True), *(b.node(f"w-{i}") for i in range(1, 6))])
+    plan = build_plan(inv, PlanOptions(max_unavailable=2, canary=1), TARGET)
+    assert not {"canary-size", "wave-size"} & {f.check for f in plan.findings}

@@ -15,17 +15,10 @@ import pytest
 from migrate.backends import simworld
 from migrate.backends.simulated import SimStore
 from migrate.errors import MigrateError
+from migrate.estimate import ASSUMED_PODS_PER_NODE, DRAIN_SECONDS_PER_POD, STEP_SECONDS, estimate
 from migrate.plan import ClusterSnapshot, Finding, NodePlan, Plan, PlanOptions, Severity, StepKind, Target, Wave
 from migrate.planner import build_plan
-from migrate.runbook import (
-    ASSUMED_PODS_PER_NODE,
-    DRAIN_SECONDS_PER_POD,
-    STEP_SECONDS,
-    estimate,
-    manual_commands,
-    render_runbook,
-    view,
-)
+from migrate.runbook import manual_commands, render_runbook, view
 from migrate.verdicts import CHECKS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +122,8 @@ def test_the_replan_command_and_options_carry_reboots_and_the_cilium_install():
     options = PlanOptions(reboot=True, install_cilium_chart="oci://mirror/cilium", install_cilium_version="1.18.4")
     text = render_runbook(_plan(options), PLAN_PATH)
     assert view(_plan(options), PLAN_PATH)["commands"]["plan"].endswith(
-        "--reboot-nodes --install-cilium --cilium-chart oci://mirror/cilium --cilium-version 1.18.4 -o plans/demo.yaml"
+        "--reboot-nodes --install-cilium --cilium-chart oci://mirror/cilium --cilium-version 1.18.4 "
+        "--out plans/demo.yaml --overwrite"
     )
     assert "| install Cilium with Helm first (--install-cilium) | yes: chart oci://mirror/cilium 1.18.4 |" in text
     assert "| reboot nodes after the swap (--reboot-nodes) | yes |" in text
@@ -193,3 +187,19 @@ def _plan(options: PlanOptions | None = None, *, keep_cordoned: bool = False, no
         options=options or PlanOptions(),
         waves=(Wave(1, nodes),),
     )
+
+
+def test_the_plan_summary_shows_the_runbooks_estimates(demo_plan):
+    from migrate.output import plan_summary
+    from migrate.window import duration
+
+    summary = plan_summary(demo_plan)
+    text = render_runbook(demo_plan, PLAN_PATH)
+    est = estimate(demo_plan)
+    for w in demo_plan.waves:
+        said = duration(est.waves[w.index])
+        names = ", ".join(n.name for n in w.nodes)
+        assert f"wave {w.index}{' (canary)' if w.canary else ''}: {names} (about {said})" in summary
+        assert f"| {w.index}{' (canary)' if w.canary else ''} | {names} | {said} |" in text
+    assert f"estimated duration: about {duration(est.total)}" in summary
+    assert f"| Estimated duration | {duration(est.total)} |" in text

@@ -7,10 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from migrate.errors import BadInput
+from migrate.estimate import estimate
 from migrate.journal import NodeState, RunState
 from migrate.plan import PlanOptions, Target
 from migrate.planner import build_plan
-from migrate.window import announce, duration, measured_node_seconds, parse_duration, parse_window_end, wave_fits
+from migrate.window import (
+    announce,
+    duration,
+    measured_node_seconds,
+    parse_duration,
+    parse_window_end,
+    wave_fits,
+    wave_seconds_left,
+)
 from tests import builders as b
 
 NOW = datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
@@ -60,31 +69,49 @@ def test_bad_window_ends_are_bad_input(text, message):
         parse_window_end(text, NOW, UTC)
 
 
-def state_with_migrated(durations):
+def state_with_migrated(durations, options=None):
+    """A run of five workers (w0..w4) whose first nodes migrated in ``durations`` seconds."""
     inv = b.inventory([b.node(f"w{i}") for i in range(5)])
-    plan = build_plan(inv, PlanOptions(canary=0, max_unavailable=1), Target("sim", "t", ""))
+    plan = build_plan(inv, options or PlanOptions(canary=0, max_unavailable=1), Target("sim", "t", ""))
     state = RunState.new(plan)
     for i, seconds in enumerate(durations):
         start = NOW - timedelta(seconds=1000)
         state = state.with_node_state(f"w{i}", NodeState.IN_PROGRESS, start.isoformat().replace("+00:00", "Z"))
         end = (start + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
         state = state.with_node_state(f"w{i}", NodeState.MIGRATED, end)
-    return state
+    return plan, state
 
 
 def test_the_estimate_is_used_until_a_node_was_measured():
-    state = state_with_migrated([])
+    plan, state = state_with_migrated([])
+    est = estimate(plan)
+    node = est.nodes["w0"]
     assert measured_node_seconds(state) is None
-    assert wave_fits(NOW, NOW + timedelta(seconds=250), 1, state, 240) == (True, 240)
-    assert wave_fits(NOW, NOW + timedelta(seconds=250), 2, state, 240) == (False, 480)
+    assert wave_fits(NOW, NOW + timedelta(seconds=node), plan, plan.waves[0], state, est) == (True, node)
+    assert wave_fits(NOW, NOW + timedelta(seconds=node - 1), plan, plan.waves[0], state, est) == (False, node)
 
 
 def test_measured_durations_replace_the_estimate():
-    state = state_with_migrated([100, 140])
+    plan, state = state_with_migrated([100, 140], PlanOptions(canary=0, max_unavailable=3, node_parallelism=1))
+    assert [len(w.nodes) for w in plan.waves] == [3, 2]
     assert measured_node_seconds(state) == 120
-    fits, needed = wave_fits(NOW, NOW + timedelta(seconds=300), 3, state, 10)
-    assert (fits, needed) == (False, 360)
-    assert wave_fits(NOW, NOW + timedelta(seconds=300), 2, state, 10)[0] is True
+    # Wave 1 has w2 left: one node at the measured mean; wave 2, one after the other.
+    assert wave_seconds_left(plan, plan.waves[0], state, estimate(plan)) == 120
+    fits, needed = wave_fits(NOW, NOW + timedelta(seconds=200), plan, plan.waves[1], state, estimate(plan))
+    assert (fits, needed) == (False, 240)
+
+
+def test_a_parallel_wave_needs_its_slowest_node_not_the_sum_like_the_runbook_says():
+    # The issue's case: plan --canary 3 --max-unavailable 3, then apply --window-end: the gate
+    # said 14m 30s (three nodes in a row) while the runbook said 5m for the same wave.
+    plan, state = state_with_migrated([], PlanOptions(canary=3, max_unavailable=3))
+    est = estimate(plan)
+    canary = plan.waves[0]
+    assert len(canary.nodes) == 3
+    needed = wave_seconds_left(plan, canary, state, est)
+    assert needed == est.waves[1] < 2 * est.nodes["w0"]
+    assert duration(int(needed)) == "5m"
+    assert wave_fits(NOW, NOW + timedelta(minutes=8), plan, canary, state, est)[0] is True
 
 
 @pytest.mark.parametrize(
