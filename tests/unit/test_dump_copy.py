@@ -327,7 +327,7 @@ def test_the_copy_plans_the_migration_the_dump_plans(tmp_path):
 
     def shape(plan: Any) -> Any:
         return (
-            [[n.name for n in wave.nodes] for wave in plan.waves],
+            [[(n.name, n.surge) for n in wave.nodes] for wave in plan.waves],
             sorted((f.check, f.severity, f.message, f.subjects) for f in plan.findings),
             plan.excluded,
         )
@@ -343,6 +343,8 @@ def test_the_copy_plans_the_migration_the_dump_plans(tmp_path):
     )
     assert any(f.severity == "blocking" and "shop/db" in f.message for f in live.findings), live.findings
     assert [name for name, _ in live.excluded] == ["worker-3"]
+    # The single-replica autoscaler surges on its node, in the dump's plan and the copy's.
+    assert [n.surge for n in live.nodes if n.surge] == [("kube-system/cluster-autoscaler",)]
 
 
 @pytest.mark.parametrize(
