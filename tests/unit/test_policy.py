@@ -6,7 +6,23 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from migrate.policy import label_selector, report, translate
+from migrate.policy import label_selector, report
+from migrate.policy import translate as translate_in
+from migrate.policyaddresses import EVERY_POD, ClusterRanges
+
+# The cluster the policies are judged in: Calico's pool encapsulated (VXLAN Always), Cilium's
+# pool beside it, three nodes outside both, the Service range inside 10.0.0.0/8.
+RANGES = ClusterRanges(
+    calico_pools=("10.244.0.0/16",),
+    cilium_pool="10.245.0.0/16",
+    node_addresses=(("cp-1", "172.18.0.2"), ("worker-1", "172.18.0.3"), ("worker-2", "172.18.0.4")),
+    service_cidrs=("10.96.0.0/12",),
+    tunnel_source=True,
+)
+
+
+def translate(obj: dict, ranges: ClusterRanges = RANGES):
+    return translate_in(obj, ranges)
 
 
 def calico(kind: str, name: str, spec: dict, namespace: str | None = "shop") -> dict:
@@ -113,11 +129,17 @@ TRANSLATED = [
                 ]
             },
             "ingressDeny": [{"fromCIDR": ["203.0.113.0/24"]}],
+            # 10.0.0.0/8 holds every pod (and remote nodes' tunnel addresses): the cluster entity,
+            # and the CIDR for the world part of it.
             "ingress": [
+                {
+                    "fromEntities": ["cluster"],
+                    "toPorts": [{"ports": [{"port": "30000", "protocol": "TCP", "endPort": 30100}]}],
+                },
                 {
                     "fromCIDR": ["10.0.0.0/8"],
                     "toPorts": [{"ports": [{"port": "30000", "protocol": "TCP", "endPort": 30100}]}],
-                }
+                },
             ],
         },
     ),
@@ -169,11 +191,6 @@ UNTRANSLATABLE = [
         {"selector": "all()", "ingress": [{"action": "Allow", "source": {"serviceAccounts": {"names": ["x"]}}}]},
         "serviceAccounts",
     ),
-    (
-        "notNets",
-        {"selector": "all()", "ingress": [{"action": "Allow", "source": {"notNets": ["10.0.0.0/8"]}}]},
-        "notNets",
-    ),
     ("HTTP match", {"selector": "all()", "ingress": [{"action": "Allow", "http": {"methods": ["GET"]}}]}, "http"),
     ("host endpoint policy", {"selector": "all()", "preDNAT": True, "applyOnForward": True}, "preDNAT"),
     (
@@ -208,7 +225,7 @@ def test_untranslatable_policies_say_why(what, spec, reason):
 
 def test_kubernetes_network_policies_are_kept_and_the_report_is_sorted():
     k8s = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"namespace": "a", "name": "np"}}
-    verdicts = report([TRANSLATED[0][1], k8s, calico("GlobalNetworkPolicy", "g", {"selector": "all()"}, None)])
+    verdicts = report([TRANSLATED[0][1], k8s, calico("GlobalNetworkPolicy", "g", {"selector": "all()"}, None)], RANGES)
     assert [(v.kind, v.outcome) for v in verdicts] == [
         ("CalicoNetworkPolicy", "translated"),
         ("GlobalNetworkPolicy", "translated"),
@@ -246,3 +263,272 @@ def test_translations_are_valid_yaml_documents():
     for _, policy, _ in TRANSLATED:
         doc = translate(policy).cilium
         assert yaml.safe_load(yaml.safe_dump(doc)) == doc
+
+
+# -- addresses: faithful or honest (issue 27) -------------------------------------------------------
+def one_rule(direction: str, peer: dict, **rule) -> dict:
+    """A Calico policy with one Allow rule whose other end is ``peer``."""
+    side = "source" if direction == "ingress" else "destination"
+    body = {"action": "Allow", side: peer, **rule}
+    return calico(
+        "NetworkPolicy", "p", {"selector": "app == 'api'", "types": [direction.capitalize()], direction: [body]}
+    )
+
+
+def k8s_policy(direction: str, block: dict) -> dict:
+    side = "from" if direction == "ingress" else "to"
+    spec = {"podSelector": {}, "policyTypes": [direction.capitalize()], direction: [{side: [{"ipBlock": block}]}]}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"namespace": "a", "name": "np"},
+        "spec": spec,
+    }
+
+
+ADDRESS_TRANSLATIONS = [
+    (
+        "outside every cluster range: the CIDR unchanged",
+        "egress",
+        {"nets": ["203.0.113.0/24"]},
+        RANGES,
+        [{"toCIDR": ["203.0.113.0/24"]}],
+    ),
+    (
+        "covering the pod pools and more, egress: every pod by identity, the CIDR for the rest",
+        "egress",
+        {"nets": ["10.0.0.0/8"]},
+        RANGES,
+        [{"toEndpoints": [EVERY_POD]}, {"toCIDR": ["10.0.0.0/8"]}],
+    ),
+    (
+        "covering the pod pools, ingress, no encapsulation: remote nodes come from their own addresses",
+        "ingress",
+        {"nets": ["10.0.0.0/8"]},
+        ClusterRanges(**{**RANGES.__dict__, "tunnel_source": False}),
+        [{"fromEndpoints": [EVERY_POD]}, {"fromCIDR": ["10.0.0.0/8"]}],
+    ),
+    (
+        "exactly the Calico pool: every pod, and no CIDR (nothing else is in it)",
+        "egress",
+        {"nets": ["10.244.0.0/16"]},
+        RANGES,
+        [{"toEndpoints": [EVERY_POD]}],
+    ),
+    (
+        "every node address, egress: the host and remote-node entities",
+        "egress",
+        {"nets": ["172.18.0.0/16"]},
+        RANGES,
+        [{"toEntities": ["host", "remote-node"]}, {"toCIDR": ["172.18.0.0/16"]}],
+    ),
+    (
+        "every node address, ingress through Calico's tunnel: remote nodes arrive from pool addresses",
+        "ingress",
+        {"nets": ["172.18.0.0/16"]},
+        RANGES,
+        [{"fromCIDR": ["172.18.0.0/16"]}],
+    ),
+    (
+        "0.0.0.0/0: every pod and node (the cluster entity) and the IPv4 world",
+        "egress",
+        {"nets": ["0.0.0.0/0"]},
+        RANGES,
+        [{"toEntities": ["cluster"]}, {"toCIDR": ["0.0.0.0/0"]}],
+    ),
+    (
+        "0.0.0.0/0 and ::/0: everything",
+        "egress",
+        {"nets": ["0.0.0.0/0", "::/0"]},
+        RANGES,
+        [{"toEntities": ["all"]}],
+    ),
+    (
+        "notNets naming the whole 10/8: everything else, which holds no pod, as a CIDR set",
+        "ingress",
+        {"notNets": ["10.0.0.0/8"]},
+        RANGES,
+        [{"fromCIDRSet": [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}, {"cidr": "::/0"}]}],
+    ),
+    (
+        "nets minus notNets outside the cluster: a CIDR set with its except",
+        "egress",
+        {"nets": ["198.51.100.0/24"], "notNets": ["198.51.100.128/25"]},
+        RANGES,
+        [{"toCIDRSet": [{"cidr": "198.51.100.0/24", "except": ["198.51.100.128/25"]}]}],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "what, direction, peer, ranges, rules", ADDRESS_TRANSLATIONS, ids=[a[0] for a in ADDRESS_TRANSLATIONS]
+)
+def test_addresses_translate_to_the_peers_cilium_selects_them_by(what, direction, peer, ranges, rules):
+    verdict = translate(one_rule(direction, peer), ranges)
+    assert verdict.outcome == "translated", verdict.reasons
+    assert verdict.cilium["spec"][direction] == rules
+
+
+def test_the_ports_go_with_every_peer_kind_of_the_rule():
+    verdict = translate(one_rule("egress", {"nets": ["10.0.0.0/8"], "ports": [443]}, protocol="TCP"))
+    ports = [{"ports": [{"port": "443", "protocol": "TCP"}]}]
+    assert verdict.cilium["spec"]["egress"] == [
+        {"toEndpoints": [EVERY_POD], "toPorts": ports},
+        {"toCIDR": ["10.0.0.0/8"], "toPorts": ports},
+    ]
+
+
+ADDRESS_REFUSALS = [
+    (
+        "a CIDR inside the pod pool",
+        "egress",
+        {"nets": ["10.244.1.0/24"]},
+        RANGES,
+        ["egress rule 1 nets 10.244.1.0/24 selects some pods by address (part of Calico pool 10.244.0.0/16)"],
+    ),
+    (
+        "Cilium's pool without Calico's",
+        "egress",
+        {"nets": ["10.245.0.0/16"]},
+        RANGES,
+        ["overlaps Cilium's pool 10.245.0.0/16"],
+    ),
+    (
+        "one node of three",
+        "egress",
+        {"nets": ["172.18.0.3/32"]},
+        RANGES,
+        ["holds the addresses of node(s) worker-1 but not of cp-1, worker-2"],
+    ),
+    ("the Service range", "egress", {"nets": ["10.96.0.0/12"]}, RANGES, ["overlaps the Service range 10.96.0.0/12"]),
+    (
+        "nets minus the Calico pool: Cilium's pool and the Service range left in it",
+        "egress",
+        {"nets": ["10.0.0.0/8"], "notNets": ["10.244.0.0/16"]},
+        RANGES,
+        ["overlaps Cilium's pool 10.245.0.0/16", "overlaps the Service range 10.96.0.0/12"],
+    ),
+    (
+        "CrossSubnet: a remote node's traffic has a pool or its own address, by subnet",
+        "ingress",
+        {"nets": ["10.0.0.0/8"]},
+        ClusterRanges(**{**RANGES.__dict__, "tunnel_source": None}),
+        ["CrossSubnet"],
+    ),
+    (
+        "Calico's pools unknown (not readable)",
+        "egress",
+        {"nets": ["203.0.113.0/24"]},
+        ClusterRanges(cilium_pool="10.245.0.0/16"),
+        ["Calico's IP pools are unknown"],
+    ),
+    ("not a CIDR", "egress", {"nets": ["10.0.0.300/8"]}, RANGES, ["CIDR '10.0.0.300/8' is not a CIDR"]),
+]
+
+
+@pytest.mark.parametrize(
+    "what, direction, peer, ranges, reasons", ADDRESS_REFUSALS, ids=[a[0] for a in ADDRESS_REFUSALS]
+)
+def test_addresses_cilium_cannot_select_alike_are_refused_naming_the_range(what, direction, peer, ranges, reasons):
+    verdict = translate(one_rule(direction, peer), ranges)
+    assert verdict.outcome == "untranslatable" and verdict.cilium is None
+    for reason in reasons:
+        assert any(reason in r for r in verdict.reasons), verdict.reasons
+    assert len(verdict.reasons) == len(reasons), verdict.reasons
+
+
+def test_every_reason_of_every_rule_is_kept():
+    policy = calico(
+        "NetworkPolicy",
+        "many",
+        {
+            "tier": "security",
+            "selector": "all()",
+            "types": ["Ingress", "Egress"],
+            "ingress": [
+                {"action": "Log"},
+                {"action": "Allow", "protocol": 47, "source": {"nets": ["10.244.1.0/24"]}},
+            ],
+            "egress": [{"action": "Allow", "destination": {"nets": ["10.96.0.0/12"]}}],
+        },
+    )
+    verdict = translate(policy)
+    assert verdict.outcome == "untranslatable"
+    expected = [
+        "no policy tiers",
+        "action Log",
+        "protocol 47",
+        "ingress rule 2 nets 10.244.1.0/24 selects some pods",
+        "egress rule 1 nets 10.96.0.0/12 overlaps the Service range",
+    ]
+    for part in expected:
+        assert any(part in r for r in verdict.reasons), (part, verdict.reasons)
+    assert len(verdict.reasons) == len(expected), verdict.reasons
+
+
+@pytest.mark.parametrize(
+    "direction, block, outcome, reason",
+    [
+        ("egress", {"cidr": "203.0.113.0/24"}, "kept", "as they are"),
+        ("egress", {"cidr": "0.0.0.0/0"}, "untranslatable", "selects every pod, the nodes under Calico"),
+        (
+            "egress",
+            {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]},
+            "untranslatable",
+            "ipBlock 0.0.0.0/0 except 10.0.0.0/8 selects the nodes under Calico",
+        ),
+        (
+            "egress",
+            {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16"]},
+            "untranslatable",
+            "overlaps Cilium's pool 10.245.0.0/16",
+        ),
+        ("ingress", {"cidr": "10.0.0.0/8"}, "untranslatable", "selects every pod, the remote nodes under Calico"),
+        # Through Calico's tunnel remote nodes arrive from pool addresses: node addresses select
+        # nobody in the cluster on ingress, and Cilium's ipBlock selects nobody there either.
+        ("ingress", {"cidr": "172.18.0.0/16"}, "kept", "as they are"),
+    ],
+)
+def test_kubernetes_ipblocks_that_select_pods_or_nodes_are_reported(direction, block, outcome, reason):
+    verdict = translate(k8s_policy(direction, block))
+    assert verdict.outcome == outcome and any(reason in r for r in verdict.reasons), verdict.reasons
+
+
+@pytest.mark.parametrize(
+    "modes, tunnel",
+    [
+        ([("Always", "Never")], True),
+        ([("Never", "Always")], True),
+        ([("Never", "Never")], False),
+        ([("CrossSubnet", "Never")], None),
+        ([("Always", "Never"), ("Never", "Never")], None),
+    ],
+)
+def test_cluster_ranges_from_the_inventory(modes, tunnel):
+    from migrate.model import CalicoPool, CiliumState, ClusterIdentity, Inventory, NodeInfo
+
+    inv = Inventory(
+        identity=ClusterIdentity("uid", "https://api"),
+        nodes=(NodeInfo("n1", "u1", addresses=("172.18.0.2", "203.0.113.9")),),
+        calico_pools=tuple(
+            CalicoPool(f"p{i}", f"10.{i}.0.0/16", ipip_mode=i_, vxlan_mode=v) for i, (i_, v) in enumerate(modes)
+        ),
+        service_cidrs=("10.96.0.0/12",),
+        cilium=CiliumState(installed=True, cluster_pool_cidr="10.245.0.0/16"),
+    )
+    ranges = ClusterRanges.from_inventory(inv, "10.245.0.0/16")
+    assert ranges.tunnel_source is tunnel
+    assert ranges.node_addresses == (("n1", "172.18.0.2"), ("n1", "203.0.113.9"))
+    assert ranges.calico_pools == tuple(f"10.{i}.0.0/16" for i in range(len(modes)))
+    assert (ranges.cilium_pool, ranges.service_cidrs) == ("10.245.0.0/16", ("10.96.0.0/12",))
+
+
+def test_an_allow_of_node_addresses_through_calicos_tunnel_is_left_out_and_said_so():
+    # Remote nodes reach a pod from their tunnel address (in the pool): of the cluster, these
+    # addresses reach the pod only from its own host, which Cilium always lets in.
+    verdict = translate(one_rule("ingress", {"nets": ["172.18.0.3/32"]}))
+    assert verdict.outcome == "translated", verdict.reasons
+    assert verdict.cilium["spec"]["ingress"] == [{}]  # still default deny
+    assert "ingress rule 1 is left out" in verdict.reasons[0]
+    deny = translate(one_rule("ingress", {"nets": ["172.18.0.3/32"]}, action="Deny"))
+    assert deny.outcome == "untranslatable" and "allow-localhost" in deny.reasons[0], deny.reasons
