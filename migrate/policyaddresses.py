@@ -41,6 +41,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from migrate.model import CalicoPool, Inventory
@@ -66,6 +67,18 @@ class ClusterRanges:
     # True: every pool encapsulates Always; False: none encapsulates; None: it depends
     # (CrossSubnet, or pools that differ).
     tunnel_source: bool | None = True
+
+    @cached_property
+    def node_networks(self) -> tuple[tuple[str, Network], ...]:
+        """The node addresses parsed once (a report judges every rule against them); an
+        address that is not one is left out."""
+        out = []
+        for name, address in self.node_addresses:
+            try:
+                out.append((name, ipaddress.ip_network(address)))
+            except ValueError:
+                continue  # not an IP (a hostname in the node's status): selects nothing by address
+        return tuple(out)
 
     @classmethod
     def from_inventory(cls, inv: Inventory, cilium_pool: str | None) -> ClusterRanges:
@@ -156,8 +169,22 @@ def _touches(these: Sequence[Network], net: Network) -> bool:
     return any(n.version == net.version and n.overlaps(net) for n in these)  # type: ignore[arg-type]
 
 
-def _covers(these: Sequence[Network], net: Network) -> bool:
-    return not subtract([net], these)
+def covers(these: Sequence[Network], net: Network) -> bool:
+    """Is every address of ``net`` in one of ``these``? (A sweep over sorted ranges: the
+    cluster's ranges hold one network per node address, thousands on a large cluster.)"""
+    start, end = int(net.network_address), int(net.broadcast_address)
+    spans = sorted(
+        (int(n.network_address), int(n.broadcast_address))
+        for n in these
+        if n.version == net.version and n.overlaps(net)  # type: ignore[arg-type]
+    )
+    for low, high in spans:
+        if low > start:
+            return False
+        start = max(start, high + 1)
+        if start > end:
+            return True
+    return False
 
 
 def _names(items: Sequence[str]) -> str:
@@ -175,11 +202,11 @@ def select(nets: Sequence[str], not_nets: Sequence[str], direction: str, ranges:
     pools = networks(ranges.calico_pools, "Calico pool")
     cilium = networks([ranges.cilium_pool] if ranges.cilium_pool else [], "Cilium pool")
     services = networks(ranges.service_cidrs, "Service range")
-    nodes = [(name, ipaddress.ip_network(addr)) for name, addr in ranges.node_addresses if _valid(addr)]
+    nodes = ranges.node_networks
     problems: list[str] = []
 
     touched_pools = [p for p in pools if _touches(chosen, p)]
-    covered_pools = [p for p in pools if _covers(chosen, p)]
+    covered_pools = [p for p in pools if covers(chosen, p)]
     pods = bool(pools) and len(covered_pools) == len(pools)
     if not pools and chosen:
         problems.append(f"{shown}: Calico's IP pools are unknown, so which pods these addresses select is too")
@@ -206,8 +233,11 @@ def select(nets: Sequence[str], not_nets: Sequence[str], direction: str, ranges:
             "its pods by address; select them by label"
         )
 
-    node_in = [name for name, a in nodes if _covers(chosen, a)]
-    node_out = [name for name, a in nodes if not _covers(chosen, a)]
+    node_in: list[str] = []
+    node_out: list[str] = []
+    for name, address in nodes:  # one address: inside one network of ``chosen`` or not at all
+        inside = any(c.version == address.version and address.subnet_of(c) for c in chosen)  # type: ignore[arg-type]
+        (node_in if inside else node_out).append(name)
     all_nodes = bool(nodes) and not node_out
     remote_by_tunnel = direction == "ingress" and ranges.tunnel_source is True
     if node_in and node_out and not remote_by_tunnel:
@@ -248,14 +278,6 @@ def select(nets: Sequence[str], not_nets: Sequence[str], direction: str, ranges:
     return Selected(pods, host, remote, _cidr_part(included, excluded, cluster), whole_world)
 
 
-def _valid(address: str) -> bool:
-    try:
-        ipaddress.ip_network(address)
-    except ValueError:
-        return False
-    return True
-
-
 def _cidr_part(
     included: Sequence[Network], excluded: Sequence[Network], cluster: Sequence[Network]
 ) -> dict[str, Any] | None:
@@ -263,7 +285,7 @@ def _cidr_part(
     outside the cluster's ranges and the exclusions, with the exclusions inside it."""
     kept = []
     for net in included:
-        if not subtract(subtract([net], excluded), cluster):
+        if covers([*excluded, *cluster], net):
             continue  # only cluster (or excepted) addresses: selected above, or by nobody
         inside = sorted({str(e) for e in excluded if e.version == net.version and e.subnet_of(net)})  # type: ignore[arg-type]
         kept.append((str(net), inside))

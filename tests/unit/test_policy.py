@@ -3,12 +3,16 @@ untranslatable with the reason; Kubernetes NetworkPolicies are kept."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from migrate.policy import label_selector, report
 from migrate.policy import translate as translate_in
-from migrate.policyaddresses import EVERY_POD, ClusterRanges
+from migrate.policyaddresses import EVERY_POD, ClusterRanges, covers, subtract
 
 # The cluster the policies are judged in: Calico's pool encapsulated (VXLAN Always), Cilium's
 # pool beside it, three nodes outside both, the Service range inside 10.0.0.0/8.
@@ -532,3 +536,23 @@ def test_an_allow_of_node_addresses_through_calicos_tunnel_is_left_out_and_said_
     assert "ingress rule 1 is left out" in verdict.reasons[0]
     deny = translate(one_rule("ingress", {"nets": ["172.18.0.3/32"]}, action="Deny"))
     assert deny.outcome == "untranslatable" and "allow-localhost" in deny.reasons[0], deny.reasons
+
+
+# Small IPv4 networks inside 10.0.0.0/24, so that random ones overlap often.
+small_networks = st.builds(
+    lambda host, prefix: ipaddress.ip_network(f"10.0.0.{host}/{prefix}", strict=False),
+    st.integers(0, 255),
+    st.integers(24, 32),
+)
+
+
+@given(st.lists(small_networks, max_size=4), st.lists(small_networks, max_size=4), st.integers(0, 255))
+def test_subtract_keeps_exactly_the_addresses_outside_the_cut(these, minus, host):
+    address = ipaddress.ip_address(f"10.0.0.{host}")
+    expected = any(address in n for n in these) and not any(address in n for n in minus)
+    assert any(address in n for n in subtract(these, minus)) == expected
+
+
+@given(st.lists(small_networks, max_size=6), small_networks)
+def test_covers_is_every_address_in_one_of_the_networks(these, net):
+    assert covers(these, net) == all(any(a in n for n in these) for a in net)
