@@ -2,7 +2,9 @@
 
 Kubernetes NetworkPolicies stay as they are: Cilium enforces them once migration mode ends
 (``finalize``), the same way except for an ``ipBlock`` that selects pods or nodes, which
-Calico matches by address and Cilium never does (reported untranslatable, with the fix).
+Calico matches by address and Cilium never does: such a policy is kept with a
+CiliumNetworkPolicy to apply beside it that selects those by identity (or, where the ipBlock
+cuts a range, reported untranslatable).
 Calico's own NetworkPolicy and GlobalNetworkPolicy die with Calico, so each is translated
 into a CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy where a faithful translation
 exists, and otherwise reported with every reason it has none: every rule is examined, and
@@ -53,9 +55,11 @@ class PolicyVerdict:
 
     @property
     def file_name(self) -> str:
-        """Where ``policy-report --write`` puts the translation (only a translated policy has one)."""
+        """Where ``policy-report --write`` puts the Cilium policy (a translation, or the one to
+        apply beside a kept NetworkPolicy), named as the Cilium policy is."""
         assert self.cilium is not None
-        return f"{self.cilium['kind'].lower()}-{self.namespace + '-' if self.namespace else ''}{self.name}.yaml"
+        named = self.cilium["metadata"]["name"]
+        return f"{self.cilium['kind'].lower()}-{self.namespace + '-' if self.namespace else ''}{named}.yaml"
 
     def to_record(self) -> dict[str, Any]:
         """The stable JSON shape of one policy in ``policy-report -o json``."""
@@ -270,14 +274,39 @@ def addresses(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def _kubernetes(obj: dict[str, Any], ranges: ClusterRanges) -> list[str]:
-    """Why Cilium would enforce a Kubernetes NetworkPolicy differently from Calico: an
-    ipBlock that selects pods or nodes here, which Cilium's ipBlock (a CIDR rule) never does."""
-    spec = obj.get("spec") or {}
+def _kubernetes_ports(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """A NetworkPolicy rule's ports as Cilium's toPorts (no port: every port of the protocol)."""
+    entries = []
+    for p in rule.get("ports") or []:
+        port = (p or {}).get("port")
+        entry: dict[str, Any] = {
+            "port": "0" if port is None else str(port),
+            "protocol": (p or {}).get("protocol") or "TCP",
+        }
+        if (p or {}).get("endPort") is not None:
+            entry["endPort"] = int(p["endPort"])
+        entries.append(entry)
+    return [{"ports": entries}] if entries else []
+
+
+def _kubernetes(obj: dict[str, Any], ranges: ClusterRanges) -> PolicyVerdict:
+    """A Kubernetes NetworkPolicy: kept, as Cilium enforces it. Except where an ipBlock
+    selects pods or nodes here, which Calico matched and Cilium's ipBlock (a CIDR rule) never
+    does: then the verdict carries a CiliumNetworkPolicy to apply beside it that selects them
+    by identity, for the same pods and ports (allow rules add up, so the two together allow
+    what Calico did), or the reasons there is none."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
     reasons: list[str] = []
+    found: list[str] = []
+    sections: dict[str, list[dict[str, Any]]] = {}
     for direction, side_key in (("ingress", "from"), ("egress", "to")):
+        if direction.capitalize() not in types:
+            continue  # Kubernetes ignores the rules of a direction the policy does not list
+        word = "from" if direction == "ingress" else "to"
         for index, rule in enumerate(spec.get(direction) or [], 1):
-            for peer in (rule or {}).get(side_key) or [] if isinstance(rule, dict) else []:
+            for peer in (rule or {}).get(side_key) or []:
                 block = (peer or {}).get("ipBlock")
                 if not block:
                     continue
@@ -290,21 +319,32 @@ def _kubernetes(obj: dict[str, Any], ranges: ClusterRanges) -> list[str]:
                 except Untranslatable as exc:
                     reasons += exc.reasons
                     continue
-                if chosen.in_cluster:
-                    what = ", ".join(
-                        w
-                        for w, on in (
-                            ("every pod", chosen.pods),
-                            ("the nodes" if direction == "egress" else "the remote nodes", chosen.remote_nodes),
-                        )
-                        if on
-                    )
-                    reasons.append(
-                        f"{shown} selects {what} under Calico, but Cilium enforces an ipBlock as a CIDR rule, which "
-                        "never selects pods or nodes: add a CiliumNetworkPolicy that selects them by identity "
-                        "(endpoints, entities) beside it"
-                    )
-    return reasons
+                if not chosen.in_cluster:
+                    continue
+                found.append(shown)
+                ports = _kubernetes_ports(rule)
+                for body in chosen.peers(word):
+                    if not any("CIDR" in key for key in body):  # the NetworkPolicy itself allows those
+                        sections.setdefault(direction, []).append({**body, **({"toPorts": ports} if ports else {})})
+    if reasons:
+        return PolicyVerdict("NetworkPolicy", namespace, name, "untranslatable", tuple(reasons))
+    if not found:
+        return PolicyVerdict(
+            "NetworkPolicy", namespace, name, "kept", ("Cilium enforces Kubernetes NetworkPolicies as they are",)
+        )
+    beside = f"{name}-in-cluster"
+    selector = {k: v for k, v in (spec.get("podSelector") or {}).items() if k in ("matchLabels", "matchExpressions")}
+    supplement = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": beside, "namespace": namespace},
+        "spec": {"endpointSelector": selector, **sections},
+    }
+    note = (
+        f"{'; '.join(found)}: selects pods or nodes under Calico, which Cilium's ipBlock (a CIDR rule) never does; "
+        f"kept, with the CiliumNetworkPolicy {beside} to apply beside it for those"
+    )
+    return PolicyVerdict("NetworkPolicy", namespace, name, "kept", (note,), supplement)
 
 
 def translate(obj: dict[str, Any], ranges: ClusterRanges) -> PolicyVerdict:
@@ -316,10 +356,7 @@ def translate(obj: dict[str, Any], ranges: ClusterRanges) -> PolicyVerdict:
     api = obj.get("apiVersion", "")
     kind = obj.get("kind", "")
     if api.startswith("networking.k8s.io") and kind == "NetworkPolicy":
-        changed = _kubernetes(obj, ranges)
-        if changed:
-            return PolicyVerdict(kind, namespace, name, "untranslatable", tuple(changed))
-        return PolicyVerdict(kind, namespace, name, "kept", ("Cilium enforces Kubernetes NetworkPolicies as they are",))
+        return _kubernetes(obj, ranges)
     if kind not in CALICO_KINDS:
         return PolicyVerdict(kind, namespace, name, "untranslatable", (f"unknown policy kind {api}/{kind}",))
     clusterwide = kind == "GlobalNetworkPolicy"

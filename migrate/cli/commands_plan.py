@@ -212,7 +212,11 @@ def policy_report(
     o: OutputOpt = Format.table,
     write: Annotated[
         Optional[Path],
-        typer.Option("--write", metavar="DIR", help="Write each translated Cilium policy as YAML into this directory."),
+        typer.Option(
+            "--write",
+            metavar="DIR",
+            help="Write each Cilium policy as YAML here: translations, and those to go beside kept NetworkPolicies.",
+        ),
     ] = None,
     cilium_pool_cidr: Annotated[
         Optional[str],

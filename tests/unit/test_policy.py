@@ -471,31 +471,76 @@ def test_every_reason_of_every_rule_is_kept():
 
 
 @pytest.mark.parametrize(
-    "direction, block, outcome, reason",
+    "direction, block, reason",
     [
-        ("egress", {"cidr": "203.0.113.0/24"}, "kept", "as they are"),
-        ("egress", {"cidr": "0.0.0.0/0"}, "untranslatable", "selects every pod, the nodes under Calico"),
+        ("egress", {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16"]}, "overlaps Cilium's pool 10.245.0.0/16"),
+        ("egress", {"cidr": "10.244.0.0/24"}, "selects some pods by address (part of Calico pool 10.244.0.0/16)"),
+        ("egress", {"cidr": "172.18.0.2/32"}, "holds the addresses of node(s) cp-1 but not of worker-1, worker-2"),
+    ],
+)
+def test_kubernetes_ipblocks_that_cut_a_cluster_range_are_untranslatable(direction, block, reason):
+    verdict = translate(k8s_policy(direction, block))
+    assert verdict.outcome == "untranslatable" and verdict.cilium is None
+    assert any(reason in r for r in verdict.reasons), verdict.reasons
+
+
+@pytest.mark.parametrize(
+    "direction, block, rules",
+    [
+        (
+            "egress",
+            {"cidr": "0.0.0.0/0"},
+            [{"toEntities": ["cluster"], "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}],
+        ),
         (
             "egress",
             {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]},
-            "untranslatable",
-            "ipBlock 0.0.0.0/0 except 10.0.0.0/8 selects the nodes under Calico",
+            [{"toEntities": ["host", "remote-node"], "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}],
         ),
         (
-            "egress",
-            {"cidr": "10.0.0.0/8", "except": ["10.244.0.0/16"]},
-            "untranslatable",
-            "overlaps Cilium's pool 10.245.0.0/16",
+            "ingress",
+            {"cidr": "10.0.0.0/8"},
+            [{"fromEntities": ["cluster"], "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}],
         ),
-        ("ingress", {"cidr": "10.0.0.0/8"}, "untranslatable", "selects every pod, the remote nodes under Calico"),
-        # Through Calico's tunnel remote nodes arrive from pool addresses: node addresses select
-        # nobody in the cluster on ingress, and Cilium's ipBlock selects nobody there either.
-        ("ingress", {"cidr": "172.18.0.0/16"}, "kept", "as they are"),
     ],
 )
-def test_kubernetes_ipblocks_that_select_pods_or_nodes_are_reported(direction, block, outcome, reason):
+def test_kubernetes_ipblocks_that_select_pods_or_nodes_are_kept_with_a_cilium_policy_beside(direction, block, rules):
+    policy = k8s_policy(direction, block)
+    policy["spec"]["podSelector"] = {"matchLabels": {"app": "api"}}
+    policy["spec"][direction][0]["ports"] = [{"protocol": "UDP", "port": 53}]
+    verdict = translate(policy)
+    assert verdict.outcome == "kept" and "np-in-cluster to apply beside it" in verdict.reasons[0], verdict.reasons
+    assert verdict.cilium == {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "np-in-cluster", "namespace": "a"},
+        "spec": {"endpointSelector": {"matchLabels": {"app": "api"}}, direction: rules},
+    }
+    assert verdict.file_name == "ciliumnetworkpolicy-a-np-in-cluster.yaml"
+
+
+@pytest.mark.parametrize(
+    "direction, block",
+    [
+        ("egress", {"cidr": "203.0.113.0/24"}),
+        # Through Calico's tunnel remote nodes arrive from pool addresses: node addresses select
+        # nobody in the cluster on ingress, and Cilium's ipBlock selects nobody there either.
+        ("ingress", {"cidr": "172.18.0.0/16"}),
+    ],
+)
+def test_kubernetes_ipblocks_outside_the_cluster_are_kept_as_they_are(direction, block):
     verdict = translate(k8s_policy(direction, block))
-    assert verdict.outcome == outcome and any(reason in r for r in verdict.reasons), verdict.reasons
+    assert (verdict.outcome, verdict.reasons, verdict.cilium) == (
+        "kept",
+        ("Cilium enforces Kubernetes NetworkPolicies as they are",),
+        None,
+    )
+
+
+def test_kubernetes_rules_of_a_direction_the_policy_does_not_list_are_not_judged():
+    policy = k8s_policy("egress", {"cidr": "10.244.0.0/24"})
+    policy["spec"]["policyTypes"] = ["Ingress"]
+    assert translate(policy).outcome == "kept"
 
 
 @pytest.mark.parametrize(
