@@ -24,8 +24,9 @@ Cilium form that selects the same peers, or a reason it has none:
   tunnel with the node's tunnel address, which Calico allocates from a pool: with every
   pool encapsulating Always, remote nodes match exactly when the pods do; with none
   encapsulating, when the node addresses do; with CrossSubnet it depends on the subnet,
-  untranslatable unless both agree. Traffic from a pod's own host is allowed by both CNIs
-  whatever the policy says, so it decides nothing.
+  untranslatable unless both agree. Cilium lets a pod's own host in whatever the policy
+  says (``allow-localhost``), so on ingress naming it changes nothing for an allow (a deny
+  of it is refused in ``policy.py``).
 - **every pod and every node**: the ``cluster`` entity (pods, host, remote-node, and
   Cilium's own health and ingress endpoints, whose addresses come from its pool); with the
   whole world of both families too: ``all``.
@@ -209,7 +210,7 @@ def select(nets: Sequence[str], not_nets: Sequence[str], direction: str, ranges:
     covered_pools = [p for p in pools if covers(chosen, p)]
     pods = bool(pools) and len(covered_pools) == len(pools)
     if not pools and chosen:
-        problems.append(f"{shown}: Calico's IP pools are unknown, so which pods these addresses select is too")
+        problems.append(f"{shown}: Calico's IP pools are unknown, so are the pods these addresses select")
     elif touched_pools and not pods:
         part = ", ".join(str(p) for p in pools if p in touched_pools and p not in covered_pools)
         whole = ", ".join(str(p) for p in covered_pools)
@@ -259,7 +260,7 @@ def select(nets: Sequence[str], not_nets: Sequence[str], direction: str, ranges:
                     "Calico's CrossSubnet encapsulation a remote node's traffic to a pod carries its tunnel address "
                     "(in the pool) or its own, depending on the subnet"
                 )
-        host = remote  # the pod's own host: allowed by both CNIs whatever the rule says
+        host = remote  # the pod's own host: Cilium lets it in whatever the rule says (allow-localhost)
     else:
         remote = host = all_nodes
 
