@@ -1,19 +1,29 @@
 """The policy report: what happens to each network policy when Calico goes.
 
 Kubernetes NetworkPolicies stay as they are: Cilium enforces them once migration mode ends
-(``finalize``). Calico's own NetworkPolicy and GlobalNetworkPolicy die with Calico, so each
-is translated into a CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy where a faithful
-translation exists, and otherwise reported with every reason it has none. Pure: the input is
-the policies as the API returns them (plain dicts), the output data.
+(``finalize``), the same way except for an ``ipBlock`` that selects pods or nodes, which
+Calico matches by address and Cilium never does: such a policy is kept with a
+CiliumNetworkPolicy to apply beside it that selects those by identity (or, where the ipBlock
+cuts a range, reported untranslatable).
+Calico's own NetworkPolicy and GlobalNetworkPolicy die with Calico, so each is translated
+into a CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy where a faithful translation
+exists, and otherwise reported with every reason it has none: every rule is examined, and
+the verdict lists each reason of each rule. Pure: the input is the policies as the API
+returns them (plain dicts) and the cluster's address ranges (``ClusterRanges``), the
+output data.
 
 Faithful means the same traffic is allowed and denied. What Cilium cannot say, or says
 differently, makes a policy untranslatable rather than approximated:
 - selector expressions with ``||``, ``!`` of a group, or functions other than ``has()``;
 - rule actions Log and Pass (Calico tiers), host-endpoint options (preDNAT, doNotTrack,
-  applyOnForward), ``serviceAccounts``, ``services``, ``notSelector``, ``notNets``,
-  ``notPorts``, ``notProtocol``, numeric protocols, source ports, HTTP match;
+  applyOnForward), ``serviceAccounts``, ``services``, ``notSelector``, ``notPorts``,
+  ``notProtocol``, numeric protocols, source ports, HTTP match;
 - an Allow rule before a Deny rule in the same direction: Calico evaluates rules in order,
-  Cilium always lets a deny win.
+  Cilium always lets a deny win;
+- addresses (``nets``, ``notNets``, ipBlock) that select part of the pods, part of the
+  nodes, or the Service range: Cilium selects pods and nodes by identity, never by
+  address. Addresses that select every pod and/or every node, or none, translate exactly
+  (endpoints, entities, and the CIDR for the rest): ``policyaddresses`` says how and why.
 """
 
 from __future__ import annotations
@@ -22,14 +32,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from migrate import policyaddresses
+from migrate.policyaddresses import NAMESPACE_LABEL, ClusterRanges, Untranslatable
+
 CALICO_KINDS = ("NetworkPolicy", "GlobalNetworkPolicy")
-NAMESPACE_LABEL = "k8s:io.kubernetes.pod.namespace"
 NAMESPACE_LABELS_PREFIX = "k8s:io.cilium.k8s.namespace.labels."
 PORT_PROTOCOLS = ("TCP", "UDP", "SCTP")
-
-
-class Untranslatable(Exception):
-    """One reason a policy has no faithful Cilium form."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +55,11 @@ class PolicyVerdict:
 
     @property
     def file_name(self) -> str:
-        """Where ``policy-report --write`` puts the translation (only a translated policy has one)."""
+        """Where ``policy-report --write`` puts the Cilium policy (a translation, or the one to
+        apply beside a kept NetworkPolicy), named as the Cilium policy is."""
         assert self.cilium is not None
-        return f"{self.cilium['kind'].lower()}-{self.namespace + '-' if self.namespace else ''}{self.name}.yaml"
+        named = self.cilium["metadata"]["name"]
+        return f"{self.cilium['kind'].lower()}-{self.namespace + '-' if self.namespace else ''}{named}.yaml"
 
     def to_record(self) -> dict[str, Any]:
         """The stable JSON shape of one policy in ``policy-report -o json``."""
@@ -161,57 +171,77 @@ def _port(value: Any) -> tuple[str, dict[str, Any]]:
     return text, {}
 
 
-def _peer(side: dict[str, Any], direction: str) -> dict[str, Any]:
-    """The other end of a rule: endpoints (selector, namespaceSelector) and/or CIDRs."""
+def _peer(side: dict[str, Any], direction: str, index: int, ranges: ClusterRanges) -> list[dict[str, Any]] | None:
+    """The other end of a rule: endpoints (selector, namespaceSelector) or addresses (nets,
+    notNets), as Cilium peers, one per L3 kind (``policyaddresses`` says which); None when
+    the rule names no peer (every peer), [] when its addresses select no peer Cilium sees."""
     word = "from" if direction == "ingress" else "to"
-    peer: dict[str, Any] = {}
     selector = side.get("selector")
     ns_selector = side.get("namespaceSelector")
+    nets, not_nets = list(side.get("nets") or []), list(side.get("notNets") or [])
     if selector is not None or ns_selector is not None:
+        if nets or not_nets:
+            raise Untranslatable(
+                f"{direction} rule {index} matches both endpoints and nets: an AND Cilium cannot express"
+            )
         endpoints = _merge(label_selector(selector or ""), _namespace_selector(ns_selector) if ns_selector else {})
-        peer[f"{word}Endpoints"] = [endpoints]
-    if side.get("nets"):
-        if peer:
-            raise Untranslatable("a rule matching both endpoints and nets is an AND Cilium cannot express")
-        peer[f"{word}CIDR"] = list(side["nets"])
-    return peer
+        return [{f"{word}Endpoints": [endpoints]}]
+    if not nets and not not_nets:
+        return None
+    shown = f"{direction} rule {index} " + " ".join(
+        f"{key} {', '.join(map(str, value))}" for key, value in (("nets", nets), ("notNets", not_nets)) if value
+    )
+    return policyaddresses.select(nets, not_nets, direction, ranges, shown).peers(word)
 
 
 UNSUPPORTED_SIDE = {
     "notSelector": "notSelector",
-    "notNets": "notNets",
     "notPorts": "notPorts",
     "serviceAccounts": "serviceAccounts",
     "services": "services",
 }
 
 
-def _rule(rule: dict[str, Any], direction: str) -> tuple[str, dict[str, Any]]:
+def _rule(rule: dict[str, Any], direction: str, index: int, ranges: ClusterRanges) -> tuple[str, list[dict[str, Any]]]:
+    """One Calico rule -> its Cilium section and rules (one per peer kind, each with the
+    ports). Raises Untranslatable with every reason it has none."""
+    problems: list[str] = []
     action = rule.get("action", "Allow")
     if action not in ("Allow", "Deny"):
-        raise Untranslatable(f"{direction} rule action {action} has no Cilium equivalent")
-    for key in ("notProtocol", "http", "icmp", "notICMP", "ipVersion"):
-        if key in rule:
-            raise Untranslatable(f"{direction} rule uses {key}")
+        problems.append(f"{direction} rule action {action} has no Cilium equivalent")
+    problems += [
+        f"{direction} rule uses {key}" for key in ("notProtocol", "http", "icmp", "notICMP", "ipVersion") if key in rule
+    ]
     source, destination = rule.get("source") or {}, rule.get("destination") or {}
     for label, side in (("source", source), ("destination", destination)):
-        for key, what in UNSUPPORTED_SIDE.items():
-            if side.get(key):
-                raise Untranslatable(f"{direction} rule {label} uses {what}")
+        problems += [f"{direction} rule {label} uses {what}" for key, what in UNSUPPORTED_SIDE.items() if side.get(key)]
     peer_side, local_side = (source, destination) if direction == "ingress" else (destination, source)
-    if local_side.get("selector") or local_side.get("nets") or local_side.get("namespaceSelector"):
-        raise Untranslatable(f"{direction} rule narrows the policy's own endpoints by selector or nets")
+    if any(local_side.get(k) for k in ("selector", "nets", "notNets", "namespaceSelector")):
+        problems.append(f"{direction} rule narrows the policy's own endpoints by selector or nets")
     if source.get("ports"):
-        raise Untranslatable(f"{direction} rule matches source ports; Cilium matches destination ports only")
-    out = _peer(peer_side, direction)
-    ports = _ports(rule, destination)
-    if ports:
-        out["toPorts"] = ports
-    elif not out:
-        # No peer and no port: every peer. (An empty Cilium rule would match nothing.)
-        out["fromEntities" if direction == "ingress" else "toEntities"] = ["all"]
-    key = direction if action == "Allow" else f"{direction}Deny"
-    return key, out
+        problems.append(f"{direction} rule matches source ports; Cilium matches destination ports only")
+    peers: list[dict[str, Any]] | None = []
+    ports: list[dict[str, Any]] = []
+    try:
+        peers = _peer(peer_side, direction, index, ranges)
+    except Untranslatable as exc:
+        problems += exc.reasons
+    try:
+        ports = _ports(rule, destination)
+    except Untranslatable as exc:
+        problems += exc.reasons
+    if peers == [] and action == "Deny" and direction == "ingress":
+        problems.append(
+            f"ingress rule {index} denies addresses that reach the pod only from its own host (remote nodes come "
+            "through Calico's tunnel from pool addresses), which Cilium always lets in (allow-localhost)"
+        )
+    if problems:
+        raise Untranslatable(*problems)
+    if peers is None:
+        # No peer: every peer. (An empty Cilium rule would match nothing.)
+        peers = [{} if ports else {"fromEntities" if direction == "ingress" else "toEntities": ["all"]}]
+    bodies = [{**peer, **({"toPorts": ports} if ports else {})} for peer in peers]
+    return (direction if action == "Allow" else f"{direction}Deny"), bodies
 
 
 def _order_safe(rules: list[dict[str, Any]], direction: str) -> None:
@@ -244,50 +274,140 @@ def addresses(obj: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def translate(obj: dict[str, Any]) -> PolicyVerdict:
-    """One policy object (Kubernetes or Calico) -> its verdict, with the Cilium policy."""
+def _kubernetes_ports(rule: dict[str, Any]) -> list[dict[str, Any]]:
+    """A NetworkPolicy rule's ports as Cilium's toPorts (no port: every port of the protocol)."""
+    entries = []
+    for p in rule.get("ports") or []:
+        port = (p or {}).get("port")
+        entry: dict[str, Any] = {
+            "port": "0" if port is None else str(port),
+            "protocol": (p or {}).get("protocol") or "TCP",
+        }
+        if (p or {}).get("endPort") is not None:
+            entry["endPort"] = int(p["endPort"])
+        entries.append(entry)
+    return [{"ports": entries}] if entries else []
+
+
+def _kubernetes(obj: dict[str, Any], ranges: ClusterRanges) -> PolicyVerdict:
+    """A Kubernetes NetworkPolicy: kept, as Cilium enforces it. Except where an ipBlock
+    selects pods or nodes here, which Calico matched and Cilium's ipBlock (a CIDR rule) never
+    does: then the verdict carries a CiliumNetworkPolicy to apply beside it that selects them
+    by identity, for the same pods and ports (allow rules add up, so the two together allow
+    what Calico did), or the reasons there is none."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    types = spec.get("policyTypes") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
+    reasons: list[str] = []
+    found: list[str] = []
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for direction, side_key in (("ingress", "from"), ("egress", "to")):
+        if direction.capitalize() not in types:
+            continue  # Kubernetes ignores the rules of a direction the policy does not list
+        word = "from" if direction == "ingress" else "to"
+        for index, rule in enumerate(spec.get(direction) or [], 1):
+            for peer in (rule or {}).get(side_key) or []:
+                block = (peer or {}).get("ipBlock")
+                if not block:
+                    continue
+                excepted = [str(e) for e in block.get("except") or []]
+                shown = f"{direction} rule {index} ipBlock {block.get('cidr')}" + (
+                    f" except {', '.join(excepted)}" if excepted else ""
+                )
+                try:
+                    chosen = policyaddresses.select([str(block.get("cidr"))], excepted, direction, ranges, shown)
+                except Untranslatable as exc:
+                    reasons += exc.reasons
+                    continue
+                if not chosen.in_cluster:
+                    continue
+                found.append(shown)
+                ports = _kubernetes_ports(rule)
+                for body in chosen.peers(word):
+                    if not any("CIDR" in key for key in body):  # the NetworkPolicy itself allows those
+                        sections.setdefault(direction, []).append({**body, **({"toPorts": ports} if ports else {})})
+    if reasons:
+        return PolicyVerdict("NetworkPolicy", namespace, name, "untranslatable", tuple(reasons))
+    if not found:
+        return PolicyVerdict(
+            "NetworkPolicy", namespace, name, "kept", ("Cilium enforces Kubernetes NetworkPolicies as they are",)
+        )
+    beside = f"{name}-in-cluster"
+    selector = {k: v for k, v in (spec.get("podSelector") or {}).items() if k in ("matchLabels", "matchExpressions")}
+    supplement = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": beside, "namespace": namespace},
+        "spec": {"endpointSelector": selector, **sections},
+    }
+    note = (
+        f"{'; '.join(found)}: selects pods or nodes under Calico, which Cilium's ipBlock (a CIDR rule) never does; "
+        f"kept, with the CiliumNetworkPolicy {beside} to apply beside it for those"
+    )
+    return PolicyVerdict("NetworkPolicy", namespace, name, "kept", (note,), supplement)
+
+
+def translate(obj: dict[str, Any], ranges: ClusterRanges) -> PolicyVerdict:
+    """One policy object (Kubernetes or Calico) -> its verdict, with the Cilium policy, its
+    addresses judged against the cluster's ``ranges``. Every rule is examined; an
+    untranslatable verdict lists every reason found."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     namespace, name = meta.get("namespace", ""), meta.get("name", "")
     api = obj.get("apiVersion", "")
     kind = obj.get("kind", "")
     if api.startswith("networking.k8s.io") and kind == "NetworkPolicy":
-        return PolicyVerdict(kind, namespace, name, "kept", ("Cilium enforces Kubernetes NetworkPolicies as they are",))
+        return _kubernetes(obj, ranges)
     if kind not in CALICO_KINDS:
         return PolicyVerdict(kind, namespace, name, "untranslatable", (f"unknown policy kind {api}/{kind}",))
     clusterwide = kind == "GlobalNetworkPolicy"
     shown = kind if clusterwide else "CalicoNetworkPolicy"
     reasons: list[str] = []
+    for key in ("preDNAT", "doNotTrack", "applyOnForward"):
+        if spec.get(key):
+            reasons.append(f"{key}: a host-endpoint policy, not a pod policy")
+    if spec.get("serviceAccountSelector"):
+        reasons.append("serviceAccountSelector")
+    if spec.get("tier") not in (None, "", "default"):
+        reasons.append(f"tier {spec['tier']!r}: Cilium has no policy tiers")
+    notes: list[str] = []  # what a translated verdict says beside it
     cilium_spec: dict[str, Any] = {}
     try:
-        for key in ("preDNAT", "doNotTrack", "applyOnForward"):
-            if spec.get(key):
-                raise Untranslatable(f"{key}: a host-endpoint policy, not a pod policy")
-        if spec.get("serviceAccountSelector"):
-            raise Untranslatable("serviceAccountSelector")
-        if spec.get("tier") not in (None, "", "default"):
-            raise Untranslatable(f"tier {spec['tier']!r}: Cilium has no policy tiers")
         selector = label_selector(spec.get("selector", ""))
         if clusterwide and spec.get("namespaceSelector"):
             selector = _merge(selector, _namespace_selector(spec["namespaceSelector"]))
         cilium_spec["endpointSelector"] = selector
-        types = spec.get("types") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
-        for direction in ("ingress", "egress"):
-            if direction.capitalize() not in types:
-                continue
-            rules = spec.get(direction) or []
-            _order_safe(rules, direction)
-            sections: dict[str, list[dict[str, Any]]] = {}
-            for rule in rules:
-                section, body = _rule(rule, direction)
-                sections.setdefault(section, []).append(body)
-            if direction not in sections:
-                # Calico: a selected endpoint with no allow rule in this direction denies all of it.
-                sections[direction] = [{}]
-            cilium_spec.update(sections)
     except Untranslatable as exc:
-        reasons.append(str(exc))
+        reasons += exc.reasons
+    types = spec.get("types") or (["Ingress"] + (["Egress"] if spec.get("egress") else []))
+    for direction in ("ingress", "egress"):
+        if direction.capitalize() not in types:
+            continue
+        rules = spec.get(direction) or []
+        sections: dict[str, list[dict[str, Any]]] = {}
+        try:
+            _order_safe(rules, direction)
+        except Untranslatable as exc:
+            reasons += exc.reasons
+        for index, rule in enumerate(rules, 1):
+            try:
+                section, bodies = _rule(rule, direction, index, ranges)
+            except Untranslatable as exc:
+                reasons += exc.reasons
+                continue
+            if not bodies:
+                notes.append(
+                    f"{direction} rule {index} is left out: its addresses select no peer but, at most, the pod's "
+                    "own host, which Cilium always lets in (allow-localhost)"
+                )
+                continue
+            sections.setdefault(section, []).extend(bodies)
+        if direction not in sections:
+            # Calico: a selected endpoint with no allow rule in this direction denies all of it.
+            sections[direction] = [{}]
+        cilium_spec.update(sections)
     if reasons:
         return PolicyVerdict(shown, namespace, name, "untranslatable", tuple(reasons))
+    reasons = notes
     if spec.get("order") is not None and any(k.endswith("Deny") for k in cilium_spec):
         reasons.append("Calico's order does not carry over: Cilium applies every deny before any allow")
     out: dict[str, Any] = {
@@ -299,6 +419,6 @@ def translate(obj: dict[str, Any]) -> PolicyVerdict:
     return PolicyVerdict(shown, namespace, name, "translated", tuple(reasons), out)
 
 
-def report(objects: list[dict[str, Any]]) -> list[PolicyVerdict]:
-    verdicts = [translate(o) for o in objects]
+def report(objects: list[dict[str, Any]], ranges: ClusterRanges) -> list[PolicyVerdict]:
+    verdicts = [translate(o, ranges) for o in objects]
     return sorted(verdicts, key=lambda v: (v.kind, v.namespace, v.name))

@@ -18,6 +18,7 @@ from migrate.errors import BadInput
 from migrate.helm import CILIUM_CHART, CILIUM_VERSION, chart_reference
 from migrate.plan import Plan, PlanOptions
 from migrate.planner import build_plan
+from migrate.policyaddresses import ClusterRanges
 from migrate.runbook import render_runbook
 
 
@@ -211,15 +212,33 @@ def policy_report(
     o: OutputOpt = Format.table,
     write: Annotated[
         Optional[Path],
-        typer.Option("--write", metavar="DIR", help="Write each translated Cilium policy as YAML into this directory."),
+        typer.Option(
+            "--write",
+            metavar="DIR",
+            help="Write each Cilium policy as YAML here: translations, and those to go beside kept NetworkPolicies.",
+        ),
+    ] = None,
+    cilium_pool_cidr: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cilium-pool-cidr",
+            metavar="CIDR",
+            help="Cilium's pod pool, as planned (default: the installed Cilium's, else plan's default).",
+        ),
     ] = None,
 ) -> None:
     """Say what becomes of each network policy.
 
-    Kept (Kubernetes NetworkPolicy), translated to a Cilium policy, or untranslatable, and why."""
+    Kept (Kubernetes NetworkPolicy), translated to a Cilium policy, or untranslatable, and why.
+    Addresses in rules are judged against the cluster's pod pools, node addresses and Service range."""
 
     def body() -> None:
-        verdicts = policy.report(choose_target(sim, kubeconfig, context).cluster.network_policies())
+        if cilium_pool_cidr is not None:
+            PlanOptions(cilium_pool_cidr=cilium_pool_cidr)  # the plan's checks of the pool, one BadInput line
+        cluster = choose_target(sim, kubeconfig, context).cluster
+        inv = cluster.inventory()
+        pool = cilium_pool_cidr or inv.cilium.cluster_pool_cidr or PlanOptions().cilium_pool_cidr
+        verdicts = policy.report(cluster.network_policies(), ClusterRanges.from_inventory(inv, pool))
         written = []
         if write is not None:
             if write.exists() and not write.is_dir():

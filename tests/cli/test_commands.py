@@ -145,6 +145,7 @@ def test_rollback_of_one_node_and_then_everything(cli):
         (("plan", "--sim", ""), "--sim is empty"),
         (("plan", "--context", ""), "--context is empty"),
         (("policy-report", "--sim", "c1", "--write", "good.yaml"), "--write good.yaml is not a directory"),
+        (("policy-report", "--sim", "c1", "--cilium-pool-cidr", "nope"), "--cilium-pool-cidr 'nope' is not a CIDR"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line_and_no_cluster_write(cli, args, message):
@@ -443,6 +444,10 @@ def test_policy_report_keeps_translates_and_explains(cli):
         ("CalicoNetworkPolicy", "audit-db-access"): "untranslatable",
     }
     assert "action Log" in got[("CalicoNetworkPolicy", "audit-db-access")]["reasons"][0]
+    # Its egress to 0.0.0.0/0 holds the simulated cluster's pool and nodes (read from its inventory):
+    # Cilium reaches those by entity, the world by CIDR.
+    egress = got[("GlobalNetworkPolicy", "allow-cluster-dns")]["cilium"]["spec"]["egress"]
+    assert egress[1:] == [{"toEntities": ["cluster"]}, {"toCIDR": ["0.0.0.0/0"]}]
     written = sorted(p.name for p in (cli.cwd / "cilium-policies").iterdir())
     assert written == ["ciliumclusterwidenetworkpolicy-allow-cluster-dns.yaml"]
     doc = yaml.safe_load((cli.cwd / "cilium-policies" / written[0]).read_text())
