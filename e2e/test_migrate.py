@@ -378,7 +378,7 @@ def test_apply_moves_every_node_to_cilium(run: Run):
     solo_host = next(
         p["spec"]["nodeName"] for p in workload.json("get", "pods", "-n", "e2e", "-l", "app=solo")["items"]
     )
-    assert surges[solo_host] == ["e2e/solo"], surges
+    assert "e2e/solo" in surges[solo_host], surges
     assert in_pool(pod_ips(workload, "e2e"), CALICO_POOL)
     # The control window: the same probers as long as an apply takes here, no migration step.
     kindlab.reset_probers(workload)
