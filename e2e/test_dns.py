@@ -30,12 +30,18 @@ AFTER = 25.0  # seconds of recording after the delete: CoreDNS's 5 s lameduck an
 
 
 class RuleSampler:
-    """Every ``SAMPLE`` s, on each kind node: does its nat table still name ``address``?"""
+    """Every ``SAMPLE`` s, on each kind node: does its nat table still name ``address``; when
+    does kube-proxy first send kube-dns traffic to an address it did not at the start (the
+    replacement); when does Calico's felix first program a workload chain (``cali-tw-``) it
+    had not at the start (the replacement's policy, on its node)."""
 
     def __init__(self, nodes: list[str], address: str) -> None:
         self.nodes, self.address = nodes, address
         self.last_seen: dict[str, float] = {}
         self.first_gone: dict[str, float] = {}
+        self.dns_targets: dict[str, dict[str, float]] = {}  # node -> kube-dns address -> first seen
+        self.chains: dict[str, dict[str, float]] = {}  # node -> felix workload chain -> first seen
+        self.baseline: dict[str, float] = {}  # node -> end of its first sample: what was there before
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._sample, args=(n,), daemon=True) for n in nodes]
 
@@ -55,6 +61,17 @@ class RuleSampler:
                 ["docker", "exec", node, "iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=20
             ).stdout
             now = time.time()
+            seen = self.dns_targets.setdefault(node, {})
+            for line in out.splitlines():
+                if "kube-system/kube-dns:dns" in line and "--to-destination" in line:
+                    seen.setdefault(line.rsplit("--to-destination", 1)[1].split(":")[0].strip(), now)
+            chains = self.chains.setdefault(node, {})
+            for line in subprocess.run(
+                ["docker", "exec", node, "iptables-save", "-t", "filter"], capture_output=True, text=True, timeout=20
+            ).stdout.splitlines():
+                if line.startswith(":cali-tw-"):
+                    chains.setdefault(line.split()[0][1:], now)
+            self.baseline.setdefault(node, now)
             if self.address in out:
                 self.last_seen[node] = now
                 self.first_gone.pop(node, None)
@@ -85,6 +102,7 @@ def test_coredns_eviction_evidence(workload: kindlab.KindCluster, artifacts: Pat
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
+        start = time.time()
         time.sleep(3)
         deleted = time.time()
         workload.kubectl("-n", "kube-system", "delete", "pod", name, "--wait=false")
@@ -105,12 +123,33 @@ def test_coredns_eviction_evidence(workload: kindlab.KindCluster, artifacts: Pat
         "rulesGoneAfter": {n: round(t - deleted, 2) for n, t in sorted(rules.first_gone.items())},
         "rulesLastSeenAfter": {n: round(t - deleted, 2) for n, t in sorted(rules.last_seen.items())},
         "failuresPerSecond": {str(k): v for k, v in sorted(per_second.items())},
+        # What joined after the delete: kube-proxy's new kube-dns targets, felix's new workload chains.
+        "dnsTargetsAddedAfter": {
+            n: {a: round(t - deleted, 2) for a, t in seen.items() if t > rules.baseline.get(n, start)}
+            for n, seen in sorted(rules.dns_targets.items())
+        },
+        "workloadChainsAddedAfter": {
+            n: {c: round(t - deleted, 2) for c, t in seen.items() if t > rules.baseline.get(n, start)}
+            for n, seen in sorted(rules.chains.items())
+        },
         "failures": len(failures),
         "errors": sorted({kindlab.short_error(f.get("error", "")) for f in failures}),
     }
     (artifacts / "dns-evidence.json").write_text(json.dumps(evidence, indent=1))
     rows = [(t, text) for t, text in endpoints.lines()]
     rows += [(deleted, f"{'':14} DELETE {name} ({address}, on {kindlab.short_node(node)})")]
+    rows += [
+        (t, f"{kindlab.short_node(n):<14} kube-proxy sends kube-dns traffic to new {a}")
+        for n, seen in rules.dns_targets.items()
+        for a, t in seen.items()
+        if t > rules.baseline.get(n, start)
+    ]
+    rows += [
+        (t, f"{kindlab.short_node(n):<14} felix programmed {c}")
+        for n, seen in rules.chains.items()
+        for c, t in seen.items()
+        if t > rules.baseline.get(n, start)
+    ]
     rows += [
         (t, f"{kindlab.short_node(n):<14} kube-proxy rules for {address} gone") for n, t in rules.first_gone.items()
     ]
