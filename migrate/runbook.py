@@ -321,7 +321,7 @@ def _plan_flags(plan: Plan) -> str:
     )
     flags += ["--reboot-nodes"] if o.reboot else []
     flags += [f"--node-parallelism {o.node_parallelism}"] if o.node_parallelism else []
-    flags += [] if o.surge else ["--no-surge"]
+    flags += [] if o.surge else ["--without-surge"]
     flags += [f"--max-surge {o.max_surge}"] if o.max_surge else []
     if o.install_cilium_chart:
         flags += [

@@ -28,7 +28,7 @@ is unique: its replacement cannot run beside it; their downtime is estimated ins
 autoscaled Deployments (the HorizontalPodAutoscaler owns the replicas and would undo a
 surge), Deployments under GitOps self-heal (the controller reverts the change), Deployments
 mid-rollout (a scale is spread over old and new ReplicaSets), and, with ``--max-surge N``,
-what would exceed N extra pods in one wave. ``--no-surge`` turns it off.
+what would exceed N extra pods in one wave. ``--without-surge`` turns it off.
 
 The plan lists, per node, the Deployments its drain surges as the cluster stands; a run
 surges a listed Deployment wherever a drain finds its pods (a surged pod moves, and a later

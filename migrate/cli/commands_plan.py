@@ -125,10 +125,10 @@ def plan(
             help="Nodes of a wave drained, swapped and validated at once (0: the whole wave; 1: one after another).",
         ),
     ] = 0,
-    no_surge: Annotated[
+    without_surge: Annotated[
         bool,
         typer.Option(
-            "--no-surge",
+            "--without-surge",
             help="Never surge. By default a drain that would strand a Deployment (a budget allowing no disruption, "
             "or no Ready replica left) first brings its replacements up elsewhere.",
         ),
@@ -158,7 +158,7 @@ def plan(
             install_cilium_chart=chart,
             install_cilium_version=version,
             install_cilium_values=read_site_values(cilium_values, install_cilium),
-            surge=not no_surge,
+            surge=not without_surge,
             max_surge=max_surge,
         )
         backend = choose_target(sim, kubeconfig, context)

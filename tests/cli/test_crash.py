@@ -16,6 +16,8 @@ from collections import Counter
 
 import pytest
 
+from migrate.model import SURGE_ANNOTATION
+
 SIM = ("sim", "create", "c1", "--nodes", "6", "--seed", "3")
 # One node at a time: the N-th checkpoint write must be the same moment in every run. With
 # a wave's nodes in threads the interleaving of their evictions varies, and with it the
@@ -58,11 +60,21 @@ def restarts(world: dict) -> int:
 def same_effects_in_any_order(world: dict, ref: dict) -> None:
     """For runs whose wave nodes work at once: the node-level writes exactly as in ``ref``,
     and no pod evicted twice. Which pods a later wave evicts depends on where the earlier
-    replacements landed, which depends on the order of the concurrent evictions."""
+    replacements landed, which depends on the order of the concurrent evictions; so do the
+    surges (a surged pod may land on a node drained later, which surges it again): each
+    must end where it began, no Deployment left scaled or carrying a record."""
     mine, theirs = effects(world), effects(ref)
-    assert {k: v for k, v in mine.items() if k[0] != "evict"} == {k: v for k, v in theirs.items() if k[0] != "evict"}
+
+    def placed(op: str) -> bool:
+        return op == "evict" or op.startswith("scale:")
+
+    assert {k: v for k, v in mine.items() if not placed(k[0])} == {k: v for k, v in theirs.items() if not placed(k[0])}
     twice = sorted(k[1] for k, v in mine.items() if k[0] == "evict" and v > 1)
     assert not twice, f"evicted twice: {twice}"
+    left = [w["name"] for w in world["workloads"] if SURGE_ANNOTATION in (w.get("annotations") or {})]
+    assert not left, f"left surged: {left}"
+    scaled = {w["name"]: w["replicas"] for w in world["workloads"]}
+    assert scaled == {w["name"]: w["replicas"] for w in ref["workloads"]}
 
 
 @pytest.fixture(scope="module")

@@ -74,7 +74,7 @@ def test_a_budget_allowing_no_disruption_surges_instead_of_blocking_the_plan():
     plan = build_plan(inv, PlanOptions(), Target("sim", "t"))
     assert {n.name: n.surge for n in plan.nodes} == {"a": ("default/web",), "b": ("default/web",), "c": ()}
     assert "pdb-budget" not in {f.check for f in plan.findings}
-    # With --no-surge the budget blocks, as before.
+    # With --without-surge the budget blocks, as before.
     plain = build_plan(inv, PlanOptions(surge=False), Target("sim", "t"))
     assert [f.check for f in plain.blocking] == ["pdb-budget"]
     assert all(n.surge == () for n in plain.nodes)
@@ -152,7 +152,7 @@ def test_the_live_recheck_keeps_the_surges_the_plan_was_reviewed_with():
     pods = [web_pod("web-5d9c-x1", "a")]
     frozen = b.pdb("web", "web", allowed=0, healthy=1, desired=1)
     inv = b.inventory(NODES, pods, [frozen], deployments=(web(),))
-    # A plan that surges nothing (made with --no-surge, or before the budget froze) is
+    # A plan that surges nothing (made with --without-surge, or before the budget froze) is
     # blocked by the budget; the one that surges web is not.
     blocked = build_plan(inv, PlanOptions(surge=False), Target("sim", "t"))
     assert [f.check for f in recheck(blocked, inv) if f.severity is Severity.BLOCKING] == ["pdb-budget"]
