@@ -131,7 +131,7 @@ class Executor:
                 return state
             if completed and not install:
                 install = check_cilium(self.plan, self.cluster, may_install=installer is not None)
-            self._restore_surges(run, forward=True)
+            self._restore_surges(run)
             if resume:
                 # Only now, holding the lock: probe and node-task pods of the killed run.
                 self.cluster.cleanup_helper_pods()
@@ -185,7 +185,7 @@ class Executor:
                 self.store.save(state)
             run = self._begin(state)
             Prepare(run).remove_traffic(None, leftover=True)  # a killed apply's watch
-            self._restore_surges(run, forward=False)
+            self._restore_surges(run)
             for name in self._gone(run, live):
                 self._report(Event("node-state", self.plan.id, node=name, outcome="gone", message=reconcile.GONE))
             order = [n for n in reversed(self.plan.nodes) if n.name in chosen]
@@ -261,14 +261,13 @@ class Executor:
         with self._report_lock:
             self.emit(event)
 
-    def _restore_surges(self, run: Run, *, forward: bool) -> None:
+    def _restore_surges(self, run: Run) -> None:
         """A surge a killed run left (a Deployment above its count, its record on it): put
-        back before the run decides anything; a run that cannot stops, resumably. Going
-        forward, a surge of this plan is left to its node's drain, which runs again (its
-        step never finished: the scale back comes first) and picks it up from its record."""
-        keep = frozenset(n.name for n in self.plan.nodes) if forward else frozenset()
+        back before the run decides anything; a run that cannot stops, resumably. Every
+        one, this plan's too: its node's drain may come waves after another node's drain
+        finds the surged replacement, which would wait for the record to go."""
         try:
-            restore_all(self.cluster, self._report, self.plan.id, keep=keep)
+            restore_all(self.cluster, self._report, self.plan.id)
         except ClusterError as exc:
             run.set_status(RunStatus.INTERRUPTED)
             raise Interrupted(f"cannot put back a surged Deployment before the run: {exc.message}") from exc

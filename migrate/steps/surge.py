@@ -4,8 +4,7 @@ For each Deployment the plan names for the node: scale up with the record, wait 
 replacements Ready off the node, give the node's pods the lowest deletion cost, scale back
 and drop the record. The record on the Deployment says where a killed run stopped, so each
 call picks up from it; and a run that starts puts back every surge a killed run left
-(``restore_all``) before it decides anything, so nothing stays scaled: a rollback every
-one, an apply or resume those its own drains will not pick up again.
+(``restore_all``) before it decides anything, so nothing stays scaled.
 """
 
 from __future__ import annotations
@@ -106,16 +105,12 @@ def put_back(cluster: Cluster, d: DeploymentInfo) -> DeploymentInfo:
     raise Conflict(f"Deployment {d.key} kept changing while its surge was put back")
 
 
-def restore_all(cluster: Cluster, emit: EventSink, plan_id: str, *, keep: frozenset[str] = frozenset()) -> list[str]:
+def restore_all(cluster: Cluster, emit: EventSink, plan_id: str) -> list[str]:
     """Put back every surge a killed run left (any plan's: only cni-migrate writes the record,
-    and only one executor runs), except those of plan ``plan_id`` for a node in ``keep``:
-    that node's drain runs again and finishes its surge from the record, so a resumed run
-    writes what an uninterrupted one would. What was put back, for the audit log."""
+    and only one executor runs); what was put back, for the audit log."""
     restored = []
     for d in cluster.surged_deployments():
         assert d.surge is not None
-        if d.surge.plan == plan_id and d.surge.node in keep:
-            continue
         back = put_back(cluster, d)
         message = (
             f"put back {d.key} to {back.replicas} replica(s): a surge for {d.surge.node} "

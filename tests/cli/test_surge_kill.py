@@ -36,12 +36,9 @@ def test_killed_mid_surge_then_resumed_ends_at_the_original_count(cli, point):
     assert left["replicas"] == 2 and json.loads(left["annotations"][SURGE_ANNOTATION])["original"] == 1
     resumed = cli("resume", "p.yaml", "--yes")
     assert resumed.code == 0, resumed.err + resumed.out
+    assert "put back shop/thumbnailer to 1 replica(s)" in resumed.out
     world = cli.world("c1")
     assert thumbnailer(world)["replicas"] == 1
-    # The node's drain ran again and finished the surge from its record: one scale up and one
-    # scale back in all, as an uninterrupted run writes.
-    scales = [a["op"] for a in world["actions"] if a["target"] == "shop/thumbnailer"]
-    assert scales == ["scale:2", "scale:1"], scales
     assert SURGE_ANNOTATION not in thumbnailer(world).get("annotations", {})
     assert evicted_thumbnailers(world, uids) == []
     assert all(n["labels"].get(MIGRATION_LABEL) == "true" for n in world["nodes"].values())
