@@ -58,9 +58,16 @@ def test_resume_after_kill_mid_put_back_keeps_the_peer_under_way(backend):
     ex.store = Snapshotting(ex.store, files, victim, reached)
     validate = ex._steps[StepKind.VALIDATE]
 
+    peer_swapped = threading.Event()
+
     def slow_validate(ctx, node):
         if node.name == peer:
+            peer_swapped.set()  # its swap-cni is recorded as done
             assert reached.wait(30)  # the peer validates only after its neighbour failed
+        elif node.name == victim:
+            # The neighbour fails only once the peer has swapped (its drain may take longer,
+            # e.g. when it surges): the kill below must find the peer swapped and under way.
+            assert peer_swapped.wait(30)
         return validate(ctx, node)
 
     ex._steps[StepKind.VALIDATE] = slow_validate
