@@ -1,10 +1,34 @@
 """The executor lock on a real cluster: a coordination.k8s.io Lease in the tool's namespace,
-taken with a create (or a resourceVersion-checked replace of an expired one) and renewed
-from a thread while the run holds it."""
+taken with a create (or a resourceVersion-checked replace of an expired one), renewed from a
+thread while the run holds it, and the fence every request of the run passes.
+
+The timing is client-go leader election's, in its proportions (15 s / 10 s / 2 s there):
+
+    T                   a renewal is sent (renewTime T, leaseDurationSeconds D: 30)
+    T + D/3             the next renewal; a failed one is tried again every D/15
+    T + 2D/3            the holder's deadline: if no renewal got through since T, the Lease
+                        is lost; from then on every request fails with LeaseLost unsent
+    T + D               the Lease expires: another executor may take it over
+
+So an executor cut off from the API server stops writing a third of the Lease before
+anyone else may start, and once it has lost the Lease it sends nothing more: no journal
+save, no Event, no release (a write; the Lease expires on its own). While held, the Lease
+is ``cluster.rest.fence``: each request asks ``remaining()`` first and waits no longer than
+that for its answer, so a request in flight cannot outlive the holder's time either.
+Another holder seen at a renewal loses the Lease at once.
+
+Time is read from CLOCK_BOOTTIME, which keeps counting while the machine sleeps (a laptop
+suspended mid-run) and, like the monotonic clock, while the process is stopped (SIGSTOP).
+What no client-side fence can stop: a request past the fence when the process froze is sent
+when it thaws (a window of microseconds); the in-cluster journal's compare-and-swap refuses
+that executor's next save once the new holder has saved. Helm (apply --install-cilium)
+runs as one step: the Lease is checked when the step starts, not by helm itself.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -13,10 +37,21 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 
 from migrate.backends.rbac import TOOL_NAMESPACE
-from migrate.errors import ClusterError, Conflict, LockHeld, NotFound, PermanentError, TemporaryError
+from migrate.errors import ClusterError, Conflict, LeaseLost, LockHeld, NotFound, PermanentError, TemporaryError
 
 if TYPE_CHECKING:
     from migrate.backends.kubernetes.cluster import KubernetesCluster
+
+RENEW_EVERY = 1 / 3  # of the duration, between renewals
+RETRY_EVERY = 1 / 15  # of the duration, between attempts after a failed renewal
+DEADLINE = 2 / 3  # of the duration after the last renewal sent: the holder stops acting
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
+
+
+def boottime() -> float:
+    """Seconds on a clock that counts a machine's sleep too (CLOCK_BOOTTIME on Linux)."""
+    return time.clock_gettime(_BOOTTIME)
 
 
 class LeaseLock:
@@ -26,13 +61,22 @@ class LeaseLock:
     NAME = "cni-migrate-executor"
 
     def __init__(
-        self, cluster: KubernetesCluster, holder: str, duration: int = 30, on_lost: Callable[[str], None] | None = None
+        self,
+        cluster: KubernetesCluster,
+        holder: str,
+        duration: int = 30,
+        on_lost: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = boottime,
     ) -> None:
         self.cluster = cluster
         self.holder = holder
         self.duration = duration
         self.on_lost = on_lost
+        self._clock = clock
         self._stop = threading.Event()
+        self._deadline = 0.0  # on ``clock``: until when this holder may act
+        self._renewed = ""  # the renewTime of the last renewal that got through
+        self._lost = ""  # why the Lease was lost; "" while it is held (or not yet taken)
 
     def _api(self) -> client.CoordinationV1Api:
         return self.cluster.coordination
@@ -54,14 +98,30 @@ class LeaseLock:
             },
         }
 
+    def _read(self, **kwargs: Any) -> dict[str, Any]:
+        c = self.cluster
+        return c.rest.json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE, **kwargs)
+
+    def _write(self, what: str, body: dict[str, Any], sent: float, **kwargs: Any) -> None:
+        """Create (no resourceVersion) or replace the Lease with ``body``, built at ``sent``:
+        once it is in, this holder may act until ``sent`` + two thirds of the duration."""
+        api, c = self._api(), self.cluster
+        if "resourceVersion" in body["metadata"]:
+            c.rest.call(what, api.replace_namespaced_lease, self.NAME, TOOL_NAMESPACE, body, fenced=False, **kwargs)
+        else:
+            c.rest.call(what, api.create_namespaced_lease, TOOL_NAMESPACE, body, fenced=False, **kwargs)
+        self._deadline = sent + self.duration * DEADLINE
+        self._renewed = body["spec"]["renewTime"]
+
     def acquire(self) -> None:
         c = self.cluster
         c.ensure_namespace()
         try:
-            current = c.rest.json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+            current = self._read(fenced=False)
         except NotFound:
             try:
-                c.rest.call("create lease", self._api().create_namespaced_lease, TOOL_NAMESPACE, self._body())
+                sent = self._clock()
+                self._write("create lease", self._body(), sent)
                 return
             except Conflict:
                 raise LockHeld("another executor took the lease at the same moment; try again") from None
@@ -73,13 +133,8 @@ class LeaseLock:
                 f"until it expires (renewed {spec.get('renewTime')}, {spec.get('leaseDurationSeconds')}s)"
             )
         try:
-            c.rest.call(
-                "take lease",
-                self._api().replace_namespaced_lease,
-                self.NAME,
-                TOOL_NAMESPACE,
-                self._body(current["metadata"]["resourceVersion"]),
-            )
+            sent = self._clock()
+            self._write("take lease", self._body(current["metadata"]["resourceVersion"]), sent)
         except Conflict:
             raise LockHeld("another executor took the lease at the same moment; try again") from None
 
@@ -87,7 +142,7 @@ class LeaseLock:
         """Who holds the Lease and has renewed it in time ("X, renewed T"), or None: a
         read only, for status."""
         try:
-            current = self.cluster.rest.json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+            current = self._read(fenced=False)
         except NotFound:
             return None
         spec = current.get("spec") or {}
@@ -96,44 +151,74 @@ class LeaseLock:
             return None
         return f"{holder}, lease renewed {spec.get('renewTime')}"
 
+    def remaining(self) -> float:
+        """Seconds this holder may still act: the fence every request of the run asks first.
+        Raises LeaseLost once that time is up or another executor took the Lease."""
+        if not self._lost:
+            left = self._deadline - self._clock()
+            if left > 0:
+                return left
+            age = self._clock() - (self._deadline - self.duration * DEADLINE)
+            self._lost = (
+                f"its last renewal ({self._renewed}) is {age:.0f}s old: the API server was out of reach, or this "
+                "process did not run (stopped, or the machine asleep)"
+            )
+        raise LeaseLost(
+            f"lost the executor lease {TOOL_NAMESPACE}/{self.NAME}: {self._lost}; this executor sends nothing "
+            f"more (another may take the lease over {self.duration}s after its last renewal); continue with "
+            "'cni-migrate resume' (from this state home at once, from another once the lease has expired)"
+        )
+
     def renew(self) -> None:
-        c = self.cluster
-        current = c.rest.json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+        """One attempt, bounded by the time left; raises LeaseLost (time is up), LockHeld
+        (another holder) or a ClusterError (try again)."""
+        left = self.remaining()
+        current = self._read(fenced=False, retry=False, _request_timeout=left)
         if (current.get("spec") or {}).get("holderIdentity") != self.holder:
-            raise LockHeld("the executor lease was taken over by another executor")
+            holder = (current.get("spec") or {}).get("holderIdentity") or "nobody"
+            raise LockHeld(f"another executor ({holder}) took the lease over")
+        sent = self._clock()
         body = self._body(current["metadata"]["resourceVersion"])
         body["spec"]["acquireTime"] = current["spec"].get("acquireTime")
-        c.rest.call("renew lease", self._api().replace_namespaced_lease, self.NAME, TOOL_NAMESPACE, body)
+        self._write("renew lease", body, sent, retry=False, _request_timeout=max(self._deadline - sent, 0.001))
 
     def release(self) -> None:
         try:
-            current = self.cluster.rest.json("get lease", self._api().read_namespaced_lease, self.NAME, TOOL_NAMESPACE)
+            current = self._read(fenced=False)
             if (current.get("spec") or {}).get("holderIdentity") == self.holder:
-                self.cluster.rest.call(
-                    "release lease",
-                    self._api().replace_namespaced_lease,
-                    self.NAME,
-                    TOOL_NAMESPACE,
-                    self._body(current["metadata"]["resourceVersion"], holder=""),
-                )
+                body = self._body(current["metadata"]["resourceVersion"], holder="")
+                replace = self._api().replace_namespaced_lease
+                self.cluster.rest.call("release lease", replace, self.NAME, TOOL_NAMESPACE, body, fenced=False)
         except (NotFound, Conflict, TemporaryError, PermanentError):
             pass  # it expires by itself; releasing early is only a courtesy
 
     def _renew_loop(self) -> None:
-        while not self._stop.wait(self.duration / 3):
+        gap = self.duration * RENEW_EVERY
+        while not self._stop.wait(gap):
             try:
                 self.renew()
+                gap = self.duration * RENEW_EVERY
+            except LeaseLost:
+                break  # the deadline passed: ``remaining`` said why
             except LockHeld as exc:
-                if self.on_lost:
-                    self.on_lost(exc.message)
-                return
+                self._lost = exc.message
+                break
             except ClusterError:
-                continue  # try again at the next tick; the lease lasts three ticks
+                # Not through this time: again soon, and at the deadline at the latest.
+                try:
+                    gap = min(self.duration * RETRY_EVERY, self.remaining())
+                except LeaseLost:
+                    break
+        if self._lost and not self._stop.is_set() and self.on_lost:
+            self.on_lost(self._lost)
 
     @contextmanager
     def hold(self) -> Iterator[None]:
         self.acquire()
         self._stop.clear()
+        self._lost = ""
+        rest = self.cluster.rest
+        rest.fence = self
         renewer = threading.Thread(target=self._renew_loop, name="lease-renewer", daemon=True)
         renewer.start()
         try:
@@ -141,7 +226,13 @@ class LeaseLock:
         finally:
             self._stop.set()
             renewer.join(timeout=5)
-            self.release()
+            try:
+                self.remaining()
+            except LeaseLost:
+                pass  # lost: the fence stays, and nothing more is sent (not even the release)
+            else:
+                rest.fence = None
+                self.release()
 
 
 def expired(spec: dict[str, Any]) -> bool:
