@@ -2,20 +2,25 @@
 taken with a create (or a resourceVersion-checked replace of an expired one), renewed from a
 thread while the run holds it, and the fence every request of the run passes.
 
-The timing is client-go leader election's, in its proportions (15 s / 10 s / 2 s there):
+The timing follows client-go's leader election (a 15 s lease given up 10 s after its last
+renewal, renewed every 2 s), with a longer Lease: a migration needs no quick failover, and
+an API server restarting (about 20 s in the lab, more on a loaded control plane) must not
+stop the run.
 
-    T                   a renewal is sent (renewTime T, leaseDurationSeconds D: 30)
-    T + D/3             the next renewal; a failed one is tried again every D/15
-    T + 2D/3            the holder's deadline: if no renewal got through since T, the Lease
+    T                   a renewal gets through (renewTime T, leaseDurationSeconds D: 60)
+    every 2 s (D/30)    the next renewal: one replace at the resourceVersion this holder
+                        last wrote, so a Lease anyone else wrote since is never renewed
+    T + 2D/3 (40 s)     the holder's deadline: if no renewal got through since T, the Lease
                         is lost; from then on every request fails with LeaseLost unsent
-    T + D               the Lease expires: another executor may take it over
+    T + D (60 s)        the Lease expires: another executor may take it over
 
-So an executor cut off from the API server stops writing a third of the Lease before
-anyone else may start, and once it has lost the Lease it sends nothing more: no journal
-save, no Event, no release (a write; the Lease expires on its own). While held, the Lease
-is ``cluster.rest.fence``: each request asks ``remaining()`` first and waits no longer than
-that for its answer, so a request in flight cannot outlive the holder's time either.
-Another holder seen at a renewal loses the Lease at once.
+So an API server away for less than about 38 s is ridden out (requests retry meanwhile),
+and an executor cut off for longer stops 20 s before anyone else may start; once it has
+lost the Lease it sends nothing more: no journal save, no Event, no release (a write; the
+Lease expires on its own). While held, the Lease is ``cluster.rest.fence``: each request
+asks ``remaining()`` first and waits no longer than that for its answer, so a request in
+flight cannot outlive the holder's time either. A renewal that finds another holder loses
+the Lease at once.
 
 Time is read from CLOCK_BOOTTIME, which keeps counting while the machine sleeps (a laptop
 suspended mid-run) and, like the monotonic clock, while the process is stopped (SIGSTOP).
@@ -42,8 +47,7 @@ from migrate.errors import ClusterError, Conflict, LeaseLost, LockHeld, NotFound
 if TYPE_CHECKING:
     from migrate.backends.kubernetes.cluster import KubernetesCluster
 
-RENEW_EVERY = 1 / 3  # of the duration, between renewals
-RETRY_EVERY = 1 / 15  # of the duration, between attempts after a failed renewal
+RENEW_EVERY = 1 / 30  # of the duration, between renewals (client-go's retry period: 2 s)
 DEADLINE = 2 / 3  # of the duration after the last renewal sent: the holder stops acting
 
 _BOOTTIME = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)
@@ -64,7 +68,7 @@ class LeaseLock:
         self,
         cluster: KubernetesCluster,
         holder: str,
-        duration: int = 30,
+        duration: int = 60,
         on_lost: Callable[[str], None] | None = None,
         clock: Callable[[], float] = boottime,
     ) -> None:
@@ -76,6 +80,8 @@ class LeaseLock:
         self._stop = threading.Event()
         self._deadline = 0.0  # on ``clock``: until when this holder may act
         self._renewed = ""  # the renewTime of the last renewal that got through
+        self._version = ""  # the Lease's resourceVersion as this holder last wrote it
+        self._acquired = ""  # its acquireTime
         self._lost = ""  # why the Lease was lost; "" while it is held (or not yet taken)
 
     def _api(self) -> client.CoordinationV1Api:
@@ -105,13 +111,16 @@ class LeaseLock:
     def _write(self, what: str, body: dict[str, Any], sent: float, **kwargs: Any) -> None:
         """Create (no resourceVersion) or replace the Lease with ``body``, built at ``sent``:
         once it is in, this holder may act until ``sent`` + two thirds of the duration."""
-        api, c = self._api(), self.cluster
+        api, rest = self._api(), self.cluster.rest
         if "resourceVersion" in body["metadata"]:
-            c.rest.call(what, api.replace_namespaced_lease, self.NAME, TOOL_NAMESPACE, body, fenced=False, **kwargs)
+            args: tuple[Any, ...] = (api.replace_namespaced_lease, self.NAME, TOOL_NAMESPACE, body)
         else:
-            c.rest.call(what, api.create_namespaced_lease, TOOL_NAMESPACE, body, fenced=False, **kwargs)
+            args = (api.create_namespaced_lease, TOOL_NAMESPACE, body)
+        written = rest.json(what, *args, fenced=False, **kwargs)
         self._deadline = sent + self.duration * DEADLINE
         self._renewed = body["spec"]["renewTime"]
+        self._acquired = body["spec"]["acquireTime"]
+        self._version = str(written["metadata"]["resourceVersion"])
 
     def acquire(self) -> None:
         c = self.cluster
@@ -173,14 +182,20 @@ class LeaseLock:
         """One attempt, bounded by the time left; raises LeaseLost (time is up), LockHeld
         (another holder) or a ClusterError (try again)."""
         left = self.remaining()
-        current = self._read(fenced=False, retry=False, _request_timeout=left)
-        if (current.get("spec") or {}).get("holderIdentity") != self.holder:
-            holder = (current.get("spec") or {}).get("holderIdentity") or "nobody"
-            raise LockHeld(f"another executor ({holder}) took the lease over")
         sent = self._clock()
-        body = self._body(current["metadata"]["resourceVersion"])
-        body["spec"]["acquireTime"] = current["spec"].get("acquireTime")
-        self._write("renew lease", body, sent, retry=False, _request_timeout=max(self._deadline - sent, 0.001))
+        body = self._body(self._version)
+        body["spec"]["acquireTime"] = self._acquired
+        try:
+            self._write("renew lease", body, sent, retry=False, _request_timeout=left)
+        except Conflict:
+            # Written since by someone: another executor that took it over, or a renewal of
+            # ours whose answer was lost. Only the second is renewed, at its version, next time.
+            current = self._read(fenced=False, retry=False, _request_timeout=max(self._deadline - self._clock(), 0.001))
+            holder = (current.get("spec") or {}).get("holderIdentity") or ""
+            if holder != self.holder:
+                raise LockHeld(f"another executor ({holder or 'nobody'}) took the lease over") from None
+            self._version = current["metadata"]["resourceVersion"]
+            raise
 
     def release(self) -> None:
         try:
@@ -204,9 +219,9 @@ class LeaseLock:
                 self._lost = exc.message
                 break
             except ClusterError:
-                # Not through this time: again soon, and at the deadline at the latest.
+                # Not through this time: again at the next tick, and at the deadline at the latest.
                 try:
-                    gap = min(self.duration * RETRY_EVERY, self.remaining())
+                    gap = min(self.duration * RENEW_EVERY, self.remaining())
                 except LeaseLost:
                     break
         if self._lost and not self._stop.is_set() and self.on_lost:
