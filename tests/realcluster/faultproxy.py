@@ -160,20 +160,27 @@ class Schedule:
             return None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Seen:
     """One request through the proxy: ``forwarded``: sent on to the API server (a fault that
-    forwards first counts; one that answers in its place does not)."""
+    forwards first counts; one that answers in its place does not); ``status``: the API
+    server's answer (0 until it came)."""
 
     method: str
     path: str
     client: str
     at: float  # time.time() when the request arrived
     forwarded: bool
+    status: int = 0
 
     @property
     def write(self) -> bool:
         return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+    @property
+    def accepted_write(self) -> bool:
+        """A write the API server carried out (a 2xx answer)."""
+        return self.write and self.forwarded and 200 <= self.status < 300
 
 
 @dataclass
@@ -333,7 +340,8 @@ class _Handler(BaseHTTPRequestHandler):
         proxy.log.append((self.command, split.path))
         rule = proxy.schedule.decide(self.command, split.path, watch)
         forwarded = rule is None or rule.forward or rule.fault == "cut"
-        proxy.seen.append(Seen(self.command, split.path, self._client(), time.time(), forwarded))
+        self._seen = Seen(self.command, split.path, self._client(), time.time(), forwarded)
+        proxy.seen.append(self._seen)
         if rule is not None:
             proxy.record(rule, self.command, self.path)
             if not rule.forward and rule.fault != "cut":
@@ -390,6 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Content-Length"] = str(len(body))
             upstream.request(self.command, self.path, body=body or None, headers=headers)
             response = upstream.getresponse()
+            self._seen.status = response.status
             if rule is not None and rule.fault != "cut":
                 # Forwarded: the server did it. Now lose the answer.
                 response.read()

@@ -7,8 +7,8 @@ proxy's record (``FaultProxy.seen``) says which executor sent what, and when.
 
 Every timing claim is checked against the Lease's own timestamps (its ``renewTime`` plus
 ``leaseDurationSeconds``: the moment another executor may take it over), never against a
-sleep: an executor cut off from the API server (or stopped, then continued) must have
-stopped sending before that moment, and sends nothing after it.
+sleep: an executor cut off from the API server must have stopped before that moment, and
+one stopped past it, then continued, gets no write accepted after it.
 """
 
 from __future__ import annotations
@@ -198,14 +198,18 @@ def test_an_executor_stopped_past_its_lease_is_refused_when_it_comes_back_and_se
 
         line = lost_lease(came_back)
         assert took_over.code == 0, took_over
+        # Nothing it sent after its Lease expired changed the cluster. (A request the process
+        # froze in the middle of, past the fence, goes out when it thaws: a renewal is then
+        # refused by the Lease's resourceVersion; docs/architecture.md, "The executor lock".)
         late = sent_by(proxy, ADMIN, expired_at)
-        assert late == [], f"the first executor sent {len(late)} request(s) after its Lease expired: {late[:5]}"
+        accepted = [s for s in late if s.accepted_write]
+        assert accepted == [], f"the first executor wrote after its Lease expired: {accepted}"
         assert sent_by(proxy, "kwok-controller", 0), "the other machine's requests were not told apart"
         state = local_journal(other)
         assert state.status is RunStatus.COMPLETED, state.status
         assert_journal_truthful(lab, state.to_record())
         assert lab.cordoned() == []
-        print(f"\ncame back: {line}")
+        print(f"\ncame back: {line}; sent after its Lease expired: {[(s.method, s.path, s.status) for s in late]}")
     finally:
         lab.close()
 
@@ -289,7 +293,7 @@ def test_an_executor_whose_renewals_fail_stops_writing_before_its_lease_could_be
         with FaultProxy.for_lab(lab.lab, tmp_path / "proxy", [cut]) as proxy:
             run = apply_then_cut(lab, proxy)
             line = lost_lease(run.result)
-            writes = [s for s in sent_by(proxy, ADMIN, run.cut_at) if s.write and s.forwarded]
+            writes = [s for s in sent_by(proxy, ADMIN, run.cut_at) if s.accepted_write]
             assert writes, "the run wrote nothing after the renewals were cut: the test proves nothing"
             last = max(s.at for s in writes)
             assert last < expiry(run.lease), (last - renewed(run.lease), run.lease["spec"], writes[-3:])

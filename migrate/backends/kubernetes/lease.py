@@ -24,9 +24,10 @@ the Lease at once.
 
 Time is read from CLOCK_BOOTTIME, which keeps counting while the machine sleeps (a laptop
 suspended mid-run) and, like the monotonic clock, while the process is stopped (SIGSTOP).
-What no client-side fence can stop: a request past the fence when the process froze is sent
-when it thaws (a window of microseconds); the in-cluster journal's compare-and-swap refuses
-that executor's next save once the new holder has saved. Helm (apply --install-cilium)
+What no client-side fence can stop: a request past the fence when the process froze (the
+milliseconds between the fence's answer and the request on the wire) is sent when it thaws;
+a renewal is then refused by the Lease's resourceVersion, a journal save by the journal's,
+once the new holder has written them; any other write would go through. Helm (apply --install-cilium)
 runs as one step: the Lease is checked when the step starts, not by helm itself.
 """
 
@@ -116,7 +117,8 @@ class LeaseLock:
             args: tuple[Any, ...] = (api.replace_namespaced_lease, self.NAME, TOOL_NAMESPACE, body)
         else:
             args = (api.create_namespaced_lease, TOOL_NAMESPACE, body)
-        written = rest.json(what, *args, fenced=False, **kwargs)
+        kwargs.setdefault("fenced", False)  # taking it: this holder has no fence yet
+        written = rest.json(what, *args, **kwargs)
         self._deadline = sent + self.duration * DEADLINE
         self._renewed = body["spec"]["renewTime"]
         self._acquired = body["spec"]["acquireTime"]
@@ -181,16 +183,18 @@ class LeaseLock:
     def renew(self) -> None:
         """One attempt, bounded by the time left; raises LeaseLost (time is up), LockHeld
         (another holder) or a ClusterError (try again)."""
-        left = self.remaining()
+        self.remaining()
         sent = self._clock()
         body = self._body(self._version)
         body["spec"]["acquireTime"] = self._acquired
+        # Fenced like every request of the run: asked again just before it is sent, so a
+        # renewal the process froze in the middle of is not sent once it thaws too late.
         try:
-            self._write("renew lease", body, sent, retry=False, _request_timeout=left)
+            self._write("renew lease", body, sent, fenced=True, retry=False)
         except Conflict:
             # Written since by someone: another executor that took it over, or a renewal of
             # ours whose answer was lost. Only the second is renewed, at its version, next time.
-            current = self._read(fenced=False, retry=False, _request_timeout=max(self._deadline - self._clock(), 0.001))
+            current = self._read(retry=False)
             holder = (current.get("spec") or {}).get("holderIdentity") or ""
             if holder != self.holder:
                 raise LockHeld(f"another executor ({holder or 'nobody'}) took the lease over") from None
