@@ -9,6 +9,7 @@
     ├── PreflightBlocked              exit 3   the plan has blocking findings
     ├── ValidationFailed              exit 4   a node failed validation and was rolled back
     ├── Interrupted                   exit 5   stopped on request or at the window end; resumable
+    │   └── LeaseLost                 exit 5   the executor lost its Lease and stopped sending; resumable
     ├── StepFailed                    exit 6   a step failed (e.g. drain timeout); node put back
     └── ClusterError                           errors talking to a cluster (backends raise these)
         ├── TemporaryError                     worth retrying after ``delay`` seconds
@@ -83,6 +84,12 @@ class Interrupted(MigrateError):
     """The run stopped before finishing (signal, pause, window end); resume continues it."""
 
     exit_code = 5
+
+
+class LeaseLost(Interrupted):
+    """The executor's Lease ran out unrenewed (the API server out of reach for two thirds of
+    it) or another executor took it over: nothing more is sent to the cluster, journal
+    included; the run stops resumably, before any other executor may take the Lease."""
 
 
 class StepFailed(MigrateError):

@@ -176,7 +176,9 @@ class CheckpointStore(Protocol):
 
 class ExecutorLock(Protocol):
     def hold(self) -> AbstractContextManager[None]:
-        """Hold the lock for the duration; raise LockHeld if someone else has it."""
+        """Hold the lock for the duration; raise LockHeld if someone else has it. A lock
+        that can be lost while held (the Lease) ends the run with LeaseLost, never later
+        than another executor could take it."""
         ...
 
 

@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
 from migrate import reconcile, traffic
 from migrate.cilium import INSTALL_CILIUM
-from migrate.errors import BadInput, ClusterError, Interrupted, PreflightBlocked
+from migrate.errors import BadInput, ClusterError, Interrupted, LeaseLost, PreflightBlocked
 from migrate.executor import admission
 from migrate.executor.commit import GroupCommit
 from migrate.executor.config import RunConfig
@@ -117,7 +118,7 @@ class Executor:
             install = True  # this run's own install was cut short: finish it, whatever it left
         elif not completed:
             install = check_cilium(self.plan, self.cluster, may_install=installer is not None)
-        with self.lock.hold():
+        with self._held():
             # Before the journal is opened: a refusing hook leaves it as it was (no new run
             # recorded as running, an interrupted one still interrupted).
             failures = self.config.hooks("pre-run", {"plan_id": self.plan.id, "step": "", "node": ""})
@@ -161,7 +162,7 @@ class Executor:
         named = bool(nodes)
         # Refuse before the lock, as apply does.
         admission.rollback_journal(self.plan, self.store.load(), self._live(), named=named)
-        with self.lock.hold():
+        with self._held():
             existing = self.store.load()
             live = self._live()
             state = admission.rollback_journal(self.plan, existing, live, named=named)
@@ -212,6 +213,17 @@ class Executor:
             return state
 
     # -- the run ------------------------------------------------------------------------------
+    @contextmanager
+    def _held(self) -> Iterator[None]:
+        """The executor lock, held for the run. A lost Lease ends the run with nothing more
+        written (its journal stays as last saved, resumable): only the report says how."""
+        try:
+            with self.lock.hold():
+                yield
+        except LeaseLost as exc:
+            self._report(Event("run-finished", self.plan.id, outcome="interrupted", message=exc.message))
+            raise
+
     def _open(self, resume: bool) -> Run:
         """The journal of this run: the admitted one, or a new one (archiving any other)."""
         existing = self.store.load()

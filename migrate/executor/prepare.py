@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from migrate import traffic
 from migrate.cilium import INSTALL_CILIUM, live_config_problems, migration_values, node_config
-from migrate.errors import ClusterError, Interrupted, PreflightBlocked
+from migrate.errors import ClusterError, Interrupted, LeaseLost, PreflightBlocked
 from migrate.executor.run import Run
 from migrate.executor.runner import StepRunner
 from migrate.journal import RunStatus
@@ -114,7 +114,7 @@ class Prepare:
                 )
         try:
             removed = run.cluster.stop_traffic_watch()
-        except ClusterError as exc:
+        except (ClusterError, LeaseLost) as exc:
             if leftover:
                 return  # looking for a watch this run never asked for: not worth a word
             # The run's outcome stands; the probers are harmless and the next run removes them.

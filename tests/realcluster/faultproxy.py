@@ -28,6 +28,12 @@ Every rule fires at most ``times`` times (then requests pass through), so runs f
 ``proxy.arm()`` / ``proxy.disarm()`` switch injection on and off (requests always pass
 through while disarmed), so one plan file, bound to the proxy's address, can be applied
 with faults and resumed without.
+
+``proxy.seen`` holds every request as a :class:`Seen`: who sent it (the common name of the
+client certificate it presented: ``kubernetes-admin`` for the lab's admin kubeconfig; two
+executors told apart by ``write_kubeconfig(path, user="kwok")`` for one of them), when (wall
+clock, to compare with a Lease's timestamps), and whether it reached the API server. The
+proxy always talks to the API server as the admin, whoever the client is.
 """
 
 from __future__ import annotations
@@ -152,6 +158,29 @@ class Schedule:
                 rule.fired += 1
                 return rule
             return None
+
+
+@dataclass
+class Seen:
+    """One request through the proxy: ``forwarded``: sent on to the API server (a fault that
+    forwards first counts; one that answers in its place does not); ``status``: the API
+    server's answer (0 until it came)."""
+
+    method: str
+    path: str
+    client: str
+    at: float  # time.time() when the request arrived
+    forwarded: bool
+    status: int = 0
+
+    @property
+    def write(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+    @property
+    def accepted_write(self) -> bool:
+        """A write the API server carried out (a 2xx answer)."""
+        return self.write and self.forwarded and 200 <= self.status < 300
 
 
 @dataclass
@@ -310,6 +339,9 @@ class _Handler(BaseHTTPRequestHandler):
         proxy.requests[self.command + (" watch" if watch else "")] += 1
         proxy.log.append((self.command, split.path))
         rule = proxy.schedule.decide(self.command, split.path, watch)
+        forwarded = rule is None or rule.forward or rule.fault == "cut"
+        self._seen = Seen(self.command, split.path, self._client(), time.time(), forwarded)
+        proxy.seen.append(self._seen)
         if rule is not None:
             proxy.record(rule, self.command, self.path)
             if not rule.forward and rule.fault != "cut":
@@ -325,6 +357,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
+
+    def _client(self) -> str:
+        """The common name of the client's certificate ("" without one)."""
+        cert = self.request.getpeercert() or {}
+        for rdn in cert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return str(value)
+        return ""
 
     def _inject(self, rule: Rule) -> None:
         if rule.fault == "status":
@@ -357,6 +398,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["Content-Length"] = str(len(body))
             upstream.request(self.command, self.path, body=body or None, headers=headers)
             response = upstream.getresponse()
+            self._seen.status = response.status
             if rule is not None and rule.fault != "cut":
                 # Forwarded: the server did it. Now lose the answer.
                 response.read()
@@ -446,6 +488,7 @@ class FaultProxy:
         self.handshake_timeout = 10.0
         self.requests: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []  # every request's method and path, in order
+        self.seen: list[Seen] = []  # every request, with its client and time (module docstring)
         self.injected: list[Injected] = []
         self.errors: list[str] = []
         self.lock = threading.Lock()
@@ -456,6 +499,9 @@ class FaultProxy:
         crt, key = serving_cert(pki, workdir)
         self.server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_ctx.load_cert_chain(str(crt), str(key))
+        # Asked for, not required: a client's certificate names it in ``seen``.
+        self.server_ctx.verify_mode = ssl.CERT_OPTIONAL
+        self.server_ctx.load_verify_locations(cafile=str(pki / "ca.crt"))
         self.client_ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
         self.client_ctx.load_cert_chain(str(pki / f"{client_user}.crt"), str(pki / f"{client_user}.key"))
         self._server: _Server | None = None
@@ -535,16 +581,18 @@ class FaultProxy:
             return Counter(i.rule for i in self.injected)
 
     # -- kubeconfig --------------------------------------------------------------------------
-    def write_kubeconfig(self, path: Path) -> Path:
+    def write_kubeconfig(self, path: Path, user: str | None = None) -> Path:
         """The base kubeconfig (or one built from pki/) with every cluster's server set to the
-        proxy; client credentials and CA data stay (the proxy's cert has the same CA)."""
+        proxy; client credentials and CA data stay (the proxy's cert has the same CA).
+        ``user``: every user presents that certificate of pki/ instead (``kwok``: a second
+        client the proxy tells apart from the admin; it still acts as the admin upstream)."""
+
+        def data(name: str) -> str:
+            return base64.b64encode((self.pki / name).read_bytes()).decode()
+
         if self.base_kubeconfig is not None:
             doc = yaml.safe_load(self.base_kubeconfig.read_text())
         else:
-
-            def data(name: str) -> str:
-                return base64.b64encode((self.pki / name).read_bytes()).decode()
-
             doc = {
                 "apiVersion": "v1",
                 "kind": "Config",
@@ -560,6 +608,9 @@ class FaultProxy:
             }
         for cluster in doc.get("clusters") or []:
             cluster["cluster"]["server"] = self.url
+        if user is not None:
+            for entry in doc.get("users") or []:
+                entry["user"] = {"client-certificate-data": data(f"{user}.crt"), "client-key-data": data(f"{user}.key")}
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         path.chmod(0o600)
         return path

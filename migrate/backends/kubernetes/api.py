@@ -6,6 +6,11 @@ Conflict, 429/5xx/timeouts TemporaryError (with Retry-After), 401/403/422 Perman
 by client method ``calls``). Lists are paged (``limit`` / ``continue``), read ahead and
 decoded as plain JSON; ``watch`` yields events from a resourceVersion and raises an expired
 watch (410) as a TemporaryError so callers re-list.
+
+While an executor holds its Lease, ``fence`` is that Lease (``lease.LeaseLock``): every
+request asks it first how long the holder may still act, is not sent when the answer is
+"no longer" (``LeaseLost``), and waits for no answer, or between retries, past that time.
+The Lease's own requests are the only ones sent unfenced.
 """
 
 from __future__ import annotations
@@ -18,17 +23,24 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import tenacity
 import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from migrate.errors import ClusterError, Conflict, NotFound, PermanentError, TemporaryError
+from migrate.errors import ClusterError, Conflict, LeaseLost, NotFound, PermanentError, TemporaryError
 
 T = TypeVar("T")
 PAGE = 500
+Timeout = float | tuple[float, float]  # the client's _request_timeout: total, or (connect, read)
+
+
+class Fence(Protocol):
+    def remaining(self) -> float:
+        """Seconds the executor may still act; raises LeaseLost when it may not."""
+        ...
 
 
 class Api:
@@ -41,6 +53,7 @@ class Api:
         self.requests = 0  # API requests made, for benchmarks and tests
         self.calls: collections.Counter[str] = collections.Counter()  # the same, by client method
         self._requests_lock = threading.Lock()  # the nodes of a wave call from their own threads
+        self.fence: Fence | None = None  # the executor's Lease while it holds one (module docstring)
 
     def count(self, call: str) -> None:
         with self._requests_lock:
@@ -54,23 +67,39 @@ class Api:
         *args: Any,
         retry: bool = True,
         retry_seconds: float | None = None,
+        fenced: bool = True,
         **kwargs: Any,
     ) -> T:
-        kwargs.setdefault("_request_timeout", self.request_timeout)
+        """``fn`` called, its errors translated, temporary ones retried (``retry``) for
+        ``retry_seconds``; ``fenced=False`` only for the Lease's own requests."""
+        timeout: Timeout = kwargs.pop("_request_timeout", self.request_timeout)
+        fence = self.fence if fenced else None
 
         def once() -> T:
+            # Asked before every attempt: a lost Lease sends nothing more, and no request
+            # waits for its answer past the time the holder may act.
+            left = fence.remaining() if fence is not None else None
             self.count(getattr(fn, "__name__", "call"))
             try:
-                return fn(*args, **kwargs)
+                return fn(*args, _request_timeout=capped(timeout, left), **kwargs)
             except TRANSPORT_ERRORS as exc:
                 raise translate(exc, what) from exc
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            delay = wait_delay(state)
+            if fence is None:
+                return delay
+            try:
+                return min(delay, fence.remaining())
+            except LeaseLost:
+                return 0.0  # the next attempt raises it at once
 
         if not retry:
             return once()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TemporaryError),
             stop=tenacity.stop_after_delay(self.retry_seconds if retry_seconds is None else retry_seconds),
-            wait=wait_delay,
+            wait=wait,
             reraise=True,
         )
         return retrying(once)
@@ -165,6 +194,16 @@ class Api:
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Events after ``resource_version`` until ``timeout``; raises NotFound-like 410 as
         TemporaryError("expired") so callers re-list."""
+        # A half-open connection must not outlive the server-side timeout: the client gives up
+        # a little later and the caller re-lists.
+        limit: Timeout = (10, max(timeout, 1) + 15)
+        left = self.fence.remaining() if self.fence is not None else None
+        if left is not None:
+            # Under a Lease the server ends the watch a second before the holder's time is up
+            # (the caller watches again, asking the fence again); a silent connection is given
+            # up at that time.
+            timeout = min(timeout, left - 1)
+            limit = capped(limit, left)
         w = watch.Watch()
         self.count("watch " + getattr(fn, "__name__", "call"))
         try:
@@ -174,9 +213,7 @@ class Api:
                 resource_version=resource_version,
                 timeout_seconds=max(int(timeout), 1),
                 allow_watch_bookmarks=True,
-                # A half-open connection must not outlive the server-side timeout: the client
-                # gives up a little later and the caller re-lists.
-                _request_timeout=(10, max(timeout, 1) + 15),
+                _request_timeout=limit,
                 **kwargs,
             ):
                 kind = event["type"]
@@ -193,6 +230,15 @@ class Api:
             raise translate(exc, what) from exc
         finally:
             w.stop()
+
+
+def capped(timeout: Timeout, left: float | None) -> Timeout:
+    """A request's timeout cut to ``left`` seconds (None: as it is)."""
+    if left is None:
+        return timeout
+    if isinstance(timeout, tuple):
+        return (min(timeout[0], left), min(timeout[1], left))
+    return min(timeout, left)
 
 
 def translate(exc: Exception, what: str) -> ClusterError:

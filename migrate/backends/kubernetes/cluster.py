@@ -309,7 +309,7 @@ class KubernetesCluster:
         return self.probes.policy_probe(timeout)
 
     # -- the executor lock -------------------------------------------------------------------------
-    def lease(self, holder: str | None = None, duration: int = 30) -> LeaseLock:
+    def lease(self, holder: str | None = None, duration: int = 60) -> LeaseLock:
         return LeaseLock(self, holder or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}", duration)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from migrate import traffic
 from migrate.backends.kubernetes.watching import Collection, list_then_watch
-from migrate.errors import ClusterError
+from migrate.errors import ClusterError, LeaseLost
 
 if TYPE_CHECKING:
     from migrate.backends.kubernetes.cluster import KubernetesCluster
@@ -73,6 +73,8 @@ class TrafficCache:
                 # moment. Waiters keep their own timeout, and a prober that stays unseen is
                 # reported silent.
                 self._closed.wait(0.5)
+            except LeaseLost:
+                return  # the run is over and may send nothing more: its waiters time out
 
     def _report(self, kind: str, obj: dict[str, Any]) -> None:
         report = traffic.Report.from_data(obj.get("data") or {})
