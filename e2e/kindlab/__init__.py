@@ -69,7 +69,7 @@ from .timeline import (
     short_node,
     step_windows,
 )
-from .watches import CpuSampler, EndpointWatch, describe_endpoint
+from .watches import CpuSampler, EndpointWatch, Sampler, describe_endpoint
 
 __all__ = [
     "E2E",
@@ -85,6 +85,7 @@ __all__ = [
     "Missing",
     "ProberLogs",
     "ProberReport",
+    "Sampler",
     "Summary",
     "TargetStats",
     "audit",

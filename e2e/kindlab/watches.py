@@ -1,5 +1,6 @@
 """What the machine and the cluster did while a scenario ran, for the timeline: the CPUs
-(``CpuSampler``, from /proc) and the Services' endpoints (``EndpointWatch``)."""
+(``CpuSampler``, from /proc) and the Services' endpoints (``EndpointWatch``). Each is a
+``Sampler``: one background thread per target, started by ``with`` and stopped at its end."""
 
 from __future__ import annotations
 
@@ -14,26 +15,43 @@ from .cluster import KindCluster
 from .timeline import short_node
 
 
-class CpuSampler:
+class Sampler:
+    """Runs ``self._run(target)`` in a daemon thread per target while the ``with`` block
+    runs; ``_run`` loops until ``self._stop`` is set (waiting on it, never sleeping)."""
+
+    join_timeout = 15.0
+
+    def __init__(self, targets: Sequence[Any]) -> None:
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(t,), daemon=True) for t in targets]
+
+    def __enter__(self) -> Any:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.join_timeout)
+
+    def _run(self, target: Any) -> None:
+        raise NotImplementedError
+
+
+class CpuSampler(Sampler):
     """What the machine's CPUs did while a scenario ran (``with CpuSampler() as cpu``): every
     ``interval`` s, how busy they were, how many tasks waited to run, and the commands that
     used the most CPU. The kind nodes are containers on this one kernel, so /proc shows
     every node's processes: the lab's 4 nodes share the machine's cores, which a real
     cluster's nodes do not."""
 
+    join_timeout = 30.0
+
     def __init__(self, interval: float = 5.0, top: int = 4) -> None:
         self.interval, self.top = interval, top
         self.samples: list[tuple[float, float, int, list[tuple[str, float]]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> CpuSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+        super().__init__(["cpu"])
 
     @staticmethod
     def _totals() -> tuple[int, int]:
@@ -55,7 +73,7 @@ class CpuSampler:
             out[stat.parent.name] = (comm, int(rest[11]) + int(rest[12]))  # utime + stime
         return out
 
-    def _sample(self) -> None:
+    def _run(self, target: str) -> None:
         total, idle = self._totals()
         procs = self._per_process()
         cores = os.cpu_count() or 1
@@ -82,7 +100,7 @@ class CpuSampler:
         ]
 
 
-class EndpointWatch:
+class EndpointWatch(Sampler):
     """Watches the EndpointSlices of some Services while a scenario runs and keeps every
     change: which addresses each Service had, on which node, ready or terminating, and when
     (``with EndpointWatch(cluster, [("e2e", "web"), ("kube-system", "kube-dns")]) as eps``)."""
@@ -90,20 +108,10 @@ class EndpointWatch:
     def __init__(self, cluster: KindCluster, services: Sequence[tuple[str, str]]) -> None:
         self.cluster, self.services = cluster, list(services)
         self.changes: list[tuple[float, str, str]] = []  # (time, service, its endpoints)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._watch, args=svc, daemon=True) for svc in self.services]
+        super().__init__(self.services)
 
-    def __enter__(self) -> EndpointWatch:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=15)
-
-    def _watch(self, namespace: str, service: str) -> None:
+    def _run(self, target: tuple[str, str]) -> None:
+        namespace, service = target
         from kubernetes import client, config, watch
 
         api = client.DiscoveryV1Api(
