@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from migrate.model import PodInfo
+from migrate.model import HANDOFF_LABEL, PodInfo
 
 
 class Verdict(StrEnum):
@@ -56,6 +56,13 @@ def _deleting(pod: PodInfo, _: DrainOptions) -> PodVerdict | None:
     return None
 
 
+def _handed_off(pod: PodInfo, _: DrainOptions) -> PodVerdict | None:
+    if HANDOFF_LABEL in pod.labels:
+        # Its ReplicaSet has let it go (and replaced it): not a bare pod of the user's.
+        return PodVerdict(pod, Verdict.EVICT, "handed off from its UDP Services; its replacement runs elsewhere")
+    return None
+
+
 def _bare(pod: PodInfo, options: DrainOptions) -> PodVerdict | None:
     if pod.owner is not None or pod.finished:
         return None
@@ -80,11 +87,11 @@ def _local_pv(pod: PodInfo, _: DrainOptions) -> PodVerdict | None:
 
 # Order matters: the first filter with an opinion decides, except that warnings from
 # later filters are still collected (see verdict_for).
-FILTERS: tuple[Filter, ...] = (_mirror, _daemonset, _deleting, _bare, _emptydir, _local_pv)
+FILTERS: tuple[Filter, ...] = (_mirror, _daemonset, _deleting, _handed_off, _bare, _emptydir, _local_pv)
 
 
 def verdict_for(pod: PodInfo, options: DrainOptions) -> PodVerdict:
-    """The verdict for one pod: skip and refuse win; warnings are joined."""
+    """The verdict for one pod: skip, refuse and a filter's explicit evict win; warnings are joined."""
     if _plain(pod):
         return PodVerdict(pod, Verdict.EVICT)  # the common case: no filter has an opinion
     warnings: list[str] = []
@@ -92,7 +99,7 @@ def verdict_for(pod: PodInfo, options: DrainOptions) -> PodVerdict:
         result = check(pod, options)
         if result is None:
             continue
-        if result.verdict in (Verdict.SKIP, Verdict.REFUSE):
+        if result.verdict in (Verdict.SKIP, Verdict.REFUSE, Verdict.EVICT):
             return result
         warnings.append(result.message)
     if warnings:
@@ -111,6 +118,7 @@ def _plain(pod: PodInfo) -> bool:
         pod.owner is not None
         and pod.owner.kind != "DaemonSet"
         and not (pod.mirror or pod.deleting or pod.emptydir or pod.local_pv)
+        and HANDOFF_LABEL not in pod.labels
     )
 
 

@@ -251,6 +251,36 @@ class WorkloadInfo:
         return f"{self.namespace}/{self.name}"
 
 
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A Service with a selector and at least one UDP port: a drain hands its backends off
+    (``migrate.handoff``) instead of stopping them while they are still its endpoints."""
+
+    namespace: str
+    name: str
+    selector: Mapping[str, str] = field(default_factory=frozen_map)
+    udp_ports: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def selects(self, pod: PodInfo) -> bool:
+        return (
+            bool(self.selector)
+            and pod.namespace == self.namespace
+            and all(pod.labels.get(k) == v for k, v in self.selector.items())
+        )
+
+
+# A pod a drain took out of its UDP Services (migrate.handoff) carries this label (value: the
+# first Service's name) and an annotation of the same name recording what was removed (JSON:
+# {"labels": {key: value}, "services": [names], "plan": id}); the run deletes it once the
+# Services' EndpointSlices no longer list it. A killed run's handed-off pods are deleted by
+# the next run, found by the label.
+HANDOFF_LABEL = "cni-migrate.io/handoff"
+
+
 # The annotation a surge writes on a Deployment in the same request that changes its
 # replicas (migrate.surge): what the surge changed, so that nothing can separate the change
 # from its record.
@@ -349,6 +379,7 @@ class Inventory:
     policies: tuple[NetworkPolicyInfo, ...] = ()
     deployments: tuple[DeploymentInfo, ...] = ()
     autoscalers: tuple[AutoscalerInfo, ...] = ()
+    udp_services: tuple[ServiceInfo, ...] = ()
     missing_permissions: tuple[str, ...] = ()
 
     def node(self, name: str) -> NodeInfo | None:

@@ -25,7 +25,7 @@ from migrate import reconcile, yamltext
 from migrate.errors import BadInput, JournalUnwritable
 from migrate.estimate import ASSUMED_PODS_PER_NODE, estimate
 from migrate.journal import NodeRun, NodeState, RunState, RunStatus, StepStatus
-from migrate.model import DeploymentInfo
+from migrate.model import HANDOFF_LABEL, DeploymentInfo, PodInfo
 from migrate.plan import Plan, Severity
 from migrate.policy import PolicyVerdict
 from migrate.ports import Cluster, Event
@@ -73,6 +73,13 @@ def plan_summary(plan: Plan, path: Path | None = None) -> str:
     if surging:
         lines.append("  surge before evict (replacements Ready elsewhere first):")
         lines += [f"    {n.name}: {', '.join(n.surge)}" for n in surging]
+    handing = [n for n in plan.nodes if n.handoff]
+    if handing:
+        lines.append("  hand off UDP backends (out of their Services before they stop):")
+        lines += [
+            f"    {n.name}: " + ", ".join(f"{h.deployment} ({', '.join(h.services)})" for h in n.handoff)
+            for n in handing
+        ]
     for name, reason in plan.excluded:
         lines.append(f"  not in plan: {name}: {reason}")
     if not plan.nodes:
@@ -131,6 +138,7 @@ class LiveView:
     error: str = ""
     executor: str = ""  # the lock's holder ("pid 4242", a Lease holder), "" when none holds it
     surges: tuple[DeploymentInfo, ...] = ()  # Deployments scaled up by a surge now (migrate.surge)
+    handed_off: tuple[PodInfo, ...] = ()  # pods out of their UDP Services now (migrate.handoff)
 
 
 def status_record(
@@ -189,6 +197,11 @@ def status_record(
             }
             for d in live.surges
             if d.surge is not None
+        ],
+        # Pods a hand-off took out of their UDP Services: a live drain's, or a killed run's
+        # that the next apply, resume or rollback deletes first.
+        "handedOff": [
+            {"pod": p.key, "node": p.node or "", "service": p.labels.get(HANDOFF_LABEL, "")} for p in live.handed_off
         ],
         "nodes": nodes,
     }
@@ -264,6 +277,11 @@ def status_table(record: dict[str, Any]) -> str:
         head += (
             f"surged: {s['deployment']} at {s['replicas']} replicas (its own {s['original']}) for {s['node']}, "
             f"plan {s['plan']}; the next apply, resume or rollback puts it back\n"
+        )
+    for h in record.get("handedOff", ()):
+        head += (
+            f"handed off: {h['pod']} on {h['node']}, out of {h['service']}; "
+            "the drain under way, or the next apply, resume or rollback, deletes it\n"
         )
     for phase in ("prepare", "finalize"):
         if record.get(phase):
@@ -394,7 +412,7 @@ class Console:
             self.print(f"  {mark} {event.node:<14} {phase}{event.step:<12} {event.message} ({event.duration:.1f}s)")
             if self._progress is not None and event.phase == "apply" and event.outcome == "succeeded":
                 self._progress.advance(self._task)
-        elif event.kind in ("wait", "surge"):
+        elif event.kind in ("wait", "surge", "handoff"):
             self.print(f"  ...  {event.node:<14} {event.message}")
         elif event.kind == "prepare":
             self.print(f"{event.step}: {event.message}")

@@ -13,9 +13,10 @@ Record schema (``to_record``), schema ``cni-migrate.io/v1``::
     cluster: {fingerprint, kubeSystemUID, server, nodes: [{name, uid}], ciliumNodeConfigAPI}
     options: {maxUnavailable, canary, drainTimeoutSeconds, force, deleteEmptydirData,
               excludeNodes: [..], ciliumPoolCIDR, (reboot, installCilium, nodeParallelism,
-              surge: false, maxSurge: written only when set)}
+              surge: false, maxSurge, handoff: false: written only when set)}
     findings: [{check, severity, message, fix, subjects: [..]}]
     waves: [{index, canary, nodes: [{name, controlPlane, keepCordoned, surge: [ns/name] (when any),
+             handoff: [{deployment: ns/name, services: [name], labels: [key]}] (when any),
              steps: [{id, kind}]}]}]
     excluded: [{name, reason}]
 
@@ -148,6 +149,9 @@ class PlanOptions:
     # replacements up first; max_surge caps the extra pods of one wave (0: no cap).
     surge: bool = True
     max_surge: int = 0
+    # UDP hand-off (migrate.handoff): a drain takes a UDP Service's backend out of the
+    # Service while it still answers, and stops it only once its endpoint is gone.
+    handoff: bool = True
 
     def __post_init__(self) -> None:
         if self.max_unavailable < 1:
@@ -200,6 +204,7 @@ class PlanOptions:
             **({"nodeParallelism": self.node_parallelism} if self.node_parallelism else {}),
             **({} if self.surge else {"surge": False}),
             **({"maxSurge": self.max_surge} if self.max_surge else {}),
+            **({} if self.handoff else {"handoff": False}),
         }
 
     @classmethod
@@ -219,6 +224,7 @@ class PlanOptions:
             node_parallelism=_whole(r.get("nodeParallelism", 0), "option nodeParallelism"),
             surge=_flag(r.get("surge", True), "option surge"),
             max_surge=_whole(r.get("maxSurge", 0), "option maxSurge"),
+            handoff=_flag(r.get("handoff", True), "option handoff"),
         )
 
 
@@ -241,6 +247,8 @@ class NodePlan:
     keep_cordoned: bool = False  # the node was cordoned before the run: leave it so
     # Deployments (namespace/name) its drain surges before evicting (migrate.surge)
     surge: tuple[str, ...] = ()
+    # Deployments whose pods its drain hands off from their UDP Services (migrate.handoff)
+    handoff: tuple[Handoff, ...] = ()
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -249,6 +257,28 @@ class NodePlan:
     @property
     def rollback_steps(self) -> tuple[Step, ...]:
         return tuple(Step(step_id(self.name, k, "rollback"), k, self.name) for k in ROLLBACK_STEPS)
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """A Deployment whose pods a node's drain takes out of their UDP Services before it
+    stops them (``migrate.handoff``): the Services (in its namespace) and the label keys
+    whose removal takes a pod out of every one of them."""
+
+    deployment: str  # namespace/name
+    services: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    def to_record(self) -> dict[str, Any]:
+        return {"deployment": self.deployment, "services": list(self.services), "labels": list(self.labels)}
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> Handoff:
+        return cls(
+            _str(r["deployment"]),
+            tuple(_str(x) for x in r["services"]),
+            tuple(_str(x) for x in r["labels"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -347,6 +377,7 @@ class Plan:
                             "controlPlane": n.control_plane,
                             "keepCordoned": n.keep_cordoned,
                             **({"surge": list(n.surge)} if n.surge else {}),
+                            **({"handoff": [h.to_record() for h in n.handoff]} if n.handoff else {}),
                             "steps": [{"id": s.id, "kind": s.kind.value} for s in n.steps],
                         }
                         for n in w.nodes
@@ -503,6 +534,13 @@ def unsound(plan: Plan) -> list[str]:
         if node.surge and not options.surge:
             problems.append(f"node {node.name} surges {node.surge[0]} but option surge is off")
         problems += [f"node {node.name} surges {d!r}, not a namespace/name" for d in node.surge if d.count("/") != 1]
+        if node.handoff and not options.handoff:
+            problems.append(f"node {node.name} hands off {node.handoff[0].deployment} but option handoff is off")
+        for h in node.handoff:
+            if h.deployment.count("/") != 1 or not h.services or not h.labels:
+                problems.append(
+                    f"node {node.name} hands off {h.deployment!r} without a namespace/name, Service or label"
+                )
     return problems
 
 
@@ -522,6 +560,7 @@ def _parse_body(r: Mapping[str, Any]) -> Plan:
                 control_plane=_flag(n["controlPlane"], "controlPlane"),
                 keep_cordoned=_flag(n["keepCordoned"], "keepCordoned"),
                 surge=tuple(_str(d) for d in n.get("surge", ())),
+                handoff=tuple(Handoff.from_record(h) for h in n.get("handoff", ())),
             )
             declared = [(s["id"], StepKind(s["kind"])) for s in n["steps"]]
             if declared != [(s.id, s.kind) for s in node.steps]:

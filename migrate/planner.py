@@ -12,7 +12,8 @@ on Cilium are excluded with that reason, so planning again after a finished run 
 empty plan that says why. Where the waves come out smaller than the options asked (a
 canary larger than the workers, budgets that keep nodes apart), a warning finding says
 so and why (``_adjustments``): the planner never changes the operator's numbers silently.
-Then each node's drain is told which Deployments it surges (``migrate.surge``).
+Then each node's drain is told which Deployments it surges (``migrate.surge``) and whose
+pods it hands off from their UDP Services (``migrate.handoff``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
+from migrate import handoff
 from migrate.errors import BadInput
 from migrate.model import CORDON_LABEL, MIGRATION_LABEL, Cni, Inventory, NodeInfo, PDBInfo, PodInfo
 from migrate.plan import ClusterSnapshot, Finding, NodePlan, Plan, PlanOptions, Severity, Target, Wave
@@ -55,7 +57,11 @@ def build_plan(inv: Inventory, options: PlanOptions, target: Target) -> Plan:
     waves = _waves(inv, candidates, options, refused)
     names = [[n.name for n in w.nodes] for w in waves]
     surges = decide(inv, names, options) if options.surge else Surges()
-    waves = [replace(w, nodes=tuple(replace(n, surge=surges.on(n.name)) for n in w.nodes)) for w in waves]
+    handoffs = handoff.decide(inv, names, surges) if options.handoff else {}
+    waves = [
+        replace(w, nodes=tuple(replace(n, surge=surges.on(n.name), handoff=handoffs.get(n.name, ())) for n in w.nodes))
+        for w in waves
+    ]
     findings = plan_findings(inv, candidates, names, options, surges)
     findings += _adjustments(candidates, waves, options, refused)
     return Plan(

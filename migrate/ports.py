@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,6 +105,27 @@ class Cluster(Protocol):
 
     def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:
         """Wait (watching, not polling) until these pod UIDs are gone; return those left."""
+        ...
+
+    # -- UDP hand-off (migrate.handoff, steps/handoff.py) -----------------------------------
+    def check_eviction(self, pod: PodInfo) -> None:
+        """Ask the Eviction API without acting (a dry run): raises EvictionRefused or NotFound
+        as ``evict`` would; changes nothing."""
+        ...
+
+    def hand_off(self, pod: PodInfo, remove: Sequence[str], service: str, record: str) -> None:
+        """In one write: remove the label keys ``remove``, set label ``cni-migrate.io/handoff``
+        to ``service`` and its annotation to ``record``. NotFound when the pod is gone."""
+        ...
+
+    def handed_off_pods(self) -> list[tuple[PodInfo, Mapping[str, str]]]:
+        """Every pod with the hand-off label, with its annotations."""
+        ...
+
+    def wait_endpoint_gone(self, namespace: str, services: Sequence[str], address: str, timeout: float) -> bool:
+        """Wait (watching) until no EndpointSlice of these Services lists ``address``, and then
+        until every node's datapath has applied that (``migrate.handoff.SETTLE_SECONDS`` on a
+        real cluster: kube-proxy's sync; nothing in the simulation); False on timeout."""
         ...
 
     def cilium_agent(self, node: str) -> PodInfo | None: ...
@@ -205,7 +226,7 @@ class SystemClock:
 class Event:
     """Something the engine did, for the shell to log, display or post as a k8s Event."""
 
-    kind: str  # run-started, step-started, step-finished, node-state, run-finished, wait, surge
+    kind: str  # run-started, step-started, step-finished, node-state, run-finished, wait, surge, handoff
     plan_id: str
     node: str = ""
     wave: int = 0

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, StepFailed, ValidationFailed
 from migrate.estimate import ASSUMED_PODS_PER_NODE, DRAIN_SECONDS_PER_POD, STEP_SECONDS, Estimate, estimate
-from migrate.model import MIGRATION_LABEL
+from migrate.handoff import SETTLE_SECONDS
+from migrate.model import HANDOFF_LABEL, MIGRATION_LABEL
 from migrate.plan import (
     FORWARD_STEPS,
     ROLLBACK_STEPS,
@@ -145,7 +146,18 @@ def manual_commands(plan: Plan, node: NodePlan, kind: StepKind) -> list[str]:
                 f"kubectl -n {ns} annotate pod POD-ON-{n} controller.kubernetes.io/pod-deletion-cost={RETIRE_COST}",
                 f"kubectl -n {ns} scale deployment {name} --replicas=N",
             ]
-        return [*surge, f"kubectl drain {n} {' '.join(flags)} --timeout={opts.drain_timeout_seconds}s"]
+        handoff = []
+        for h in node.handoff:
+            ns = shlex.quote(h.deployment.split("/", 1)[0])
+            services = ",".join(h.services)
+            handoff += [
+                f"# hand off each pod of {h.deployment} on {node.name} (POD) before the drain:",
+                f"kubectl -n {ns} label pod POD {' '.join(f'{k}-' for k in h.labels)} {HANDOFF_LABEL}={h.services[0]}",
+                f"kubectl -n {ns} get endpointslices -l 'kubernetes.io/service-name in ({services})' -o wide"
+                f"  # until POD's address is gone; wait {SETTLE_SECONDS:.0f}s more",
+                f"kubectl -n {ns} delete pod POD",
+            ]
+        return [*surge, *handoff, f"kubectl drain {n} {' '.join(flags)} --timeout={opts.drain_timeout_seconds}s"]
     if kind is StepKind.SWAP_CNI:
         return [
             f"kubectl label node {n} {MIGRATION_LABEL}=true --overwrite",
@@ -181,9 +193,24 @@ def _step_text(plan: Plan, node: NodePlan, kind: StepKind) -> str:
             if node.surge
             else ""
         )
-        return surge + (
-            "Evict the node's pods through the Eviction API, honouring PodDisruptionBudgets; "
-            f"fails after {plan.options.drain_timeout_seconds}s if a budget keeps refusing."
+        handoff = (
+            "Hand off the pods of "
+            + ", ".join(f"{h.deployment} (Service {', '.join(h.services)})" for h in node.handoff)
+            + ": ask the Eviction API whether their budget allows it (a dry run), remove their label key(s) "
+            + ", ".join(sorted({k for h in node.handoff for k in h.labels}))
+            + " so their Services drop them while they still answer, wait until the EndpointSlices no longer "
+            f"list them and {SETTLE_SECONDS:.0f}s more for kube-proxy to flush their UDP conntrack entries, "
+            "then evict them. "
+            if node.handoff
+            else ""
+        )
+        return (
+            surge
+            + handoff
+            + (
+                "Evict the node's pods through the Eviction API, honouring PodDisruptionBudgets; "
+                f"fails after {plan.options.drain_timeout_seconds}s if a budget keeps refusing."
+            )
         )
     if kind is StepKind.SWAP_CNI:
         return (
@@ -323,6 +350,7 @@ def _plan_flags(plan: Plan) -> str:
     flags += [f"--node-parallelism {o.node_parallelism}"] if o.node_parallelism else []
     flags += [] if o.surge else ["--without-surge"]
     flags += [f"--max-surge {o.max_surge}"] if o.max_surge else []
+    flags += [] if o.handoff else ["--without-handoff"]
     if o.install_cilium_chart:
         flags += [
             "--install-cilium",

@@ -123,7 +123,7 @@ def node_specs(world: simworld.World, overrides: dict[str, dict[str, Any]] | Non
 
 
 def workload_manifests(world: simworld.World) -> list[dict[str, Any]]:
-    """The simulated world's workloads, PDBs and bare pod as Kubernetes objects (and
+    """The simulated world's workloads, PDBs, Services and bare pod as Kubernetes objects (and
     Cilium's agent DaemonSet and config, unless the world has no Cilium installed)."""
     installed = world["cilium"]["installed"]
     docs: list[dict[str, Any]] = []
@@ -180,6 +180,16 @@ def workload_manifests(world: simworld.World) -> list[dict[str, Any]]:
         )
     for pdb in world["pdbs"]:
         docs.append(pdb_manifest(pdb))
+    for svc in world.get("services", ()):
+        ports = [{"name": f"udp-{n}", "protocol": "UDP", "port": n} for n in svc["udpPorts"]]
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": svc["name"], "namespace": svc["namespace"]},
+                "spec": {"selector": svc["selector"], "ports": ports},
+            }
+        )
     docs.append(
         {
             "apiVersion": "v1",

@@ -19,7 +19,7 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("list", "", "pods", ""),
     ("watch", "", "pods", ""),
     ("delete", "", "pods", ""),
-    ("patch", "", "pods", ""),  # a surge's pod-deletion-cost on the pods it retires
+    ("patch", "", "pods", ""),  # a surge's pod-deletion-cost; a hand-off's labels
     ("create", "", "pods/eviction", ""),
     ("create", "", "pods", TOOL_NAMESPACE),
     ("deletecollection", "", "pods", TOOL_NAMESPACE),  # a node's probe pods, by their labels
@@ -41,7 +41,9 @@ PERMISSIONS: tuple[tuple[str, str, str, str], ...] = (
     ("list", "autoscaling", "horizontalpodautoscalers", ""),  # autoscaled Deployments are not surged
     ("list", "admissionregistration.k8s.io", "validatingwebhookconfigurations", ""),
     ("list", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", ""),
-    ("get", "", "services", ""),  # those admission webhooks call
+    ("list", "", "services", ""),  # those admission webhooks call; UDP Services' backends (hand-off)
+    ("list", "discovery.k8s.io", "endpointslices", ""),  # a handed-off pod's endpoint gone
+    ("watch", "discovery.k8s.io", "endpointslices", ""),
     ("list", "policy", "poddisruptionbudgets", ""),
     ("list", "networking.k8s.io", "networkpolicies", ""),
     ("list", "networking.k8s.io", "servicecidrs", ""),

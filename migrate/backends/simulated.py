@@ -13,7 +13,7 @@ errors (``faults``: the n-th call of an operation fails with 429/500/409).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from migrate.backends.simstore import WorldFile, check_name, sims_dir, write_wor
 from migrate.cilium import migration_mode_gaps
 from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, PermanentError, TemporaryError
 from migrate.model import (
+    HANDOFF_LABEL,
     SURGE_ANNOTATION,
     AutoscalerInfo,
     CalicoPool,
@@ -39,6 +40,7 @@ from migrate.model import (
     OwnerRef,
     PDBInfo,
     PodInfo,
+    ServiceInfo,
     SurgeRecord,
     Taint,
     WebhookInfo,
@@ -200,6 +202,11 @@ class SimulatedCluster:
                     for p in world["policies"]
                 ),
                 deployments=tuple(_deployment(world, wl) for wl in world["workloads"] if wl["kind"] == "Deployment"),
+                udp_services=tuple(
+                    ServiceInfo(svc["namespace"], svc["name"], frozen_map(svc["selector"]), tuple(svc["udpPorts"]))
+                    for svc in world.get("services", ())
+                    if svc.get("udpPorts") and svc.get("selector")
+                ),
                 autoscalers=tuple(
                     AutoscalerInfo(
                         a["namespace"], a["name"], a["targetKind"], a["targetName"], a["minReplicas"], a["maxReplicas"]
@@ -252,22 +259,7 @@ class SimulatedCluster:
 
     def evict(self, pod: PodInfo) -> None:
         with self.file.transaction("evict", write=True) as world:
-            live = world["pods"].get(pod.uid)
-            if live is None:
-                raise NotFound(f"pod {pod.key} not found")
-            if len(simbudgets.selecting_pdbs(world, live)) > 1:
-                # What the eviction subresource answers (HTTP 500) for a pod under two budgets.
-                raise PermanentError(
-                    f"evict pod {pod.key}: This pod has more than one PodDisruptionBudget, which the eviction "
-                    "subresource does not support."
-                )
-            blocker = simbudgets.blocking_pdb(world, live)
-            if blocker is not None:
-                raise EvictionRefused(
-                    f"Cannot evict pod {pod.key} as it would violate the pod's disruption budget {blocker}",
-                    delay=0.5,
-                    pdb=blocker,
-                )
+            _judge_eviction(world, pod)
             del world["pods"][pod.uid]
             w.log_action(world, "evict", pod.uid, True)
 
@@ -276,6 +268,54 @@ class SimulatedCluster:
             if world["pods"].pop(pod.uid, None) is None:
                 raise NotFound(f"pod {pod.key} not found")
             w.log_action(world, "delete-pod", pod.uid, True)
+
+    # -- UDP hand-off ----------------------------------------------------------------------------
+    def check_eviction(self, pod: PodInfo) -> None:
+        with self.file.transaction("evict-dry-run") as world:
+            _judge_eviction(world, pod)
+
+    def hand_off(self, pod: PodInfo, remove: Sequence[str], service: str, record: str) -> None:
+        with self.file.transaction("patch-pod", write=True) as world:
+            live = world["pods"].get(pod.uid)
+            if live is None:
+                raise NotFound(f"pod {pod.key} not found")
+            for key in remove:
+                live["labels"].pop(key, None)
+            live["labels"][HANDOFF_LABEL] = service
+            live.setdefault("annotations", {})[HANDOFF_LABEL] = record
+            owner = live["owner"]
+            wl = next(
+                (
+                    x
+                    for x in world["workloads"]
+                    if owner and (x["kind"], x["namespace"], x["name"]) == (owner["kind"], pod.namespace, owner["name"])
+                ),
+                None,
+            )
+            if wl is not None and any(live["labels"].get(k) != v for k, v in wl["labels"].items()):
+                live["owner"] = None  # its controller's selector no longer picks it: let go, replaced
+                w.reconcile(world)
+            w.log_action(world, "hand-off", pod.uid, True)
+
+    def handed_off_pods(self) -> list[tuple[PodInfo, Mapping[str, str]]]:
+        with self.file.transaction("list-pods") as world:
+            found = [
+                (_pod(p), dict(p.get("annotations") or {}))
+                for p in world["pods"].values()
+                if HANDOFF_LABEL in p["labels"]
+            ]
+        return sorted(found, key=lambda pair: pair[0].key)
+
+    def wait_endpoint_gone(self, namespace: str, services: Sequence[str], address: str, timeout: float) -> bool:
+        # The simulated EndpointSlice controller is instant: one look is the whole wait.
+        with self.file.transaction("list-endpointslices") as world:
+            return not any(
+                p["ip"] == address and p["ready"]
+                for svc in world.get("services", ())
+                if svc["namespace"] == namespace and svc["name"] in services
+                for p in world["pods"].values()
+                if p["namespace"] == namespace and all(p["labels"].get(k) == v for k, v in svc["selector"].items())
+            )
 
     # -- surge before evict ----------------------------------------------------------------------
     def deployment(self, namespace: str, name: str) -> DeploymentInfo:
@@ -455,6 +495,26 @@ def _node(world: w.World, name: str) -> NodeInfo:
         boot_id=f"{n['uid']}-{n['boots']}",
         autoscaler_protected=bool(n.get("autoscalerProtected")),
     )
+
+
+def _judge_eviction(world: w.World, pod: PodInfo) -> None:
+    """What the Eviction API answers for ``pod``: nothing when it may go, else the error."""
+    live = world["pods"].get(pod.uid)
+    if live is None:
+        raise NotFound(f"pod {pod.key} not found")
+    if len(simbudgets.selecting_pdbs(world, live)) > 1:
+        # What the eviction subresource answers (HTTP 500) for a pod under two budgets.
+        raise PermanentError(
+            f"evict pod {pod.key}: This pod has more than one PodDisruptionBudget, which the eviction "
+            "subresource does not support."
+        )
+    blocker = simbudgets.blocking_pdb(world, live)
+    if blocker is not None:
+        raise EvictionRefused(
+            f"Cannot evict pod {pod.key} as it would violate the pod's disruption budget {blocker}",
+            delay=0.5,
+            pdb=blocker,
+        )
 
 
 def _pod(p: dict[str, Any]) -> PodInfo:

@@ -154,6 +154,10 @@ def default_world(name: str, nodes: int = 6, seed: int = 0, latency: float = 0.0
         _workload("StatefulSet", "shop", "db", replicas=3, cpu=500),
         _workload("Deployment", "shop", "thumbnailer", replicas=1, cpu=100, emptydir=True),
     ]
+    # The Services the migration looks at: those with a UDP port (migrate.handoff).
+    world["services"] = [
+        {"namespace": "kube-system", "name": "kube-dns", "selector": {"app": "coredns"}, "udpPorts": [53]},
+    ]
     world["pdbs"] = [
         {"namespace": "kube-system", "name": "coredns", "selector": {"app": "coredns"}, "maxUnavailable": "1"},
         {"namespace": "shop", "name": "frontend", "selector": {"app": "frontend"}, "minAvailable": "50%"},

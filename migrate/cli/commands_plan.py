@@ -137,6 +137,14 @@ def plan(
         int,
         typer.Option("--max-surge", metavar="N", help="At most N extra pods surged in one wave (0: no cap).", min=0),
     ] = 0,
+    without_handoff: Annotated[
+        bool,
+        typer.Option(
+            "--without-handoff",
+            help="Never hand off. By default a drain takes a UDP Service's backend (CoreDNS) out of its Service "
+            "while it still answers and stops it only once its endpoint is gone, so its clients see no timeouts.",
+        ),
+    ] = False,
 ) -> None:
     """Write a reviewable plan from the cluster (a dry run).
 
@@ -160,6 +168,7 @@ def plan(
             install_cilium_values=read_site_values(cilium_values, install_cilium),
             surge=not without_surge,
             max_surge=max_surge,
+            handoff=not without_handoff,
         )
         backend = choose_target(sim, kubeconfig, context)
         path = out or Path("plans") / f"{backend.target.name}.yaml"

@@ -228,6 +228,7 @@ def live_view(the_plan: Plan, kubeconfig: str | None, context: str | None) -> ou
         nodes = reconcile.live_map(backend.cluster.nodes())
         holder = backend.lease(None).holder_now() if backend.lease is not None else None
         surges = tuple(backend.cluster.surged_deployments())
+        handed_off = tuple(pod for pod, _ in backend.cluster.handed_off_pods())
     except (BadInput, ClusterError) as exc:
         return output.LiveView(error=exc.message)
-    return output.LiveView(nodes=nodes, executor=holder or "", surges=surges)
+    return output.LiveView(nodes=nodes, executor=holder or "", surges=surges, handed_off=handed_off)

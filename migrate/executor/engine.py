@@ -30,7 +30,7 @@ from migrate.executor.waves import DONE, Waves
 from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import Plan, StepKind
 from migrate.ports import CheckpointStore, Clock, Cluster, Event, EventSink, ExecutorLock, StopFlag
-from migrate.steps import StepContext, StepFn, registry
+from migrate.steps import StepContext, StepFn, handoff, registry
 from migrate.steps.surge import restore_all
 
 
@@ -263,6 +263,7 @@ class Executor:
             hooks=config.hooks,
             traffic=watch,
             surges=frozenset(key for node in self.plan.nodes for key in node.surge),
+            handoffs=handoff.merged([h for node in self.plan.nodes for h in node.handoff]),
             started=run.started_at,
         )
         return StepRunner(run, self._steps, context)
@@ -283,6 +284,12 @@ class Executor:
         except ClusterError as exc:
             run.set_status(RunStatus.INTERRUPTED)
             raise Interrupted(f"cannot put back a surged Deployment before the run: {exc.message}") from exc
+        # Likewise a pod a killed run took out of its UDP Services: replaced already, deleted.
+        try:
+            handoff.finish_all(self.cluster, self._report, self.plan.id)
+        except ClusterError as exc:
+            run.set_status(RunStatus.INTERRUPTED)
+            raise Interrupted(f"cannot finish a cut-short hand-off before the run: {exc.message}") from exc
 
     # -- the live cluster ---------------------------------------------------------------------
     def _live(self) -> dict[str, reconcile.LiveNode]:

@@ -8,11 +8,11 @@ the executor records either outcome.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from migrate.errors import Interrupted
-from migrate.plan import NodePlan, PlanOptions, StepKind
+from migrate.plan import Handoff, NodePlan, PlanOptions, StepKind
 from migrate.ports import Clock, Cluster, EventSink, HookCaller, StopFlag, no_hooks
 from migrate.traffic import TrafficWatch
 
@@ -34,6 +34,9 @@ class StepContext:
     # Deployments (namespace/name) a drain surges wherever it finds their pods: those the
     # plan lists for any node (a surged pod moves, and may be found by a later wave's drain)
     surges: frozenset[str] = frozenset()
+    # Deployments (namespace/name) whose pods a drain hands off from their UDP Services
+    # wherever it finds them: those the plan lists for any node (steps/handoff.merged)
+    handoffs: Mapping[str, Handoff] = field(default_factory=dict)
     # when a node's step last started (RFC 3339, from the journal), "" if never
     started: Callable[[str, StepKind], str] = lambda node, kind: ""
 

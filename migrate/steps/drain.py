@@ -7,7 +7,9 @@ with the backend's watch. Re-running after a crash evicts only what is still the
 
 First, the Deployments the plan surges that have a pod here get their replacements Ready
 elsewhere and their pods here retired (``steps/surge.py``); the eviction loop then moves
-the rest, and evicts under its budget anything a surge left behind.
+the rest, and evicts under its budget anything a surge left behind. A pod of a Deployment
+the plan hands off (a UDP Service's backend, ``migrate.handoff``) is first taken out of its
+Services and evicted only once their endpoints no longer list it (``steps/handoff.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from migrate.model import PodInfo
 from migrate.plan import NodePlan
 from migrate.ports import Event
 from migrate.steps import StepContext
+from migrate.steps.handoff import hand_off
 from migrate.steps.surge import surge
 from migrate.surge import deployment_of
 
@@ -33,6 +36,7 @@ def run(ctx: StepContext, node: NodePlan) -> str:
     # below like any other (its budget allows it now: the replacements are Ready).
     retired: dict[str, PodInfo] = {}
     surged: list[str] = []
+    handed: list[str] = []
     for key in surged_here(ctx, node.name):
         pods, note = surge(ctx, node.name, key, deadline)
         retired.update((p.uid, p) for p in pods)
@@ -49,7 +53,11 @@ def run(ctx: StepContext, node: NodePlan) -> str:
         pending = [p for p in to_evict(verdicts) if p.uid not in evicted]
         refused_by.clear()
         for pod in pending:
+            owner = deployment_of(pod)
+            handoff = ctx.handoffs.get(f"{owner[0]}/{owner[1]}") if owner is not None else None
             try:
+                if handoff is not None:
+                    handed.append(hand_off(ctx, node.name, handoff, pod, deadline))
                 ctx.cluster.evict(pod)
                 evicted[pod.uid] = pod
             except EvictionRefused as exc:
@@ -86,7 +94,7 @@ def run(ctx: StepContext, node: NodePlan) -> str:
         ctx.clock.sleep(min(backoff, remaining))
         backoff = min(backoff * 2, MAX_BACKOFF)
 
-    said = f"; {'; '.join(surged)}" if surged else ""
+    said = "".join(f"; {note}" for note in surged + handed)
     moved = {**retired, **evicted}
     if moved:
         left = ctx.cluster.wait_pods_gone(list(moved.values()), max(deadline - ctx.clock.monotonic(), 1.0))

@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -24,6 +24,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from migrate.backends.kubernetes.api import Api
 from migrate.backends.kubernetes.deployments import DeploymentWrites
+from migrate.backends.kubernetes.handoffs import Handoffs
 from migrate.backends.kubernetes.helpers import HelperPods
 from migrate.backends.kubernetes.inventory import InventoryReader
 from migrate.backends.kubernetes.lease import LeaseLock
@@ -88,6 +89,7 @@ class KubernetesCluster:
         self.node_writes = NodeWrites(self)
         self.pod_writes = PodWrites(self)
         self.deployments = DeploymentWrites(self)
+        self.handoffs = Handoffs(self)
         self.objects = Objects(self)
         self.helpers = HelperPods(self)
         self.probes = Probes(self)
@@ -246,6 +248,19 @@ class KubernetesCluster:
 
     def wait_cilium_agent_ready(self, node: str, not_uid: str, timeout: float) -> PodInfo:
         return self.pod_writes.wait_agent_ready(node, not_uid, timeout)
+
+    # -- UDP hand-off: a pod out of its Services before it stops --------------------------------
+    def check_eviction(self, pod: PodInfo) -> None:
+        self.pod_writes.evict(pod, dry_run=True)
+
+    def hand_off(self, pod: PodInfo, remove: Sequence[str], service: str, record: str) -> None:
+        self.handoffs.hand_off(pod, remove, service, record)
+
+    def handed_off_pods(self) -> list[tuple[PodInfo, Mapping[str, str]]]:
+        return self.handoffs.marked()
+
+    def wait_endpoint_gone(self, namespace: str, services: Sequence[str], address: str, timeout: float) -> bool:
+        return self.handoffs.wait_endpoint_gone(namespace, services, address, timeout)
 
     # -- surge before evict: Deployments scaled up and back, their pods priced ------------------
     def deployment(self, namespace: str, name: str) -> DeploymentInfo:

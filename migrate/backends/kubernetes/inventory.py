@@ -19,8 +19,8 @@ from migrate.backends.kubernetes.mapping import (
     deployment_info,
     pdb_info,
     pod_info,
+    udp_service_info,
     webhook_infos,
-    webhook_services,
 )
 from migrate.backends.rbac import PERMISSIONS, describe
 from migrate.cilium import migration_mode_gaps
@@ -88,6 +88,7 @@ class InventoryReader:
                 "list validatingwebhookconfigurations", admission.list_validating_webhook_configuration
             )
             mutating_read = listed("list mutatingwebhookconfigurations", admission.list_mutating_webhook_configuration)
+            services_read = listed("list services", self.core.list_service_for_all_namespaces)
 
             # With some permissions missing, a read they forbid counts as empty, so the plan
             # can list *every* missing permission instead of stopping at the first 403 (its
@@ -110,9 +111,6 @@ class InventoryReader:
 
             nodes: list[NodeInfo] = read(nodes_read, [])
             validating, mutating = read(validating_read, []), read(mutating_read, [])
-            services = list(
-                filter(None, pool.map(lambda ref: self.service(*ref), sorted(webhook_services(validating + mutating))))
-            )
             lists = Listed(
                 identity=identity_read.result(),
                 nodes=tuple(nodes),
@@ -132,7 +130,7 @@ class InventoryReader:
                 node_config_api=read(node_config_api_read, None),
                 validating_webhooks=validating,
                 mutating_webhooks=mutating,
-                services=services,
+                services=read(services_read, []),
                 missing_permissions=missing,
             )
 
@@ -143,14 +141,6 @@ class InventoryReader:
                 return {}  # not ours to read: Calico's defaults stand in
 
         return interpret(lists, configmap)
-
-    def service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Service a webhook calls, or None when it is gone or not ours to read (the check
-        then leaves that webhook out)."""
-        try:
-            return self.rest.json(f"get service {namespace}/{name}", self.core.read_namespaced_service, name, namespace)
-        except PermanentError:
-            return None
 
     def served_version(self, group: str, plural: str, versions: Sequence[str]) -> str | None:
         """The first of ``versions`` in which the API server serves ``plural``."""
@@ -226,7 +216,7 @@ class Listed:
     node_config_api: str | None = None
     validating_webhooks: list[dict[str, Any]] = field(default_factory=list)
     mutating_webhooks: list[dict[str, Any]] = field(default_factory=list)
-    services: list[dict[str, Any]] = field(default_factory=list)  # those the webhooks call
+    services: list[dict[str, Any]] = field(default_factory=list)  # every Service
     missing_permissions: tuple[str, ...] = ()
 
 
@@ -309,6 +299,7 @@ def interpret(listed: Listed, configmap: Callable[[str, str], dict[str, str]]) -
         ),
         deployments=tuple(deployment_info(d) for d in listed.deployments),
         autoscalers=tuple(autoscaler_info(a) for a in listed.autoscalers),
+        udp_services=tuple(s for s in map(udp_service_info, listed.services) if s is not None),
         missing_permissions=listed.missing_permissions,
     )
 

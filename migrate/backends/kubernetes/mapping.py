@@ -19,6 +19,7 @@ from migrate.model import (
     OwnerRef,
     PDBInfo,
     PodInfo,
+    ServiceInfo,
     SurgeRecord,
     Taint,
     WebhookInfo,
@@ -296,6 +297,18 @@ def deployment_info(obj: dict[str, Any]) -> DeploymentInfo:
         surge=SurgeRecord.from_json(record) if isinstance(record, str) else None,
         version=meta.get("resourceVersion", ""),
     )
+
+
+def udp_service_info(obj: dict[str, Any]) -> ServiceInfo | None:
+    """A Service with a selector and a UDP port (whose backends a drain hands off); None for
+    any other (no selector: its endpoints are someone else's; TCP only: nothing to flush)."""
+    spec = obj.get("spec") or {}
+    selector = spec.get("selector") or {}
+    udp = tuple(int(p["port"]) for p in spec.get("ports") or () if p.get("protocol", "TCP") == "UDP")
+    if not selector or not udp:
+        return None
+    meta = obj["metadata"]
+    return ServiceInfo(meta.get("namespace", ""), meta["name"], frozen_map(selector), udp)
 
 
 def autoscaler_info(obj: dict[str, Any]) -> AutoscalerInfo:

@@ -47,20 +47,24 @@ class PodWrites:
         self.listed[name] = (frozenset(p.uid for p in pods), version)
         return pods
 
-    def evict(self, pod: PodInfo) -> None:
+    def evict(self, pod: PodInfo, dry_run: bool = False) -> None:
+        """Evict ``pod`` (its UID as precondition); with ``dry_run`` the API server only says
+        whether it would (a budget's refusal raises the same ``EvictionRefused``)."""
         body = client.V1Eviction(
             metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace),
             delete_options=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.uid)),
         )
+        extra: dict[str, Any] = {"dry_run": "All"} if dry_run else {}
         try:
             # Not retried here: the drain step owns the retry loop and its deadline.
             self.rest.call(
-                f"evict pod {pod.key}",
+                f"{'ask to ' if dry_run else ''}evict pod {pod.key}",
                 self.core.create_namespaced_pod_eviction,
                 pod.name,
                 pod.namespace,
                 body,
                 retry=False,
+                **extra,
             )
         except TemporaryError as exc:
             cause = exc.__cause__

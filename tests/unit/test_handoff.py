@@ -1,0 +1,145 @@
+"""migrate.handoff.decide and the plan's record of it: which drains take which pods out of their
+UDP Services first (pure; the procedure runs on both backends in tests/scenario/test_handoff.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from migrate.drain import DrainOptions, Verdict, verdict_for
+from migrate.errors import BadInput
+from migrate.handoff import decide
+from migrate.model import HANDOFF_LABEL, Inventory, OwnerRef, PodInfo, ServiceInfo, frozen_map
+from migrate.plan import Handoff, Plan, PlanOptions, Target, unsound
+from migrate.planner import build_plan
+from migrate.steps.handoff import merged, record, services_of
+from migrate.surge import Surges
+from tests import builders as b
+
+NODES = (b.node("a"), b.node("b"), b.node("c"))
+WAVES = [["a"], ["b"], ["c"]]
+KUBE_DNS = ServiceInfo("kube-system", "kube-dns", frozen_map({"k8s-app": "kube-dns"}), (53,))
+
+
+def coredns(name: str, node: str) -> PodInfo:
+    """A CoreDNS pod as a real cluster shows it: owned by its Deployment's ReplicaSet."""
+    return replace(
+        b.pod(name, node, ns="kube-system"),
+        labels=frozen_map({"k8s-app": "kube-dns", "pod-template-hash": "66bc"}),
+        owner=OwnerRef("ReplicaSet", "coredns-66bc"),
+        ip=f"10.0.0.{ord(node)}",
+    )
+
+
+def inventory(*pods: PodInfo, services: tuple[ServiceInfo, ...] = (KUBE_DNS,)) -> Inventory:
+    return b.inventory(list(NODES), list(pods), udp_services=services)
+
+
+def test_a_udp_services_backend_is_handed_off_on_its_node():
+    inv = inventory(coredns("coredns-66bc-x1", "a"), coredns("coredns-66bc-x2", "b"), b.pod("web-1", "a"))
+    found = decide(inv, WAVES, Surges())
+    expected = (Handoff("kube-system/coredns", ("kube-dns",), ("k8s-app",)),)
+    assert found == {"a": expected, "b": expected}
+
+
+def test_two_pods_of_one_deployment_on_a_node_are_one_handoff_with_every_services_keys():
+    dns_tcp_and_udp = ServiceInfo("kube-system", "dns-extra", frozen_map({"k8s-app": "kube-dns", "tier": "dns"}), (53,))
+    pods = [
+        replace(
+            coredns(f"coredns-66bc-x{i}", "a"),
+            labels=frozen_map({"k8s-app": "kube-dns", "tier": "dns", "pod-template-hash": "66bc"}),
+        )
+        for i in (1, 2)
+    ]
+    found = decide(inventory(*pods, services=(KUBE_DNS, dns_tcp_and_udp)), WAVES, Surges())
+    assert found == {"a": (Handoff("kube-system/coredns", ("dns-extra", "kube-dns"), ("k8s-app", "tier")),)}
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [
+        # selected by no UDP Service
+        b.pod("web-1", "a", ns="kube-system"),
+        # a StatefulSet's pod: its replacement keeps its name and cannot start beside it
+        replace(coredns("dns-0", "a"), owner=OwnerRef("StatefulSet", "dns")),
+        # a bare pod: nothing replaces it
+        replace(coredns("dns-debug", "a"), owner=None),
+        # a DaemonSet's pod stays on its node
+        replace(coredns("dns-ds", "a"), owner=OwnerRef("DaemonSet", "dns")),
+    ],
+)
+def test_pods_that_are_not_a_deployments_udp_backends_are_not_handed_off(pod):
+    assert decide(inventory(pod), WAVES, Surges()) == {}
+
+
+def test_a_service_in_another_namespace_does_not_select_the_pod():
+    elsewhere = replace(KUBE_DNS, namespace="default")
+    assert decide(inventory(coredns("coredns-66bc-x1", "a"), services=(elsewhere,)), WAVES, Surges()) == {}
+
+
+def test_a_surged_deployment_is_left_to_its_surge():
+    surges = Surges(by_node={"a": ("kube-system/coredns",)})
+    assert decide(inventory(coredns("coredns-66bc-x1", "a")), WAVES, surges) == {}
+
+
+def test_the_plan_lists_the_handoffs_and_keeps_them_in_its_file():
+    inv = inventory(coredns("coredns-66bc-x1", "a"), coredns("coredns-66bc-x2", "b"))
+    plan = build_plan(inv, PlanOptions(), Target("sim", "t", "sim://t"))
+    assert {n.name: [h.deployment for h in n.handoff] for n in plan.nodes if n.handoff} == {
+        "a": ["kube-system/coredns"],
+        "b": ["kube-system/coredns"],
+    }
+    again = Plan.from_record(plan.to_record())
+    assert again == plan
+    node = next(n for w in plan.to_record()["waves"] for n in w["nodes"] if n["name"] == "a")
+    assert node["handoff"] == [{"deployment": "kube-system/coredns", "services": ["kube-dns"], "labels": ["k8s-app"]}]
+
+
+def test_without_handoff_the_plan_lists_none_and_says_so_in_its_options():
+    inv = inventory(coredns("coredns-66bc-x1", "a"))
+    plan = build_plan(inv, PlanOptions(handoff=False), Target("sim", "t", "sim://t"))
+    assert all(not n.handoff for n in plan.nodes)
+    assert plan.to_record()["options"]["handoff"] is False
+    # A plan made before the option existed has no key: hand-off on, same checksum as ever.
+    assert "handoff" not in build_plan(inventory(), PlanOptions(), Target("sim", "t", "sim://t")).to_record()["options"]
+
+
+def test_a_plan_file_that_hands_off_with_the_option_off_is_unsound():
+    plan = build_plan(inventory(coredns("coredns-66bc-x1", "a")), PlanOptions(), Target("sim", "t", "sim://t"))
+    edited = replace(plan, options=replace(plan.options, handoff=False))
+    assert unsound(edited) == ["node a hands off kube-system/coredns but option handoff is off"]
+    assert unsound(plan) == []
+
+
+def test_a_handed_off_pod_its_replicaset_let_go_is_evicted_not_refused_as_bare():
+    orphan = replace(coredns("coredns-66bc-x1", "a"), owner=None, labels=frozen_map({HANDOFF_LABEL: "kube-dns"}))
+    verdict = verdict_for(orphan, DrainOptions())
+    assert verdict.verdict is Verdict.EVICT
+    assert "handed off" in verdict.message
+    # A bare pod of the user's is still refused.
+    assert verdict_for(replace(orphan, labels=frozen_map()), DrainOptions()).verdict is Verdict.REFUSE
+
+
+def test_the_record_names_what_was_removed_and_finds_the_services_again():
+    pod = coredns("coredns-66bc-x1", "a")
+    text = record(Handoff("kube-system/coredns", ("kube-dns",), ("k8s-app",)), pod, "0123456789ab")
+    assert json.loads(text) == {"labels": {"k8s-app": "kube-dns"}, "services": ["kube-dns"], "plan": "0123456789ab"}
+    marked = replace(pod, labels=frozen_map({HANDOFF_LABEL: "kube-dns"}))
+    assert services_of(marked, {HANDOFF_LABEL: text}) == ("kube-dns",)
+    # An edited record: the label still names one Service.
+    assert services_of(marked, {HANDOFF_LABEL: "{broken"}) == ("kube-dns",)
+
+
+def test_a_runs_handoffs_are_merged_over_its_nodes():
+    one = Handoff("kube-system/coredns", ("kube-dns",), ("k8s-app",))
+    two = Handoff("kube-system/coredns", ("dns-extra",), ("tier",))
+    assert merged([one, two, one]) == {
+        "kube-system/coredns": Handoff("kube-system/coredns", ("dns-extra", "kube-dns"), ("k8s-app", "tier"))
+    }
+
+
+def test_bad_input_is_refused_at_plan_options():
+    with pytest.raises(BadInput):
+        PlanOptions(max_unavailable=0, handoff=False)
