@@ -121,6 +121,11 @@ class Cluster(Protocol):
         """Wait until ``node`` reports a boot ID other than ``old_boot_id`` and is Ready."""
         ...
 
+    def wait_node_ready(self, node: str, timeout: float) -> NodeInfo:
+        """Wait (watching, not polling) until ``node`` is Ready; the node as last seen (not
+        Ready when ``timeout`` passed first)."""
+        ...
+
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
 
     def probe_many(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:

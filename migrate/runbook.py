@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, StepFailed, ValidationFailed
+from migrate.errors import BadInput, Interrupted, MigrateError, NodeLost, PreflightBlocked, StepFailed, ValidationFailed
 from migrate.estimate import ASSUMED_PODS_PER_NODE, DRAIN_SECONDS_PER_POD, STEP_SECONDS, Estimate, estimate
 from migrate.model import MIGRATION_LABEL
 from migrate.plan import (
@@ -69,6 +69,11 @@ EXIT_ACTIONS: tuple[tuple[type[MigrateError], str], ...] = (
     (ValidationFailed, "read `status`; fix the cause, then `resume`, or `rollback` everything"),
     (Interrupted, "`resume` to continue where it stopped, or `rollback` to undo"),
     (StepFailed, "read `status`; fix the cause (e.g. a PDB), then `resume`, or `rollback` everything"),
+    (
+        NodeLost,
+        "look at the node named (its machine, its kubelet) and bring it back; `resume` waits for it, reads its "
+        "CNI and finishes it (or `rollback`)",
+    ),
 )
 
 

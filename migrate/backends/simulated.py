@@ -228,6 +228,7 @@ class SimulatedCluster:
 
     def node_cni(self, node: str) -> Cni:
         with self.file.transaction("node-cni") as world:
+            w.running(world, node, "node task read-cni", 120.0)
             return Cni(w.node_cni(world, node))
 
     # -- writes -------------------------------------------------------------------------------
@@ -333,7 +334,7 @@ class SimulatedCluster:
 
     def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
         with self.file.transaction("node-task", write=True) as world:
-            w.node_named(world, node)
+            w.running(world, node, f"node task {task.value}", timeout)
             if task is NodeTask.RESTORE_CALICO_CNI:
                 message = w.restore_calico_files(world, node)
             else:
@@ -341,6 +342,9 @@ class SimulatedCluster:
                 message = "rebooted"
             w.log_action(world, f"node-task:{task.value}", node, True)
             return message
+
+    def wait_node_ready(self, node: str, timeout: float) -> NodeInfo:
+        return self.get_node(node)  # nothing changes while the simulation waits: one look
 
     def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
         info = self.get_node(node)
