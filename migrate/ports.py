@@ -28,7 +28,8 @@ class NodeTask(StrEnum):
 
     READ_CNI = "read-cni"  # list /etc/cni/net.d
     RESTORE_CALICO_CNI = "restore-calico-cni"  # set 05-cilium.conflist aside, un-rename Calico's
-    REBOOT = "reboot"
+    REBOOT = "reboot"  # the host's init reboots it, with a bounded sysrq fallback
+    REBOOT_RECORD = "reboot-record"  # which way the node's last reboot went
 
 
 @dataclass(frozen=True)

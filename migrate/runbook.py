@@ -158,7 +158,10 @@ def manual_commands(plan: Plan, node: NodePlan, kind: StepKind) -> list[str]:
             f"kubectl -n kube-system wait pod -l k8s-app=cilium --field-selector spec.nodeName={n} "
             "--for=condition=Ready --timeout=300s",
             *(
-                [f"# reboot {node.name} (ssh or your provider's console); wait until it is Ready again"]
+                [
+                    f"# reboot {node.name} the orderly way (on it: systemctl reboot; or your provider's console), "
+                    "not a reset; wait until it is Ready again"
+                ]
                 if opts.reboot
                 else []
             ),

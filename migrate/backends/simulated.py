@@ -337,9 +337,13 @@ class SimulatedCluster:
             w.running(world, node, f"node task {task.value}", timeout)
             if task is NodeTask.RESTORE_CALICO_CNI:
                 message = w.restore_calico_files(world, node)
+            elif task is NodeTask.REBOOT_RECORD:
+                message = world["nodes"][node].get("lastReboot", "unknown")
             else:
                 world["nodes"][node]["boots"] += 1
-                message = "rebooted"
+                # The simulated host always has systemd, and its reboot always goes through.
+                world["nodes"][node]["lastReboot"] = "orderly: systemctl reboot"
+                message = "orderly: systemctl reboot (simulated)"
             w.log_action(world, f"node-task:{task.value}", node, True)
             return message
 

@@ -16,7 +16,8 @@ namespace, selector}], copiedFrom (a copy's source, ``simcopy``), a node's
 autoscalerProtected, a PDB's matchExpressions ([key, operator, [values]], ``simbudgets``),
 autoscalers: [{namespace, name, targetKind, targetName, minReplicas, maxReplicas}], a
 workload's annotations, version (bumped by each scale) and rolling (a rollout under way),
-a pod's deletionCost, grace and startup (seconds).
+a pod's deletionCost, grace and startup (seconds), a node's lastReboot (how its last reboot
+went, as the host records it).
 """
 
 from __future__ import annotations

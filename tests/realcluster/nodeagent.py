@@ -98,6 +98,7 @@ class NodeAgent:
         self.files: dict[str, list[str]] = defaultdict(lambda: [CALICO_CONF])
         self.failures: dict[str, set[str]] = defaultdict(set)
         self.reboots: dict[str, int] = defaultdict(int)
+        self.reboot_pods: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.server_ips: dict[str, str] = {}  # cross-node probe server IP -> its node
         self.policy_servers: dict[str, dict[str, str]] = {}  # policy probe server IP -> its labels
         self.ignore_policy = False  # True: a dataplane that lets everything through
@@ -487,12 +488,17 @@ class NodeAgent:
 
     def _task(self, pod: dict[str, Any], node: str, task: str) -> None:
         if task == "reboot":
-            # What a reboot shows the API: a new boot ID (kwok keeps the node Ready).
+            # What a reboot shows the API: a new boot ID (kwok keeps the node Ready). The pod is
+            # kept as the API server stored it: what a real node would have run.
             self.reboots[node] += 1
+            self.reboot_pods[node].append(pod)
             boot = str(uuid.uuid4())
             self.core.patch_node_status(node, {"status": {"nodeInfo": {"bootID": boot}}})
             self.log.append((node, task, boot))
-            self._finish(pod, 0, "rebooting")
+            self._finish(pod, 0, "orderly: systemctl reboot (node agent)")
+            return
+        if task == "reboot-record":
+            self._finish(pod, 0, "orderly: systemctl reboot" if self.reboots[node] else "unknown")
             return
         if task == "restore-calico-cni":
             with self._lock:
