@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.errors import NodeLost
+from migrate.errors import NodeLost, ValidationFailed
 from migrate.journal import NodeState, RunStatus, StepStatus
 from migrate.model import Cni
 from migrate.steps.liveness import NODE_READY
@@ -139,3 +139,19 @@ def test_rollback_of_a_node_that_died_in_its_validation_puts_it_back_once_it_ret
     assert state.status is RunStatus.ROLLED_BACK
     assert {state.nodes[n].state for n in (canary, victim)} == {NodeState.ROLLED_BACK}
     assert set(backend.node_view().values()) == {(Cni.CALICO, False, None)}
+
+
+def test_a_node_lost_in_its_validation_that_comes_back_on_calico_is_put_back_not_validated(backend):
+    plan = backend.plan(max_unavailable=1)
+    victim = plan.waves[1].nodes[0].name
+    stopped_for(backend, plan, victim, "validate")
+    backend.restore_calico_by_hand(victim)  # its swap lost with the machine (a disk restored)
+
+    backend.start_node(victim)
+    with pytest.raises(ValidationFailed, match=f"{victim} failed: cni: it came back from NotReady on calico"):
+        backend.executor(plan).apply(resume=True)
+
+    state = backend.store().load()
+    assert state.nodes[victim].state is NodeState.FAILED
+    assert state.nodes[victim].steps[f"{victim}/validate"].detail["observed"] == "calico"
+    assert backend.node_view()[victim] == (Cni.CALICO, False, None)
