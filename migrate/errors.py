@@ -9,7 +9,8 @@
     ├── PreflightBlocked              exit 3   the plan has blocking findings
     ├── ValidationFailed              exit 4   a node failed validation and was rolled back
     ├── Interrupted                   exit 5   stopped on request or at the window end; resumable
-    │   └── LeaseLost                 exit 5   the executor lost its Lease and stopped sending; resumable
+    │   ├── LeaseLost                 exit 5   the executor lost its Lease and stopped sending; resumable
+    │   └── NodeLost                  exit 7   a node went NotReady under a step run on it; resumable
     ├── StepFailed                    exit 6   a step failed (e.g. drain timeout); node put back
     └── ClusterError                           errors talking to a cluster (backends raise these)
         ├── TemporaryError                     worth retrying after ``delay`` seconds
@@ -90,6 +91,14 @@ class LeaseLost(Interrupted):
     """The executor's Lease ran out unrenewed (the API server out of reach for two thirds of
     it) or another executor took it over: nothing more is sent to the cluster, journal
     included; the run stops resumably, before any other executor may take the Lease."""
+
+
+class NodeLost(Interrupted):
+    """A node went NotReady during a step run on it: the run stopped, no other node touched; resume waits for it."""
+
+    # Not 5: a node that died mid-swap needs a look (its machine, its kubelet) before the
+    # run goes on, and a script that resumes every exit 5 by itself must not skip that look.
+    exit_code = 7
 
 
 class StepFailed(MigrateError):

@@ -412,7 +412,7 @@ class Console:
             self.print(f"  {mark} {event.node:<14} {phase}{event.step:<12} {event.message} ({event.duration:.1f}s)")
             if self._progress is not None and event.phase == "apply" and event.outcome == "succeeded":
                 self._progress.advance(self._task)
-        elif event.kind in ("wait", "surge", "handoff"):
+        elif event.kind in ("wait", "surge", "handoff", "node-back"):
             self.print(f"  ...  {event.node:<14} {event.message}")
         elif event.kind == "prepare":
             self.print(f"{event.step}: {event.message}")

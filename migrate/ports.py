@@ -28,7 +28,8 @@ class NodeTask(StrEnum):
 
     READ_CNI = "read-cni"  # list /etc/cni/net.d
     RESTORE_CALICO_CNI = "restore-calico-cni"  # set 05-cilium.conflist aside, un-rename Calico's
-    REBOOT = "reboot"
+    REBOOT = "reboot"  # the host's init reboots it, with a bounded sysrq fallback
+    REBOOT_RECORD = "reboot-record"  # which way the node's last reboot went
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,11 @@ class Cluster(Protocol):
         """Wait until ``node`` reports a boot ID other than ``old_boot_id`` and is Ready."""
         ...
 
+    def wait_node_ready(self, node: str, timeout: float) -> NodeInfo:
+        """Wait (watching, not polling) until ``node`` is Ready; the node as last seen (not
+        Ready when ``timeout`` passed first)."""
+        ...
+
     def probe(self, node: str, check: str, timeout: float) -> ProbeResult: ...
 
     def probe_many(self, node: str, checks: Sequence[str], timeout: float) -> list[ProbeResult]:
@@ -226,7 +232,7 @@ class SystemClock:
 class Event:
     """Something the engine did, for the shell to log, display or post as a k8s Event."""
 
-    kind: str  # run-started, step-started, step-finished, node-state, run-finished, wait, surge, handoff
+    kind: str  # run-started, step-started, step-finished, node-state, run-finished, wait, surge, handoff, node-back
     plan_id: str
     node: str = ""
     wave: int = 0

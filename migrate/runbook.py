@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from migrate.errors import BadInput, Interrupted, MigrateError, PreflightBlocked, StepFailed, ValidationFailed
+from migrate.errors import BadInput, Interrupted, MigrateError, NodeLost, PreflightBlocked, StepFailed, ValidationFailed
 from migrate.estimate import ASSUMED_PODS_PER_NODE, DRAIN_SECONDS_PER_POD, STEP_SECONDS, Estimate, estimate
 from migrate.handoff import SETTLE_SECONDS
 from migrate.model import HANDOFF_LABEL, MIGRATION_LABEL
@@ -70,6 +70,11 @@ EXIT_ACTIONS: tuple[tuple[type[MigrateError], str], ...] = (
     (ValidationFailed, "read `status`; fix the cause, then `resume`, or `rollback` everything"),
     (Interrupted, "`resume` to continue where it stopped, or `rollback` to undo"),
     (StepFailed, "read `status`; fix the cause (e.g. a PDB), then `resume`, or `rollback` everything"),
+    (
+        NodeLost,
+        "look at the node named (its machine, its kubelet) and bring it back; `resume` waits for it, reads its "
+        "CNI and finishes it (or `rollback`)",
+    ),
 )
 
 
@@ -165,7 +170,10 @@ def manual_commands(plan: Plan, node: NodePlan, kind: StepKind) -> list[str]:
             f"kubectl -n kube-system wait pod -l k8s-app=cilium --field-selector spec.nodeName={n} "
             "--for=condition=Ready --timeout=300s",
             *(
-                [f"# reboot {node.name} (ssh or your provider's console); wait until it is Ready again"]
+                [
+                    f"# reboot {node.name} the orderly way (on it: systemctl reboot; or your provider's console), "
+                    "not a reset; wait until it is Ready again"
+                ]
                 if opts.reboot
                 else []
             ),

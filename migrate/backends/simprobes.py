@@ -53,7 +53,7 @@ class SimProbes:
         if check not in verdicts.CHECKS:
             raise BadInput(f"unknown validation check {check!r}")
         with self.file.transaction("probe", write=True) as world:
-            n = w.node_named(world, node)
+            n = w.running(world, node, f"probe {check}", timeout)
             broken = False
             injected = world["failValidation"].get(node, [])
             for i, entry in enumerate(injected):

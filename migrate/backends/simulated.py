@@ -235,6 +235,7 @@ class SimulatedCluster:
 
     def node_cni(self, node: str) -> Cni:
         with self.file.transaction("node-cni") as world:
+            w.running(world, node, "node task read-cni", 120.0)
             return Cni(w.node_cni(world, node))
 
     # -- writes -------------------------------------------------------------------------------
@@ -373,14 +374,21 @@ class SimulatedCluster:
 
     def run_node_task(self, node: str, task: NodeTask, timeout: float) -> str:
         with self.file.transaction("node-task", write=True) as world:
-            w.node_named(world, node)
+            w.running(world, node, f"node task {task.value}", timeout)
             if task is NodeTask.RESTORE_CALICO_CNI:
                 message = w.restore_calico_files(world, node)
+            elif task is NodeTask.REBOOT_RECORD:
+                message = world["nodes"][node].get("lastReboot", "unknown")
             else:
                 world["nodes"][node]["boots"] += 1
-                message = "rebooted"
+                # The simulated host always has systemd, and its reboot always goes through.
+                world["nodes"][node]["lastReboot"] = "orderly: systemctl reboot"
+                message = "orderly: systemctl reboot (simulated)"
             w.log_action(world, f"node-task:{task.value}", node, True)
             return message
+
+    def wait_node_ready(self, node: str, timeout: float) -> NodeInfo:
+        return self.get_node(node)  # nothing changes while the simulation waits: one look
 
     def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
         info = self.get_node(node)

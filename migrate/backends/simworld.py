@@ -16,7 +16,8 @@ namespace, selector}], copiedFrom (a copy's source, ``simcopy``), a node's
 autoscalerProtected, a PDB's matchExpressions ([key, operator, [values]], ``simbudgets``),
 autoscalers: [{namespace, name, targetKind, targetName, minReplicas, maxReplicas}], a
 workload's annotations, version (bumped by each scale) and rolling (a rollout under way),
-a pod's deletionCost, grace and startup (seconds).
+a pod's deletionCost, grace and startup (seconds), a node's lastReboot (how its last reboot
+went, as the host records it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import random
 from typing import Any
 
 from migrate.cniconf import CALICO_CONF, after_agent_start, after_restore, cni_from_files
-from migrate.errors import NotFound
+from migrate.errors import NotFound, TemporaryError
 from migrate.model import CONTROL_PLANE_LABEL, MIGRATION_LABEL
 
 World = dict[str, Any]
@@ -226,6 +227,15 @@ def node_named(world: World, name: str) -> dict[str, Any]:
         return world["nodes"][name]  # type: ignore[no-any-return]
     except KeyError:
         raise NotFound(f"node {name} not found", node=name) from None
+
+
+def running(world: World, name: str, what: str, timeout: float) -> dict[str, Any]:
+    """The node's entry, if it runs what is asked of it: a NotReady node runs no pod, so a
+    helper pod's wait ends as the real backend's does, at its timeout (TemporaryError)."""
+    node = node_named(world, name)
+    if not node["ready"]:
+        raise TemporaryError(f"{what} on {name} did not finish within {timeout:.0f}s: the node is NotReady", node=name)
+    return node
 
 
 def node_cni(world: World, node: str) -> str:

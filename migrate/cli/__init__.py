@@ -2,7 +2,8 @@
 
 No migration logic lives here. Exit codes: 0 done, 1 unexpected, 2 bad input, 3 blocked
 by preflight, 4 validation failed (node rolled back), 5 interrupted (resumable), 6 a step
-failed (node put back). ``--debug`` shows tracebacks; otherwise one line on stderr.
+failed (node put back), 7 a node went NotReady under its step (stopped, resumable).
+``--debug`` shows tracebacks; otherwise one line on stderr.
 
 - ``app``: the typer apps, one error line and exit code per error, signals, the entry point;
 - ``options``: the options several commands share, and apply's and resume's one signature;

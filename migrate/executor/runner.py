@@ -9,6 +9,10 @@ step stays recorded as started. The runner records the outcome, then the caller 
 what happens next: a failed node step puts the node back, an interrupted one stops the run
 resumably (the API is unreachable or refuses us: never a rollback).
 
+A step run on its node (swap-cni, validate, restore-cni) needs the node Ready first, and
+one that does not succeed on a node that is NotReady now ends in ``NodeLost`` (interrupted,
+never a put-back on the dead machine); ``steps.liveness`` says why.
+
 A step that succeeded is never run again; one that started and was never recorded as
 ended is run again (steps look at the live state first).
 """
@@ -21,10 +25,10 @@ from dataclasses import dataclass, field
 
 from migrate.errors import ClusterError, Interrupted, MigrateError, StepFailed, ValidationFailed
 from migrate.executor.run import Run
-from migrate.journal import ClusterStep, RunState, RunStatus, StepStatus
+from migrate.journal import ClusterStep, RunState, RunStatus, StepRecord, StepStatus
 from migrate.plan import NodePlan, StepKind, Wave, step_id
 from migrate.ports import Event
-from migrate.steps import StepContext, StepFn
+from migrate.steps import StepContext, StepFn, liveness
 
 # What a failed step's error tells beyond its message, kept in the journal for status -o json.
 FAILURE_DETAIL = ("check", "observed", "expected", "tries")
@@ -45,10 +49,13 @@ def execute(fn: Callable[[], str]) -> Outcome:
     try:
         return Outcome(StepStatus.SUCCEEDED, fn())
     except (Interrupted, ClusterError) as exc:
-        return Outcome(StepStatus.INTERRUPTED, exc.message, exc)
+        return Outcome(StepStatus.INTERRUPTED, exc.message, exc, _detail(exc))
     except (StepFailed, ValidationFailed) as exc:
-        detail = {k: str(v) for k, v in exc.context.items() if k in FAILURE_DETAIL and v not in (None, "")}
-        return Outcome(StepStatus.FAILED, exc.message, exc, detail)
+        return Outcome(StepStatus.FAILED, exc.message, exc, _detail(exc))
+
+
+def _detail(exc: MigrateError) -> dict[str, str]:
+    return {k: str(v) for k, v in exc.context.items() if k in FAILURE_DETAIL and v not in (None, "")}
 
 
 def _with_status(state: RunState, status: RunStatus | None) -> RunState:
@@ -71,18 +78,19 @@ class StepRunner:
         sid = step_id(node.name, kind, phase)
         if run.state.nodes[node.name].succeeded(sid):
             return
+        before = run.state.nodes[node.name].steps.get(sid)
         run.commit(lambda s: s.with_step(node.name, sid, kind, StepStatus.STARTED, run.now()))
         run.report(Event("step-started", run.plan.id, node=node.name, wave=wave.index, step=kind.value, phase=phase))
         began = run.clock.monotonic()
-        outcome = execute(lambda: self._steps[kind](self._ctx, node))
+        outcome = execute(lambda: self._run(node, kind, before))
         if outcome.status is StepStatus.INTERRUPTED:
             message, error = outcome.message, outcome.error
             if isinstance(error, ClusterError):
                 message = f"{kind.value} of {node.name} stopped: {error.message}"
             run.commit(
-                lambda s: s.with_step(node.name, sid, kind, StepStatus.INTERRUPTED, run.now(), message).with_status(
-                    RunStatus.INTERRUPTED
-                )
+                lambda s: s.with_step(
+                    node.name, sid, kind, StepStatus.INTERRUPTED, run.now(), message, outcome.detail
+                ).with_status(RunStatus.INTERRUPTED)
             )
             run.report(Event("run-finished", run.plan.id, node=node.name, outcome="interrupted", message=message))
             if isinstance(error, ClusterError):
@@ -107,6 +115,24 @@ class StepRunner:
         )
         if outcome.error is not None:
             raise outcome.error
+
+    def _run(self, node: NodePlan, kind: StepKind, before: StepRecord | None) -> str:
+        """The step itself; one run on its node (``liveness.ON_NODE``) needs the node Ready
+        before, and, if it does not succeed on a node that is NotReady now, ends in
+        ``NodeLost`` whatever it raised (the node's failure, not the step's)."""
+        ctx = self._ctx
+        if kind not in liveness.ON_NODE:
+            return self._steps[kind](ctx, node)
+        try:
+            liveness.require_ready(ctx, node.name, kind)
+            if before is not None and liveness.was_lost(before.detail):
+                liveness.came_back(ctx, node.name, kind)
+            return self._steps[kind](ctx, node)
+        except (StepFailed, ValidationFailed, ClusterError) as exc:
+            lost = liveness.judge_failure(ctx, node.name, kind)
+            if lost is None:
+                raise
+            raise lost from exc
 
     def cluster_step(
         self, step: ClusterStep, fn: Callable[[], str], *, starting: str = "", stops_run: bool = False

@@ -32,6 +32,10 @@ run by the tests beside the lab, plays that part through the real API:
   2-minute stall of the next drain that a real kubelet's grace period does not cause
   (seen in the 10-node test: 136 s instead of 9-13 s, one run in six).
 
+- a stopped node (``stop``, with the lab's ``stop_node``): nothing runs on it, as on a machine
+  that is off: its pods are neither started, answered nor removed; ``start`` takes up what
+  waited for it (a Cilium agent started on it then rewrites its CNI directory, as at boot).
+
 kwok's pod stages ignore pods with the role label (see tools/kube/manifests/kwok-stages.yaml),
 so nobody races this agent for their status. The node's files live in this process.
 Start the agent before creating workloads, so every pod is started by it.
@@ -94,6 +98,7 @@ class NodeAgent:
         self.files: dict[str, list[str]] = defaultdict(lambda: [CALICO_CONF])
         self.failures: dict[str, set[str]] = defaultdict(set)
         self.reboots: dict[str, int] = defaultdict(int)
+        self.reboot_pods: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.server_ips: dict[str, str] = {}  # cross-node probe server IP -> its node
         self.policy_servers: dict[str, dict[str, str]] = {}  # policy probe server IP -> its labels
         self.ignore_policy = False  # True: a dataplane that lets everything through
@@ -111,6 +116,7 @@ class NodeAgent:
         self.started: set[str] = set()
         self.delete_delay = delete_delay
         self.terminating: set[str] = set()  # UIDs whose removal is scheduled or done
+        self.down: set[str] = set()  # nodes stopped by the test: nothing on them runs
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> NodeAgent:
@@ -142,7 +148,8 @@ class NodeAgent:
         def answer() -> None:
             failed = False
             try:
-                fn(pod)
+                if not self._stopped(pod):  # stopped since it was queued: its start takes it up
+                    fn(pod)
             except Exception as exc:  # noqa: BLE001 - a test helper: answer again in a second
                 self.log.append(("-", f"{fn.__name__}-error", repr(exc)[:300]))
                 failed = True
@@ -159,6 +166,31 @@ class NodeAgent:
         except RuntimeError:  # shut down: stopping
             with self._lock:
                 self._inflight.discard(key)
+
+    def stop_node(self, node: str) -> None:
+        """The node's machine is off: from now on nothing of it runs (see the docstring)."""
+        with self._lock:
+            self.down.add(node)
+
+    def start_node(self, node: str) -> None:
+        """The node's machine is back: what waited for it is taken up, as a kubelet that
+        starts lists its pods (those created, deleted or waiting meanwhile)."""
+        with self._lock:
+            self.down.discard(node)
+        listing = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}", _preload_content=False)
+        for pod in json.loads(listing.data).get("items") or []:
+            self._on_pod(pod)
+            labels = pod["metadata"].get("labels") or {}
+            if ROLE_LABEL in labels:
+                self._on_helper(pod)
+            elif pod["metadata"]["namespace"] == "kube-system" and labels.get("k8s-app") == "cilium":
+                self._on_agent(pod)
+
+    def _stopped(self, pod: dict[str, Any]) -> bool:
+        """The pod's node is stopped: nothing is done for it now (``start_node`` looks again)."""
+        node = (pod.get("spec") or {}).get("nodeName")
+        with self._lock:
+            return node in self.down
 
     def _node_lock(self, node: str) -> threading.RLock:
         with self._lock:
@@ -256,6 +288,8 @@ class NodeAgent:
         self._loop(self.core.list_pod_for_all_namespaces, handler=self._on_pod)
 
     def _on_pod(self, pod: dict[str, Any]) -> None:
+        if self._stopped(pod):
+            return
         meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
         if meta.get("deletionTimestamp"):
             self._terminate(pod)
@@ -268,6 +302,8 @@ class NodeAgent:
             self._submit(meta["uid"], self._address, pod)
 
     def _on_helper(self, pod: dict[str, Any]) -> None:
+        if self._stopped(pod):
+            return
         meta, status = pod["metadata"], pod.get("status") or {}
         if meta.get("deletionTimestamp") or status.get("phase") in ("Running", "Succeeded", "Failed"):
             return
@@ -275,6 +311,8 @@ class NodeAgent:
             self._submit(meta["uid"], self._helper, pod)
 
     def _on_agent(self, pod: dict[str, Any]) -> None:
+        if self._stopped(pod):
+            return
         meta = pod["metadata"]
         if (
             (pod.get("spec") or {}).get("nodeName")
@@ -450,12 +488,17 @@ class NodeAgent:
 
     def _task(self, pod: dict[str, Any], node: str, task: str) -> None:
         if task == "reboot":
-            # What a reboot shows the API: a new boot ID (kwok keeps the node Ready).
+            # What a reboot shows the API: a new boot ID (kwok keeps the node Ready). The pod is
+            # kept as the API server stored it: what a real node would have run.
             self.reboots[node] += 1
+            self.reboot_pods[node].append(pod)
             boot = str(uuid.uuid4())
             self.core.patch_node_status(node, {"status": {"nodeInfo": {"bootID": boot}}})
             self.log.append((node, task, boot))
-            self._finish(pod, 0, "rebooting")
+            self._finish(pod, 0, "orderly: systemctl reboot (node agent)")
+            return
+        if task == "reboot-record":
+            self._finish(pod, 0, "orderly: systemctl reboot" if self.reboots[node] else "unknown")
             return
         if task == "restore-calico-cni":
             with self._lock:

@@ -122,6 +122,12 @@ class Harness:
     def restore_calico_by_hand(self, name: str) -> None:
         """An operator puts Calico's conflist back on the node, leaving the label alone."""
 
+    def stop_node(self, name: str) -> None:
+        """The node's machine stops (power, panic): NotReady, and nothing runs on it."""
+
+    def start_node(self, name: str) -> None:
+        """The stopped machine is back: it starts what waited for it and becomes Ready."""
+
     def inject(self, op: str, nth: int, error: str) -> None: ...
     def injected(self) -> int: ...
     def record_writes(self) -> None:
@@ -173,6 +179,17 @@ class SimHarness(Harness):
     def restore_calico_by_hand(self, name: str) -> None:
         world = self.cluster.world()
         world["nodes"][name]["cniFiles"] = after_restore(world["nodes"][name]["cniFiles"])
+        self.cluster.update(nodes=world["nodes"])
+
+    def stop_node(self, name: str) -> None:
+        self._set_ready(name, False)
+
+    def start_node(self, name: str) -> None:
+        self._set_ready(name, True)  # the controllers' reconcile starts its DaemonSet pods
+
+    def _set_ready(self, name: str, ready: bool) -> None:
+        world = self.cluster.world()
+        world["nodes"][name]["ready"] = ready
         self.cluster.update(nodes=world["nodes"])
 
     def inject(self, op: str, nth: int, error: str) -> None:
@@ -297,6 +314,15 @@ class KubeHarness(Harness):
     def restore_calico_by_hand(self, name: str) -> None:
         with self.agent._lock:
             self.agent.files[name] = after_restore(self.agent.files[name])
+
+    def stop_node(self, name: str) -> None:
+        self.agent.stop_node(name)
+        self.lab.stop_node(name)
+
+    def start_node(self, name: str) -> None:
+        # Not waited for: whoever runs next waits for the node Ready itself.
+        self.lab.start_node(name, wait=False)
+        self.agent.start_node(name)
 
     @property
     def lab_module(self) -> Any:

@@ -539,6 +539,8 @@ def test_a_plan_with_reboots_reboots_each_node_once_and_its_rollback_once_more(b
     assert all(after[n].boot_id != boots[n] for n in boots), "every node rebooted"
     assert not any(REBOOT_LABEL in n.labels for n in after.values())
     assert all("rebooted (boot" in state.nodes[n].steps[f"{n}/swap-cni"].message for n in boots)
+    # The journal says which way each reboot went: the host's init, not the sysrq fallback.
+    assert all("orderly: systemctl reboot)" in state.nodes[n].steps[f"{n}/swap-cni"].message for n in boots)
 
     # The swap again (as after a crash before its checkpoint): no second reboot.
     node = plan.nodes[0]
@@ -553,6 +555,31 @@ def test_a_plan_with_reboots_reboots_each_node_once_and_its_rollback_once_more(b
     assert rolled.nodes[node.name].state is NodeState.ROLLED_BACK
     assert backend.cluster.get_node(node.name).boot_id != after[node.name].boot_id, "the rollback rebooted it"
     assert backend.node_view()[node.name] == (Cni.CALICO, False, None)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("kubernetes", marks=pytest.mark.realcluster)], indirect=True)
+def test_a_reboot_is_the_hosts_init_asked_from_a_privileged_pod_in_the_host_pid_namespace(backend):
+    """The reboot pod as the API server stored it (the node agent keeps what it was asked
+    to run): no sysrq reset first, the init's reboot through PID 1, a fallback armed."""
+    from migrate.backends.kubernetes.hostreboot import ENTER_HOST, UNIT
+    from migrate.steps.reboot import reboot
+
+    plan = backend.plan(reboot=True)
+    node = plan.nodes[0].name
+
+    said = reboot(step_context(backend, plan), node)
+
+    assert said.startswith("rebooted (boot") and said.endswith("; orderly: systemctl reboot)")
+    (pod,) = backend.agent.reboot_pods[node]
+    spec = pod["spec"]
+    assert (spec["nodeName"], spec["hostPID"], spec["tolerations"]) == (node, True, [{"operator": "Exists"}])
+    assert "volumes" not in spec  # the host's files are reached through PID 1's namespaces
+    (container,) = spec["containers"]
+    assert container["securityContext"] == {"privileged": True}
+    script = container["command"][2]
+    assert script.startswith(f"how=$({ENTER_HOST} sh -c ")
+    assert f"--unit={UNIT} -p DefaultDependencies=no" in script
+    assert script.splitlines()[-1] == f"exec {ENTER_HOST} $how"
 
 
 def test_cross_node_probes_reach_calico_and_cilium_peers_both_ways_and_a_service(backend):

@@ -237,6 +237,9 @@ class KubernetesCluster:
     def wait_node_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
         return self.node_writes.wait_rebooted(node, old_boot_id, timeout)
 
+    def wait_node_ready(self, node: str, timeout: float) -> NodeInfo:
+        return self.node_writes.wait_ready(node, timeout)
+
     def evict(self, pod: PodInfo) -> None:
         self.pod_writes.evict(pod)
 

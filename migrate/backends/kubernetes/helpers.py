@@ -1,7 +1,7 @@
 """Helper pods: short-lived pods in the tool's namespace, pinned to a node and labelled
 ``cni-migrate.io/role``, that do node-level work (read ``/etc/cni/net.d``, restore Calico's
-configuration, reboot) or run validation probes. Their result is read from the container's
-termination message; they are always deleted."""
+configuration, reboot the host through its init: ``hostreboot``) or run validation probes.
+Their result is read from the container's termination message; they are always deleted."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
+from migrate.backends.kubernetes import hostreboot
 from migrate.backends.kubernetes.mapping import pod_waiting, termination_message
 from migrate.backends.kubernetes.watching import Collection, Objects, list_then_watch
 from migrate.backends.rbac import TOOL_NAMESPACE
@@ -43,7 +44,6 @@ TASK_SCRIPTS = {
         'for f in *.cilium_bak; do [ -e "$f" ] && mv -f "$f" "${f%.cilium_bak}"; done; '
         "ls -1a > /dev/termination-log"
     ),
-    NodeTask.REBOOT: "echo rebooting > /dev/termination-log; echo b > /proc/sysrq-trigger",
 }
 
 
@@ -110,6 +110,7 @@ class HelperPods:
         timeout: float,
         *,
         host_paths: bool = False,
+        host_pid: bool = False,
         labels: dict[str, str] | None = None,
         for_node: str = "",
         clean: bool = True,
@@ -118,6 +119,7 @@ class HelperPods:
         return it as created; ``wait`` for it.
         ``for_node``: the node whose check this pod serves (default ``node``); a peer node
         may host pods of several nodes' checks at once (a parallel wave).
+        ``host_pid``: privileged, in the host's PID namespace (to enter its PID 1's namespaces).
         ``clean``: first delete what an earlier attempt of this very task left on the node
         (validation clears its checks' pods itself, ``Probes.checks_cleared``)."""
         self.cluster.ensure_namespace()
@@ -159,6 +161,9 @@ class HelperPods:
             pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cni", "mountPath": "/host/etc/cni/net.d"}]
             pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
             pod["spec"]["volumes"] = [{"name": "cni", "hostPath": {"path": "/etc/cni/net.d", "type": "Directory"}}]
+        if host_pid:
+            pod["spec"]["hostPID"] = True
+            pod["spec"]["containers"][0]["securityContext"] = {"privileged": True}
 
         def create() -> dict[str, Any]:
             return self.rest.json(f"create {role} pod on {node}", self.core.create_namespaced_pod, TOOL_NAMESPACE, pod)
@@ -184,6 +189,7 @@ class HelperPods:
         timeout: float,
         *,
         host_paths: bool = False,
+        host_pid: bool = False,
         until_running: bool = False,
         keep: list[str] | None = None,
         labels: dict[str, str] | None = None,
@@ -199,6 +205,7 @@ class HelperPods:
             container,
             timeout,
             host_paths=host_paths,
+            host_pid=host_pid,
             labels=labels,
             for_node=for_node,
             clean=clean,
@@ -287,15 +294,26 @@ class HelperPods:
         return [finished[name] for name in latest]
 
     def run_task(self, node: str, task: NodeTask, timeout: float) -> str:
-        container = {"name": "task", "image": self.cluster.node_image, "command": ["sh", "-c", TASK_SCRIPTS[task]]}
+        def container(script: str) -> dict[str, Any]:
+            return {"name": "task", "image": self.cluster.node_image, "command": ["sh", "-c", script]}
+
         if task is NodeTask.REBOOT:
-            # The node goes down under its pod: however the pod ends, the node's new boot ID
-            # (wait_node_rebooted) is the proof, not the pod's phase.
-            with contextlib.suppress(PermanentError, TemporaryError):
-                done = self.run(node, "node-task", task.value, container, timeout, host_paths=True)
-                return termination_message(done) or "reboot requested"
-            return "reboot requested"
-        done = self.run(node, "node-task", task.value, container, timeout, host_paths=True)
+            script = hostreboot.reboot_script(hostreboot.grace_for(timeout))
+            try:
+                done = self.run(node, "node-task", task.value, container(script), timeout, host_pid=True)
+            except (PermanentError, TemporaryError):
+                # The node goes down under its pod: however the pod ends, the node's new boot
+                # ID (wait_node_rebooted) is the proof, not the pod's phase.
+                return "reboot requested"
+            message = termination_message(done)
+            if message.startswith(hostreboot.REFUSED):
+                raise PermanentError(f"node task reboot on {node}: {message}")
+            return message or "reboot requested"
+        if task is NodeTask.REBOOT_RECORD:
+            script = hostreboot.record_script()
+            done = self.run(node, "node-task", task.value, container(script), timeout, host_pid=True)
+            return termination_message(done) or "unknown"
+        done = self.run(node, "node-task", task.value, container(TASK_SCRIPTS[task]), timeout, host_paths=True)
         message = termination_message(done)
         if done["status"]["phase"] != "Succeeded":
             raise PermanentError(f"node task {task.value} on {node} failed: {message or 'no message'}")

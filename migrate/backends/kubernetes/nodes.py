@@ -1,6 +1,7 @@
 """Node writes on a real cluster: cordon and uncordon, labels (each a patch only when it
-would change something), the Events posted on a node, and the wait for a node back from its
-reboot; the read of one node (``get_node``), remembered for the writes that follow it.
+would change something), the Events posted on a node, and the waits for a node (Ready again,
+back from its reboot: one list and watch of it); the read of one node (``get_node``),
+remembered for the writes that follow it.
 Node-level work done on the node itself is ``helpers``'.
 
 A write is judged on the node as last read or written here (``get_node``, or a patch's
@@ -76,14 +77,29 @@ class NodeWrites:
         self.rest.call(f"create event on {node}", self.core.create_namespaced_event, "default", event, retry=False)
 
     def wait_rebooted(self, node: str, old_boot_id: str, timeout: float) -> NodeInfo:
-        def back(kind: str, obj: dict[str, Any]) -> NodeInfo | None:
-            info = node_info(obj)
-            return info if kind != "DELETED" and info.boot_id != old_boot_id and info.ready else None
+        found = self.wait(node, lambda info: info.boot_id != old_boot_id and info.ready, timeout)
+        if found is None or found.boot_id == old_boot_id or not found.ready:
+            raise TemporaryError(f"{node} did not come back from its reboot within {timeout:.0f}s", node=node)
+        return found
+
+    def wait_ready(self, node: str, timeout: float) -> NodeInfo:
+        found = self.wait(node, lambda info: info.ready, timeout)
+        if found is None:
+            raise TemporaryError(f"node {node} not found", node=node)
+        return found
+
+    def wait(self, node: str, until: Callable[[NodeInfo], bool], timeout: float) -> NodeInfo | None:
+        """The node once ``until`` holds (one list and watch of it), else as last seen at the
+        deadline (None: never seen, or deleted)."""
+        seen: list[NodeInfo | None] = [None]
+
+        def look(kind: str, obj: dict[str, Any]) -> NodeInfo | None:
+            info = None if kind == "DELETED" else node_info(obj)
+            seen[0] = info
+            return info if info is not None and until(info) else None
 
         this_node = Collection(
             f"node {node}", self.core.list_node, selectors={"field_selector": f"metadata.name={node}"}
         )
-        found = list_then_watch(self.rest, this_node, back, deadline=time.monotonic() + timeout)
-        if found is None:
-            raise TemporaryError(f"{node} did not come back from its reboot within {timeout:.0f}s", node=node)
-        return found
+        found = list_then_watch(self.rest, this_node, look, deadline=time.monotonic() + timeout)
+        return found if found is not None else seen[0]

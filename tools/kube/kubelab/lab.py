@@ -237,6 +237,16 @@ class KubeLab:
         pod GC controller would do after its 40s orphan quarantine)."""
         nodes.delete_nodes(self.api, names, timeout=timeout)
 
+    def stop_node(self, name: str) -> None:
+        """The node's machine stops: NotReady, and kwok leaves it so (``nodes.stop_node``)."""
+        nodes.stop_node(self.api, name)
+
+    def start_node(self, name: str, *, wait: bool = True, timeout: float = 60) -> None:
+        """The stopped node's machine is back: kwok makes it Ready (waited for, by default)."""
+        nodes.start_node(self.api, name)
+        if wait:
+            self.wait_nodes_ready([name], timeout=timeout)
+
     def wait_nodes_ready(self, names: Iterable[str] | None = None, *, timeout: float = 60) -> None:
         nodes.wait_nodes_ready(self.api, names, timeout=timeout, alive=self.processes.check_alive(*COMPONENTS))
 

@@ -13,6 +13,8 @@ from .addresses import NODE_IP_BASE
 from .rest import Api, wait
 
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+# A node a test stopped: kwok's node stages leave it alone (manifests/kwok-stages.yaml).
+DOWN_ANNOTATION = "lab.cni-migrate.io/down"
 
 
 @dataclasses.dataclass
@@ -129,6 +131,38 @@ def node_ready(node: Mapping[str, Any]) -> bool:
         return False
     blocking = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
     return not any(t.get("key") in blocking for t in node.get("spec", {}).get("taints", []) or [])
+
+
+def stop_node(api: Api, name: str) -> None:
+    """The machine behind a node stops: its kubelet no longer reports, so its Ready condition
+    goes Unknown, as the node lifecycle controller would set it (at once here, not after the
+    grace period). Annotated first, so that kwok's node stages never make it Ready again."""
+    merge = "application/merge-patch+json"
+    api.call(
+        "PATCH", f"/api/v1/nodes/{name}", {"metadata": {"annotations": {DOWN_ANNOTATION: "true"}}}, content_type=merge
+    )
+    ready = {
+        "type": "Ready",
+        "status": "Unknown",
+        "reason": "NodeStatusUnknown",
+        "message": "Kubelet stopped posting node status (lab: stopped by a test).",
+    }
+    api.call(
+        "PATCH",
+        f"/api/v1/nodes/{name}/status",
+        {"status": {"conditions": [ready]}},
+        content_type="application/strategic-merge-patch+json",
+    )
+
+
+def start_node(api: Api, name: str) -> None:
+    """The machine is back: without the annotation, kwok's node-ready stage makes it Ready."""
+    api.call(
+        "PATCH",
+        f"/api/v1/nodes/{name}",
+        {"metadata": {"annotations": {DOWN_ANNOTATION: None}}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def create_node(api: Api, obj: Mapping[str, Any]) -> None:
