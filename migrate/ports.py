@@ -91,7 +91,8 @@ class Cluster(Protocol):
         ...
 
     def surged_deployments(self) -> list[DeploymentInfo]:
-        """Every Deployment that carries a surge record."""
+        """Every Deployment that carries the surge annotation, readable or not
+        (``DeploymentInfo.unreadable_surge``), by namespace/name."""
         ...
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:

@@ -43,6 +43,7 @@ from migrate.model import (
     Taint,
     WebhookInfo,
     frozen_map,
+    read_surge,
 )
 from migrate.policy import addresses
 from migrate.ports import NodeTask, ProbeResult
@@ -303,9 +304,9 @@ class SimulatedCluster:
             found = [
                 _deployment(world, wl)
                 for wl in world["workloads"]
-                if wl["kind"] == "Deployment" and (wl.get("annotations") or {}).get(SURGE_ANNOTATION)
+                if wl["kind"] == "Deployment" and SURGE_ANNOTATION in (wl.get("annotations") or {})
             ]
-            return [d for d in found if d.surge is not None]
+            return sorted(found, key=lambda d: d.key)
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         with self.file.transaction("patch-pod", write=True) as world:
@@ -481,7 +482,7 @@ def _pod(p: dict[str, Any]) -> PodInfo:
 
 def _deployment(world: w.World, wl: dict[str, Any]) -> DeploymentInfo:
     annotations = wl.get("annotations") or {}
-    record = annotations.get(SURGE_ANNOTATION)
+    record, unreadable = read_surge(annotations)
     pods = w.owned(world, "Deployment", wl["namespace"], wl["name"])
     return DeploymentInfo(
         namespace=wl["namespace"],
@@ -492,7 +493,8 @@ def _deployment(world: w.World, wl: dict[str, Any]) -> DeploymentInfo:
         ready_replicas=sum(1 for p in pods if p["ready"]),
         settled=not wl.get("rolling"),
         gitops=gitops_manager(wl["labels"], annotations),
-        surge=SurgeRecord.from_json(record) if record else None,
+        surge=record,
+        unreadable_surge=unreadable,
         version=str(wl.get("version", 1)),
     )
 

@@ -9,9 +9,12 @@ call picks up from it; and a run that starts puts back every surge a killed run 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from migrate import failpoints
-from migrate.errors import Conflict, NotFound, StepFailed
-from migrate.model import DeploymentInfo, PodInfo, SurgeRecord
+from migrate.errors import Conflict, NotFound, StepFailed, SurgeUnreadable
+from migrate.model import SURGE_ANNOTATION, DeploymentInfo, PodInfo, SurgeRecord
 from migrate.ports import Cluster, Event, EventSink
 from migrate.steps import StepContext
 from migrate.surge import RETIRE_COST, deployment_of
@@ -31,6 +34,10 @@ def surge(ctx: StepContext, node: str, key: str, deadline: float) -> tuple[list[
             d = ctx.cluster.deployment(namespace, name)
         except NotFound:
             return [], f"{key} is gone"
+        if d.unreadable_surge is not None:
+            # Edited since the run began (a run refuses to start on one): a new surge would
+            # overwrite the only trace of the count it was surged from.
+            raise StepFailed(f"cannot drain {node}: {unreadable(d)}", node=node, check="surge")
         mine = [p for p in ctx.cluster.pods_on_node(node) if deployment_of(p) == (namespace, name) and not p.deleting]
         record = d.surge
         if record is not None and (record.node != node or record.plan != ctx.plan_id):
@@ -105,12 +112,39 @@ def put_back(cluster: Cluster, d: DeploymentInfo) -> DeploymentInfo:
     raise Conflict(f"Deployment {d.key} kept changing while its surge was put back")
 
 
+def unreadable(d: DeploymentInfo) -> str:
+    """What an operator needs to know and do about a Deployment whose surge record cannot be
+    read, in one clause: which, what its record says, and the commands that fix it."""
+    text = d.unreadable_surge or ""
+    shown = json.dumps(text if len(text) <= 60 else text[:57] + "...")
+    ns = f"kubectl -n {d.namespace}"
+    return (
+        f"Deployment {d.key} carries a surge record cni-migrate cannot read ({SURGE_ANNOTATION}: {shown}), "
+        f"so the count it was surged from is unknown ({d.replicas} replica(s) now); set its intended count N "
+        f"and remove the record: {ns} scale deployment/{d.name} --replicas=N && "
+        f"{ns} annotate deployment/{d.name} {SURGE_ANNOTATION}-"
+    )
+
+
+def refuse_unreadable(deployments: Sequence[DeploymentInfo]) -> None:
+    """Refuse a run, before it writes anything, while any Deployment carries a surge record
+    that cannot be read: no run can put it back, and a new surge would overwrite it."""
+    bad = [d for d in deployments if d.unreadable_surge is not None]
+    if bad:
+        raise SurgeUnreadable(
+            "; ".join(unreadable(d) for d in bad) + "; then run again (nothing was changed)",
+            deployments=[d.key for d in bad],
+        )
+
+
 def restore_all(cluster: Cluster, emit: EventSink, plan_id: str) -> list[str]:
     """Put back every surge a killed run left (any plan's: only cni-migrate writes the record,
-    and only one executor runs); what was put back, for the audit log."""
+    and only one executor runs); what was put back, for the audit log. A record that cannot
+    be read was refused before the run (``refuse_unreadable``), and is left for the operator."""
     restored = []
     for d in cluster.surged_deployments():
-        assert d.surge is not None
+        if d.surge is None:
+            continue
         back = put_back(cluster, d)
         message = (
             f"put back {d.key} to {back.replicas} replica(s): a surge for {d.surge.node} "

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.errors import Interrupted, StepFailed
+from migrate.errors import Interrupted, StepFailed, SurgeUnreadable
 from migrate.journal import NodeState, RunStatus
-from migrate.model import SurgeRecord
+from migrate.model import SURGE_ANNOTATION, SurgeRecord
 
 FROZEN = {"namespace": "shop", "name": "thumbnailer-frozen", "selector": {"app": "thumbnailer"}, "maxUnavailable": "0"}
 KEY = "shop/thumbnailer"
@@ -114,5 +114,70 @@ def test_a_replacement_that_cannot_start_fails_the_drain_and_leaves_the_workload
     after = thumbnailer(backend)
     assert (after.replicas, after.surge) == (1, None)
     assert [p.uid for p in backend.cluster.pods_on_node(host) if p.labels.get("app") == "thumbnailer"] == [old.uid]
+    state = backend.store().load()
+    assert state is not None and state.nodes[host].state is NodeState.FAILED
+
+
+GARBLED = '{"original": 1, "extra": 1, "node": '  # a record cut short by a hand edit
+
+
+def test_an_unreadable_surge_record_refuses_apply_resume_and_rollback_before_any_write(backend):
+    backend.record_writes()
+    plan = backend.plan()  # made now: on the real cluster it binds the recording proxy
+    stop, emit = backend.stopping_after("uncordon")
+    ex = backend.executor(plan, stop=stop)
+    ex.emit = emit
+    with pytest.raises(Interrupted):  # after the canary: a run to resume and to roll back
+        ex.apply()
+    host = host_of(backend)
+    before = thumbnailer(backend)
+    backend.cluster.scale_deployment(before, 2, SurgeRecord(1, 1, host, "0123456789ab"))
+    backend.edit_deployment("shop", "thumbnailer", annotations={SURGE_ANNOTATION: GARBLED})
+    journal = backend.store().load()
+    written = len(backend.writes())
+
+    seen = backend.cluster.surged_deployments()
+    assert [(d.key, d.replicas, d.surge, d.unreadable_surge) for d in seen] == [(KEY, 2, None, GARBLED)]
+    for attempt in ("apply", "resume", "rollback"):
+        ex = backend.executor(plan)
+        with pytest.raises(SurgeUnreadable) as refused:
+            ex.rollback() if attempt == "rollback" else ex.apply(resume=attempt == "resume")
+        assert refused.value.exit_code == 2
+        assert "\n" not in refused.value.message
+        assert refused.value.message.startswith(
+            f"Deployment {KEY} carries a surge record cni-migrate cannot read ({SURGE_ANNOTATION}: "
+        ), attempt
+        assert (
+            f"kubectl -n shop scale deployment/thumbnailer --replicas=N && "
+            f"kubectl -n shop annotate deployment/thumbnailer {SURGE_ANNOTATION}-" in refused.value.message
+        )
+    assert backend.writes()[written:] == []
+    assert backend.store().load() == journal
+    after = thumbnailer(backend)
+    assert (after.replicas, after.surge, after.unreadable_surge) == (2, None, GARBLED)
+
+    # The operator does what the line says; the run then goes on.
+    backend.edit_deployment("shop", "thumbnailer", annotations={SURGE_ANNOTATION: None}, replicas=1)
+    state = backend.executor(plan).apply(resume=True)
+    assert state.status is RunStatus.COMPLETED
+    after = thumbnailer(backend)
+    assert (after.replicas, after.surge, after.unreadable_surge) == (1, None, None)
+
+
+def test_a_surge_record_garbled_during_the_run_fails_the_drain_and_is_left_as_it_is(backend):
+    plan = backend.plan()
+    host = host_of(backend)
+
+    def garble(point: str, context: dict) -> list[str]:
+        # After the run's checks, before the host's drain reads the Deployment.
+        if point == "pre-node" and context["node"] == host:
+            backend.edit_deployment("shop", "thumbnailer", annotations={SURGE_ANNOTATION: GARBLED})
+        return []
+
+    with pytest.raises(StepFailed, match=f"cannot drain {host}: Deployment {KEY} carries a surge record"):
+        backend.executor(plan, hooks=garble).apply()
+
+    after = thumbnailer(backend)
+    assert (after.replicas, after.unreadable_surge) == (1, GARBLED), "a new surge would have overwritten it"
     state = backend.store().load()
     assert state is not None and state.nodes[host].state is NodeState.FAILED

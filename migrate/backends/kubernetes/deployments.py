@@ -78,11 +78,11 @@ class DeploymentWrites:
             raise
 
     def surged(self) -> list[DeploymentInfo]:
-        """Every Deployment carrying a surge record, by namespace/name."""
+        """Every Deployment carrying the surge annotation (readable or not), by namespace/name."""
         items, _ = self.rest.list_all(
             "list deployments", self.apps.list_deployment_for_all_namespaces, convert=deployment_info
         )
-        return sorted((d for d in items if d.surge is not None), key=lambda d: d.key)
+        return sorted((d for d in items if d.carries_surge), key=lambda d: d.key)
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         body = {"metadata": {"annotations": {DELETION_COST: str(cost)}}}
