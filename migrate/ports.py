@@ -101,7 +101,8 @@ class Cluster(Protocol):
 
     def wait_replicas_ready(self, deployment: DeploymentInfo, count: int, away_from: str, timeout: float) -> int:
         """Wait (watching) until ``count`` of the Deployment's pods are Ready, not being
-        deleted and not on node ``away_from``; return how many are (fewer on timeout)."""
+        deleted and not on node ``away_from``; return how many are (fewer on timeout).
+        NotFound once the Deployment itself is deleted."""
         ...
 
     def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:

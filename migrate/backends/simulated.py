@@ -318,6 +318,7 @@ class SimulatedCluster:
     def wait_replicas_ready(self, deployment: DeploymentInfo, count: int, away_from: str, timeout: float) -> int:
         # Pods start Ready where they fit in the simulation: one look is the whole wait.
         with self.file.transaction("list-pods") as world:
+            _workload(world, "Deployment", deployment.namespace, deployment.name)  # NotFound once deleted
             pods = w.owned(world, "Deployment", deployment.namespace, deployment.name)
             return sum(1 for p in pods if p["ready"] and p["node"] not in (None, away_from))
 

@@ -100,11 +100,14 @@ class DeploymentWrites:
         """Until ``count`` of the Deployment's pods are Ready, not being deleted and not on
         ``away_from``: one list and watch of the pods its selector picks in its namespace
         (those of another controller with the same labels do not count). How many were, at
-        the end (fewer than ``count`` on timeout)."""
+        the end (fewer than ``count`` on timeout); NotFound once the Deployment is deleted
+        (looked up when one of its pods goes: the garbage collector takes them with it)."""
         good: set[str] = set()  # UIDs of the pods that count
 
         def seen(kind: str, obj: dict[str, Any]) -> int | None:
             pod = pod_info(obj)
+            if kind == "DELETED" and deployment_of(pod) == (deployment.namespace, deployment.name):
+                self.get(deployment.namespace, deployment.name)
             counts = (
                 kind != "DELETED"
                 and pod.ready
@@ -123,7 +126,10 @@ class DeploymentWrites:
             good.clear()
             for item in items:
                 seen("ADDED", item)
-            return len(good) if len(good) >= count else None
+            if len(good) >= count:
+                return len(good)
+            self.get(deployment.namespace, deployment.name)  # its pods may be gone already, unseen
+            return None
 
         pods = Collection(
             f"pods of deployment {deployment.key}",
