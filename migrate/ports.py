@@ -95,6 +95,14 @@ class Cluster(Protocol):
         (``DeploymentInfo.unreadable_surge``), by namespace/name."""
         ...
 
+    def wait_deployment(
+        self, deployment: DeploymentInfo, until: Callable[[DeploymentInfo], bool], timeout: float
+    ) -> DeploymentInfo:
+        """Wait (watching, not polling) until ``until`` holds for the Deployment as it is;
+        return it as last seen (``until`` still false after ``timeout``). NotFound once it
+        is deleted."""
+        ...
+
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         """Set the pod's ``controller.kubernetes.io/pod-deletion-cost``; NotFound if it is gone."""
         ...

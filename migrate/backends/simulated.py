@@ -13,7 +13,8 @@ errors (``faults``: the n-th call of an operation fails with 429/500/409).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,17 @@ class SimulatedCluster:
                 if wl["kind"] == "Deployment" and SURGE_ANNOTATION in (wl.get("annotations") or {})
             ]
             return sorted(found, key=lambda d: d.key)
+
+    def wait_deployment(
+        self, deployment: DeploymentInfo, until: Callable[[DeploymentInfo], bool], timeout: float
+    ) -> DeploymentInfo:
+        # Each write to the world (another node's thread of the wave) wakes the wait for a look.
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.file.writes()
+            now = self.deployment(deployment.namespace, deployment.name)
+            if until(now) or not self.file.wait_write(seen, deadline - time.monotonic()):
+                return now
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         with self.file.transaction("patch-pod", write=True) as world:

@@ -19,7 +19,6 @@ from migrate.ports import Cluster, Event, EventSink
 from migrate.steps import StepContext
 from migrate.surge import RETIRE_COST, deployment_of
 
-WAIT_GAP = 1.0  # seconds between looks while another node's surge of the same Deployment runs
 CONFLICT_TRIES = 10  # a Deployment's controller writes its status as its pods change: a 409 is routine
 
 
@@ -46,7 +45,7 @@ def surge(ctx: StepContext, node: str, key: str, deadline: float, pods: Sequence
             record = d.surge
             if record is not None and (record.node != node or record.plan != ctx.plan_id):
                 # Another node of the wave surges it now: one surge at a time keeps the counts exact.
-                _wait_turn(ctx, node, key, record, deadline)
+                _wait_turn(ctx, node, d, deadline)
                 continue
             if record is not None and d.replicas != record.original + record.extra:
                 # Scaled by someone else since the surge began: their count stands.
@@ -110,15 +109,21 @@ def surge(ctx: StepContext, node: str, key: str, deadline: float, pods: Sequence
         return [], said
 
 
-def _wait_turn(ctx: StepContext, node: str, key: str, record: SurgeRecord, deadline: float) -> None:
+def _wait_turn(ctx: StepContext, node: str, d: DeploymentInfo, deadline: float) -> None:
+    """Until the surge another node holds on ``d`` is over (its record changed or gone),
+    watching it. That surge runs to its end whatever a stop says (steps finish), so the
+    wait does too; past the drain's deadline the step fails."""
+    held = d.surge
+    assert held is not None
     remaining = deadline - ctx.clock.monotonic()
-    if remaining <= 0:
+    if remaining > 0:
+        d = ctx.cluster.wait_deployment(d, lambda now: now.surge != held, remaining)
+    if d.surge == held:
         raise StepFailed(
-            f"cannot drain {node}: {key} is still surged for {record.node} (plan {record.plan})",
+            f"cannot drain {node}: {d.key} is still surged for {held.node} (plan {held.plan})",
             node=node,
             check="surge",
         )
-    ctx.clock.sleep(min(WAIT_GAP, remaining))
 
 
 def put_back(cluster: Cluster, d: DeploymentInfo) -> DeploymentInfo:

@@ -6,11 +6,14 @@ the scheduler and the disruption controller decide; kill -9 itself: tests/cli/te
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from migrate.errors import Interrupted, NotFound, StepFailed, SurgeUnreadable
 from migrate.journal import NodeState, RunStatus
 from migrate.model import SURGE_ANNOTATION, SurgeRecord
+from migrate.steps.surge import put_back
 
 FROZEN = {"namespace": "shop", "name": "thumbnailer-frozen", "selector": {"app": "thumbnailer"}, "maxUnavailable": "0"}
 KEY = "shop/thumbnailer"
@@ -244,6 +247,24 @@ def test_a_surge_a_killed_run_left_keeps_a_count_someone_set_since(backend):
     assert (after.replicas, after.surge) == (3, None)
     said = [e.message for e in backend.events if e.kind == "surge"]
     assert said[0].startswith(f"kept {KEY} at 3 replica(s), set by someone else, its record removed"), said
+
+
+def test_a_wait_for_a_deployment_ends_on_its_change_and_says_when_it_is_gone(backend):
+    host = host_of(backend)
+    held = SurgeRecord(1, 1, host, "0123456789ab")
+    d = backend.cluster.scale_deployment(thumbnailer(backend), 2, held)
+    released = lambda now: now.surge != held  # noqa: E731 - the predicate _wait_turn passes
+
+    unchanged = backend.cluster.wait_deployment(d, released, 0.5)
+    assert (unchanged.replicas, unchanged.surge) == (2, held), "as last seen once the time is up"
+    other = threading.Thread(target=lambda: put_back(backend.cluster, thumbnailer(backend)))
+    other.start()  # another node's surge ends while this one waits
+    back = backend.cluster.wait_deployment(d, released, 60)
+    other.join()
+    assert (back.replicas, back.surge) == (1, None)
+    backend.delete_deployment("shop", "thumbnailer")
+    with pytest.raises(NotFound):
+        backend.cluster.wait_deployment(back, released, 60)
 
 
 def test_a_drain_lists_its_node_pods_once_for_the_surge_and_its_evictions(backend):

@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -256,6 +256,11 @@ class KubernetesCluster:
 
     def surged_deployments(self) -> list[DeploymentInfo]:
         return self.deployments.surged()
+
+    def wait_deployment(
+        self, deployment: DeploymentInfo, until: Callable[[DeploymentInfo], bool], timeout: float
+    ) -> DeploymentInfo:
+        return self.deployments.wait(deployment, until, timeout)
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         self.deployments.set_deletion_cost(pod, cost)
