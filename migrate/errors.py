@@ -4,7 +4,8 @@
     ├── BadInput                      exit 2   the user's input is wrong; nothing was written
     │   ├── PlanClusterMismatch       exit 2   the plan was made for another cluster
     │   ├── PlanStale                 exit 2   the cluster changed since the plan was made
-    │   └── RunConflict               exit 2   another run/plan owns this cluster's journal
+    │   ├── RunConflict               exit 2   another run/plan owns this cluster's journal
+    │   └── SurgeUnreadable           exit 2   a Deployment's surge record was edited: its count is unknown
     ├── LockHeld                      exit 2   another executor is running against this cluster
     ├── PreflightBlocked              exit 3   the plan has blocking findings
     ├── ValidationFailed              exit 4   a node failed validation and was rolled back
@@ -54,6 +55,11 @@ class PlanStale(BadInput):
 
 class RunConflict(BadInput):
     """The checkpoint journal belongs to another plan or run."""
+
+
+class SurgeUnreadable(BadInput):
+    """A Deployment carries a surge record cni-migrate cannot read (edited, truncated): the
+    count to put it back to is unknown, so no run writes anything until an operator sets it."""
 
 
 class LockHeld(MigrateError):

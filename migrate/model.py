@@ -306,13 +306,24 @@ class SurgeRecord:
 
     @classmethod
     def from_json(cls, text: str) -> SurgeRecord | None:
-        """The record, or None when the annotation is not one of ours (edited, truncated)."""
+        """The record, or None when the text is not one we wrote (edited, truncated): then
+        the count to put back is unknown (``DeploymentInfo.unreadable_surge``)."""
         try:
             r = json.loads(text)
             record = cls(int(r["original"]), int(r["extra"]), str(r["node"]), str(r["plan"]))
         except (ValueError, TypeError, KeyError):
             return None
         return record if record.original >= 0 and record.extra > 0 else None
+
+
+def read_surge(annotations: Mapping[str, str]) -> tuple[SurgeRecord | None, str | None]:
+    """A Deployment's surge annotation as (record, None); (None, its text) when it is there
+    but unreadable; (None, None) when there is none."""
+    if SURGE_ANNOTATION not in annotations:
+        return None, None
+    text = str(annotations[SURGE_ANNOTATION])
+    record = SurgeRecord.from_json(text)
+    return (record, None) if record is not None else (None, text)
 
 
 @dataclass(frozen=True)
@@ -330,7 +341,16 @@ class DeploymentInfo:
     settled: bool = True  # observedGeneration current, every replica updated, no old pods
     gitops: str = ""  # the GitOps controller whose markers it carries ("Argo CD", "Flux"), "" if none
     surge: SurgeRecord | None = None
+    # The surge annotation's text when it is there but not a record (edited, truncated):
+    # the count it was surged from is unknown, so no run acts before an operator sets it.
+    # None when there is no annotation or it reads as ``surge``.
+    unreadable_surge: str | None = None
     version: str = ""  # resourceVersion: a scale is written only if it is unchanged
+
+    @property
+    def carries_surge(self) -> bool:
+        """The surge annotation is on it, readable or not."""
+        return self.surge is not None or self.unreadable_surge is not None
 
     @property
     def key(self) -> str:

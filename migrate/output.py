@@ -30,6 +30,7 @@ from migrate.plan import Plan, Severity
 from migrate.policy import PolicyVerdict
 from migrate.ports import Cluster, Event
 from migrate.reconcile import LiveNode
+from migrate.steps.surge import unreadable
 from migrate.window import duration
 
 
@@ -203,6 +204,13 @@ def status_record(
         "handedOff": [
             {"pod": p.key, "node": p.node or "", "service": p.labels.get(HANDOFF_LABEL, "")} for p in live.handed_off
         ],
+        # Deployments whose surge record cannot be read (edited by hand, truncated): apply,
+        # resume and rollback refuse until an operator sets their count and removes it.
+        "unreadableSurges": [
+            {"deployment": d.key, "replicas": d.replicas, "annotation": d.unreadable_surge, "fix": unreadable(d)}
+            for d in live.surges
+            if d.unreadable_surge is not None
+        ],
         "nodes": nodes,
     }
 
@@ -283,6 +291,8 @@ def status_table(record: dict[str, Any]) -> str:
             f"handed off: {h['pod']} on {h['node']}, out of {h['service']}; "
             "the drain under way, or the next apply, resume or rollback, deletes it\n"
         )
+    for s in record.get("unreadableSurges", ()):
+        head += f"unreadable surge record: {s['fix']}; apply, resume and rollback refuse until then\n"
     for phase in ("prepare", "finalize"):
         if record.get(phase):
             head += f"{phase}: {', '.join(f'{k} {v}' for k, v in record[phase].items())}\n"

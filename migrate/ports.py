@@ -92,7 +92,16 @@ class Cluster(Protocol):
         ...
 
     def surged_deployments(self) -> list[DeploymentInfo]:
-        """Every Deployment that carries a surge record."""
+        """Every Deployment that carries the surge annotation, readable or not
+        (``DeploymentInfo.unreadable_surge``), by namespace/name."""
+        ...
+
+    def wait_deployment(
+        self, deployment: DeploymentInfo, until: Callable[[DeploymentInfo], bool], timeout: float
+    ) -> DeploymentInfo:
+        """Wait (watching, not polling) until ``until`` holds for the Deployment as it is;
+        return it as last seen (``until`` still false after ``timeout``). NotFound once it
+        is deleted."""
         ...
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
@@ -101,7 +110,8 @@ class Cluster(Protocol):
 
     def wait_replicas_ready(self, deployment: DeploymentInfo, count: int, away_from: str, timeout: float) -> int:
         """Wait (watching) until ``count`` of the Deployment's pods are Ready, not being
-        deleted and not on node ``away_from``; return how many are (fewer on timeout)."""
+        deleted and not on node ``away_from``; return how many are (fewer on timeout).
+        NotFound once the Deployment itself is deleted."""
         ...
 
     def wait_pods_gone(self, pods: Sequence[PodInfo], timeout: float) -> list[PodInfo]:

@@ -42,7 +42,7 @@ first puts back any surge a killed run left (``steps/surge.restore_all``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from migrate.model import DeploymentInfo, Inventory, PDBInfo, PodInfo
@@ -150,11 +150,7 @@ def _at_risk(
 ) -> list[_Risk]:
     """Deployments whose pods a drain would strand: a budget allowing no disruption selects
     them, or no budget does and none of their Ready replicas runs off the wave's nodes."""
-    ready_on: dict[tuple[str, str], set[str]] = {}
-    for pod in inv.pods:
-        key = deployment_of(pod)
-        if key is not None and key in deployments and pod.ready and not pod.deleting and pod.node:
-            ready_on.setdefault(key, set()).add(pod.node)
+    ready_on = _ready_nodes(inv, deployment_of)
     pdbs: dict[str, list[PDBInfo]] = {}
     for pdb in inv.pdbs:
         pdbs.setdefault(pdb.namespace, []).append(pdb)
@@ -172,13 +168,30 @@ def _at_risk(
                 closed = [p.key for p in budgets if p.disruptions_allowed <= 0]
                 if closed:
                     why = f"PodDisruptionBudget {', '.join(closed)} allows no disruption"
-                elif not budgets and not (ready_on.get(key, set()) - members):
+                elif not budgets and not (set(ready_on.get(key, ())) - members):
                     d = deployments[key]
                     why = "its only replica" if d.replicas <= 1 else "every Ready replica is in this wave"
                 else:
                     continue
                 risks.append(_Risk(node, deployments[key], tuple(pods), why))
     return risks
+
+
+def _ready_nodes(
+    inv: Inventory, workload_of: Callable[[PodInfo], tuple[str, str] | None]
+) -> dict[tuple[str, str], list[str]]:
+    """Per workload (``workload_of`` a pod: its namespace and name, None for no workload
+    of the kind), the node of each of its Ready replicas, one entry a replica."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for pod in inv.pods:
+        key = workload_of(pod)
+        if key is not None and pod.ready and not pod.deleting and pod.node:
+            found.setdefault(key, []).append(pod.node)
+    return found
+
+
+def _statefulset_of(pod: PodInfo) -> tuple[str, str] | None:
+    return (pod.namespace, pod.owner.name) if pod.owner is not None and pod.owner.kind == "StatefulSet" else None
 
 
 def _findings(notes: Mapping[str, list[str]]) -> list[Finding]:
@@ -218,29 +231,21 @@ def statefulset_downtime(inv: Inventory, waves: Sequence[Sequence[str]]) -> list
     replica or no budget to make the drain wait): they cannot surge, so the plan says how
     long each is expected to be down (its pods' grace period plus how long one took from
     start to Ready; a minimum when that is unknown)."""
-    ready_on: dict[tuple[str, str], set[str]] = {}
-    ready: dict[tuple[str, str], int] = {}
-    for pod in inv.pods:
-        if pod.owner is not None and pod.owner.kind == "StatefulSet" and pod.ready and not pod.deleting and pod.node:
-            key = (pod.namespace, pod.owner.name)
-            ready_on.setdefault(key, set()).add(pod.node)
-            ready[key] = ready.get(key, 0) + 1
+    ready_on = _ready_nodes(inv, _statefulset_of)
     items: dict[tuple[str, str], str] = {}
     for wave in waves:
         members = set(wave)
         for node in sorted(wave):
             for pod in inv.evictable_on(node):
-                if pod.owner is None or pod.owner.kind != "StatefulSet":
+                key = _statefulset_of(pod)
+                if key is None or key in items or key not in ready_on or set(ready_on[key]) - members:
                     continue
-                key = (pod.namespace, pod.owner.name)
-                if key in items or key not in ready_on or ready_on[key] - members:
-                    continue
-                if ready[key] > 1 and any(p.selects(pod) for p in inv.pdbs if p.namespace == pod.namespace):
+                if len(ready_on[key]) > 1 and any(p.selects(pod) for p in inv.pdbs if p.namespace == pod.namespace):
                     continue  # the budget makes the drain wait for each replica to come back
                 startup = f"{pod.startup_seconds:.0f}s" if pod.startup_seconds else "unknown"
                 down = pod.grace_seconds + pod.startup_seconds
                 items[key] = (
-                    f"StatefulSet {key[0]}/{key[1]} on {'+'.join(sorted(ready_on[key]))}: about {down:.0f}s "
+                    f"StatefulSet {key[0]}/{key[1]} on {'+'.join(sorted(set(ready_on[key])))}: about {down:.0f}s "
                     f"(grace {pod.grace_seconds}s, start to Ready {startup})"
                 )
     if not items:

@@ -126,6 +126,8 @@ def world_from(
             annotations = {mark: "copied"} if mark else {}
             if d.surge is not None:
                 annotations[SURGE_ANNOTATION] = d.surge.to_json()
+            elif d.unreadable_surge is not None:
+                annotations[SURGE_ANNOTATION] = d.unreadable_surge  # refused by a rehearsal as by the cluster
             wl["annotations"] = annotations
             wl["rolling"] = not d.settled
     world["autoscalers"] = [

@@ -6,6 +6,10 @@ call is one transaction (``WorldFile.transaction``): take an exclusive ``flock``
 world, load it (refusing a malformed one in one line), wait the world's ``latency``, fire
 a scheduled fault, act, let the controllers react (``simworld.reconcile``), write it back
 atomically (temp + rename). The ``Cluster`` adapter over it is ``simulated``.
+
+A wait for another writer (``WorldFile.wait_write``) wakes on every write this process
+makes to the world (the threads of a parallel wave share it); a run is the only writer
+of its world, so no other process's write is waited for.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +103,18 @@ def _name(kind: Any) -> str:
     return " or ".join(dict.fromkeys(words[k] for k in kinds))
 
 
+class _Writes:
+    """How many times this process has written one world, and a condition to wait on it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = threading.Condition()
+
+
+_WRITES: dict[Path, _Writes] = {}
+_WRITES_LOCK = threading.Lock()
+
+
 class WorldFile:
     """One simulated cluster's ``world.json``, read and written one transaction at a time."""
 
@@ -105,6 +122,19 @@ class WorldFile:
         self.path = path
         self.name = path.parent.name
         self._checked = False  # the world's shape is checked on first read
+        with _WRITES_LOCK:
+            self._writes = _WRITES.setdefault(path.resolve(), _Writes())
+
+    def writes(self) -> int:
+        """How many writes this process has made to the world so far (for ``wait_write``)."""
+        with self._writes.changed:
+            return self._writes.count
+
+    def wait_write(self, seen: int, timeout: float) -> bool:
+        """Until this process has written the world since ``writes()`` said ``seen``; False
+        if ``timeout`` seconds pass first."""
+        with self._writes.changed:
+            return self._writes.changed.wait_for(lambda: self._writes.count != seen, max(timeout, 0.0))
 
     @contextmanager
     def transaction(self, op: str | None = None, write: bool = False) -> Iterator[World]:
@@ -132,6 +162,9 @@ class WorldFile:
             if write:
                 reconcile(world)
                 write_world(self.path, world)
+                with self._writes.changed:
+                    self._writes.count += 1
+                    self._writes.changed.notify_all()
 
     def _maybe_fault(self, world: World, op: str) -> None:
         counters = world["counters"]["op"]

@@ -13,7 +13,8 @@ errors (``faults``: the n-th call of an operation fails with 429/500/409).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from migrate.model import (
     Taint,
     WebhookInfo,
     frozen_map,
+    read_surge,
 )
 from migrate.policy import addresses
 from migrate.ports import NodeTask, ProbeResult
@@ -344,9 +346,20 @@ class SimulatedCluster:
             found = [
                 _deployment(world, wl)
                 for wl in world["workloads"]
-                if wl["kind"] == "Deployment" and (wl.get("annotations") or {}).get(SURGE_ANNOTATION)
+                if wl["kind"] == "Deployment" and SURGE_ANNOTATION in (wl.get("annotations") or {})
             ]
-            return [d for d in found if d.surge is not None]
+            return sorted(found, key=lambda d: d.key)
+
+    def wait_deployment(
+        self, deployment: DeploymentInfo, until: Callable[[DeploymentInfo], bool], timeout: float
+    ) -> DeploymentInfo:
+        # Each write to the world (another node's thread of the wave) wakes the wait for a look.
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.file.writes()
+            now = self.deployment(deployment.namespace, deployment.name)
+            if until(now) or not self.file.wait_write(seen, deadline - time.monotonic()):
+                return now
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         with self.file.transaction("patch-pod", write=True) as world:
@@ -358,6 +371,7 @@ class SimulatedCluster:
     def wait_replicas_ready(self, deployment: DeploymentInfo, count: int, away_from: str, timeout: float) -> int:
         # Pods start Ready where they fit in the simulation: one look is the whole wait.
         with self.file.transaction("list-pods") as world:
+            _workload(world, "Deployment", deployment.namespace, deployment.name)  # NotFound once deleted
             pods = w.owned(world, "Deployment", deployment.namespace, deployment.name)
             return sum(1 for p in pods if p["ready"] and p["node"] not in (None, away_from))
 
@@ -549,7 +563,7 @@ def _pod(p: dict[str, Any]) -> PodInfo:
 
 def _deployment(world: w.World, wl: dict[str, Any]) -> DeploymentInfo:
     annotations = wl.get("annotations") or {}
-    record = annotations.get(SURGE_ANNOTATION)
+    record, unreadable = read_surge(annotations)
     pods = w.owned(world, "Deployment", wl["namespace"], wl["name"])
     return DeploymentInfo(
         namespace=wl["namespace"],
@@ -560,7 +574,8 @@ def _deployment(world: w.World, wl: dict[str, Any]) -> DeploymentInfo:
         ready_replicas=sum(1 for p in pods if p["ready"]),
         settled=not wl.get("rolling"),
         gitops=gitops_manager(wl["labels"], annotations),
-        surge=SurgeRecord.from_json(record) if record else None,
+        surge=record,
+        unreadable_surge=unreadable,
         version=str(wl.get("version", 1)),
     )
 

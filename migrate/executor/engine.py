@@ -31,7 +31,7 @@ from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import Plan, StepKind
 from migrate.ports import CheckpointStore, Clock, Cluster, Event, EventSink, ExecutorLock, StopFlag
 from migrate.steps import StepContext, StepFn, handoff, registry
-from migrate.steps.surge import restore_all
+from migrate.steps.surge import refuse_unreadable, restore_all
 
 
 @dataclass
@@ -61,11 +61,12 @@ class Executor:
         return other
 
     # -- entry points ---------------------------------------------------------------------
-    def verify(self, *, to_apply: bool = False, strict: bool = True) -> None:
+    def verify(self, *, to_apply: bool = False, strict: bool = True, surges: bool = True) -> None:
         """Refuse (to apply) a plan with blocking findings; then an identity without the
         permissions the run needs, a plan for another cluster, or (``strict``: a new run) one
         the cluster outgrew, or whose blocking preflight checks fail on the cluster as it is
-        now. Resume, rollback and finalize are not strict: nodes removed or added since the
+        now; then (``surges``: apply, resume, rollback) a Deployment whose surge record cannot
+        be read. Resume, rollback and finalize are not strict: nodes removed or added since the
         plan are reconciled with the journal (``migrate.reconcile``), and nothing found live
         is a reason to refuse finishing or putting back what a run started."""
         if to_apply and self.plan.blocking:
@@ -74,13 +75,15 @@ class Executor:
         self._check_permissions()
         if not (to_apply and strict) or self._rechecked or not self._starts_new_run():
             admission.verify_plan(self.plan, self.cluster, strict=strict)
-            return
-        admission.same_cluster(self.plan, self.cluster.identity())
-        inv = self.cluster.inventory()  # one read: the node set and the checks
-        admission.same_nodes(self.plan, inv.nodes)
-        # Once per executor: the CLI verifies before asking for confirmation, apply verifies again.
-        admission.recheck(self.plan, inv)
-        self._rechecked = True
+        else:
+            admission.same_cluster(self.plan, self.cluster.identity())
+            inv = self.cluster.inventory()  # one read: the node set and the checks
+            admission.same_nodes(self.plan, inv.nodes)
+            # Once per executor: the CLI verifies before asking for confirmation, apply verifies again.
+            admission.recheck(self.plan, inv)
+            self._rechecked = True
+        if surges:
+            refuse_unreadable(self.cluster.surged_deployments())
 
     def _starts_new_run(self) -> bool:
         """Whether apply would start a new run: not continue or re-apply a run of the journal,

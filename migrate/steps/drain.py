@@ -14,6 +14,8 @@ Services and evicted only once their endpoints no longer list it (``steps/handof
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from migrate.drain import DrainOptions, Verdict, classify, to_evict
 from migrate.errors import EvictionRefused, NotFound, PermanentError, StepFailed, TemporaryError
 from migrate.model import PodInfo
@@ -37,8 +39,9 @@ def run(ctx: StepContext, node: NodePlan) -> str:
     retired: dict[str, PodInfo] = {}
     surged: list[str] = []
     handed: list[str] = []
-    for key in surged_here(ctx, node.name):
-        pods, note = surge(ctx, node.name, key, deadline)
+    here = ctx.cluster.pods_on_node(node.name) if ctx.surges else []
+    for key in surged_here(ctx, here):
+        pods, note = surge(ctx, node.name, key, deadline, here)
         retired.update((p.uid, p) for p in pods)
         surged.append(note)
     backoff = INITIAL_BACKOFF
@@ -106,11 +109,9 @@ def run(ctx: StepContext, node: NodePlan) -> str:
     return f"nothing to evict{said}"
 
 
-def surged_here(ctx: StepContext, node: str) -> list[str]:
-    """The plan's surged Deployments with a pod on ``node`` now."""
-    if not ctx.surges:
-        return []
-    found = (deployment_of(p) for p in ctx.cluster.pods_on_node(node) if not p.deleting)
+def surged_here(ctx: StepContext, pods: Sequence[PodInfo]) -> list[str]:
+    """The plan's surged Deployments with a pod among the node's ``pods``."""
+    found = (deployment_of(p) for p in pods if not p.deleting)
     return sorted({f"{d[0]}/{d[1]}" for d in found if d is not None} & ctx.surges)
 
 

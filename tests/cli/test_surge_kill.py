@@ -71,3 +71,43 @@ def test_status_shows_a_surge_a_killed_run_left(cli):
     assert "surged: shop/thumbnailer at 2 replicas (its own 1)" in table
     assert cli("resume", "p.yaml", "--yes").code == 0
     assert json.loads(cli("status", "p.yaml", "-o", "json").out)["surges"] == []
+
+
+def test_an_unreadable_surge_record_is_named_by_status_and_refused_by_every_run_before_any_write(cli):
+    cli("sim", "create", "c1", "--nodes", "4")
+    assert cli(*PLAN).code == 0
+    assert cli("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": "at:surge-scaled"}).code == -9
+    # An operator's edit cuts the record short (the Deployment is still at 2 replicas).
+    world_file = cli.cwd / "home" / "sims" / "c1" / "world.json"
+    world = cli.world("c1")
+    thumbnailer(world)["annotations"][SURGE_ANNOTATION] = '{"original": 1, "extra"'
+    world_file.write_text(json.dumps(world))
+    (journal,) = (cli.cwd / "home" / "runs").glob("*/journal.json")
+    before = journal.read_bytes()
+
+    for command in ("apply", "resume", "rollback"):
+        refused = cli(command, "p.yaml", "--yes")
+
+        assert refused.code == 2, (command, refused)
+        assert refused.err.count("\n") == 1 and "Traceback" not in refused.err, refused.err
+        assert refused.err.startswith(
+            "error: Deployment shop/thumbnailer carries a surge record cni-migrate cannot read"
+        )
+        assert "kubectl -n shop scale deployment/thumbnailer --replicas=N && " in refused.err
+        assert f"kubectl -n shop annotate deployment/thumbnailer {SURGE_ANNOTATION}-" in refused.err
+    after = cli.world("c1")
+    assert after["actions"] == world["actions"], "a refused run wrote to the cluster"
+    assert (thumbnailer(after)["replicas"], after["nodes"]) == (2, world["nodes"])
+    assert journal.read_bytes() == before
+
+    record = json.loads(cli("status", "p.yaml", "-o", "json").out)
+    assert record["surges"] == []
+    [named] = record["unreadableSurges"]
+    assert (named["deployment"], named["replicas"], named["annotation"]) == (
+        "shop/thumbnailer",
+        2,
+        '{"original": 1, "extra"',
+    )
+    table = cli("status", "p.yaml").out
+    assert "unreadable surge record: Deployment shop/thumbnailer carries a surge record" in table
+    assert "apply, resume and rollback refuse until then" in table

@@ -138,6 +138,20 @@ class Harness:
         return []
 
     def set_cilium_config(self, key: str, value: str) -> None: ...
+    def edit_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        annotations: dict[str, str | None] | None = None,
+        replicas: int | None = None,
+    ) -> None:
+        """An operator's edit of a Deployment (kubectl annotate / scale; None deletes an
+        annotation): not one of the tool's writes."""
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        """An operator deletes a Deployment (its pods go with it)."""
+
     def ignore_policy(self) -> None:
         """Make the dataplane ignore NetworkPolicy whatever cilium-config says."""
 
@@ -202,6 +216,47 @@ class SimHarness(Harness):
 
     def ignore_policy(self) -> None:
         self.cluster.update(failValidation={**self.cluster.world()["failValidation"], "*": ["policy"]})
+
+    def edit_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        annotations: dict[str, str | None] | None = None,
+        replicas: int | None = None,
+    ) -> None:
+        with self.cluster.file.transaction(write=True) as world:
+            wl = next(
+                x
+                for x in world["workloads"]
+                if (x["kind"], x["namespace"], x["name"]) == ("Deployment", namespace, name)
+            )
+            kept = wl.setdefault("annotations", {})
+            for key, value in (annotations or {}).items():
+                if value is None:
+                    kept.pop(key, None)
+                else:
+                    kept[key] = value
+            if replicas is not None:
+                wl["replicas"] = replicas
+            wl["version"] = int(wl.get("version", 1)) + 1
+            simworld.reconcile(world)
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        with self.cluster.file.transaction(write=True) as world:
+            world["workloads"] = [
+                x
+                for x in world["workloads"]
+                if (x["kind"], x["namespace"], x["name"]) != ("Deployment", namespace, name)
+            ]
+            world["pods"] = {
+                uid: p
+                for uid, p in world["pods"].items()
+                if not (
+                    p["owner"]
+                    and (p["owner"]["kind"], p["namespace"], p["owner"]["name"]) == ("Deployment", namespace, name)
+                )
+            }
 
     def traffic_watch_deployed(self) -> bool:
         return bool(self.cluster.world().get("trafficWatch"))
@@ -381,6 +436,29 @@ class KubeHarness(Harness):
 
     def ignore_policy(self) -> None:
         self.agent.ignore_policy = True
+
+    def edit_deployment(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        annotations: dict[str, str | None] | None = None,
+        replicas: int | None = None,
+    ) -> None:
+        from kubernetes import client, config
+
+        # Straight to the API server (not through a recording proxy): the operator's write.
+        apps = client.AppsV1Api(config.new_client_from_config(str(self.lab.kubeconfig)))
+        body: dict[str, Any] = {"metadata": {"annotations": annotations or {}}}
+        if replicas is not None:
+            body["spec"] = {"replicas": replicas}
+        apps.patch_namespaced_deployment(name, namespace, body)
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        from kubernetes import client, config
+
+        apps = client.AppsV1Api(config.new_client_from_config(str(self.lab.kubeconfig)))
+        apps.delete_namespaced_deployment(name, namespace, propagation_policy="Background")
 
     def injected(self) -> int:
         proxy = getattr(self, "proxy", None)

@@ -20,6 +20,7 @@ from migrate.backends.kubernetes.mapping import (
     pod_info,
     selector_text,
 )
+from migrate.backends.simcopy import world_from
 from migrate.model import SURGE_ANNOTATION, LabelSelector, SurgeRecord
 
 RECORD = SurgeRecord(original=1, extra=1, node="worker-2", plan="abc123")
@@ -103,11 +104,14 @@ def test_replicas_default_to_one_and_a_missing_status_counts_nothing_ready() -> 
     assert deployment_info(scaled_to_zero).replicas == 0 and deployment_info(scaled_to_zero).settled
 
 
-def test_a_surge_record_on_the_deployment_is_read_back_and_a_foreign_one_is_ignored() -> None:
-    annotated = deployment(metadata__annotations={SURGE_ANNOTATION: RECORD.to_json()})
-    assert deployment_info(annotated).surge == RECORD
+def test_a_surge_record_on_the_deployment_is_read_back_and_an_edited_one_is_kept_as_unreadable() -> None:
+    annotated = deployment_info(deployment(metadata__annotations={SURGE_ANNOTATION: RECORD.to_json()}))
+    assert (annotated.surge, annotated.unreadable_surge, annotated.carries_surge) == (RECORD, None, True)
     for text in ("", "not json", '{"original": 1}', json.dumps({**json.loads(RECORD.to_json()), "extra": 0})):
-        assert deployment_info(deployment(metadata__annotations={SURGE_ANNOTATION: text})).surge is None
+        edited = deployment_info(deployment(metadata__annotations={SURGE_ANNOTATION: text}))
+        assert (edited.surge, edited.unreadable_surge, edited.carries_surge) == (None, text, True)
+    plain = deployment_info(deployment())
+    assert (plain.surge, plain.unreadable_surge, plain.carries_surge) == (None, None, False)
 
 
 @pytest.mark.parametrize(
@@ -225,16 +229,24 @@ def test_a_dump_carries_deployments_and_autoscalers_into_the_inventory(tmp_path:
         "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "api"}, "minReplicas": 2, "maxReplicas": 4},
     }
     surged = deployment(metadata__annotations={SURGE_ANNOTATION: RECORD.to_json()})
+    edited = deployment(metadata__name="api", metadata__annotations={SURGE_ANNOTATION: "by hand"})
     documents = {
         "apiVersion": "v1",
         "kind": "List",
-        "items": [node, {"apiVersion": "v1", "kind": "Pod", **POD}, surged, hpa],
+        "items": [node, {"apiVersion": "v1", "kind": "Pod", **POD}, surged, edited, hpa],
     }
     (tmp_path / "dump.json").write_text(json.dumps(documents))
 
     dump = read_dump([tmp_path / "dump.json"])
 
-    assert [(d.key, d.surge) for d in dump.inventory.deployments] == [("shop/web", RECORD)]
+    found = [(d.key, d.surge, d.unreadable_surge) for d in dump.inventory.deployments]
+    assert sorted(found) == [("shop/api", None, "by hand"), ("shop/web", RECORD, None)]
+    # A copy keeps both: a rehearsal refuses the edited record as the cluster's run would.
+    world = world_from("prod", dump.inventory, dump.workloads, dump.policies).world
+    kept = {
+        wl["name"]: wl["annotations"].get(SURGE_ANNOTATION) for wl in world["workloads"] if wl["kind"] == "Deployment"
+    }
+    assert kept == {"web": RECORD.to_json(), "api": "by hand"}
     assert [(a.key, a.target_name, a.min_replicas) for a in dump.inventory.autoscalers] == [("shop/api", "api", 2)]
-    assert [w.name for w in dump.workloads] == ["web"]  # still a workload too
+    assert sorted(w.name for w in dump.workloads) == ["api", "web"]  # still workloads too
     assert "HorizontalPodAutoscaler" not in dump.skipped

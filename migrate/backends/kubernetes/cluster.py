@@ -15,7 +15,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -274,6 +274,11 @@ class KubernetesCluster:
 
     def surged_deployments(self) -> list[DeploymentInfo]:
         return self.deployments.surged()
+
+    def wait_deployment(
+        self, deployment: DeploymentInfo, until: Callable[[DeploymentInfo], bool], timeout: float
+    ) -> DeploymentInfo:
+        return self.deployments.wait(deployment, until, timeout)
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         self.deployments.set_deletion_cost(pod, cost)

@@ -14,13 +14,14 @@ without the record that says how to put them back.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 
 from migrate.backends.kubernetes.mapping import DELETION_COST, deployment_info, pod_info, selector_text
 from migrate.backends.kubernetes.watching import Collection, list_then_watch
-from migrate.errors import Conflict
+from migrate.errors import Conflict, NotFound
 from migrate.model import SURGE_ANNOTATION, DeploymentInfo, PodInfo, SurgeRecord
 from migrate.surge import deployment_of
 
@@ -78,11 +79,38 @@ class DeploymentWrites:
             raise
 
     def surged(self) -> list[DeploymentInfo]:
-        """Every Deployment carrying a surge record, by namespace/name."""
+        """Every Deployment carrying the surge annotation (readable or not), by namespace/name."""
         items, _ = self.rest.list_all(
             "list deployments", self.apps.list_deployment_for_all_namespaces, convert=deployment_info
         )
-        return sorted((d for d in items if d.surge is not None), key=lambda d: d.key)
+        return sorted((d for d in items if d.carries_surge), key=lambda d: d.key)
+
+    def wait(
+        self, deployment: DeploymentInfo, until: Callable[[DeploymentInfo], bool], timeout: float
+    ) -> DeploymentInfo:
+        """Until ``until`` holds for the Deployment: one list and watch of it by name. As
+        last seen when ``timeout`` passes first; NotFound once it is deleted."""
+        last = [deployment]
+
+        def seen(kind: str, obj: dict[str, Any]) -> DeploymentInfo | None:
+            if kind == "DELETED":
+                raise NotFound(f"deployment {deployment.key} was deleted")
+            last[0] = deployment_info(obj)
+            return last[0] if until(last[0]) else None
+
+        def listed(items: list[dict[str, Any]]) -> DeploymentInfo | None:
+            if not items:
+                raise NotFound(f"deployment {deployment.key} not found")
+            return seen("ADDED", items[0])
+
+        this = Collection(
+            f"deployment {deployment.key}",
+            self.apps.list_namespaced_deployment,
+            (deployment.namespace,),
+            {"field_selector": f"metadata.name={deployment.name}"},
+        )
+        found = list_then_watch(self.rest, this, seen, on_list=listed, deadline=time.monotonic() + timeout)
+        return found if found is not None else last[0]
 
     def set_deletion_cost(self, pod: PodInfo, cost: int) -> None:
         body = {"metadata": {"annotations": {DELETION_COST: str(cost)}}}
@@ -100,11 +128,14 @@ class DeploymentWrites:
         """Until ``count`` of the Deployment's pods are Ready, not being deleted and not on
         ``away_from``: one list and watch of the pods its selector picks in its namespace
         (those of another controller with the same labels do not count). How many were, at
-        the end (fewer than ``count`` on timeout)."""
+        the end (fewer than ``count`` on timeout); NotFound once the Deployment is deleted
+        (looked up when one of its pods goes: the garbage collector takes them with it)."""
         good: set[str] = set()  # UIDs of the pods that count
 
         def seen(kind: str, obj: dict[str, Any]) -> int | None:
             pod = pod_info(obj)
+            if kind == "DELETED" and deployment_of(pod) == (deployment.namespace, deployment.name):
+                self.get(deployment.namespace, deployment.name)
             counts = (
                 kind != "DELETED"
                 and pod.ready
@@ -123,7 +154,10 @@ class DeploymentWrites:
             good.clear()
             for item in items:
                 seen("ADDED", item)
-            return len(good) if len(good) >= count else None
+            if len(good) >= count:
+                return len(good)
+            self.get(deployment.namespace, deployment.name)  # its pods may be gone already, unseen
+            return None
 
         pods = Collection(
             f"pods of deployment {deployment.key}",

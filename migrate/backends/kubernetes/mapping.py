@@ -10,7 +10,6 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from migrate.model import (
-    SURGE_ANNOTATION,
     AutoscalerInfo,
     Cni,
     DeploymentInfo,
@@ -20,11 +19,11 @@ from migrate.model import (
     PDBInfo,
     PodInfo,
     ServiceInfo,
-    SurgeRecord,
     Taint,
     WebhookInfo,
     WorkloadInfo,
     frozen_map,
+    read_surge,
 )
 from migrate.surge import gitops_manager
 
@@ -280,7 +279,7 @@ def deployment_info(obj: dict[str, Any]) -> DeploymentInfo:
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     replicas = int(1 if spec.get("replicas") is None else spec["replicas"])
-    record = annotations.get(SURGE_ANNOTATION)
+    record, unreadable = read_surge(annotations)
     return DeploymentInfo(
         namespace=meta["namespace"],
         name=meta["name"],
@@ -294,7 +293,8 @@ def deployment_info(obj: dict[str, Any]) -> DeploymentInfo:
         and int(status.get("updatedReplicas") or 0) == replicas
         and int(status.get("replicas") or 0) == replicas,
         gitops=gitops_manager(labels, annotations),
-        surge=SurgeRecord.from_json(record) if isinstance(record, str) else None,
+        surge=record,
+        unreadable_surge=unreadable,
         version=meta.get("resourceVersion", ""),
     )
 
