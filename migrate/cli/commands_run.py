@@ -59,11 +59,12 @@ def execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
     )
     steps = sum(len(n.steps) for n in the_plan.nodes)
     with (
-        output.Console(steps, live=False if opts.guided else None) as console,
+        output.Console(steps) as console,
         executor_for_run(
             the_plan, backend, opts, console, hooks, resume=resume, end=end, soak=soak, clock=clock
         ) as executor,
     ):
+        console.done_before(output.steps_done(the_plan, executor.store.load()))
         if end is not None:
             console.print(announce(end, clock.now()))
         verb = "Resume" if resume else "Apply"
@@ -71,6 +72,7 @@ def execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
             f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?",
             opts.yes or opts.guided,
+            console,
         )
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from migrate.backends.bundle import Backend, CiliumTools
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import INSTALL_CILIUM
-from migrate.cli.app import home
+from migrate.cli.app import ask, home
 from migrate.cli.gates import chain, guided_gate, node_gate, window_gate
 from migrate.cli.options import LogFormat, RunOptions
 from migrate.errors import BadInput
@@ -164,12 +165,13 @@ def executor_for_run(
     """``executor_for`` configured for apply or resume: the gates (window end, guided
     questions), the canary pause, the soak, the traffic watch; then the plan verified
     against the cluster, and what installs Cilium if this run has still to install it."""
+    asker = partial(ask, console)
     config = RunConfig(
         wave_gate=chain(
             window_gate(the_plan, end, clock, console.print) if end else None,
-            guided_gate(console.print, the_plan) if opts.guided else None,
+            guided_gate(asker, console.print, the_plan) if opts.guided else None,
         ),
-        node_gate=node_gate(console.print) if opts.confirm_each_node else None,
+        node_gate=node_gate(asker, console.print) if opts.confirm_each_node else None,
         pause_after_canary=opts.pause_after_canary,
         soak_seconds=soak,
         hooks=hooks,
