@@ -13,7 +13,6 @@ from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from migrate import failpoints, output
 from migrate.backends import simbundle
@@ -30,7 +29,7 @@ from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
 from migrate.plan import Plan, Target
-from migrate.ports import CheckpointStore, Event, ExecutorLock, HookCaller, StopFlag, SystemClock
+from migrate.ports import CheckpointStore, Event, ExecutorLock, HookCaller, HookContext, StopFlag, SystemClock
 
 
 # -- the backend --------------------------------------------------------------------------------
@@ -70,8 +69,8 @@ def hook_caller(hooks_dir: Path | None, timeout: float) -> HookCaller:
         raise BadInput("--hook-timeout must be positive")
     runner = HookRunner(hooks_dir or DEFAULT_HOOKS_DIR, timeout_seconds=timeout, must_exist=hooks_dir is not None)
 
-    def call(point: str, context: dict[str, Any]) -> list[str]:
-        return [r.summary for r in failed_hooks(runner.run(point, context))]
+    def call(context: HookContext) -> list[str]:
+        return [r.summary for r in failed_hooks(runner.run(context.point, context.to_record()))]
 
     return call
 

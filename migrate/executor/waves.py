@@ -213,5 +213,5 @@ class Waves:
         run = self.run
         state = run.set_status(RunStatus.COMPLETED)
         run.report(Event("run-finished", run.plan.id, phase="apply", outcome="completed"))
-        run.hook("post-run", outcome="completed")  # reported by the hook runner only
+        run.hook("post-run", outcome=RunStatus.COMPLETED.value)  # reported by the hook runner only
         return state

@@ -11,6 +11,7 @@ import pytest
 from migrate.errors import Interrupted, StepFailed
 from migrate.journal import NodeState, RunStatus
 from migrate.model import SurgeRecord
+from migrate.ports import HookContext
 
 FROZEN = {"namespace": "shop", "name": "thumbnailer-frozen", "selector": {"app": "thumbnailer"}, "maxUnavailable": "0"}
 KEY = "shop/thumbnailer"
@@ -99,10 +100,10 @@ def test_a_replacement_that_cannot_start_fails_the_drain_and_leaves_the_workload
     host = host_of(backend)
     old = next(p for p in backend.cluster.pods_on_node(host) if p.labels.get("app") == "thumbnailer")
 
-    def no_room(point: str, context: dict) -> list[str]:
+    def no_room(context: HookContext) -> list[str]:
         # Just before the host's steps (the plan's capacity check has passed): every other
         # worker cordoned by hand, so a replacement has nowhere to go.
-        if point == "pre-node" and context["node"] == host:
+        if context.point == "pre-node" and context.node == host:
             for n in backend.cluster.nodes():
                 if n.name != host and not n.control_plane:
                     backend.cluster.set_unschedulable(n.name, True)
