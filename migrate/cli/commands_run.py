@@ -115,8 +115,8 @@ def finalize(
     """Leave migration mode once every node is migrated.
 
     Writes the final Helm values (or, with --upgrade-cilium, upgrades the release apply
-    installed), checks that Cilium enforces policy, deletes the per-node config and, with
-    --remove-calico, removes Calico."""
+    installed); once Cilium runs with them: restarts the agents, checks that Cilium enforces
+    policy, deletes the per-node config and, with --remove-calico, removes Calico."""
 
     def body() -> int:
         the_plan = planfile.read(planpath)
@@ -143,11 +143,12 @@ def finalize(
             finalizer.cilium_upgrader = upgrader
             for line in finalizer.run(remove_calico):
                 typer.echo(line)
-        if upgrader is None:
+        if upgrader is None and finalizer.values_pending:
             typer.echo(
                 f"final Cilium values: {values}; apply them with: helm upgrade cilium cilium/cilium "
-                f"-n kube-system --reuse-values -f {values}, then restart the agents: "
-                "kubectl -n kube-system rollout restart daemonset/cilium"
+                f"-n kube-system --reuse-values -f {values}, then run finalize again: it restarts the agents "
+                "(kubectl -n kube-system rollout restart daemonset/cilium, one node at a time), proves policy is "
+                "enforced, and only then deletes the CiliumNodeConfig (Cilium's migration guide's order)"
             )
         if finalizer.held_back:
             raise PreflightBlocked(finalizer.held_back)
