@@ -10,6 +10,7 @@
     ├── PreflightBlocked              exit 3   the plan has blocking findings
     ├── ValidationFailed              exit 4   a node failed validation and was rolled back
     ├── Interrupted                   exit 5   stopped on request or at the window end; resumable
+    │   ├── Paused                    exit 5   stopped where the operator asked (not an error); resumable
     │   ├── LeaseLost                 exit 5   the executor lost its Lease and stopped sending; resumable
     │   └── NodeLost                  exit 7   a node went NotReady under a step run on it; resumable
     ├── StepFailed                    exit 6   a step failed (e.g. drain timeout); node put back
@@ -91,6 +92,12 @@ class Interrupted(MigrateError):
     """The run stopped before finishing (signal, pause, window end); resume continues it."""
 
     exit_code = 5
+
+
+class Paused(Interrupted):
+    """The run stopped where the operator asked it to: a guided pause, abort or wave
+    rollback, ``--pause-after-canary``, nodes skipped, the ``--window-end`` boundary. Still
+    exit 5 (resumable), but said as what it is, never as ``error:``."""
 
 
 class LeaseLost(Interrupted):

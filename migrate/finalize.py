@@ -1,17 +1,25 @@
 """Finalize: after every node is on Cilium, take the cluster out of migration mode.
 
+Cilium's migration guide, in its order: apply the final values, restart the agents, then
+delete the per-node config (and only then remove Calico). The final Helm values (migration
+settings off, policy enforcement back to ``default``) are written by the shell next to the
+plan; applying them is the operator's ``helm upgrade``, or, for a Cilium that apply
+installed (``plan --install-cilium``), the first step here with ``--upgrade-cilium``.
+
+Every later step waits until the live cilium-config has the final values
+(``cilium.final_config_problems`` is empty): until then finalize restarts nothing and deletes
+nothing, and says what is missing. Restarting agents that would only read the migration
+values again, or deleting the ``cilium-default`` CiliumNodeConfig while they run with them,
+is what the guide's order avoids: the CiliumNodeConfig is what holds every node's agent in
+the migration settings that the final values replace.
+
 Steps, each run by the executor's step runner (recorded in the journal's ``finalize``
 section before and after, as ``ClusterStep``s) and safe to run again: restart every Cilium
-agent one node at a time (so agents pick up the final configuration once it is installed),
-check that NetworkPolicy is enforced (an allowed and a denied client against a probe
-server; only once cilium-config enables policy, else the step
-waits for the next finalize), delete the ``cilium-default`` CiliumNodeConfig, and,
-only when asked, remove Calico (the Tigera ``Installation`` for operator installs, the
-calico-node DaemonSet and calico-kube-controllers for manifest installs). The final Helm
-values (migration settings off, policy enforcement back to ``default``) are written by
-the shell next to the plan. Upgrading Cilium with them is the operator's ``helm upgrade``,
-or, for a Cilium that apply installed (``plan --install-cilium``), the first step here with
-``--upgrade-cilium``, checked on the live cilium-config before the agents restart.
+agent one node at a time (so they start with the final values), check that NetworkPolicy
+is enforced (an allowed and a denied client against a probe server), delete the
+``cilium-default`` CiliumNodeConfig, and, only when asked, remove Calico (the Tigera
+``Installation`` for operator installs, the calico-node DaemonSet and
+calico-kube-controllers for manifest installs).
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ class Finalizer:
     # (Helm on a real cluster); None: the operator runs helm upgrade with the values file.
     cilium_upgrader: Callable[[dict[str, Any]], str] | None = None
     held_back: str = ""  # set by run(): what was asked for and not done, and why
+    # set by run(): what in the live cilium-config still differs from the final values; the
+    # steps after the upgrade wait for it to be empty
+    values_pending: list[str] = field(default_factory=list)
     clock: Clock = field(default_factory=SystemClock)
 
     def _admit(self, state: RunState | None, *, read_cni: bool = False) -> RunState:
@@ -121,6 +132,7 @@ class Finalizer:
                 steps.append((ClusterStep.REMOVE_CALICO, self._remove_calico))
             upgraded = False
             self.held_back = ""
+            self.values_pending = []
             for step, fn in steps:
                 state = runner.run.state
                 # Agents read cilium-config when they start: an upgrade in this run means they
@@ -128,6 +140,23 @@ class Finalizer:
                 redo = upgraded and step in (ClusterStep.RESTART_AGENTS, ClusterStep.CHECK_POLICY)
                 if state.done(step) and not redo:
                     report.append(f"{step}: done earlier")
+                    continue
+                if step is not ClusterStep.UPGRADE_CILIUM:
+                    # The guide's order: nothing after the final values until they are live.
+                    self.values_pending = final_config_problems(self.cluster.cilium_config())
+                if self.values_pending:
+                    if remove_calico:
+                        self.held_back = (
+                            "Calico was not removed: Cilium does not run with the final values yet; apply them "
+                            "(helm upgrade), then finalize --remove-calico again"
+                        )
+                    said = any("still runs with the migration values" in line for line in report)
+                    report.append(
+                        f"{step}: not yet: waits for the final values"
+                        if said
+                        else f"{step}: not yet: Cilium still runs with the migration values "
+                        f"({'; '.join(self.values_pending)}); apply the final values, then run finalize again"
+                    )
                     continue
                 if step is ClusterStep.CHECK_POLICY and not self._enforcing():
                     report.append(

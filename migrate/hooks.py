@@ -14,10 +14,11 @@ executable; ``validate_hooks_dir`` reports both as ``BadInput`` and is meant to 
 before anything is written to the cluster. A missing directory means "no hooks".
 
 Running: argv is ``[path]`` only, never a shell, and no plan data goes in argv. The hook
-gets the caller's environment (``env_base``, default ``os.environ``) plus
-``CNI_MIGRATE_HOOK``, ``CNI_MIGRATE_PLAN_ID``, ``CNI_MIGRATE_NODE``, ``CNI_MIGRATE_WAVE`` and
-``CNI_MIGRATE_STEP`` (empty when not applicable), and the context as one JSON document on
-stdin. It runs in its own process group; on timeout the whole group gets SIGTERM, then
+gets the context (``migrate.ports.HookContext.to_record``: the same keys at every point,
+documented per point in hooks/README.md) as one JSON document on stdin, and the caller's
+environment (``env_base``, default ``os.environ``) plus a ``CNI_MIGRATE_*`` variable for
+each key but the free-text ``message`` (``ENV_FROM_CONTEXT``; empty for ``null``).
+It runs in its own process group; on timeout the whole group gets SIGTERM, then
 SIGKILL after ``KILL_GRACE_SECONDS``. stdout and stderr are captured together, keeping the
 last ``MAX_OUTPUT_BYTES``.
 """
@@ -38,7 +39,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from migrate.errors import BadInput
-from migrate.ports import Event
 
 DEFAULT_DIR = Path("hooks")
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -63,6 +63,8 @@ ENV_FROM_CONTEXT: Mapping[str, str] = {
     "CNI_MIGRATE_NODE": "node",
     "CNI_MIGRATE_WAVE": "wave",
     "CNI_MIGRATE_STEP": "step",
+    "CNI_MIGRATE_PHASE": "phase",
+    "CNI_MIGRATE_OUTCOME": "outcome",
 }
 
 Hooks = Mapping[HookPoint, tuple[Path, ...]]
@@ -141,20 +143,6 @@ def _point_of(name: str) -> HookPoint | None:
 
 
 # -- context -------------------------------------------------------------------------------
-def context_from_event(event: Event, **extra: Any) -> dict[str, Any]:
-    """A hook context from an engine event: plan id, node, wave (None if none), step, outcome."""
-    return {
-        "plan_id": event.plan_id,
-        "node": event.node,
-        "wave": event.wave or None,
-        "step": event.step,
-        "phase": event.phase,
-        "outcome": event.outcome,
-        "message": event.message,
-        **extra,
-    }
-
-
 def hook_environment(point: HookPoint, context: Mapping[str, Any], base: Mapping[str, str]) -> dict[str, str]:
     env = dict(base)
     env[ENV_HOOK] = point.value

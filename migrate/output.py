@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -371,6 +374,7 @@ class Console:
         self.total = total_steps
         self._progress: Any = None
         self._task: Any = None
+        self._asking = False
         # Called once when the output goes away (``| head`` exited, the terminal hung up):
         # the run stops as on Ctrl-C rather than dying mid-step on a write.
         self.on_closed: Callable[[], None] = lambda: None
@@ -385,6 +389,7 @@ class Console:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                countdown_column(),
                 transient=False,
             )
             self._progress.start()
@@ -394,6 +399,31 @@ class Console:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+    def done_before(self, steps: int) -> None:
+        """The steps an earlier run of this plan finished (``steps_done``): a resumed run's
+        bar counts on from them, and ends full."""
+        if self._progress is not None:
+            self._progress.update(self._task, completed=steps)
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        """While a question waits for the operator: the live bar is taken off the screen
+        (each refresh would redraw it over the question) and drawn again below the answer."""
+        if self._progress is None or self._asking:
+            yield
+            return
+        live = self._progress.live
+        self._asking = True
+        live.transient = True  # stop() erases the bar instead of leaving a stale copy above the question
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            live.transient = False
+            self._asking = False
+            if self._progress is not None:
+                self._progress.start()
 
     def print(self, line: str) -> None:
         if self.closed:
@@ -412,10 +442,20 @@ class Console:
             self.on_closed()
 
     def __call__(self, event: Event) -> None:
+        if event.kind in ("wave-started", "step-started") and self._progress is not None:
+            self._progress.update(self._task, until=None)  # a wait (soak) is over when work starts
         if event.kind == "wave-started":
             self.print(f"wave {event.wave}: {event.message}")
         elif event.kind == "step-started" and self._progress is not None:
             self._progress.update(self._task, description=f"{event.node} {event.phase} {event.step}")
+        elif event.kind == "soak":
+            # An intentional wait: a countdown in the bar on a terminal (redrawn by its
+            # refresh), the moment it ends in plain output.
+            until = time.time() + event.duration
+            if self._progress is not None:
+                self._progress.update(self._task, description=event.message, until=until)
+            clock = datetime.fromtimestamp(until).astimezone().strftime("%H:%M:%S")
+            self.print(f"{event.message} (until {clock})")
         elif event.kind == "step-finished":
             mark = "ok  " if event.outcome == "succeeded" else "FAIL"
             phase = "" if event.phase == "apply" else f"{event.phase} "
@@ -430,6 +470,41 @@ class Console:
             self.print(f"  node {event.node} is {event.outcome}" + (f": {event.message}" if event.message else ""))
         elif event.kind == "run-finished" and event.outcome == "interrupted" and event.phase != "rollback":
             self.print(f"stopped: {event.message}")
+
+
+def countdown_column() -> Any:
+    """A progress column with the time left of an intentional wait (a soak): the task's
+    ``until`` field, a Unix time; nothing when the run is not waiting. (Built on first use:
+    rich's progress module is slow to import, and most commands never draw a bar.)"""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Countdown(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            until = task.fields.get("until")
+            if until is None:
+                return Text("")
+            return Text(f"{duration(max(0, math.ceil(until - time.time())))} left")
+
+    return Countdown()
+
+
+def steps_done(plan: Plan, state: RunState | None) -> int:
+    """The forward steps of ``plan`` that an earlier run finished and this one will not run
+    again: every step of a migrated node (or of one gone from the cluster: nothing is left
+    to do there), the succeeded steps of a node under way. A node put back starts again."""
+    if state is None or state.plan_id != plan.id:
+        return 0
+    done = 0
+    for node in plan.nodes:
+        run = state.nodes.get(node.name)
+        if run is None:
+            continue
+        if run.state in (NodeState.MIGRATED, NodeState.GONE):
+            done += len(node.steps)
+        elif run.state is NodeState.IN_PROGRESS:
+            done += sum(1 for s in node.steps if run.succeeded(s.id))
+    return done
 
 
 class NodeEvents:

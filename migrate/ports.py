@@ -255,12 +255,42 @@ class Event:
 
 EventSink = Callable[[Event], None]
 
-# Runs the operator's hooks at a point with a JSON-able context; returns one line per
-# failed hook (empty: all passed or none installed). The shell wires ``migrate.hooks``.
-HookCaller = Callable[[str, dict[str, Any]], list[str]]
+
+@dataclass(frozen=True)
+class HookContext:
+    """What every hook point tells its hooks: one schema, the same keys at every point
+    (hooks/README.md, "What a hook receives", documents it per point; a test runs a hook
+    at each point and holds what it received to that table). ``to_record`` is the JSON on
+    the hook's stdin; ``migrate.hooks`` derives the ``CNI_MIGRATE_*`` variables from it."""
+
+    point: str  # pre-run, pre-node, post-swap, post-node, post-run, on-failure
+    plan_id: str
+    node: str = ""  # "" at the run's points (pre-run, post-run)
+    wave: int | None = None  # None at the run's points
+    step: str = ""  # the node step the point follows or precedes, as a step id: "worker-1/swap-cni"
+    phase: str = "apply"  # "apply" (moving to Cilium) or "rollback" (on-failure: the node was put back)
+    outcome: str = ""  # "" before anything happened (pre-*); "swapped", "migrated", "completed", "failed"
+    message: str = ""  # on-failure: why the node failed; "" elsewhere
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "hook": self.point,
+            "plan_id": self.plan_id,
+            "node": self.node,
+            "wave": self.wave,
+            "step": self.step,
+            "phase": self.phase,
+            "outcome": self.outcome,
+            "message": self.message,
+        }
 
 
-def no_hooks(point: str, context: dict[str, Any]) -> list[str]:
+# Runs the operator's hooks of a point; returns one line per failed hook (empty: all passed
+# or none installed). The shell wires ``migrate.hooks``.
+HookCaller = Callable[[HookContext], list[str]]
+
+
+def no_hooks(context: HookContext) -> list[str]:
     return []
 
 

@@ -7,8 +7,8 @@ how long it should take, and the exact command to undo or continue from every po
 the run. It differs from ``output.plan_summary`` (a terminal summary) in being a complete,
 standalone document meant to be read away from the terminal.
 
-The wording lives in Jinja2 templates in the repository's top-level ``runbooks/`` folder
-(``runbooks/runbook.md.j2``); this module only builds a plain view of the plan for them
+The wording lives in Jinja2 templates shipped inside the package (``migrate/templates/``,
+package data, so a wheel or ``pipx install .`` carries them); this module only builds a plain view of the plan for them
 (commands are assembled and shell-quoted here, so templates never build commands). Output
 is deterministic: no timestamps, and every list follows the plan's own order.
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import jinja2
 
 TEMPLATE = "runbook.md.j2"
-TEMPLATES_ENV = "CNI_MIGRATE_RUNBOOK_TEMPLATES"  # overrides the template folder (e.g. a wheel install)
+TEMPLATES_ENV = "CNI_MIGRATE_RUNBOOK_TEMPLATES"  # overrides the template folder (your own wording)
 
 # What the validate step checks (``migrate.verdicts.CHECKS``), in words.
 CHECK_DESCRIPTIONS: Mapping[str, str] = {
@@ -96,20 +96,21 @@ def render_runbook(
     try:
         template = env.get_template(TEMPLATE)
     except jinja2.TemplateNotFound as exc:
-        # A source checkout always has it; an installed package may not ship runbooks/.
+        # The package ships it: only an override (``templates``, $CNI_MIGRATE_RUNBOOK_TEMPLATES) lacks it.
         raise MigrateError(
             f"runbook template {TEMPLATE} not found in {templates or template_dir()}; "
-            f"point ${TEMPLATES_ENV} at the runbooks/ folder of a cni-migrate checkout"
+            f"unset ${TEMPLATES_ENV} for the shipped template, or put a {TEMPLATE} there"
         ) from exc
     return template.render(**view(plan, plan_path, pods_per_node))
 
 
 def template_dir() -> Path:
-    """``$CNI_MIGRATE_RUNBOOK_TEMPLATES``, else ``runbooks/`` next to the package (source or editable install)."""
+    """``$CNI_MIGRATE_RUNBOOK_TEMPLATES``, else the package's own ``templates/`` (package data:
+    there in a source tree, an editable install and a wheel alike)."""
     override = os.environ.get(TEMPLATES_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "runbooks"
+    return Path(__file__).resolve().parent / "templates"
 
 
 def _environment(directory: Path) -> jinja2.Environment:
@@ -118,7 +119,7 @@ def _environment(directory: Path) -> jinja2.Environment:
     if not directory.is_dir():
         raise MigrateError(
             f"runbook templates not found: {directory} is not a directory; "
-            f"point ${TEMPLATES_ENV} at the runbooks/ folder of a cni-migrate checkout"
+            f"point ${TEMPLATES_ENV} at a folder with {TEMPLATE}, or unset it for the shipped template"
         )
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(directory)),

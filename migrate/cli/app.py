@@ -14,7 +14,7 @@ import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +23,7 @@ from typer.core import TyperArgument, TyperCommand
 
 from migrate import __version__, output
 from migrate.cli.options import Format, OutputOpt
-from migrate.errors import BadInput, Interrupted, MigrateError, exit_code
+from migrate.errors import BadInput, Interrupted, MigrateError, Paused, exit_code
 from migrate.plan import SCHEMA
 from migrate.ports import StopFlag
 
@@ -140,7 +140,9 @@ def run_cli(fn: Callable[[], int | None]) -> None:
         message = exc.message
         if isinstance(exc, Interrupted) and "resume" not in message:
             message += "; the journal is resumable: continue with 'cni-migrate resume'"
-        typer.echo(f"error: {message}", err=True)
+        # A pause the operator asked for is said as what it is; the exit code still says
+        # "stopped, resumable" to a script.
+        typer.echo(message if isinstance(exc, Paused) else f"error: {message}", err=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt:
         typer.echo("error: interrupted; the journal is resumable with 'cni-migrate resume'", err=True)
@@ -154,15 +156,25 @@ def run_cli(fn: Callable[[], int | None]) -> None:
     raise typer.Exit(code)
 
 
+# Whether the main thread is waiting at a question (``ask``), for the signal handler.
+PROMPT = {"open": False}
+
+
 @contextmanager
 def stop_on_signals(stop: StopFlag) -> Iterator[None]:
     """First SIGINT/SIGTERM/SIGHUP (the operator's terminal or SSH session went away):
-    finish the step, checkpoint, exit 5. Second: stop at once."""
+    finish the step, checkpoint, exit 5. Second: stop at once. At a question there is no
+    step to finish: the first one stops the run there (``ask`` raises ``Interrupted``, the
+    gate's boundary records it), where waiting for the step's end would wait for an answer
+    that the operator has just refused to give."""
 
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        stop.set(f"received {signal.Signals(signum).name}")
+        reason = f"received {signal.Signals(signum).name}"
+        stop.set(reason)
+        if PROMPT["open"]:
+            raise Interrupted(f"stopped at the prompt: {reason}; continue with 'cni-migrate resume'")
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
@@ -177,13 +189,31 @@ def stop_on_signals(stop: StopFlag) -> Iterator[None]:
             signal.signal(s, signal.SIG_IGN if done else h)
 
 
-def confirm(question: str, yes: bool) -> None:
+def ask(console: output.Console, question: str, default: str | None = None) -> str:
+    """One question at the terminal, with the progress view out of its way (a live bar
+    redrawn over it would erase it). Ctrl-C at the question, a signal, or the end of input
+    stops the run as they would anywhere else: ``Interrupted``."""
+    with console.asking():
+        PROMPT["open"] = True
+        try:
+            return str(typer.prompt(question, default=default))
+        except (typer.Abort, KeyboardInterrupt, EOFError):
+            # typer turns Ctrl-C (outside a run's signal handler) and Ctrl-D into Abort.
+            raise Interrupted("stopped at the prompt: interrupted; continue with 'cni-migrate resume'") from None
+        finally:
+            PROMPT["open"] = False
+
+
+def confirm(question: str, yes: bool, console: output.Console | None = None) -> None:
+    """The "[y/N]" before a command writes anything; ``console``: its progress view, moved
+    out of the question's way while it waits."""
     if yes:
         return
     if not sys.stdin.isatty():
         raise BadInput("no terminal to confirm on: pass --yes to run non-interactively")
-    if not typer.confirm(question, default=False):
-        raise BadInput("not confirmed; nothing was changed")
+    with console.asking() if console is not None else nullcontext():
+        if not typer.confirm(question, default=False):
+            raise BadInput("not confirmed; nothing was changed")
 
 
 def prog_name(argv0: str) -> str:

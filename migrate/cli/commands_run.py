@@ -59,11 +59,12 @@ def execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
     )
     steps = sum(len(n.steps) for n in the_plan.nodes)
     with (
-        output.Console(steps, live=False if opts.guided else None) as console,
+        output.Console(steps) as console,
         executor_for_run(
             the_plan, backend, opts, console, hooks, resume=resume, end=end, soak=soak, clock=clock
         ) as executor,
     ):
+        console.done_before(output.steps_done(the_plan, executor.store.load()))
         if end is not None:
             console.print(announce(end, clock.now()))
         verb = "Resume" if resume else "Apply"
@@ -71,6 +72,7 @@ def execute(planpath: Path, resume: bool, opts: RunOptions) -> int:
             f"{verb} plan {the_plan.id} to {the_plan.cluster.server} "
             f"({len(the_plan.nodes)} nodes, {len(the_plan.waves)} waves)?",
             opts.yes or opts.guided,
+            console,
         )
         with stop_on_signals(executor.stop):
             state = executor.apply(resume=resume)
@@ -113,8 +115,8 @@ def finalize(
     """Leave migration mode once every node is migrated.
 
     Writes the final Helm values (or, with --upgrade-cilium, upgrades the release apply
-    installed), checks that Cilium enforces policy, deletes the per-node config and, with
-    --remove-calico, removes Calico."""
+    installed); once Cilium runs with them: restarts the agents, checks that Cilium enforces
+    policy, deletes the per-node config and, with --remove-calico, removes Calico."""
 
     def body() -> int:
         the_plan = planfile.read(planpath)
@@ -141,11 +143,12 @@ def finalize(
             finalizer.cilium_upgrader = upgrader
             for line in finalizer.run(remove_calico):
                 typer.echo(line)
-        if upgrader is None:
+        if upgrader is None and finalizer.values_pending:
             typer.echo(
                 f"final Cilium values: {values}; apply them with: helm upgrade cilium cilium/cilium "
-                f"-n kube-system --reuse-values -f {values}, then restart the agents: "
-                "kubectl -n kube-system rollout restart daemonset/cilium"
+                f"-n kube-system --reuse-values -f {values}, then run finalize again: it restarts the agents "
+                "(kubectl -n kube-system rollout restart daemonset/cilium, one node at a time), proves policy is "
+                "enforced, and only then deletes the CiliumNodeConfig (Cilium's migration guide's order)"
             )
         if finalizer.held_back:
             raise PreflightBlocked(finalizer.held_back)

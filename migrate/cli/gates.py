@@ -1,18 +1,17 @@
 """The questions a run asks between waves and nodes: the maintenance window's end, the
 guided run's prompts (continue, skip, pause, roll back a wave, abort), and one gate made
 of several. Gates are the executor's ``WaveGate`` / ``NodeGate`` callbacks; a stop is an
-``Interrupted`` they raise."""
+``Interrupted`` they raise (``Paused`` where the operator asked for it). A typo asks again;
+Ctrl-C at a question stops the run there (``migrate.cli.app.ask``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
 
-import typer
-
-from migrate.errors import Interrupted
+from migrate.errors import Paused
 from migrate.estimate import estimate
-from migrate.executor import CONTINUE, GateAnswer, NodeGate, WaveGate, skippable
+from migrate.executor import CONTINUE, GateAnswer, NodeGate, WaveGate, last_migrated_wave, skippable
 from migrate.journal import NodeState, RunState
 from migrate.plan import NodePlan, Plan, Wave
 from migrate.ports import SystemClock
@@ -31,7 +30,7 @@ def window_gate(plan: Plan, end: datetime, clock: SystemClock, say: Callable[[st
         ahead = [w for w in plan.waves if w.index >= wave.index]
         left = sum(1 for w in ahead for n in w.nodes if state.nodes[n.name].state is not NodeState.MIGRATED)
         rest = sum(wave_seconds_left(plan, w, state, est) for w in ahead)
-        raise Interrupted(
+        raise Paused(
             f"the window ends at {end.isoformat(timespec='minutes')}: wave {wave.index} needs about "
             f"{duration(int(needed))}; stopped before it with {left} node(s) left in {len(ahead)} wave(s) "
             f"(about {duration(int(rest))}); continue with 'cni-migrate resume' in the next window"
@@ -40,65 +39,72 @@ def window_gate(plan: Plan, end: datetime, clock: SystemClock, say: Callable[[st
     return gate
 
 
-def choose(choices: dict[str, str]) -> str:
+# Asks one question and returns the answer as typed (``migrate.cli.app.ask`` on a console).
+Ask = Callable[[str, str | None], str]
+
+
+def choose(ask: Ask, say: Callable[[str], None], choices: dict[str, str]) -> str:
     """Ask one question; each choice is answered by its first letter; ask again on anything else."""
     prompt = ", ".join(f"[{key}]{label[1:]}" for key, label in choices.items())
     while True:
-        answer = typer.prompt(prompt, default=next(iter(choices))).strip().lower()[:1]
+        answer = ask(prompt, next(iter(choices))).strip().lower()[:1]
         if answer in choices:
             return answer
-        typer.echo(f"  please answer one of: {', '.join(choices)}")
+        say(f"  please answer one of: {', '.join(choices)}")
+
+
+def pick(ask: Ask, say: Callable[[str], None], question: str, names: list[str]) -> str:
+    """Ask for one of ``names`` by name; ask again on anything else (a typo must not stop
+    a window's run, nor skip another node)."""
+    while True:
+        name = ask(f"{question} ({', '.join(names)})", None).strip()
+        if name in names:
+            return name
+        say(f"  {name!r} is not one of: {', '.join(names)}")
 
 
 def stop_if_asked(choice: str, where: str) -> None:
     if choice == "p":
-        raise Interrupted(f"paused {where}; continue with 'cni-migrate resume'")
+        raise Paused(f"paused {where}; continue with 'cni-migrate resume'")
     if choice == "a":
-        raise Interrupted(f"aborted {where}; 'cni-migrate rollback' undoes what was done")
+        raise Paused(f"aborted {where}; 'cni-migrate rollback' undoes what was done")
 
 
-def guided_gate(say: Callable[[str], None], plan: Plan) -> WaveGate:
+def guided_gate(ask: Ask, say: Callable[[str], None], plan: Plan) -> WaveGate:
     """Before each wave: continue, skip a node, pause (resumable), roll back the last
-    migrated wave, or abort."""
+    migrated wave (the one rollback would undo first, named with its nodes), or abort."""
 
     def gate(wave: Wave, state: RunState) -> GateAnswer | None:
         todo = [n.name for n in wave.nodes if state.nodes[n.name].state is not NodeState.MIGRATED]
         say(f"next: wave {wave.index}{' (canary)' if wave.canary else ''}: {', '.join(todo)}")
         say("  each node: cordon -> drain -> swap-cni -> validate -> uncordon")
-        done = [
-            w.index
-            for w in plan.waves
-            if w.index < wave.index and any(state.nodes[n.name].state is NodeState.MIGRATED for n in w.nodes)
-        ]
+        last = last_migrated_wave(plan, state)
         fresh = [n for n in todo if skippable(state, n)]
         choices = {"c": "continue"}
         if fresh:
             choices["s"] = "skip a node"
         choices["p"] = "pause (resume later)"
-        if done:
-            choices["r"] = f"roll back wave {done[-1]}"
+        if last is not None:
+            choices["r"] = f"roll back wave {last[0].index} ({', '.join(last[1])})"
         choices["a"] = "abort"
-        choice = choose(choices)
+        choice = choose(ask, say, choices)
         if choice == "s":
-            name = typer.prompt(f"  node to skip ({', '.join(fresh)})").strip()
-            if name not in fresh:
-                raise Interrupted(f"{name!r} is not a node of wave {wave.index} that can be skipped; paused")
-            return GateAnswer(skip=(name,))
-        if choice == "r":
-            return GateAnswer(rollback_wave=done[-1])
+            return GateAnswer(skip=(pick(ask, say, "  node to skip", fresh),))
+        if choice == "r" and last is not None:
+            return GateAnswer(rollback_wave=last[0].index)
         stop_if_asked(choice, f"before wave {wave.index}")
         return None
 
     return gate
 
 
-def node_gate(say: Callable[[str], None]) -> NodeGate:
+def node_gate(ask: Ask, say: Callable[[str], None]) -> NodeGate:
     """With --confirm-each-node: before a node is cordoned, continue, skip it, pause or abort."""
 
     def gate(wave: Wave, node: NodePlan, state: RunState) -> GateAnswer | None:
         role = "control-plane node" if node.control_plane else "node"
         say(f"next: {role} {node.name} (wave {wave.index}): cordon -> drain -> swap-cni -> validate -> uncordon")
-        choice = choose({"c": "continue", "s": "skip this node", "p": "pause (resume later)", "a": "abort"})
+        choice = choose(ask, say, {"c": "continue", "s": "skip this node", "p": "pause (resume later)", "a": "abort"})
         if choice == "s":
             return GateAnswer(skip=(node.name,))
         stop_if_asked(choice, f"before {node.name}")

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from migrate import failpoints, output
 from migrate.backends import simbundle
@@ -20,7 +20,7 @@ from migrate.backends.bundle import Backend, CiliumTools
 from migrate.checkpoints import AllLocks
 from migrate.checkpoints.local import FileLock, LocalStore, run_dir
 from migrate.cilium import INSTALL_CILIUM
-from migrate.cli.app import home
+from migrate.cli.app import ask, home
 from migrate.cli.gates import chain, guided_gate, node_gate, window_gate
 from migrate.cli.options import LogFormat, RunOptions
 from migrate.errors import BadInput
@@ -29,7 +29,7 @@ from migrate.hooks import DEFAULT_DIR as DEFAULT_HOOKS_DIR
 from migrate.hooks import HookRunner
 from migrate.hooks import failed as failed_hooks
 from migrate.plan import Plan, Target
-from migrate.ports import CheckpointStore, Event, ExecutorLock, HookCaller, StopFlag, SystemClock
+from migrate.ports import CheckpointStore, Event, ExecutorLock, HookCaller, HookContext, StopFlag, SystemClock
 
 
 # -- the backend --------------------------------------------------------------------------------
@@ -69,8 +69,8 @@ def hook_caller(hooks_dir: Path | None, timeout: float) -> HookCaller:
         raise BadInput("--hook-timeout must be positive")
     runner = HookRunner(hooks_dir or DEFAULT_HOOKS_DIR, timeout_seconds=timeout, must_exist=hooks_dir is not None)
 
-    def call(point: str, context: dict[str, Any]) -> list[str]:
-        return [r.summary for r in failed_hooks(runner.run(point, context))]
+    def call(context: HookContext) -> list[str]:
+        return [r.summary for r in failed_hooks(runner.run(context.point, context.to_record()))]
 
     return call
 
@@ -164,12 +164,13 @@ def executor_for_run(
     """``executor_for`` configured for apply or resume: the gates (window end, guided
     questions), the canary pause, the soak, the traffic watch; then the plan verified
     against the cluster, and what installs Cilium if this run has still to install it."""
+    asker = partial(ask, console)
     config = RunConfig(
         wave_gate=chain(
             window_gate(the_plan, end, clock, console.print) if end else None,
-            guided_gate(console.print, the_plan) if opts.guided else None,
+            guided_gate(asker, console.print, the_plan) if opts.guided else None,
         ),
-        node_gate=node_gate(console.print) if opts.confirm_each_node else None,
+        node_gate=node_gate(asker, console.print) if opts.confirm_each_node else None,
         pause_after_canary=opts.pause_after_canary,
         soak_seconds=soak,
         hooks=hooks,

@@ -15,7 +15,7 @@ loop) and ``pipelines`` (a wave's nodes, in parallel, and put back).
 from migrate.executor.admission import verify_plan
 from migrate.executor.config import CONTINUE, Answer, GateAnswer, NodeGate, RunConfig, WaveGate
 from migrate.executor.engine import Executor
-from migrate.executor.waves import skippable
+from migrate.executor.waves import last_migrated_wave, skippable
 
 __all__ = [
     "CONTINUE",
@@ -25,6 +25,7 @@ __all__ = [
     "NodeGate",
     "RunConfig",
     "WaveGate",
+    "last_migrated_wave",
     "skippable",
     "verify_plan",
 ]

@@ -29,7 +29,7 @@ from migrate.executor.runner import StepRunner
 from migrate.executor.waves import DONE, Waves
 from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import Plan, StepKind
-from migrate.ports import CheckpointStore, Clock, Cluster, Event, EventSink, ExecutorLock, StopFlag
+from migrate.ports import CheckpointStore, Clock, Cluster, Event, EventSink, ExecutorLock, HookContext, StopFlag
 from migrate.steps import StepContext, StepFn, handoff, registry
 from migrate.steps.surge import refuse_unreadable, restore_all
 
@@ -124,7 +124,7 @@ class Executor:
         with self._held():
             # Before the journal is opened: a refusing hook leaves it as it was (no new run
             # recorded as running, an interrupted one still interrupted).
-            failures = self.config.hooks("pre-run", {"plan_id": self.plan.id, "step": "", "node": ""})
+            failures = self.config.hooks(HookContext("pre-run", self.plan.id))
             if failures:
                 raise PreflightBlocked(f"pre-run hook failed, nothing was changed: {failures[0]}")
             run = self._open(resume)
@@ -268,6 +268,7 @@ class Executor:
             surges=frozenset(key for node in self.plan.nodes for key in node.surge),
             handoffs=handoff.merged([h for node in self.plan.nodes for h in node.handoff]),
             started=run.started_at,
+            wave_of={n.name: w.index for w in self.plan.waves for n in w.nodes}.get,
         )
         return StepRunner(run, self._steps, context)
 

@@ -39,7 +39,9 @@ class Pipelines:
         run = self.run
         for node in todo:
             if run.state.nodes[node.name].state is not NodeState.IN_PROGRESS:
-                failures = run.hook("pre-node", node=node.name, wave=wave.index)
+                failures = run.hook(
+                    "pre-node", node=node.name, wave=wave.index, step=step_id(node.name, StepKind.CORDON)
+                )
                 if failures:
                     self.release(wave)
                     run.set_status(RunStatus.INTERRUPTED)
@@ -121,7 +123,9 @@ class Pipelines:
                 raise
         run.node_state(node.name, NodeState.MIGRATED, message="migrated")
         run.report(Event("node-state", run.plan.id, node=node.name, wave=wave.index, outcome="migrated"))
-        failures = run.hook("post-node", node=node.name, wave=wave.index)
+        failures = run.hook(
+            "post-node", node=node.name, wave=wave.index, step=step_id(node.name, StepKind.UNCORDON), outcome="migrated"
+        )
         if failures:
             raise HookStop(
                 f"post-node hook for {node.name} failed: {failures[0]}; the node stays migrated; "
@@ -156,7 +160,15 @@ class Pipelines:
             )
         )
         if final is NodeState.FAILED:
-            run.hook("on-failure", node=node.name, wave=wave.index, step=record.reason, message=record.message)
+            run.hook(
+                "on-failure",
+                node=node.name,
+                wave=wave.index,
+                step=step_id(node.name, StepKind(record.reason)),
+                phase="rollback",
+                outcome=final.value,
+                message=record.message,
+            )
 
     def failure(self, node: str) -> MigrateError:
         """The error a node put back by an earlier run ended that run with."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from migrate.executor.commit import GroupCommit
 from migrate.executor.config import RunConfig
 from migrate.journal import NodeState, RunState, RunStatus
 from migrate.plan import NodePlan, Plan, StepKind, Wave, step_id
-from migrate.ports import Clock, Cluster, Event, StopFlag
+from migrate.ports import Clock, Cluster, Event, HookContext, StopFlag
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ class Run:
     def now(self) -> str:
         return self.clock.now().isoformat(timespec="seconds").replace("+00:00", "Z")
 
-    def hook(self, point: str, **context: object) -> list[str]:
-        return self.config.hooks(point, {"plan_id": self.plan.id, **context})
+    def hook(self, point: str, **context: Any) -> list[str]:
+        """Run the operator's hooks of ``point`` (``HookContext``'s fields as keywords)."""
+        return self.config.hooks(HookContext(point, self.plan.id, **context))
 
     def wave_of(self, node: NodePlan) -> Wave:
         return next(w for w in self.plan.waves if node in w.nodes)

@@ -14,19 +14,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from migrate.errors import BadInput, Interrupted
+from migrate.errors import BadInput, Interrupted, Paused
 from migrate.executor.config import CONTINUE, Answer, GateAnswer
 from migrate.executor.pipelines import MANUAL, Pipelines
 from migrate.executor.prepare import Prepare
 from migrate.executor.run import Run
 from migrate.executor.runner import StepRunner
 from migrate.journal import NodeState, RunState, RunStatus
-from migrate.plan import NodePlan, StepKind, Wave, step_id
+from migrate.plan import NodePlan, Plan, StepKind, Wave, step_id
 from migrate.ports import Event
 
 # Nothing left for the forward run to do on a node in these states.
 DONE = (NodeState.MIGRATED, NodeState.GONE)
+# The nodes of a wave the operator's "roll back that wave" puts back.
+ROLLBACK_FROM = (NodeState.MIGRATED, NodeState.IN_PROGRESS)
 SKIPPED = "skipped by the operator"
+
+
+def last_migrated_wave(plan: Plan, state: RunState) -> tuple[Wave, tuple[str, ...]] | None:
+    """What "roll back the last wave" would put back: the latest wave (in the plan's order,
+    whichever wave the run is at) with nodes migrated or under way, and those nodes; None
+    when no wave has any. Rollback goes last migrated first: offering an earlier wave while
+    a later one has migrated nodes would undo the run out of order."""
+    for wave in reversed(plan.waves):
+        names = tuple(n.name for n in wave.nodes if state.nodes[n.name].state in ROLLBACK_FROM)
+        if names:
+            return wave, names
+    return None
 
 
 def skippable(state: RunState, node: str) -> bool:
@@ -131,9 +145,10 @@ class Waves:
         try:
             return gate(*args) or CONTINUE
         except Interrupted as exc:
-            # Paused or aborted by the operator, or the window's end: a clean boundary.
+            # Paused or aborted by the operator, the window's end, Ctrl-C at a question: a
+            # clean boundary, said as the gate said it (a pause is no error).
             self.nodes.release(wave)
-            self._stop_at_boundary(wave, exc.message)
+            self._stop_at_boundary(wave, exc.message, type(exc))
 
     def _run_wave(self, wave: Wave, todo: list[NodePlan]) -> None:
         self.run.report(
@@ -162,8 +177,9 @@ class Waves:
     def _soak(self, wave: Wave) -> None:
         """Let the last wave run on Cilium for a while before touching the next one."""
         run = self.run
-        message = f"soaking {run.config.soak_seconds:g}s before wave {wave.index}"
-        run.report(Event("soak", run.plan.id, wave=wave.index, message=message))
+        seconds = run.config.soak_seconds
+        message = f"soaking {seconds:g}s before wave {wave.index}"
+        run.report(Event("soak", run.plan.id, wave=wave.index, message=message, duration=seconds))
         run.stop.wait(run.config.soak_seconds)
         self.runner.check_stop()
 
@@ -173,7 +189,7 @@ class Waves:
         wave = next((w for w in run.plan.waves if w.index == index), None)
         if wave is None:
             raise BadInput(f"plan {run.plan.id} has no wave {index}")
-        done = [n for n in wave.nodes if run.state.nodes[n.name].state in (NodeState.MIGRATED, NodeState.IN_PROGRESS)]
+        done = [n for n in wave.nodes if run.state.nodes[n.name].state in ROLLBACK_FROM]
         for node in reversed(done):
             self.nodes.put_back(node, MANUAL)
         names = ", ".join(n.name for n in done) or "no migrated node"
@@ -183,17 +199,19 @@ class Waves:
             "'cni-migrate resume' migrates it again, 'cni-migrate rollback' undoes the rest",
         )
 
-    def _stop_at_boundary(self, wave: Wave | None, message: str) -> NoReturn:
+    def _stop_at_boundary(self, wave: Wave | None, message: str, error: type[Interrupted] = Paused) -> NoReturn:
+        """End the run at a wave boundary, resumable; ``error``: ``Paused`` where the
+        operator asked for the stop (the default: every caller but a gate's stop)."""
         run = self.run
         run.set_status(RunStatus.INTERRUPTED)
         run.report(
             Event("run-finished", run.plan.id, wave=wave.index if wave else 0, outcome="interrupted", message=message)
         )
-        raise Interrupted(message)
+        raise error(message)
 
     def _complete(self) -> RunState:
         run = self.run
         state = run.set_status(RunStatus.COMPLETED)
         run.report(Event("run-finished", run.plan.id, phase="apply", outcome="completed"))
-        run.hook("post-run", outcome="completed")  # reported by the hook runner only
+        run.hook("post-run", outcome=RunStatus.COMPLETED.value)  # reported by the hook runner only
         return state

@@ -39,6 +39,8 @@ class StepContext:
     handoffs: Mapping[str, Handoff] = field(default_factory=dict)
     # when a node's step last started (RFC 3339, from the journal), "" if never
     started: Callable[[str, StepKind], str] = lambda node, kind: ""
+    # the plan's wave of a node (for what its hooks are told), None when not known
+    wave_of: Callable[[str], int | None] = lambda node: None
 
     def check_stop(self, node: str) -> None:
         if self.stop.is_set():

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from migrate.errors import ValidationFailed
-from migrate.plan import NodePlan, StepKind
-from migrate.ports import Event
+from migrate.plan import NodePlan, StepKind, step_id
+from migrate.ports import Event, HookContext
 from migrate.steps import StepContext
 from migrate.verdicts import CHECKS  # each one means the same on every backend
 
@@ -86,7 +86,16 @@ def run(ctx: StepContext, node: NodePlan) -> str:
                 expected=result.expected,
             )
         passed.append(f"{result.check} ({result.observed})")
-    failures = ctx.hooks("post-swap", {"plan_id": ctx.plan_id, "node": node.name, "step": "validate"})
+    failures = ctx.hooks(
+        HookContext(
+            "post-swap",
+            ctx.plan_id,
+            node=node.name,
+            wave=ctx.wave_of(node.name),
+            step=step_id(node.name, StepKind.SWAP_CNI),
+            outcome="swapped",
+        )
+    )
     if failures:
         raise ValidationFailed(
             f"validation of {node.name} failed: post-swap hook: {failures[0]}",

@@ -399,11 +399,13 @@ def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
     assert cli("finalize", "p.yaml", "--yes").code == 2  # nothing migrated yet
     assert cli("apply", "p.yaml", "--yes").code == 0
-    # Cilium still runs with the migration values: Calico stays until policy is proven enforced.
+    # Cilium still runs with the migration values: nothing is restarted or deleted, Calico stays.
+    restarts = sum(1 for a in cli.world("c1")["actions"] if a["op"] == "delete-pod" and a["changed"])
     r = cli("finalize", "p.yaml", "--remove-calico", "--yes")
     assert r.code == 3, r
-    assert r.err.strip().startswith("error: Calico was not removed: Cilium's policy enforcement is not proven yet")
-    assert "rollout restart daemonset/cilium" in r.out
+    assert r.err.strip().startswith("error: Calico was not removed: Cilium does not run with the final values yet")
+    assert "then run finalize again" in r.out and "rollout restart daemonset/cilium" in r.out
+    assert sum(1 for a in cli.world("c1")["actions"] if a["op"] == "delete-pod" and a["changed"]) == restarts
     assert any(p["namespace"] == "calico-system" for p in cli.world("c1")["pods"].values())
     values = yaml.safe_load((cli.cwd / "p.cilium-final-values.yaml").read_text())
     assert values["policyEnforcementMode"] == "default" and values["cni"]["customConf"] is False
@@ -414,7 +416,8 @@ def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
     world_path.write_text(json.dumps(world))
     r = cli("finalize", "p.yaml", "--remove-calico", "--yes")
     assert r.code == 0, r
-    assert "check-policy: NetworkPolicy enforced" in r.out and "restart-agents: done earlier" in r.out
+    assert "restart-agents: restarted 3" in r.out and "check-policy: NetworkPolicy enforced" in r.out
+    assert "final Cilium values:" not in r.out  # nothing left for the operator to apply
     world = cli.world("c1")
     assert not any(p["namespace"] == "calico-system" for p in world["pods"].values())
     assert "reboot" in r.out

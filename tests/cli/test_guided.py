@@ -1,42 +1,19 @@
-"""Guided mode through a pseudo-terminal: answers typed at the prompts, pause, resume."""
+"""Guided mode on a terminal: answers typed at the prompts, pause, resume."""
 
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
-import subprocess
-import time
 
 import yaml
 
+from tests.cli.terminal import Terminal
+
 
 def run_in_pty(cli, args, answers):
-    """Run the CLI on a pty; each time the prompt appears, type the next answer."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([*cli.base, *args], cwd=cli.cwd, env=cli.env, stdin=slave, stdout=slave, stderr=slave)
-    os.close(slave)
-    screen, pending = b"", list(answers)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break  # the child closed the terminal
-            if not chunk:
-                break
-            screen += chunk
-            prompts = screen.count(b"[c]ontinue") + screen.count(b"node to skip (")
-            if prompts > len(answers) - len(pending) and pending:
-                os.write(master, pending.pop(0).encode() + b"\n")
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, screen.decode(errors="replace")
+    """Run the CLI on a terminal; each time a question appears, type the next answer."""
+    term = Terminal(cli, *args)
+    term.answer_all(answers)
+    return term.wait(), term.text()
 
 
 def test_guided_run_continues_the_canary_pauses_before_wave_two_and_resumes(cli):

@@ -365,8 +365,16 @@ def test_finalize_needs_every_node_migrated(backend):
         Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit).run(remove_calico=False)
 
 
-def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend):
-    from migrate.cilium import node_config
+def final_values(backend) -> None:
+    """What the operator's helm upgrade to the final values sets in cilium-config."""
+    from migrate.cilium import FINAL_CONFIG
+
+    for key, value in FINAL_CONFIG.items():
+        backend.set_cilium_config(key, value)
+
+
+def test_finalize_follows_ciliums_order_final_values_then_restart_then_delete_and_is_idempotent(backend):
+    from migrate.cilium import NODE_CONFIG_NAME
     from migrate.finalize import Finalizer
 
     plan = backend.plan()
@@ -377,31 +385,26 @@ def test_finalize_leaves_migration_mode_removes_calico_and_is_idempotent(backend
         return Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=True)
 
     report = finalize()
-    assert report[0].startswith("restart-agents: restarted 6")
-    # Cilium still runs with the migration values (no helm upgrade yet): the policy check
-    # waits, and so does Calico's removal.
-    assert report[1].startswith("check-policy: not yet: Cilium does not enforce policy yet")
-    assert "deleted CiliumNodeConfig" in report[2]
-    assert report[3].startswith("remove-calico: not yet: Calico was not removed")
+    # Cilium still runs with the migration values (no helm upgrade yet): Cilium's guide
+    # applies the final values before anything else, so nothing is restarted or deleted.
+    assert report[0].startswith("restart-agents: not yet: Cilium still runs with the migration values")
+    assert report[1:4] == [
+        "check-policy: not yet: waits for the final values",
+        "delete-node-config: not yet: waits for the final values",
+        "remove-calico: not yet: waits for the final values",
+    ]
     assert backend.cluster.inventory().calico_install == "operator"
+    assert ex.store.load().finalize == {}  # no step started: the CiliumNodeConfig is still there
+    final_values(backend)  # the operator's helm upgrade to the final values
+    report = finalize()
+    assert report[0].startswith("restart-agents: restarted 6")
+    assert report[1].startswith("check-policy: NetworkPolicy enforced")
+    assert report[2] == f"delete-node-config: deleted CiliumNodeConfig kube-system/{NODE_CONFIG_NAME}"
+    assert "removed Calico (operator install)" in report[3]
     assert (
-        backend.cluster.delete_object(
-            plan.cluster.node_config_api,
-            "CiliumNodeConfig",
-            "kube-system",
-            node_config(plan.cluster.node_config_api)["metadata"]["name"],
-        )
+        backend.cluster.delete_object(plan.cluster.node_config_api, "CiliumNodeConfig", "kube-system", NODE_CONFIG_NAME)
         is False
     )
-    backend.set_cilium_config("enable-policy", "default")  # the operator's upgrade to the final values
-    report = finalize()
-    assert report[:3] == [
-        "restart-agents: done earlier",
-        report[1],
-        "delete-node-config: done earlier",
-    ]
-    assert report[1].startswith("check-policy: NetworkPolicy enforced")
-    assert "removed Calico (operator install)" in report[3]
     again = finalize()
     assert again[:4] == [
         "restart-agents: done earlier",
@@ -419,7 +422,7 @@ def test_after_the_upgrade_finalize_proves_policy_is_enforced_allow_and_deny(bac
     plan = backend.plan()
     ex = backend.executor(plan)
     ex.apply()
-    backend.set_cilium_config("enable-policy", "default")  # what the upgrade to the final values sets
+    final_values(backend)
     report = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60).run(remove_calico=False)
     (line,) = [r for r in report if r.startswith("check-policy:")]
     assert line.startswith("check-policy: NetworkPolicy enforced: on ")
@@ -435,7 +438,7 @@ def test_a_cilium_that_lets_the_denied_client_through_fails_finalize_before_cali
     plan = backend.plan()
     ex = backend.executor(plan)
     ex.apply()
-    backend.set_cilium_config("enable-policy", "default")
+    final_values(backend)
     backend.ignore_policy()
     finalizer = Finalizer(plan, backend.cluster, ex.store, ex.lock, ex.emit, agent_timeout=60)
     with pytest.raises(ValidationFailed, match="denied client connected: policy is not enforced"):

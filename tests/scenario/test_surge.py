@@ -13,6 +13,7 @@ import pytest
 from migrate.errors import Interrupted, NotFound, StepFailed, SurgeUnreadable
 from migrate.journal import NodeState, RunStatus
 from migrate.model import SURGE_ANNOTATION, SurgeRecord
+from migrate.ports import HookContext
 from migrate.steps.surge import put_back
 
 FROZEN = {"namespace": "shop", "name": "thumbnailer-frozen", "selector": {"app": "thumbnailer"}, "maxUnavailable": "0"}
@@ -102,10 +103,10 @@ def test_a_replacement_that_cannot_start_fails_the_drain_and_leaves_the_workload
     host = host_of(backend)
     old = next(p for p in backend.cluster.pods_on_node(host) if p.labels.get("app") == "thumbnailer")
 
-    def no_room(point: str, context: dict) -> list[str]:
+    def no_room(context: HookContext) -> list[str]:
         # Just before the host's steps (the plan's capacity check has passed): every other
         # worker cordoned by hand, so a replacement has nowhere to go.
-        if point == "pre-node" and context["node"] == host:
+        if context.point == "pre-node" and context.node == host:
             for n in backend.cluster.nodes():
                 if n.name != host and not n.control_plane:
                     backend.cluster.set_unschedulable(n.name, True)
@@ -171,9 +172,9 @@ def test_a_surge_record_garbled_during_the_run_fails_the_drain_and_is_left_as_it
     plan = backend.plan()
     host = host_of(backend)
 
-    def garble(point: str, context: dict) -> list[str]:
+    def garble(context: HookContext) -> list[str]:
         # After the run's checks, before the host's drain reads the Deployment.
-        if point == "pre-node" and context["node"] == host:
+        if context.point == "pre-node" and context.node == host:
             backend.edit_deployment("shop", "thumbnailer", annotations={SURGE_ANNOTATION: GARBLED})
         return []
 

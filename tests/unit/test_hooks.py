@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -19,11 +20,10 @@ from migrate.hooks import (
     HookPoint,
     HookResult,
     HookRunner,
-    context_from_event,
     failed,
     validate_hooks_dir,
 )
-from migrate.ports import Event
+from migrate.ports import HookContext
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "hooks" / "examples"
@@ -123,10 +123,19 @@ def test_variables_that_do_not_apply_are_empty(tmp_path):
     assert env["CNI_MIGRATE_NODE"] == env["CNI_MIGRATE_WAVE"] == env["CNI_MIGRATE_STEP"] == ""
 
 
-def test_context_from_an_event_leaves_no_wave_empty():
-    ctx = context_from_event(Event("run-started", "abc123", phase="apply"))
-    assert ctx["wave"] is None and ctx["node"] == "" and ctx["plan_id"] == "abc123"
-    assert context_from_event(Event("step-started", "p", node="n", wave=3, step="n/drain"))["wave"] == 3
+def test_a_run_point_context_has_every_key_with_no_node_and_no_wave():
+    record = HookContext("pre-run", "abc123").to_record()
+    assert record == {
+        "hook": "pre-run",
+        "plan_id": "abc123",
+        "node": "",
+        "wave": None,
+        "step": "",
+        "phase": "apply",
+        "outcome": "",
+        "message": "",
+    }
+    assert HookContext("pre-node", "p", node="n", wave=3, step="n/cordon").to_record()["wave"] == 3
 
 
 @pytest.mark.parametrize(
@@ -245,7 +254,7 @@ def server() -> Iterator[str]:
 
 
 def run_example(name: str, env: dict[str, str], stdin: str = "{}") -> subprocess.CompletedProcess[str]:
-    base = {"PATH": os.environ["PATH"], "CNI_MIGRATE_NODE": "worker-1"}
+    base = {"PATH": os.environ["PATH"], "CNI_MIGRATE_NODE": "worker-1", "CNI_MIGRATE_STEP": "worker-1/swap-cni"}
     return subprocess.run(
         [str(EXAMPLES / name)], input=stdin, env={**base, **env}, capture_output=True, text=True, timeout=30
     )
@@ -264,13 +273,14 @@ def test_examples_are_executable_and_named_for_their_point(name, point):
 def test_check_ingress_passes_on_2xx_and_fails_otherwise(server):
     assert run_example("post-swap.check-ingress", {"INGRESS_URL": f"{server}/ok"}).returncode == 0
     down = run_example("post-swap.check-ingress", {"INGRESS_URL": f"{server}/down"})
-    assert down.returncode == 1 and "503" in down.stderr
+    assert down.returncode == 1 and "after worker-1/swap-cni" in down.stderr and "503" in down.stderr
     assert run_example("post-swap.check-ingress", {}).returncode == 2
     assert run_example("post-swap.check-ingress", {"INGRESS_URL": "file:///etc/passwd"}).returncode == 2
 
 
 def test_webhook_posts_the_context_or_does_nothing_without_url(server):
     assert run_example("on-failure.webhook", {}).returncode == 0
-    context = json.dumps({"node": "worker-1", "outcome": "failed"})
+    failure = HookContext("on-failure", "p", node="worker-1", wave=1, step="worker-1/validate", phase="rollback")
+    context = json.dumps(replace(failure, outcome="failed", message="validation of worker-1 failed").to_record())
     assert run_example("on-failure.webhook", {"WEBHOOK_URL": f"{server}/hook"}, stdin=context).returncode == 0
     assert [json.loads(b) for b in _Handler.received] == [json.loads(context)]
