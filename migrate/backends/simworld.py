@@ -195,15 +195,22 @@ class Capacity:
     """What the scheduler knows during one ``reconcile`` pass: each node's requests and pods
     in use, and the nodes a pod may go to in the scheduler's order (fewest pods, then name).
 
-    Built with one look at every pod; the pass tells it every pod it binds or deletes, so a
-    placement costs a few heap operations, not a scan of every pod for every node (which
-    made a 1,000-node world take two minutes to create). A pass changes no node, so which
-    nodes take pods (schedulable, Ready, untainted) is decided once."""
+    Built with one look at every pod when the pass first places one (most passes place
+    none); from then on the pass tells it every pod it binds or deletes, so a placement costs
+    a few heap operations, not a scan of every pod for every node (which made a 1,000-node
+    world take two minutes to create). A pass changes no node, so which nodes take pods
+    (schedulable, Ready, untainted) is decided once."""
 
     def __init__(self, world: World) -> None:
-        self.nodes: dict[str, dict[str, Any]] = world["nodes"]
-        self.used = {name: [0, 0, 0] for name in self.nodes}  # cpu, memory, pods
-        for pod in world["pods"].values():
+        self.world = world
+        self.used: dict[str, list[int]] = {}  # cpu, memory, pods; empty until the first placement
+        self.open: set[str] = set()
+        self.queue: list[tuple[int, str]] = []
+
+    def _build(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = self.world["nodes"]
+        self.used = {name: [0, 0, 0] for name in self.nodes}
+        for pod in self.world["pods"].values():
             used = self.used.get(pod["node"])
             if used is not None:
                 used[0], used[1], used[2] = used[0] + pod["cpu"], used[1] + pod["memory"], used[2] + 1
@@ -226,7 +233,8 @@ class Capacity:
             heapq.heappush(self.queue, (used[2], node))
 
     def bound(self, pod: dict[str, Any]) -> None:
-        """``pod`` was bound to its node (or created there) in this pass."""
+        """``pod`` was bound to its node (or created there) in this pass (before the first
+        placement, the build counts it)."""
         if pod["node"] in self.used:
             self._count(pod["node"], pod["cpu"], pod["memory"], 1)
 
@@ -238,6 +246,8 @@ class Capacity:
     def place(self, cpu: int, memory: int) -> str | None:
         """The least-loaded open node that fits, ties broken by name; None if none fits. The
         caller binds the pod there and says so (``bound``)."""
+        if not self.used:
+            self._build()
         skipped, found = [], None
         while self.queue:
             count, name = heapq.heappop(self.queue)
@@ -350,12 +360,13 @@ def reconcile(world: World) -> None:
     def replica(wl: dict[str, Any], name: str, node: str | None) -> None:
         capacity.bound(_replica(world, wl, name, node))
 
+    nodes = sorted(world["nodes"])
     for wl in world["workloads"]:
         kind, ns, name = wl["kind"], wl["namespace"], wl["name"]
         pods = by_owner.get((kind, ns, name), [])
         if kind == "DaemonSet":
             have = {p["node"] for p in pods}
-            for node in sorted(world["nodes"]):
+            for node in nodes:
                 if node not in have and world["nodes"][node]["ready"]:
                     replica(wl, f"{name}-{world['nodes'][node]['uid'][:5]}", node)
                     if (ns, name) == AGENT_DS:
@@ -371,8 +382,10 @@ def reconcile(world: World) -> None:
         for _ in range(wl["replicas"] - len(pods)):
             suffix = f"{world['counters']['pod'] + 1:05d}"
             replica(wl, f"{name}-{suffix}", capacity.place(wl["cpu"], wl["memory"]))
+        if len(pods) <= wl["replicas"]:
+            continue
         ranked = sorted(enumerate(pods), key=lambda ip: _deletion_rank(ip[1], ip[0]))
-        for _, pod in ranked[: max(len(pods) - wl["replicas"], 0)]:
+        for _, pod in ranked[: len(pods) - wl["replicas"]]:
             del world["pods"][pod["uid"]]  # scaled down: the ReplicaSet controller's choice
             capacity.deleted(pod)
             log_action(world, "delete-pod", pod["uid"], True)
