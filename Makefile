@@ -47,11 +47,12 @@ soak: install kube
 	CNI_MIGRATE_SOAK=1 $(BIN)/pytest -q -s -p no:cacheprovider tests/cli/test_random_kill.py \
 		tests/realcluster/test_random_kill_real.py tests/realcluster/test_faults.py tests/realcluster/test_outage.py
 
-# Speed goals live here, not in timed asserts: plan building at 500..10,000 nodes and
-# the cost of one checkpoint at 100..5,000 nodes.
+# Speed goals live here, not in timed asserts: plan building at 500..10,000 nodes, the
+# cost of one checkpoint at 100..5,000 nodes, and the simulated cluster at 200..5,000 nodes.
 bench: install
 	$(BIN)/python benchmarks/plan_scale.py --json benchmarks/plan_scale.json
 	$(BIN)/python benchmarks/checkpoint_cost.py
+	$(BIN)/python benchmarks/sim_scale.py --json benchmarks/sim_scale.json
 
 # The same against the real control plane (kwok nodes; about 30 min on 2 cores): the
 # in-cluster checkpoint store, reading 1,000 nodes / 30,000 pods, and 50 nodes migrated by

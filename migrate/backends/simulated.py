@@ -1,6 +1,6 @@
 """The simulated cluster: a ``Cluster`` adapter over a world kept on disk.
 
-``simstore`` keeps the world (one JSON file per cluster, every call a locked transaction),
+``simstore`` keeps the world (an SQLite database per cluster, every call a transaction),
 ``simworld`` and ``simbudgets`` are its physics, ``simprobes`` observes the validation
 checks and the traffic watch. Here: the port's reads (model types from the world's dicts),
 its writes and waits (deletion and restarts are immediate: a wait is one look), Helm's
@@ -13,6 +13,8 @@ errors (``faults``: the n-th call of an operation fails with 429/500/409).
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -22,7 +24,7 @@ from migrate import traffic, verdicts
 from migrate.backends import simbudgets
 from migrate.backends import simworld as w
 from migrate.backends.simprobes import SimProbes
-from migrate.backends.simstore import WorldFile, check_name, sims_dir, write_world
+from migrate.backends.simstore import WorldFile, check_name, create_world, moved_from_json, sims_dir
 from migrate.cilium import migration_mode_gaps
 from migrate.errors import BadInput, Conflict, EvictionRefused, NotFound, PermanentError, TemporaryError
 from migrate.model import (
@@ -61,28 +63,31 @@ class SimStore:
 
     def path(self, name: str) -> Path:
         check_name(name)
-        return self.root / name / "world.json"
+        return self.root / name / "world.db"
 
     def create(self, name: str, world: w.World) -> SimulatedCluster:
         path = self.path(name)
-        if path.exists():
-            raise BadInput(f"simulated cluster {name!r} exists already (sim delete {name} first)")
+        exists = BadInput(f"simulated cluster {name!r} exists already (sim delete {name} first)")
+        if path.exists() or path.with_name("world.json").exists():
+            raise exists
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_world(path, world)
-        except OSError as exc:
-            raise BadInput(f"cannot create simulated cluster {name!r} under {self.root}: {exc.strerror}") from None
+            create_world(path, world)
+        except FileExistsError:
+            raise exists from None
+        except (OSError, sqlite3.Error) as exc:
+            raise BadInput(f"cannot create simulated cluster {name!r} under {self.root}: {_reason(exc)}") from None
         return SimulatedCluster(path)
 
     def open(self, name: str) -> SimulatedCluster:
         path = self.path(name)
-        if not path.exists():
+        if not path.exists() and not moved_from_json(path):
             raise BadInput(f"no simulated cluster named {name!r} (create it with 'cni-migrate sim create {name}')")
         return SimulatedCluster(path)
 
     def delete(self, name: str) -> None:
         path = self.path(name)
-        if not path.exists():
+        if not path.exists() and not path.with_name("world.json").exists():
             raise BadInput(f"no simulated cluster named {name!r}")
         for child in sorted(path.parent.iterdir()):
             child.unlink()
@@ -91,7 +96,11 @@ class SimStore:
     def names(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(p.parent.name for p in self.root.glob("*/world.json"))
+        return sorted({p.parent.name for pattern in ("*/world.db", "*/world.json") for p in self.root.glob(pattern)})
+
+
+def _reason(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def parse_validation_failure(spec: str) -> tuple[str, str]:
@@ -120,13 +129,18 @@ class SimulatedCluster:
         self.probes = SimProbes(self.file)
 
     def world(self) -> w.World:
+        """A copy of the whole world, the caller's to change (and ``update`` or ``replace``)."""
         with self.file.transaction() as world:
-            return world
+            return json.loads(json.dumps(world, sort_keys=True))  # type: ignore[no-any-return]
 
     def update(self, **fields: Any) -> None:
         """Change simulation settings (failValidation, faults, latency, nodes...)."""
         with self.file.transaction(write=True) as world:
             world.update(fields)
+
+    def replace(self, world: w.World) -> None:
+        """Put ``world`` in place as it is, no controller run: what an edit by hand leaves."""
+        self.file.replace(world)
 
     # -- reads --------------------------------------------------------------------------------
     def identity(self) -> ClusterIdentity:
@@ -251,12 +265,12 @@ class SimulatedCluster:
 
     def set_node_label(self, name: str, key: str, value: str | None) -> bool:
         with self.file.transaction("patch-node", write=True) as world:
-            labels = w.node_named(world, name)["labels"]
-            changed = labels.get(key) != value
-            if value is None:
-                labels.pop(key, None)
-            else:
-                labels[key] = value
+            node = w.node_named(world, name)
+            changed = node["labels"].get(key) != value
+            # A new map, not an edit in place: the store notes what is set on a node (simrows).
+            node["labels"] = {k: v for k, v in node["labels"].items() if k != key} | (
+                {key: value} if value is not None else {}
+            )
             w.log_action(world, "label" if value is not None else "unlabel", f"{name}:{key}", changed)
             return changed
 
@@ -282,10 +296,10 @@ class SimulatedCluster:
             live = world["pods"].get(pod.uid)
             if live is None:
                 raise NotFound(f"pod {pod.key} not found")
-            for key in remove:
-                live["labels"].pop(key, None)
-            live["labels"][HANDOFF_LABEL] = service
-            live.setdefault("annotations", {})[HANDOFF_LABEL] = record
+            # New values, not edits inside the old ones: the store notes a pod's own keys (simrows).
+            labels = {k: v for k, v in live["labels"].items() if k not in remove}
+            live["labels"] = {**labels, HANDOFF_LABEL: service}
+            live["annotations"] = {**(live.get("annotations") or {}), HANDOFF_LABEL: record}
             owner = live["owner"]
             wl = next(
                 (

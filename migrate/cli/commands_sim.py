@@ -118,9 +118,12 @@ def copy_of(name: str, paths: list[Path], seed: int) -> tuple[simworld.World, st
 
 def world_nodes(world: simworld.World) -> list[dict[str, Any]]:
     """Each node of a simulated world: its CNI, whether it is cordoned, its labels and pods."""
+    on: dict[str, list[str]] = {}
+    for p in world["pods"].values():
+        on.setdefault(p["node"], []).append(f"{p['namespace']}/{p['name']}")
     nodes = []
     for node_name, n in sorted(world["nodes"].items()):
-        pods = sorted(f"{p['namespace']}/{p['name']}" for p in world["pods"].values() if p["node"] == node_name)
+        pods = sorted(on.get(node_name, []))
         nodes.append(
             {
                 "name": node_name,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from migrate.backends.simulated import SimStore
 
 
 @dataclass
@@ -54,7 +56,14 @@ class CLI:
         )
 
     def world(self, name: str) -> dict:
-        return json.loads((self.cwd / "home" / "sims" / name / "world.json").read_text())
+        return SimStore(self.cwd / "home").open(name).world()
+
+    def edit_world(self, name: str, change: Callable[[dict], object]) -> None:
+        """What an operator's edit by hand leaves in the simulated cluster (no controller runs)."""
+        cluster = SimStore(self.cwd / "home").open(name)
+        world = cluster.world()
+        change(world)
+        cluster.replace(world)
 
 
 @pytest.fixture

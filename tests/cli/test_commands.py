@@ -175,9 +175,7 @@ def test_a_sim_home_that_cannot_be_written_and_a_malformed_world_are_one_line(cl
     r = cli("sim", "create", "c1", env={"CNI_MIGRATE_HOME": str(cli.cwd / "file" / "home")})
     assert r.code == 2 and r.err.startswith("error: cannot create simulated cluster 'c1' under "), r.err
     cli("sim", "create", "c1")
-    world = cli.world("c1")
-    del world["nodes"]["worker-1"]["ready"]
-    (cli.cwd / "home" / "sims" / "c1" / "world.json").write_text(json.dumps(world))
+    cli.edit_world("c1", lambda world: world["nodes"]["worker-1"].pop("ready"))
     for args in (("sim", "show", "c1"), ("plan", "--sim", "c1", "--out", "p.yaml")):
         r = cli(*args)
         assert r.code == 2 and "node 'worker-1' has no 'ready'" in r.err and r.err.count("\n") == 1, r.err
@@ -205,9 +203,10 @@ def test_rollback_of_a_named_node_reads_its_cni_when_no_journal_or_label_says_so
     the label both say Calico, the node's CNI configuration says Cilium, and decides."""
     cli("sim", "create", "c1", "--nodes", "3")
     cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml")
-    world = cli.world("c1")
-    world["nodes"]["worker-1"]["cniFiles"] = after_agent_start(world["nodes"]["worker-1"]["cniFiles"], True)
-    (cli.cwd / "home" / "sims" / "c1" / "world.json").write_text(json.dumps(world))
+    worker = cli.world("c1")["nodes"]["worker-1"]
+    cli.edit_world(
+        "c1", lambda world: world["nodes"]["worker-1"].update(cniFiles=after_agent_start(worker["cniFiles"], True))
+    )
     r = cli("rollback", "p.yaml", "--node", "worker-2", "--yes")
     assert r.code == 2 and "worker-2 is on Calico (CNI configuration read): nothing to roll back" in r.err, r.err
     r = cli("rollback", "p.yaml", "--node", "worker-1", "--yes")
@@ -410,10 +409,7 @@ def test_finalize_after_a_full_run_writes_final_values_and_removes_calico(cli):
     values = yaml.safe_load((cli.cwd / "p.cilium-final-values.yaml").read_text())
     assert values["policyEnforcementMode"] == "default" and values["cni"]["customConf"] is False
     # The operator's helm upgrade to those values (and agent restart), then finalize again.
-    world_path = cli.cwd / "home" / "sims" / "c1" / "world.json"
-    world = json.loads(world_path.read_text())
-    world["cilium"]["migrationMode"] = False
-    world_path.write_text(json.dumps(world))
+    cli.edit_world("c1", lambda world: world["cilium"].update(migrationMode=False))
     r = cli("finalize", "p.yaml", "--remove-calico", "--yes")
     assert r.code == 0, r
     assert "restart-agents: restarted 3" in r.out and "check-policy: NetworkPolicy enforced" in r.out

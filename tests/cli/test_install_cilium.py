@@ -64,10 +64,8 @@ def test_without_the_plan_option_apply_refuses_an_uninstalled_cilium(bare):
 def test_a_cilium_running_otherwise_is_never_upgraded_by_the_install(cli):
     assert cli("sim", "create", "c1", "--nodes", "3").code == 0
     assert cli(*PLAN, "--install-cilium").code == 0
-    world_path = cli.cwd / "home" / "sims" / "c1" / "world.json"
-    world = json.loads(world_path.read_text())
-    world["cilium"]["configOverrides"] = {"enable-policy": "default"}  # someone changed it by hand
-    world_path.write_text(json.dumps(world))
+    # Someone changed it by hand:
+    cli.edit_world("c1", lambda world: world["cilium"].update(configOverrides={"enable-policy": "default"}))
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 3, r
     # The live preflight finds it before the install is considered: nothing is written.
@@ -146,10 +144,7 @@ def test_an_install_cut_short_is_finished_on_resume_whatever_it_left_behind(bare
     assert bare(*PLAN, "--install-cilium").code == 0
     assert bare("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": "after-save:2"}).code == -9
     # The killed install left a half-made Cilium: installed, not yet in migration mode.
-    world_path = bare.cwd / "home" / "sims" / "c1" / "world.json"
-    world = json.loads(world_path.read_text())
-    world["cilium"].update(installed=True, migrationMode=False)
-    world_path.write_text(json.dumps(world))
+    bare.edit_world("c1", lambda world: world["cilium"].update(installed=True, migrationMode=False))
     r = bare("resume", "p.yaml", "--yes")
     assert r.code == 0, r  # not "installs Cilium only where none runs": this run's own install
     assert prepare(bare) == {"install-cilium": "succeeded"} and len(installs(bare)) == 1

@@ -23,13 +23,6 @@ def edit(path, change) -> None:
     path.write_text(yaml.safe_dump(record, sort_keys=False))
 
 
-def edit_world(cli, name, change) -> None:
-    path = cli.cwd / "home" / "sims" / name / "world.json"
-    world = json.loads(path.read_text())
-    change(world)
-    path.write_text(json.dumps(world))
-
-
 def changed(cli, name) -> list[dict]:
     return [a for a in cli.world(name)["actions"] if a["changed"]]
 
@@ -73,16 +66,16 @@ def test_a_cluster_that_changed_since_the_plan_blocks_a_new_run_but_not_a_resume
     cli("sim", "create", "c1", "--nodes", "3")
     assert cli("plan", "--sim", "c1", "--force", "--delete-emptydir-data", "--out", "p.yaml").code == 0
     # Calico moved to its eBPF dataplane after the plan was reviewed: a new run is refused.
-    edit_world(cli, "c1", lambda w: w["calico"].update(dataplane="bpf"))
+    cli.edit_world("c1", lambda w: w["calico"].update(dataplane="bpf"))
     r = cli("apply", "p.yaml", "--yes")
     assert r.code == 3, r
     assert "calico-dataplane" in r.err and "plan again" in r.err
     assert not changed(cli, "c1")
     # A run that had started before the change is finished, and can be put back.
-    edit_world(cli, "c1", lambda w: w["calico"].update(dataplane="iptables"))
+    cli.edit_world("c1", lambda w: w["calico"].update(dataplane="iptables"))
     soon = (datetime.now(UTC) + timedelta(seconds=60)).isoformat(timespec="seconds")
     assert cli("apply", "p.yaml", "--yes", "--window-end", soon).code == 5  # stopped before the first wave
-    edit_world(cli, "c1", lambda w: w["calico"].update(dataplane="bpf"))
+    cli.edit_world("c1", lambda w: w["calico"].update(dataplane="bpf"))
     r = cli("resume", "p.yaml", "--yes")
     assert r.code == 0, r
     assert "3/3 node(s) migrated" in r.out

@@ -47,10 +47,12 @@ def test_status_shows_where_the_cluster_and_the_journal_disagree(cli):
     cli("sim", "create", "c1", "--nodes", "4")
     cli(*PLAN)
     assert cli("apply", "p.yaml", "--yes").code == 0
-    world = cli.world("c1")
-    del world["nodes"]["worker-1"]["labels"][MIGRATION_LABEL]  # taken off by hand
-    world["nodes"]["worker-2"]["unschedulable"] = True  # cordoned by hand
-    (cli.cwd / "home" / "sims" / "c1" / "world.json").write_text(json.dumps(world))
+
+    def by_hand(world: dict) -> None:
+        del world["nodes"]["worker-1"]["labels"][MIGRATION_LABEL]  # taken off by hand
+        world["nodes"]["worker-2"]["unschedulable"] = True  # cordoned by hand
+
+    cli.edit_world("c1", by_hand)
     before = cli.world("c1")["actions"]
 
     nodes = by_name(status(cli))

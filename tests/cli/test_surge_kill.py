@@ -78,10 +78,8 @@ def test_an_unreadable_surge_record_is_named_by_status_and_refused_by_every_run_
     assert cli(*PLAN).code == 0
     assert cli("apply", "p.yaml", "--yes", env={"CNI_MIGRATE_FAILPOINT": "at:surge-scaled"}).code == -9
     # An operator's edit cuts the record short (the Deployment is still at 2 replicas).
-    world_file = cli.cwd / "home" / "sims" / "c1" / "world.json"
+    cli.edit_world("c1", lambda w: thumbnailer(w)["annotations"].update({SURGE_ANNOTATION: '{"original": 1, "extra"'}))
     world = cli.world("c1")
-    thumbnailer(world)["annotations"][SURGE_ANNOTATION] = '{"original": 1, "extra"'
-    world_file.write_text(json.dumps(world))
     (journal,) = (cli.cwd / "home" / "runs").glob("*/journal.json")
     before = journal.read_bytes()
 
