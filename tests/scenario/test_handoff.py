@@ -57,6 +57,9 @@ def test_a_handoff_a_killed_run_left_is_finished_before_any_node(backend):
         victim, handoff.labels, "kube-dns", '{"labels":{},"plan":"0123456789ab","services":["kube-dns"]}'
     )
     assert [p.uid for p, _ in backend.cluster.handed_off_pods()] == [victim.uid]
+    # Its ReplicaSet has let it go and started a replacement; the budget counts that one once
+    # it is Ready (until then the run's live checks would say the budget allows nothing).
+    backend.wait_settled()
 
     state = backend.executor(plan).apply()
 
