@@ -24,11 +24,14 @@ So a drain hands such a pod off first:
 4. delete it: its grace period and preStop still run.
 
 A Deployment's pods on a wave's node are handed off when at least one Service with a UDP
-port selects them. Surged Deployments are left to the surge (their pods are retired by a
-scale-down). StatefulSet and bare pods are not handed off: a StatefulSet's replacement
-keeps the pod's name and cannot start beside it. The label change also takes the pod out of
-any NetworkPolicy that selects it by those keys: a namespace with a default-deny policy may
-then drop the answers the old pod still sends (no worse than the eviction's blink).
+port selects them and that Service has a Ready backend off the wave's nodes (else taking the
+pod out would leave the Service with no endpoint before its replacement is Ready, where an
+eviction keeps it answering through its grace period). Surged Deployments are left to the
+surge (their pods are retired by a scale-down). StatefulSet and bare pods are not handed
+off: a StatefulSet's replacement keeps the pod's name and cannot start beside it. The label
+change also takes the pod out of any NetworkPolicy that selects it by those keys: a
+namespace with a default-deny policy may then drop the answers the old pod still sends (no
+worse than the eviction's blink).
 ``--without-handoff`` turns it off.
 
 ``steps/handoff.py`` carries the four steps out; a run that starts (apply, resume,
@@ -58,10 +61,20 @@ def decide(inv: Inventory, waves: Sequence[Sequence[str]], surges: Surges) -> di
             by_namespace.setdefault(service.namespace, []).append(service)
     if not by_namespace:
         return {}
+    # Where each Service has a Ready backend now: a hand-off takes a pod out of its Service
+    # at once, so it is only done where another backend, off the wave, keeps answering.
+    serving: dict[str, set[str]] = {}
+    for pod in inv.pods:
+        if pod.ready and pod.node and not pod.deleting:
+            for service in by_namespace.get(pod.namespace, ()):
+                if service.selects(pod):
+                    serving.setdefault(service.key, set()).add(pod.node)
     out: dict[str, tuple[Handoff, ...]] = {}
     for wave in waves:
+        others = {key: nodes - set(wave) for key, nodes in serving.items()}
+        answered = {ns: [s for s in services if others.get(s.key)] for ns, services in by_namespace.items()}
         for node in wave:
-            found = handoffs_for(inv.evictable_on(node), by_namespace, surges)
+            found = handoffs_for(inv.evictable_on(node), answered, surges)
             if found:
                 out[node] = found
     return out

@@ -53,7 +53,9 @@ def test_two_pods_of_one_deployment_on_a_node_are_one_handoff_with_every_service
         )
         for i in (1, 2)
     ]
-    found = decide(inventory(*pods, services=(KUBE_DNS, dns_tcp_and_udp)), WAVES, Surges())
+    elsewhere = replace(pods[0], name="coredns-66bc-x3", uid="uid-x3", node="b")
+    found = decide(inventory(*pods, elsewhere, services=(KUBE_DNS, dns_tcp_and_udp)), WAVES, Surges())
+    found.pop("b", None)
     assert found == {"a": (Handoff("kube-system/coredns", ("dns-extra", "kube-dns"), ("k8s-app", "tier")),)}
 
 
@@ -74,6 +76,17 @@ def test_pods_that_are_not_a_deployments_udp_backends_are_not_handed_off(pod):
     assert decide(inventory(pod), WAVES, Surges()) == {}
 
 
+def test_no_handoff_where_no_other_backend_off_the_wave_would_answer():
+    # The only backend: out of its Service at once, nothing would answer until the replacement.
+    assert decide(inventory(coredns("coredns-66bc-x1", "a")), WAVES, Surges()) == {}
+    # Both backends in one wave: neither has another off the wave.
+    both = inventory(coredns("coredns-66bc-x1", "a"), coredns("coredns-66bc-x2", "b"))
+    assert decide(both, [["a", "b"], ["c"]], Surges()) == {}
+    # The other backend not Ready: the same.
+    unready = inventory(coredns("coredns-66bc-x1", "a"), replace(coredns("coredns-66bc-x2", "b"), ready=False))
+    assert "a" not in decide(unready, WAVES, Surges())
+
+
 def test_a_service_in_another_namespace_does_not_select_the_pod():
     elsewhere = replace(KUBE_DNS, namespace="default")
     assert decide(inventory(coredns("coredns-66bc-x1", "a"), services=(elsewhere,)), WAVES, Surges()) == {}
@@ -81,7 +94,8 @@ def test_a_service_in_another_namespace_does_not_select_the_pod():
 
 def test_a_surged_deployment_is_left_to_its_surge():
     surges = Surges(by_node={"a": ("kube-system/coredns",)})
-    assert decide(inventory(coredns("coredns-66bc-x1", "a")), WAVES, surges) == {}
+    inv = inventory(coredns("coredns-66bc-x1", "a"), coredns("coredns-66bc-x2", "b"))
+    assert "a" not in decide(inv, WAVES, surges)
 
 
 def test_the_plan_lists_the_handoffs_and_keeps_them_in_its_file():
@@ -107,9 +121,10 @@ def test_without_handoff_the_plan_lists_none_and_says_so_in_its_options():
 
 
 def test_a_plan_file_that_hands_off_with_the_option_off_is_unsound():
-    plan = build_plan(inventory(coredns("coredns-66bc-x1", "a")), PlanOptions(), Target("sim", "t", "sim://t"))
+    inv = inventory(coredns("coredns-66bc-x1", "a"), coredns("coredns-66bc-x2", "b"))
+    plan = build_plan(inv, PlanOptions(), Target("sim", "t", "sim://t"))
     edited = replace(plan, options=replace(plan.options, handoff=False))
-    assert unsound(edited) == ["node a hands off kube-system/coredns but option handoff is off"]
+    assert unsound(edited)[0] == "node a hands off kube-system/coredns but option handoff is off"
     assert unsound(plan) == []
 
 
