@@ -129,6 +129,10 @@ class Cluster(Protocol):
         to ``service`` and its annotation to ``record``. NotFound when the pod is gone."""
         ...
 
+    def serving_endpoints(self, namespace: str, services: Sequence[str]) -> list[tuple[str, str]]:
+        """(address, node) of every Ready endpoint of these Services now."""
+        ...
+
     def handed_off_pods(self) -> list[tuple[PodInfo, Mapping[str, str]]]:
         """Every pod with the hand-off label, with its annotations."""
         ...

@@ -314,6 +314,22 @@ class SimulatedCluster:
                 w.reconcile(world)
             w.log_action(world, "hand-off", pod.uid, True)
 
+    def serving_endpoints(self, namespace: str, services: Sequence[str]) -> list[tuple[str, str]]:
+        with self.file.transaction("list-endpointslices") as world:
+            return sorted(
+                {
+                    (p["ip"], p["node"])
+                    for svc in world.get("services", ())
+                    if svc["namespace"] == namespace and svc["name"] in services
+                    for p in world["pods"].values()
+                    if p["namespace"] == namespace
+                    and p["ready"]
+                    and p["ip"]
+                    and p["node"]
+                    and all(p["labels"].get(k) == v for k, v in svc["selector"].items())
+                }
+            )
+
     def handed_off_pods(self) -> list[tuple[PodInfo, Mapping[str, str]]]:
         with self.file.transaction("list-pods") as world:
             found = [

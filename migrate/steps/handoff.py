@@ -12,6 +12,7 @@ without the mark that finds it again. A run that starts deletes every pod so mar
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 
 from migrate import failpoints
@@ -43,12 +44,46 @@ def services_of(pod: PodInfo, annotations: Mapping[str, str]) -> tuple[str, ...]
     return services or ((pod.labels[HANDOFF_LABEL],) if pod.labels.get(HANDOFF_LABEL) else ())
 
 
+# One hand-off per Deployment at a time in this process (the nodes of a parallel wave drain
+# in threads; one executor runs per cluster): a dry-run eviction reserves nothing, so two
+# drains checking at once could each take a backend out and leave the Service empty.
+_TURNS: dict[str, threading.Lock] = {}
+_TURNS_LOCK = threading.Lock()
+
+
+def _turn(deployment: str) -> threading.Lock:
+    with _TURNS_LOCK:
+        return _TURNS.setdefault(deployment, threading.Lock())
+
+
 def hand_off(ctx: StepContext, node: str, handoff: Handoff, pod: PodInfo, deadline: float) -> str:
     """Take ``pod`` out of ``handoff``'s Services (unless a killed run did already), wait for
     its endpoint to go and the datapath to settle. The caller evicts it next. Raises
-    EvictionRefused (its budget allows no disruption now: the drain retries) or NotFound."""
+    EvictionRefused (its budget allows no disruption now: the drain retries) or NotFound.
+
+    The plan's view is not enough at this moment: a pod is taken out only while another
+    Ready endpoint of its Services, on another node, answers (a replacement may have landed
+    on this very node, the other replica may have died); else it is evicted as it is, and
+    keeps answering through its grace period as a terminating endpoint."""
+    with _turn(handoff.deployment):
+        return _hand_off(ctx, node, handoff, pod, deadline)
+
+
+def _hand_off(ctx: StepContext, node: str, handoff: Handoff, pod: PodInfo, deadline: float) -> str:
     if HANDOFF_LABEL not in pod.labels:
         ctx.cluster.check_eviction(pod)  # the budget's word first: the label change is no eviction
+        others = [
+            address
+            for address, where in ctx.cluster.serving_endpoints(pod.namespace, handoff.services)
+            if address != pod.ip and where != (pod.node or node)
+        ]
+        if not others:
+            message = (
+                f"did not hand off {pod.key}: no other Ready endpoint of {', '.join(handoff.services)} "
+                f"off {node} now; evicted as it is"
+            )
+            _say(ctx, node, message)
+            return message
         ctx.cluster.hand_off(pod, handoff.labels, handoff.services[0], record(handoff, pod, ctx.plan_id))
         failpoints.reached("handoff-marked")
     wait = max(min(deadline - ctx.clock.monotonic(), ENDPOINT_TIMEOUT), 1.0)

@@ -158,3 +158,83 @@ def test_a_runs_handoffs_are_merged_over_its_nodes():
 def test_bad_input_is_refused_at_plan_options():
     with pytest.raises(BadInput):
         PlanOptions(max_unavailable=0, handoff=False)
+
+
+# -- the step's own look at the cluster (steps/handoff.hand_off, on the simulated backend) -------
+KUBE_DNS_HANDOFF = Handoff("kube-system/coredns", ("kube-dns",), ("app",))
+
+
+@pytest.fixture
+def sim(tmp_path):
+    from migrate.backends import simworld
+    from migrate.backends.simulated import SimStore
+
+    return SimStore(tmp_path).create("h", simworld.default_world("h", nodes=6, seed=1))
+
+
+def step_context(cluster, events):
+    from migrate.ports import StopFlag, SystemClock
+    from migrate.steps import StepContext
+
+    return StepContext(
+        cluster=cluster, options=PlanOptions(), clock=SystemClock(), stop=StopFlag(), emit=events.append, plan_id="p1"
+    )
+
+
+def dns_pods(cluster):
+    return sorted(
+        (p for n in cluster.nodes() for p in cluster.pods_on_node(n.name) if p.name.startswith("coredns")),
+        key=lambda p: p.name,
+    )
+
+
+def test_a_pod_whose_only_other_endpoint_runs_on_its_own_node_is_not_handed_off(sim):
+    from migrate.steps.handoff import hand_off
+
+    first, second = dns_pods(sim)
+    world = sim.world()
+    world["pods"][second.uid]["node"] = first.node  # a replacement that landed on this very node
+    sim.replace(world)
+    events: list = []
+
+    said = hand_off(step_context(sim, events), first.node, KUBE_DNS_HANDOFF, first, deadline=10**9)
+
+    assert (
+        said
+        == f"did not hand off {first.key}: no other Ready endpoint of kube-dns off {first.node} now; evicted as it is"
+    )
+    assert sim.handed_off_pods() == []
+
+
+def test_two_drains_at_once_hand_off_one_pod_and_leave_the_service_an_endpoint(sim):
+    """The safety property of parallel drains (the drains of a wave run in threads): never
+    both CoreDNS pods out of kube-dns. The second is refused by its budget or not handed off
+    (hand-offs of one Deployment take turns; this test does not force the race the turns
+    prevent, it holds the outcome)."""
+    import threading
+
+    from migrate.errors import EvictionRefused
+    from migrate.steps.handoff import hand_off
+
+    first, second = dns_pods(sim)
+    assert first.node != second.node
+    for n in sim.nodes():
+        sim.set_unschedulable(n.name, True)  # every node drains: no replacement can start
+    ctx = step_context(sim, [])
+    said: dict[str, str] = {}
+
+    def drain(pod):
+        try:
+            said[pod.name] = hand_off(ctx, pod.node, KUBE_DNS_HANDOFF, pod, 10**9)
+        except EvictionRefused as exc:
+            said[pod.name] = f"refused: {exc.message}"
+
+    threads = [threading.Thread(target=drain, args=(p,)) for p in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(m.split(" ")[0] for m in said.values()) in (["handed", "refused:"], ["did", "handed"]), said
+    assert len(sim.handed_off_pods()) == 1
+    assert sim.serving_endpoints("kube-system", ["kube-dns"]), "kube-dns was left with no endpoint"

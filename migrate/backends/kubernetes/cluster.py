@@ -259,6 +259,9 @@ class KubernetesCluster:
     def hand_off(self, pod: PodInfo, remove: Sequence[str], service: str, record: str) -> None:
         self.handoffs.hand_off(pod, remove, service, record)
 
+    def serving_endpoints(self, namespace: str, services: Sequence[str]) -> list[tuple[str, str]]:
+        return self.handoffs.serving(namespace, services)
+
     def handed_off_pods(self) -> list[tuple[PodInfo, Mapping[str, str]]]:
         return self.handoffs.marked()
 

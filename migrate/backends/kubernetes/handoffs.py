@@ -52,6 +52,26 @@ class Handoffs:
         found = [(pod_info(i), dict((i.get("metadata") or {}).get("annotations") or {})) for i in items]
         return sorted(found, key=lambda pair: pair[0].key)
 
+    def serving(self, namespace: str, services: Sequence[str]) -> list[tuple[str, str]]:
+        """(address, node) of the Ready endpoints in the Services' EndpointSlices (one list)."""
+        items, _ = self._slices(namespace, services).read(self.rest)
+        found = set()
+        for item in items:
+            for endpoint in item.get("endpoints") or ():
+                if (endpoint.get("conditions") or {}).get("ready") is False:
+                    continue  # unset means ready (discovery.k8s.io/v1)
+                for address in endpoint.get("addresses") or ():
+                    found.add((address, endpoint.get("nodeName") or ""))
+        return sorted(found)
+
+    def _slices(self, namespace: str, services: Sequence[str]) -> Collection:
+        return Collection(
+            f"endpointslices of {namespace}/{','.join(services)}",
+            self.discovery.list_namespaced_endpoint_slice,
+            (namespace,),
+            {"label_selector": f"{SERVICE_NAME_LABEL} in ({','.join(sorted(services))})"},
+        )
+
     def wait_endpoint_gone(self, namespace: str, services: Sequence[str], address: str, timeout: float) -> bool:
         slices: dict[str, set[str]] = {}  # slice name -> its endpoints' addresses
 
@@ -71,13 +91,9 @@ class Handoffs:
             slices.update((i["metadata"]["name"], addresses(i)) for i in items)
             return True if not any(address in a for a in slices.values()) else None
 
-        collection = Collection(
-            f"endpointslices of {namespace}/{','.join(services)}",
-            self.discovery.list_namespaced_endpoint_slice,
-            (namespace,),
-            {"label_selector": f"{SERVICE_NAME_LABEL} in ({','.join(sorted(services))})"},
+        found = list_then_watch(
+            self.rest, self._slices(namespace, services), event, on_list=listed, deadline=time.monotonic() + timeout
         )
-        found = list_then_watch(self.rest, collection, event, on_list=listed, deadline=time.monotonic() + timeout)
         if found:
             # Not visible in the API: every node's kube-proxy applying the removal (and
             # flushing the UDP conntrack entries to the address) within its sync period.
