@@ -98,12 +98,3 @@ def handoffs_for(
     return tuple(
         Handoff(key, tuple(sorted(names)), tuple(sorted(keys))) for key, (names, keys) in sorted(found.items())
     )
-
-
-def handed_off_by(node_handoffs: Sequence[Handoff], pod: PodInfo) -> Handoff | None:
-    """The plan's hand-off that covers ``pod`` on its node, if any."""
-    owner = deployment_of(pod)
-    if owner is None:
-        return None
-    key = f"{owner[0]}/{owner[1]}"
-    return next((h for h in node_handoffs if h.deployment == key), None)

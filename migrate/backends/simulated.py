@@ -341,14 +341,7 @@ class SimulatedCluster:
 
     def wait_endpoint_gone(self, namespace: str, services: Sequence[str], address: str, timeout: float) -> bool:
         # The simulated EndpointSlice controller is instant: one look is the whole wait.
-        with self.file.transaction("list-endpointslices") as world:
-            return not any(
-                p["ip"] == address and p["ready"]
-                for svc in world.get("services", ())
-                if svc["namespace"] == namespace and svc["name"] in services
-                for p in world["pods"].values()
-                if p["namespace"] == namespace and all(p["labels"].get(k) == v for k, v in svc["selector"].items())
-            )
+        return all(a != address for a, _ in self.serving_endpoints(namespace, services))
 
     # -- surge before evict ----------------------------------------------------------------------
     def deployment(self, namespace: str, name: str) -> DeploymentInfo:
